@@ -1,0 +1,49 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// fsync on every commit: a published event survives a power cut. The default.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a crash of the process, not of the machine.
+    Normal,
+}
+
+/// Settings of the embedded store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbeddedConfig {
+    /// Where the store lives; created if missing.
+    pub data_dir: PathBuf,
+    pub sync: SyncMode,
+    /// Records older than this are deleted; `None` keeps everything.
+    pub retention: Option<Duration>,
+    /// How often idle consumers look for records from other processes.
+    pub poll_interval: Duration,
+    /// How long a write waits for another process's lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            sync: SyncMode::Full,
+            retention: None,
+            poll_interval: Duration::from_millis(20),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl EmbeddedConfig {
+    pub fn at(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), ..Self::default() }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("eventbus.db")
+    }
+}

@@ -1,0 +1,127 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::backends::memory::MemoryStorage;
+use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
+use crate::envelope::{EventSchema, masked};
+use crate::storage::{NewRecord, Payload, Storage, StoredRecord};
+use crate::topics::TopicName;
+
+/// Memory storage that logs each append.
+#[derive(Default)]
+pub struct LogStorage {
+    memory: MemoryStorage,
+}
+
+fn log_record(topic: &TopicName, record: &NewRecord, published: &Published) {
+    let parsed;
+    let event: &EventSchema = match &record.payload {
+        Payload::Event(event) => event,
+        Payload::Bytes(bytes) => match EventSchema::from_json(bytes) {
+            Ok(event) => {
+                parsed = event;
+                &parsed
+            }
+            Err(error) => {
+                tracing::info!(target: "eventbus::published", %topic, partition = %published.partition, offset = %published.offset, bytes = bytes.len(), %error, "Published a message that is not an event");
+                return;
+            }
+        },
+    };
+    let data = masked(&serde_json::Value::Object(event.data.clone()));
+    tracing::info!(
+        target: "eventbus::published",
+        %topic,
+        partition = %published.partition,
+        offset = %published.offset,
+        key = record.key.as_deref(),
+        event_id = event.event_id.as_ref().map(|id| id.as_str()),
+        event_type = %event.event_type,
+        entity_type = %event.entity_type,
+        entity_id = %event.entity_id,
+        source = event.source(),
+        version = event.version(),
+        data = %data,
+        "Event published"
+    );
+}
+
+#[async_trait]
+impl Storage for LogStorage {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Log
+    }
+
+    fn stores_bytes(&self) -> bool {
+        self.memory.stores_bytes()
+    }
+
+    async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
+        self.memory.create_topic(name, partitions).await
+    }
+
+    async fn ensure_topics(&self, topics: Vec<(TopicName, u32)>) -> Result<(), BusError> {
+        self.memory.ensure_topics(topics).await
+    }
+
+    async fn partition_count(&self, name: &TopicName) -> Result<Option<u32>, BusError> {
+        self.memory.partition_count(name).await
+    }
+
+    async fn describe(&self, name: Option<&TopicName>) -> Result<Vec<TopicDescription>, BusError> {
+        self.memory.describe(name).await
+    }
+
+    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
+        let logged = records.clone();
+        let published = self.memory.append(topic, records).await?;
+        for (record, published) in logged.iter().zip(&published) {
+            log_record(topic, record, published);
+        }
+        Ok(published)
+    }
+
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, BusError> {
+        self.memory.read(topic, partition, from, max).await
+    }
+
+    async fn offset_for_time(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        time: DateTime<Utc>,
+    ) -> Result<Offset, BusError> {
+        self.memory.offset_for_time(topic, partition, time).await
+    }
+
+    async fn committed(&self, group: &GroupId, topic: &TopicName) -> Result<HashMap<Partition, Offset>, BusError> {
+        self.memory.committed(group, topic).await
+    }
+
+    async fn commit(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        offsets: Vec<(Partition, Offset)>,
+    ) -> Result<(), BusError> {
+        self.memory.commit(group, topic, offsets).await
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.memory.changes()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.memory.poll_interval()
+    }
+}

@@ -1,0 +1,182 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, PartitionInfo, Published, TopicDescription};
+use crate::envelope::EventSchema;
+use crate::storage::{NewRecord, Payload, Storage, StoredRecord};
+use crate::topics::TopicName;
+
+/// Partitioned logs in memory.
+pub struct MemoryStorage {
+    topics: RwLock<BTreeMap<TopicName, Arc<TopicLog>>>,
+    offsets: Mutex<HashMap<(GroupId, TopicName), HashMap<Partition, Offset>>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self { topics: RwLock::default(), offsets: Mutex::default(), changes: watch::channel(0).0 }
+    }
+}
+
+struct TopicLog {
+    partitions: Vec<Mutex<Vec<StoredRecord>>>,
+}
+
+impl MemoryStorage {
+    fn topic(&self, name: &TopicName) -> Result<Arc<TopicLog>, BusError> {
+        let topics = self.topics.read().expect("topics lock");
+        topics.get(name).cloned().ok_or_else(|| BusError::UnknownTopic(name.clone()))
+    }
+
+    pub(crate) fn events(&self, topic: Option<&TopicName>) -> Vec<(TopicName, Arc<EventSchema>)> {
+        let topics = self.topics.read().expect("topics lock");
+        let mut out = Vec::new();
+        for (name, log) in topics.iter().filter(|(name, _)| topic.is_none_or(|t| t == *name)) {
+            let mut records: Vec<StoredRecord> =
+                log.partitions.iter().flat_map(|p| p.lock().expect("partition lock").clone()).collect();
+            records.sort_by_key(|r| (r.timestamp, r.partition, r.offset));
+            out.extend(records.into_iter().filter_map(|r| match r.payload {
+                Payload::Event(event) => Some((name.clone(), event)),
+                Payload::Bytes(bytes) => EventSchema::from_json(&bytes).ok().map(|e| (name.clone(), Arc::new(e))),
+            }));
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    fn stores_bytes(&self) -> bool {
+        false
+    }
+
+    async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
+        let mut topics = self.topics.write().expect("topics lock");
+        if topics.contains_key(name) {
+            return Err(BusError::TopicExists(name.clone()));
+        }
+        let log = TopicLog { partitions: (0..partitions).map(|_| Mutex::default()).collect() };
+        topics.insert(name.clone(), Arc::new(log));
+        Ok(())
+    }
+
+    async fn ensure_topics(&self, wanted: Vec<(TopicName, u32)>) -> Result<(), BusError> {
+        for (name, partitions) in wanted {
+            match self.create_topic(&name, partitions).await {
+                Ok(()) | Err(BusError::TopicExists(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    async fn partition_count(&self, name: &TopicName) -> Result<Option<u32>, BusError> {
+        let topics = self.topics.read().expect("topics lock");
+        Ok(topics.get(name).map(|log| log.partitions.len() as u32))
+    }
+
+    async fn describe(&self, name: Option<&TopicName>) -> Result<Vec<TopicDescription>, BusError> {
+        let topics = self.topics.read().expect("topics lock");
+        Ok(topics
+            .iter()
+            .filter(|(topic, _)| name.is_none_or(|n| n == *topic))
+            .map(|(topic, log)| TopicDescription {
+                name: topic.clone(),
+                partitions: log
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, records)| {
+                        let end = records.lock().expect("partition lock").len() as u64;
+                        PartitionInfo { partition: Partition(i as u32), earliest: Offset(0), latest: Offset(end) }
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
+        let log = self.topic(topic)?;
+        let now = Utc::now();
+        let mut published = Vec::with_capacity(records.len());
+        let mut iter = records.into_iter().peekable();
+        // Runs of records for the same partition are appended under one lock.
+        while let Some(first) = iter.next() {
+            let partition = first.partition;
+            let mut records = log.partitions[partition.0 as usize].lock().expect("partition lock");
+            let mut push = |record: NewRecord, records: &mut Vec<StoredRecord>| {
+                let offset = Offset(records.len() as u64);
+                let timestamp = records.last().map_or(now, |last| last.timestamp.max(now));
+                records.push(StoredRecord { partition, offset, timestamp, key: record.key, payload: record.payload });
+                published.push(Published { partition, offset });
+            };
+            push(first, &mut records);
+            while let Some(next) = iter.next_if(|r| r.partition == partition) {
+                push(next, &mut records);
+            }
+        }
+        self.changes.send_modify(|n| *n += 1);
+        Ok(published)
+    }
+
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, BusError> {
+        let log = self.topic(topic)?;
+        let records = log.partitions.get(partition.0 as usize).ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
+        let records = records.lock().expect("partition lock");
+        let start = (from.0 as usize).min(records.len());
+        let end = start.saturating_add(max).min(records.len());
+        Ok(records[start..end].to_vec())
+    }
+
+    async fn offset_for_time(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        time: DateTime<Utc>,
+    ) -> Result<Offset, BusError> {
+        let log = self.topic(topic)?;
+        let records = log.partitions[partition.0 as usize].lock().expect("partition lock");
+        Ok(Offset(records.partition_point(|r| r.timestamp < time) as u64))
+    }
+
+    async fn committed(&self, group: &GroupId, topic: &TopicName) -> Result<HashMap<Partition, Offset>, BusError> {
+        let offsets = self.offsets.lock().expect("offsets lock");
+        Ok(offsets.get(&(group.clone(), topic.clone())).cloned().unwrap_or_default())
+    }
+
+    async fn commit(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        commits: Vec<(Partition, Offset)>,
+    ) -> Result<(), BusError> {
+        let mut offsets = self.offsets.lock().expect("offsets lock");
+        offsets.entry((group.clone(), topic.clone())).or_default().extend(commits);
+        Ok(())
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        // Only this process appends, and it signals `changes`; the timer is a safety net.
+        Duration::from_millis(500)
+    }
+}

@@ -1,0 +1,405 @@
+//! The `EventBus` trait and the types it speaks: partitions, offsets, groups, subscriptions,
+//! messages, handlers and status.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::envelope::{EnvelopeError, EventSchema};
+use crate::topics::{TopicError, TopicName};
+
+/// A partition of a topic, numbered from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Partition(pub u32);
+
+/// The position of a message in its partition, numbered from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Offset(pub u64);
+
+/// A consumer group: consumers in one group share committed offsets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct GroupId(String);
+
+macro_rules! number_newtype {
+    ($($ty:ident($inner:ty)),*) => {$(
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+        impl FromStr for $ty {
+            type Err = std::num::ParseIntError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse::<$inner>().map(Self)
+            }
+        }
+    )*};
+}
+number_newtype!(Partition(u32), Offset(u64));
+
+impl GroupId {
+    pub fn new(group: impl Into<String>) -> Result<Self, BusError> {
+        let group = group.into();
+        if group.is_empty() || group.len() > 255 || group.chars().any(char::is_control) {
+            return Err(BusError::InvalidGroup(group));
+        }
+        Ok(Self(group))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for GroupId {
+    type Err = BusError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// Where a subscription starts reading each partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StartPosition {
+    /// The group's committed offset; the earliest offset when the group has none.
+    #[default]
+    Committed,
+    /// The first retained message, whatever was committed.
+    Earliest,
+    /// Only messages published after the subscription starts.
+    Latest,
+    /// This offset in every partition (clamped to what is retained).
+    Offset(Offset),
+    /// The first message appended at or after this time in each partition.
+    Timestamp(DateTime<Utc>),
+}
+
+impl FromStr for StartPosition {
+    type Err = BusError;
+    /// `committed`, `earliest`, `latest`, `offset:N` or `time:RFC3339`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BusError::InvalidPosition(s.to_owned());
+        match s {
+            "committed" => Ok(Self::Committed),
+            "earliest" | "beginning" => Ok(Self::Earliest),
+            "latest" | "end" => Ok(Self::Latest),
+            _ => match s.split_once(':') {
+                Some(("offset", n)) => n.parse().map(|n| Self::Offset(Offset(n))).map_err(|_| bad()),
+                Some(("time", t)) => {
+                    DateTime::parse_from_rfc3339(t).map(|t| Self::Timestamp(t.with_timezone(&Utc))).map_err(|_| bad())
+                }
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+/// How a failing handler is retried before its message goes to the dead-letter topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Calls of the handler in all, the first included. At least 1.
+    pub max_attempts: u32,
+    /// The wait before the second call; it doubles for each call after that.
+    pub initial_backoff: Duration,
+    /// The longest wait between two calls.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 5, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(5) }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed call number `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+/// What a consumer reads: one or more topics, in a group, from a start position.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    pub topics: Vec<TopicName>,
+    pub group: GroupId,
+    pub start: StartPosition,
+    pub retry: RetryPolicy,
+}
+
+impl Subscription {
+    /// A subscription to `topic` in `group`, from the committed offset.
+    pub fn new(topic: TopicName, group: GroupId) -> Self {
+        Self { topics: vec![topic], group, start: StartPosition::default(), retry: RetryPolicy::default() }
+    }
+
+    pub fn and_topic(mut self, topic: TopicName) -> Self {
+        self.topics.push(topic);
+        self
+    }
+
+    pub fn from(mut self, start: StartPosition) -> Self {
+        self.start = start;
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// One delivered event with its place in the log.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub topic: TopicName,
+    pub partition: Partition,
+    pub offset: Offset,
+    /// When the bus appended it.
+    pub timestamp: DateTime<Utc>,
+    pub key: Option<String>,
+    pub event: Arc<EventSchema>,
+}
+
+/// Where a published event was stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Published {
+    pub partition: Partition,
+    pub offset: Offset,
+}
+
+/// A handler's failure. Any error converts into it with `?`; it keeps the source.
+#[derive(Debug)]
+pub struct HandlerError(Box<dyn std::error::Error + Send + Sync>);
+
+impl HandlerError {
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self(message.to_string().into())
+    }
+}
+
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Reacts to delivered events. It must be idempotent: delivery is at least once.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, message: Message) -> Result<(), HandlerError>;
+}
+
+struct FnHandler<F>(F);
+
+#[async_trait]
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send,
+{
+    async fn handle(&self, message: Message) -> Result<(), HandlerError> {
+        (self.0)(message).await
+    }
+}
+
+/// A handler from an async closure.
+pub fn handler_fn<F, Fut>(f: F) -> Arc<dyn Handler>
+where
+    F: Fn(Message) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    Arc::new(FnHandler(f))
+}
+
+/// Which engine carries the events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Memory,
+    Log,
+    Embedded,
+}
+
+impl BackendKind {
+    /// The type name the seed's `GET /kafka/status` reports.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Self::Memory => "InMemoryEventBus",
+            Self::Log => "LogEventBus",
+            Self::Embedded => "EmbeddedEventBus",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Memory => "memory",
+            Self::Log => "log",
+            Self::Embedded => "embedded",
+        })
+    }
+}
+
+/// The state of the bus: the data behind `GET /kafka/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BusStatus {
+    pub backend: BackendKind,
+    pub running: bool,
+    /// Events retained in all topics.
+    pub total_events: u64,
+    /// Events retained per topic, for topics that hold any.
+    pub events_by_topic: BTreeMap<TopicName, u64>,
+}
+
+/// The bounds of one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PartitionInfo {
+    pub partition: Partition,
+    /// The first retained offset (Kafka's log start offset).
+    pub earliest: Offset,
+    /// The offset the next message will get (Kafka's high watermark).
+    pub latest: Offset,
+}
+
+/// A topic and its partitions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TopicDescription {
+    pub name: TopicName,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+impl TopicDescription {
+    pub fn retained(&self) -> u64 {
+        self.partitions.iter().map(|p| p.latest.0 - p.earliest.0).sum()
+    }
+}
+
+/// The committed position of a group in one partition, and how far behind it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupOffset {
+    pub partition: Partition,
+    pub offset: Offset,
+    pub lag: u64,
+}
+
+/// Errors of the bus.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The topic does not exist. Create it (`eventbus topics create`) or enable auto-create.
+    #[error("unknown topic `{0}`: create it with `eventbus topics create {0}` or enable auto_create_topics")]
+    UnknownTopic(TopicName),
+    /// A topic of that name exists already.
+    #[error("topic `{0}` already exists")]
+    TopicExists(TopicName),
+    #[error(transparent)]
+    InvalidTopic(#[from] TopicError),
+    /// Partition counts are between 1 and 10,000.
+    #[error("invalid partition count {0}: expected 1 to 10000")]
+    InvalidPartitions(u32),
+    #[error("invalid consumer group `{0}`")]
+    InvalidGroup(String),
+    #[error("invalid position `{0}`: expected committed, earliest, latest, offset:N or time:RFC3339")]
+    InvalidPosition(String),
+    /// `publish_batch` got a different number of keys than events.
+    #[error("{keys} keys given for {events} events")]
+    KeyCountMismatch { keys: usize, events: usize },
+    /// The bus is stopped. Call `start` first.
+    #[error("the event bus is not running")]
+    NotRunning,
+    /// Another subscription of this process already consumes the topic in this group.
+    #[error("group `{group}` already consumes `{topic}` in this process")]
+    AlreadySubscribed { group: GroupId, topic: TopicName },
+    /// The event cannot be encoded, e.g. it has no event id where one is needed.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The message is larger than the configured maximum.
+    #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
+    MessageTooLarge { size: usize, max: usize },
+    /// The embedded store failed; the message says whether it is locked, corrupt or unreachable.
+    #[error(transparent)]
+    Embedded(#[from] crate::backends::embedded::EmbeddedError),
+}
+
+/// The event bus: publish events to topics and consume them in groups.
+///
+/// Delivery is at least once: offsets are committed after the handler succeeds, and handlers
+/// should be idempotent (the runtime also drops repeats of an `event_id` it has just seen). A
+/// key keeps its order: it always maps to the same partition (Kafka's murmur2 rule).
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    fn backend(&self) -> BackendKind;
+
+    /// Starts consuming for every subscription made so far, and for those made later.
+    async fn start(&self) -> Result<(), BusError>;
+
+    /// Stops consuming, waits for handlers in flight and commits their offsets.
+    async fn stop(&self) -> Result<(), BusError>;
+
+    fn is_running(&self) -> bool;
+
+    /// Publishes one event. The key defaults to the event's `entity_id`; a missing `event_id` or
+    /// `timestamp` is filled in. `Ok` means the event is stored (durably, on a durable backend).
+    async fn publish(&self, topic: &TopicName, event: EventSchema, key: Option<&str>) -> Result<Published, BusError>;
+
+    /// Publishes events in order, in one write. `keys`, if given, has one key per event.
+    async fn publish_batch(
+        &self,
+        topic: &TopicName,
+        events: Vec<EventSchema>,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Published>, BusError>;
+
+    /// Publishes raw bytes, as a producer outside this project would. Consumers send a value that
+    /// is not an event to the dead-letter topic with the reason.
+    async fn publish_bytes(&self, topic: &TopicName, key: Option<&str>, value: Bytes) -> Result<Published, BusError>;
+
+    /// Calls `handler` for every message of the subscribed topics, in order per partition.
+    async fn subscribe(&self, subscription: Subscription, handler: Arc<dyn Handler>) -> Result<(), BusError>;
+
+    async fn status(&self) -> Result<BusStatus, BusError>;
+
+    async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError>;
+
+    async fn list_topics(&self) -> Result<Vec<TopicDescription>, BusError>;
+
+    async fn describe_topic(&self, name: &TopicName) -> Result<TopicDescription, BusError>;
+
+    /// The group's committed offsets and lag in a topic.
+    async fn group_offsets(&self, group: &GroupId, topic: &TopicName) -> Result<Vec<GroupOffset>, BusError>;
+
+    /// Moves a group's committed offsets, like `kafka-consumer-groups --reset-offsets`. Returns the
+    /// new offsets. Stop the group's consumers first.
+    async fn reset_offsets(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        to: StartPosition,
+    ) -> Result<Vec<GroupOffset>, BusError>;
+}

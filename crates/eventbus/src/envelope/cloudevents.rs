@@ -1,0 +1,243 @@
+//! CloudEvents 1.0: structured-mode JSON and binary-mode Kafka headers.
+//!
+//! | EventSchema   | CloudEvents                              |
+//! |---------------|------------------------------------------|
+//! | `event_id`    | `id`                                     |
+//! | `source`      | `source`                                 |
+//! | `event_type`  | `type`                                   |
+//! | `timestamp`   | `time`                                   |
+//! | `entity_id`   | `subject`                                |
+//! | `entity_type` | extension `entitytype`                   |
+//! | `version`     | extension `schemaversion`                |
+//! | `data`        | `data` (`datacontenttype` `application/json`) |
+//! | `metadata`    | one extension per scalar entry, named by the CloudEvents rules (lowercase letters and digits); entries that cannot be named so travel together as JSON in `nexummetadata` |
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{EnvelopeError, EventId, EventSchema, EventType};
+
+/// The only CloudEvents version spoken.
+pub const SPEC_VERSION: &str = "1.0";
+const CONTENT_TYPE: &str = "application/json";
+const ENTITY_TYPE: &str = "entitytype";
+const SCHEMA_VERSION: &str = "schemaversion";
+const LEFTOVER_METADATA: &str = "nexummetadata";
+/// Metadata keys whose CloudEvents names are not just the key without underscores.
+const RENAMED: &[(&str, &str)] =
+    &[("correlation_id", "correlationid"), ("causation_id", "causationid"), ("user_id", "userid")];
+/// Extensions that may go into Kafka headers: ids for tracing, never personal data.
+const HEADER_EXTENSIONS: &[&str] =
+    &[ENTITY_TYPE, SCHEMA_VERSION, "correlationid", "causationid", "traceparent", "tracestate"];
+
+/// A CloudEvent in structured mode, the JSON document of the spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    pub specversion: String,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacontenttype: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// Extension attributes: names of lowercase letters and digits, scalar values.
+    #[serde(flatten)]
+    pub extensions: BTreeMap<String, Value>,
+}
+
+impl CloudEvent {
+    /// Maps an event to a CloudEvent. The event needs an `event_id`: complete it first.
+    pub fn from_event(event: &EventSchema) -> Result<Self, EnvelopeError> {
+        let id = event.event_id.as_ref().ok_or(EnvelopeError::MissingField("event_id"))?;
+        let mut extensions = BTreeMap::new();
+        if !event.entity_type.is_empty() {
+            extensions.insert(ENTITY_TYPE.to_owned(), Value::String(event.entity_type.clone()));
+        }
+        if let Some(version) = &event.version {
+            extensions.insert(SCHEMA_VERSION.to_owned(), Value::String(version.clone()));
+        }
+        let mut leftover = Map::new();
+        for (key, value) in &event.metadata {
+            let name = extension_name(key);
+            let reversible = is_extension_name(&name)
+                && metadata_key(&name) == *key
+                && ![ENTITY_TYPE, SCHEMA_VERSION, LEFTOVER_METADATA].contains(&name.as_str())
+                && is_scalar(value);
+            if reversible {
+                extensions.insert(name, value.clone());
+            } else {
+                leftover.insert(key.clone(), value.clone());
+            }
+        }
+        if !leftover.is_empty() {
+            extensions.insert(LEFTOVER_METADATA.to_owned(), Value::String(Value::Object(leftover).to_string()));
+        }
+        Ok(Self {
+            specversion: SPEC_VERSION.to_owned(),
+            id: id.to_string(),
+            source: event.source().to_owned(),
+            ty: event.event_type.to_string(),
+            time: event.timestamp,
+            subject: (!event.entity_id.is_empty()).then(|| event.entity_id.clone()),
+            datacontenttype: Some(CONTENT_TYPE.to_owned()),
+            data: Some(Value::Object(event.data.clone())),
+            extensions,
+        })
+    }
+
+    /// Maps a CloudEvent back to an event.
+    pub fn into_event(self) -> Result<EventSchema, EnvelopeError> {
+        if self.specversion != SPEC_VERSION {
+            return Err(EnvelopeError::UnsupportedSpecVersion(self.specversion));
+        }
+        let data = match self.data {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err(invalid("data", "must be a JSON object")),
+        };
+        let mut event = EventSchema {
+            event_id: Some(self.id.parse::<EventId>()?),
+            event_type: self.ty.parse::<EventType>()?,
+            timestamp: self.time,
+            source: Some(self.source),
+            version: None,
+            entity_type: String::new(),
+            entity_id: self.subject.unwrap_or_default(),
+            data,
+            metadata: Map::new(),
+        };
+        for (name, value) in self.extensions {
+            match (name.as_str(), value) {
+                (ENTITY_TYPE, Value::String(v)) => event.entity_type = v,
+                (SCHEMA_VERSION, Value::String(v)) => event.version = Some(v),
+                (LEFTOVER_METADATA, Value::String(json)) => match serde_json::from_str(&json) {
+                    Ok(Value::Object(map)) => event.metadata.extend(map),
+                    _ => return Err(invalid(LEFTOVER_METADATA, "must be a JSON object in a string")),
+                },
+                (ENTITY_TYPE | SCHEMA_VERSION | LEFTOVER_METADATA, _) => {
+                    return Err(invalid(&name, "must be a string"));
+                }
+                (_, value) => {
+                    event.metadata.insert(metadata_key(&name), value);
+                }
+            }
+        }
+        Ok(event)
+    }
+}
+
+/// One Kafka header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+impl Header {
+    fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self { name: name.into(), value: value.into() }
+    }
+}
+
+/// Binary mode for Kafka: the CloudEvents attributes as `ce_*` headers, and the seed's flat
+/// EventSchema JSON as the value. Only tracing ids go into headers, never personal data.
+pub fn to_binary(event: &EventSchema) -> Result<(Vec<Header>, Vec<u8>), EnvelopeError> {
+    let ce = CloudEvent::from_event(event)?;
+    let mut headers = vec![
+        Header::new("ce_specversion", SPEC_VERSION),
+        Header::new("ce_id", ce.id),
+        Header::new("ce_source", ce.source),
+        Header::new("ce_type", ce.ty),
+    ];
+    if let Some(time) = ce.time {
+        headers.push(Header::new("ce_time", time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+    }
+    if let Some(subject) = ce.subject {
+        headers.push(Header::new("ce_subject", subject));
+    }
+    headers.push(Header::new("content-type", CONTENT_TYPE));
+    for (name, value) in ce.extensions {
+        if let (true, Value::String(value)) = (HEADER_EXTENSIONS.contains(&name.as_str()), value) {
+            headers.push(Header::new(format!("ce_{name}"), value));
+        }
+    }
+    Ok((headers, event.to_json()))
+}
+
+/// Reads a Kafka message in either form. A value that is a flat EventSchema (it has an
+/// `event_type`) is taken as it is. Otherwise the message must be binary-mode CloudEvents: the
+/// attributes come from the `ce_*` headers and the value is the `data`.
+pub fn from_binary(headers: &[Header], value: &[u8]) -> Result<EventSchema, EnvelopeError> {
+    let parsed: Value = serde_json::from_slice(value).map_err(EnvelopeError::Json)?;
+    let has_ce_headers = headers.iter().any(|h| h.name == "ce_specversion");
+    let is_flat = parsed.get("event_type").is_some();
+    if is_flat || !has_ce_headers {
+        let event: EventSchema = serde_json::from_value(parsed).map_err(EnvelopeError::Json)?;
+        event.validate()?;
+        return Ok(event);
+    }
+    let header = |name: &str| headers.iter().find(|h| h.name == name).map(|h| h.value.clone());
+    let required = |name: &'static str| header(name).ok_or(EnvelopeError::MissingField(name));
+    let time = match header("ce_time") {
+        Some(t) => {
+            Some(DateTime::parse_from_rfc3339(&t).map_err(|e| invalid("time", &e.to_string()))?.with_timezone(&Utc))
+        }
+        None => None,
+    };
+    let extensions = headers
+        .iter()
+        .filter_map(|h| {
+            let name = h.name.strip_prefix("ce_")?;
+            let known = ["specversion", "id", "source", "type", "time", "subject"].contains(&name);
+            (!known).then(|| (name.to_owned(), Value::String(h.value.clone())))
+        })
+        .collect();
+    CloudEvent {
+        specversion: required("ce_specversion")?,
+        id: required("ce_id")?,
+        source: required("ce_source")?,
+        ty: required("ce_type")?,
+        time,
+        subject: header("ce_subject"),
+        datacontenttype: header("content-type"),
+        data: Some(parsed),
+        extensions,
+    }
+    .into_event()
+}
+
+fn invalid(name: &str, reason: &str) -> EnvelopeError {
+    EnvelopeError::InvalidAttribute { name: name.to_owned(), reason: reason.to_owned() }
+}
+
+fn is_scalar(value: &Value) -> bool {
+    matches!(value, Value::String(_) | Value::Bool(_)) || value.as_i64().is_some()
+}
+
+/// CloudEvents attribute names: 1 to 20 lowercase ASCII letters or digits.
+fn is_extension_name(name: &str) -> bool {
+    (1..=20).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+fn extension_name(key: &str) -> String {
+    if let Some((_, ext)) = RENAMED.iter().find(|(k, _)| *k == key) {
+        return (*ext).to_owned();
+    }
+    key.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+fn metadata_key(name: &str) -> String {
+    match RENAMED.iter().find(|(_, ext)| *ext == name) {
+        Some((key, _)) => (*key).to_owned(),
+        None => name.to_owned(),
+    }
+}

@@ -1,0 +1,222 @@
+//! The seed's `EventSchema`: the flat JSON envelope every event and command travels in.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::EnvelopeError;
+
+/// The default `source` of an event, as in the seed.
+pub const DEFAULT_SOURCE: &str = "nexum";
+/// The default schema `version` of an event, as in the seed.
+pub const DEFAULT_VERSION: &str = "1.0";
+
+/// The unique id of one event. New ids are UUID v7, which sort by time; ids written by other
+/// producers are kept as they are, whatever their form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// A fresh, time-ordered id (UUID v7).
+    pub fn new() -> Self {
+        Self(Uuid::now_v7().to_string())
+    }
+
+    /// An id derived from a name, the same every time (UUID v5). Deterministic producers use it so
+    /// that a replay yields the same ids.
+    pub fn derived(name: &str) -> Self {
+        const NAMESPACE: Uuid = Uuid::from_u128(0x6e65_7875_6d2d_6576_656e_7462_7573_0001);
+        Self(Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = EnvelopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(EnvelopeError::MissingField("event_id"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// The type of an event in `snake_case`, past tense for events (`transaction_created`) and a
+/// noun for commands (`transaction_command`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventType(String);
+
+impl EventType {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for EventType {
+    type Err = EnvelopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(EnvelopeError::MissingField("event_type"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl From<&str> for EventType {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// The envelope of every event and command, field for field the seed's `EventSchema`.
+///
+/// Fields that the seed's own examples leave out (`event_id`, `timestamp`, `source`, `version`,
+/// `entity_type`, `entity_id`, `metadata`) may be absent in a document; an absent field stays
+/// absent when the event is written again, so a document round-trips unchanged. The accessors
+/// apply the seed's defaults, and publishing fills in a missing `event_id` and `timestamp`.
+/// Events built with [`EventSchema::new`] carry every field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventSchema {
+    /// Unique id of the event; consumers deduplicate on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+    /// What happened, e.g. `transaction_created`.
+    pub event_type: EventType,
+    /// When it happened, UTC, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The producing system; `nexum` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The schema version of `data`; `1.0` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The kind of entity the event is about, e.g. `transaction`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entity_type: String,
+    /// The id of that entity; the default partition key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entity_id: String,
+    /// The payload.
+    #[serde(default)]
+    pub data: Map<String, Value>,
+    /// Correlation, causation, user and trace ids.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+impl EventSchema {
+    /// A complete event: a fresh id, the current time (to the microsecond), the seed's default
+    /// source and version, and empty metadata.
+    pub fn new(
+        event_type: impl Into<String>,
+        entity_type: impl Into<String>,
+        entity_id: impl Into<String>,
+        data: Map<String, Value>,
+    ) -> Self {
+        Self {
+            event_id: Some(EventId::new()),
+            event_type: EventType(event_type.into()),
+            timestamp: Some(Utc::now().trunc_subsecs(6)),
+            source: Some(DEFAULT_SOURCE.to_owned()),
+            version: Some(DEFAULT_VERSION.to_owned()),
+            entity_type: entity_type.into(),
+            entity_id: entity_id.into(),
+            data,
+            metadata: Map::new(),
+        }
+    }
+
+    /// Parses one JSON document.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let event: Self = serde_json::from_slice(bytes).map_err(EnvelopeError::Json)?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    /// The flat JSON form, the default wire format.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an EventSchema always serialises: its maps have string keys")
+    }
+
+    /// Rejects values that parse as JSON but cannot be an event.
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        if self.event_type.0.is_empty() {
+            return Err(EnvelopeError::MissingField("event_type"));
+        }
+        if matches!(&self.event_id, Some(id) if id.0.is_empty()) {
+            return Err(EnvelopeError::MissingField("event_id"));
+        }
+        Ok(())
+    }
+
+    /// Fills in what a publisher must supply: a fresh `event_id` and the current `timestamp`.
+    pub fn complete(&mut self) {
+        if self.event_id.is_none() {
+            self.event_id = Some(EventId::new());
+        }
+        if self.timestamp.is_none() {
+            self.timestamp = Some(Utc::now().trunc_subsecs(6));
+        }
+    }
+
+    pub fn source(&self) -> &str {
+        self.source.as_deref().unwrap_or(DEFAULT_SOURCE)
+    }
+
+    pub fn version(&self) -> &str {
+        self.version.as_deref().unwrap_or(DEFAULT_VERSION)
+    }
+
+    /// The partition key used when the publisher gives none: the entity id, if any.
+    pub fn default_key(&self) -> Option<&str> {
+        (!self.entity_id.is_empty()).then_some(self.entity_id.as_str())
+    }
+
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub fn with_id(mut self, id: EventId) -> Self {
+        self.event_id = Some(id);
+        self
+    }
+
+    pub fn with_timestamp(mut self, timestamp: DateTime<Utc>) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}

@@ -1,0 +1,235 @@
+//! Topic names, Kafka's naming rules, and the catalog of topics that exist from the start.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Kafka's limit on the length of a topic name.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+/// The suffix of a topic's dead-letter topic.
+pub const DLQ_SUFFIX: &str = ".dlq";
+
+/// Why a topic name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    #[error("topic name is empty")]
+    Empty,
+    #[error("topic name `{0}` is not allowed (`.` and `..` are reserved)")]
+    Reserved(String),
+    #[error("topic name is {0} characters long; at most 249 are allowed")]
+    TooLong(usize),
+    #[error("topic name `{name}` contains `{bad}`; only ASCII letters, digits, `.`, `_` and `-` are allowed")]
+    InvalidChar { name: String, bad: char },
+}
+
+/// A valid topic name: `[a-zA-Z0-9._-]`, 1 to 249 characters, not `.` or `..`. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicName(Arc<str>);
+
+impl TopicName {
+    pub fn new(name: &str) -> Result<Self, TopicError> {
+        if name.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        if name == "." || name == ".." {
+            return Err(TopicError::Reserved(name.to_owned()));
+        }
+        if name.len() > MAX_TOPIC_NAME_LEN {
+            return Err(TopicError::TooLong(name.len()));
+        }
+        if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+            return Err(TopicError::InvalidChar { name: name.to_owned(), bad });
+        }
+        Ok(Self(name.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The dead-letter topic of this topic, `<topic>.dlq`.
+    pub fn dlq(&self) -> TopicName {
+        Self(format!("{}{DLQ_SUFFIX}", self.0).into())
+    }
+
+    pub fn is_dlq(&self) -> bool {
+        self.0.ends_with(DLQ_SUFFIX)
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for TopicName {
+    type Err = TopicError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for TopicName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::new(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether a topic carries events out of core banking or commands into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicKind {
+    Event,
+    Command,
+    DeadLetter,
+}
+
+macro_rules! catalog {
+    ($($variant:ident = $name:literal, $partitions:literal, $kind:ident;)*) => {
+        /// Every topic of the catalog: the seed's `nexum.*` event and command topics and
+        /// Capera's streams. Each also has a dead-letter topic, `<topic>.dlq`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Topic {
+            $($variant,)*
+        }
+
+        impl Topic {
+            /// All catalog topics, dead-letter topics not included.
+            pub const ALL: &'static [Topic] = &[$(Topic::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Topic::$variant => $name,)*
+                }
+            }
+
+            pub fn partitions(self) -> u32 {
+                match self {
+                    $(Topic::$variant => $partitions,)*
+                }
+            }
+
+            pub fn kind(self) -> TopicKind {
+                match self {
+                    $(Topic::$variant => TopicKind::$kind,)*
+                }
+            }
+        }
+    };
+}
+
+catalog! {
+    TransactionsCreated = "nexum.transactions.created", 3, Event;
+    TransactionsPosted = "nexum.transactions.posted", 3, Event;
+    TransactionsFailed = "nexum.transactions.failed", 3, Event;
+    AccountsCreated = "nexum.accounts.created", 3, Event;
+    AccountsUpdated = "nexum.accounts.updated", 3, Event;
+    CustomersCreated = "nexum.customers.created", 3, Event;
+    CustomersUpdated = "nexum.customers.updated", 3, Event;
+    CustomersKycChanged = "nexum.customers.kyc_changed", 3, Event;
+    LoansOriginated = "nexum.loans.originated", 3, Event;
+    LoansDisbursed = "nexum.loans.disbursed", 3, Event;
+    LoansPayment = "nexum.loans.payment", 3, Event;
+    LoansPaidOff = "nexum.loans.paid_off", 3, Event;
+    LoansDefaulted = "nexum.loans.defaulted", 3, Event;
+    CreditStatementGenerated = "nexum.credit.statement_generated", 3, Event;
+    CreditPayment = "nexum.credit.payment", 3, Event;
+    CollectionsCaseCreated = "nexum.collections.case_created", 3, Event;
+    CollectionsCaseEscalated = "nexum.collections.case_escalated", 3, Event;
+    CollectionsCaseResolved = "nexum.collections.case_resolved", 3, Event;
+    ComplianceAlert = "nexum.compliance.alert", 3, Event;
+    ComplianceSuspiciousActivity = "nexum.compliance.suspicious_activity", 3, Event;
+    AuditEvents = "nexum.audit.events", 3, Event;
+    WorkflowsStepCompleted = "nexum.workflows.step_completed", 3, Event;
+    WorkflowsCompleted = "nexum.workflows.completed", 3, Event;
+    WorkflowsRejected = "nexum.workflows.rejected", 3, Event;
+    CommandsTransactions = "nexum.commands.transactions", 3, Command;
+    CommandsCustomers = "nexum.commands.customers", 3, Command;
+    CommandsLoans = "nexum.commands.loans", 3, Command;
+    BankTransactions = "bank.transactions", 3, Event;
+    MarketPriceUpdates = "market.price.updates", 3, Event;
+    CaperaRecommendations = "capera.recommendations", 3, Event;
+}
+
+/// Dead-letter topics have one partition: failures are rare and read in the order they happened.
+pub const DLQ_PARTITIONS: u32 = 1;
+
+impl Topic {
+    pub fn name(self) -> TopicName {
+        TopicName(self.as_str().into())
+    }
+
+    pub fn dlq(self) -> TopicName {
+        self.name().dlq()
+    }
+
+    /// Every topic that exists from the start, with its partition count: the catalog and the
+    /// dead-letter topic of each.
+    pub fn bootstrap() -> impl Iterator<Item = (TopicName, u32)> {
+        Self::ALL.iter().flat_map(|t| [(t.name(), t.partitions()), (t.dlq(), DLQ_PARTITIONS)])
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Topic> for TopicName {
+    fn from(topic: Topic) -> Self {
+        topic.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn kafka_naming_rules_are_enforced() {
+        assert!(TopicName::new("nexum.transactions.created").is_ok());
+        assert!(TopicName::new("A-b_c.9").is_ok());
+        assert_eq!(TopicName::new(""), Err(TopicError::Empty));
+        assert!(matches!(TopicName::new(".."), Err(TopicError::Reserved(_))));
+        assert!(matches!(TopicName::new("has space"), Err(TopicError::InvalidChar { bad: ' ', .. })));
+        assert!(matches!(TopicName::new("ünïcode"), Err(TopicError::InvalidChar { .. })));
+        assert!(TopicName::new(&"a".repeat(249)).is_ok());
+        assert_eq!(TopicName::new(&"a".repeat(250)), Err(TopicError::TooLong(250)));
+    }
+
+    #[test]
+    fn catalog_names_are_valid_unique_and_capera_streams_have_three_partitions() {
+        let names: std::collections::HashSet<_> = Topic::bootstrap().map(|(n, _)| n).collect();
+        assert_eq!(names.len(), Topic::ALL.len() * 2);
+        for topic in Topic::ALL {
+            assert_eq!(TopicName::new(topic.as_str()).unwrap(), topic.name());
+        }
+        assert_eq!(Topic::BankTransactions.as_str(), "bank.transactions");
+        assert_eq!(Topic::BankTransactions.partitions(), 3);
+        assert_eq!(Topic::MarketPriceUpdates.partitions(), 3);
+        assert_eq!(Topic::CommandsLoans.kind(), TopicKind::Command);
+        assert_eq!(Topic::BankTransactions.dlq().as_str(), "bank.transactions.dlq");
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_of_legal_characters_is_accepted(name in "[a-zA-Z0-9._-]{1,249}") {
+            prop_assume!(name != "." && name != "..");
+            let topic = TopicName::new(&name).unwrap();
+            prop_assert_eq!(topic.as_str(), name.as_str());
+        }
+    }
+}
