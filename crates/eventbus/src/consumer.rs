@@ -198,7 +198,7 @@ impl<S: Storage> Consumer<S> {
             let error = match result {
                 Ok(Ok(())) => break,
                 Ok(Err(error)) => error.to_string(),
-                Err(panic) => format!("handler panicked: {}", panic_message(&panic)),
+                Err(panic) => format!("handler panicked: {}", panic_message(&*panic)),
             };
             if attempt >= retry.max_attempts.max(1) {
                 tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, attempts = attempt, %error, "Handler failed; dead-lettering");

@@ -136,7 +136,7 @@ impl<S: Storage> Inner<S> {
             Some(n) => n,
             None if self.config.auto_create_topics => {
                 let n = if topic.is_dlq() { DLQ_PARTITIONS } else { self.config.default_partitions };
-                self.storage.ensure_topics(vec![(topic.clone(), n)]).await?;
+                self.storage.ensure_topics(with_dlq(topic, n)).await?;
                 self.storage.partition_count(topic).await?.unwrap_or(n)
             }
             None => return Err(BusError::UnknownTopic(topic.clone())),
@@ -220,6 +220,15 @@ impl<S: Storage> Inner<S> {
         let mut found = self.storage.describe(Some(topic)).await?;
         found.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))
     }
+}
+
+/// A topic and, unless it is a dead-letter topic itself, its dead-letter topic.
+fn with_dlq(topic: &TopicName, partitions: u32) -> Vec<(TopicName, u32)> {
+    let mut topics = vec![(topic.clone(), partitions)];
+    if !topic.is_dlq() {
+        topics.push((topic.dlq(), DLQ_PARTITIONS));
+    }
+    topics
 }
 
 /// The length of an event's flat JSON, without building it.
@@ -355,7 +364,8 @@ impl<S: Storage> EventBus for LocalBus<S> {
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Err(BusError::InvalidPartitions(partitions));
         }
-        self.inner.storage.create_topic(name, partitions).await
+        self.inner.storage.create_topic(name, partitions).await?;
+        self.inner.storage.ensure_topics(with_dlq(name, partitions).split_off(1)).await
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicDescription>, BusError> {
