@@ -200,6 +200,11 @@ impl<S: Storage> Consumer<S> {
                 Ok(Err(error)) => error.to_string(),
                 Err(panic) => format!("handler panicked: {}", panic_message(&*panic)),
             };
+            if *stop.borrow() {
+                // A handler that fails while the consumer stops (often because of the stop) is not
+                // dead-lettered: the message is delivered again after a restart.
+                return Err(Interrupted::Stopped);
+            }
             if attempt >= retry.max_attempts.max(1) {
                 tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, attempts = attempt, %error, "Handler failed; dead-lettering");
                 let letter = dead_letter(topic, &record, &self.subscription.group, "handler_failed", &error, attempt);

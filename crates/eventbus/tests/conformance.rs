@@ -119,7 +119,10 @@ async fn unknown_topic_is_refused_unless_auto_create_is_on(backend: Backend) {
     let error = result.unwrap_err();
     assert!(matches!(error, BusError::UnknownTopic(ref t) if *t == topic));
     assert!(error.to_string().contains("eventbus topics create"), "{error}");
-    assert!(matches!(bus.subscribe(Subscription::new(topic, random_group("g")), Collector::default().handler()).await, Err(BusError::UnknownTopic(_))));
+    assert!(matches!(
+        bus.subscribe(Subscription::new(topic, random_group("g")), Collector::default().handler()).await,
+        Err(BusError::UnknownTopic(_))
+    ));
 
     // Given a bus with auto-create on, the same publish creates the topic
     let (bus, _dir) = running(backend, auto_create()).await;
@@ -243,7 +246,9 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_the_partition_moves
         })
     };
     let group = random_group("retry");
-    bus.subscribe(Subscription::new(topic.clone(), group.clone()).with_retry(common::fast_retry()), handler).await.unwrap();
+    bus.subscribe(Subscription::new(topic.clone(), group.clone()).with_retry(common::fast_retry()), handler)
+        .await
+        .unwrap();
     let dead = Collector::default();
     bus.subscribe(Subscription::new(topic.dlq(), random_group("dlq-reader")), dead.handler()).await.unwrap();
     // When events 0..5 are published
@@ -265,7 +270,10 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_the_partition_moves
     assert_eq!(letter.data["original_event"]["data"]["seq"], 2);
     assert_eq!(letter.data["original_event"]["entity_id"], "acc_1");
     // And the group's offset is past all five
-    wait_until(|| async { bus.group_offsets(&group, &topic).await.unwrap().first().map(|o| o.offset) == Some(Offset(5)) }).await;
+    wait_until(|| async {
+        bus.group_offsets(&group, &topic).await.unwrap().first().map(|o| o.offset) == Some(Offset(5))
+    })
+    .await;
     settle().await;
     assert_eq!(dead.len(), 1);
 }
@@ -285,7 +293,9 @@ async fn a_panicking_handler_is_dead_lettered_not_fatal(backend: Backend) {
             record.handle(message).await
         }
     });
-    bus.subscribe(Subscription::new(topic.clone(), random_group("panic")).with_retry(fast_retry()), handler).await.unwrap();
+    bus.subscribe(Subscription::new(topic.clone(), random_group("panic")).with_retry(fast_retry()), handler)
+        .await
+        .unwrap();
     let dead = Collector::default();
     bus.subscribe(Subscription::new(topic.dlq(), random_group("dlq")), dead.handler()).await.unwrap();
     bus.publish(&topic, transaction("acc_1", 0), None).await.unwrap();
@@ -316,7 +326,11 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_with_its_parse_error(ba
     assert_eq!(letters[0].event.data["original_value"], "{not json");
     assert_eq!(letters[0].event.data["original_key"], "k1");
     assert!(letters[0].event.data["error"].as_str().unwrap().contains("invalid event JSON"));
-    assert!(letters[1].event.data["error"].as_str().unwrap().contains("event_type"), "{}", letters[1].event.data["error"]);
+    assert!(
+        letters[1].event.data["error"].as_str().unwrap().contains("event_type"),
+        "{}",
+        letters[1].event.data["error"]
+    );
 }
 
 async fn a_repeated_event_id_is_handled_once(backend: Backend) {
@@ -383,7 +397,10 @@ async fn resetting_offsets_replays_a_group(backend: Backend) {
         bus.publish(&topic, transaction(&format!("acc_{n}"), n), None).await.unwrap();
     }
     seen.wait_for(5).await;
-    wait_until(|| async { bus.group_offsets(&group, &topic).await.unwrap().iter().map(|o| o.offset.0).sum::<u64>() == 5 }).await;
+    wait_until(|| async {
+        bus.group_offsets(&group, &topic).await.unwrap().iter().map(|o| o.offset.0).sum::<u64>() == 5
+    })
+    .await;
     bus.stop().await.unwrap();
     assert!(bus.group_offsets(&group, &topic).await.unwrap().iter().all(|o| o.lag == 0));
     // When its offsets are reset to the earliest and it starts again

@@ -18,8 +18,8 @@ use crate::topics::TopicName;
 
 /// Operations the writer thread takes at most in one transaction.
 const MAX_GROUP: usize = 4096;
-/// How often the writer applies retention.
-const RETENTION_EVERY: Duration = Duration::from_secs(10);
+/// How long the writer waits for work before it looks at retention again.
+const IDLE_WAKEUP: Duration = Duration::from_secs(10);
 
 /// Durable partitioned logs in a SQLite file.
 pub struct EmbeddedStorage {
@@ -354,15 +354,19 @@ fn first_at_or_after(conn: &Connection, topic_id: i64, partition: Partition, tar
 /// The writer thread: takes every operation waiting, applies them in one transaction, commits
 /// (one fsync for all), then answers each.
 fn write_loop(mut conn: Connection, ops: mpsc::Receiver<WriteOp>, shared: &Shared) {
-    let mut last_retention = Instant::now() - RETENTION_EVERY;
+    // Retention runs ten times per retention period, at most every 10 s and at least every 100 ms.
+    let retention_every = shared.config.retention.map(|r| (r / 10).clamp(Duration::from_millis(100), IDLE_WAKEUP));
+    let mut last_retention: Option<Instant> = None;
     loop {
-        if shared.config.retention.is_some() && last_retention.elapsed() >= RETENTION_EVERY {
+        if let Some(every) = retention_every
+            && last_retention.is_none_or(|t| t.elapsed() >= every)
+        {
             if let Err(error) = apply_retention(&mut conn, shared) {
                 tracing::error!(%error, "Retention failed; will retry");
             }
-            last_retention = Instant::now();
+            last_retention = Some(Instant::now());
         }
-        let first = match ops.recv_timeout(RETENTION_EVERY) {
+        let first = match ops.recv_timeout(retention_every.unwrap_or(IDLE_WAKEUP)) {
             Ok(op) => op,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
