@@ -1,1 +1,96 @@
-fn main() {}
+//! `eventbus`: the command line of the event bus.
+//!
+//! # Layout
+//!
+//! - `cli`: the flags and subcommands (clap).
+//! - `config`: the TOML file, `EVENTBUS_*` variables and flags, merged.
+//! - `inbox`: hands delivered messages to a command's loop, one at a time, so that `--max` and
+//!   Ctrl-C never commit a message the command did not finish.
+//! - `commands/*`: one file per subcommand.
+
+mod cli;
+mod commands;
+mod config;
+mod inbox;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use eventbus::{BackendKind, EmbeddedBus, EventBus, LogBus, MemoryBus};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, Global};
+use crate::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("EVENTBUS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration: defaults, then the file, then variables and flags.
+fn configure(global: &Global) -> anyhow::Result<Config> {
+    let mut config = match &global.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(bus) = global.bus {
+        config.bus = bus;
+    }
+    if let Some(dir) = &global.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(auto) = global.auto_create_topics {
+        config.auto_create_topics = auto;
+    }
+    Ok(config)
+}
+
+/// Opens the configured backend, started.
+pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn EventBus>> {
+    let bus: Arc<dyn EventBus> = match config.bus {
+        BackendKind::Memory => Arc::new(MemoryBus::memory(config.local()).await?),
+        BackendKind::Log => Arc::new(LogBus::log(config.local()).await?),
+        BackendKind::Embedded => Arc::new(
+            EmbeddedBus::embedded(config.local(), config.embedded()).await.context("cannot open the embedded store")?,
+        ),
+    };
+    bus.start().await?;
+    Ok(bus)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = configure(&cli.global)?;
+    match cli.command {
+        Command::Demo { events } => commands::demo::run(&config, events).await,
+        Command::Produce(args) => commands::produce::run(&config, args).await,
+        Command::Consume(args) => commands::consume::run(&config, args).await,
+        Command::Publish { topic, key } => commands::publish::run(&config, &topic, key).await,
+        Command::Tail { topic, read, format } => commands::tail::run(&config, &topic, &read, format).await,
+        Command::Topics(command) => commands::topics::run(&config, command).await,
+        Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
+        Command::Bench { events, latency_secs, only } => {
+            commands::bench::run(&config, events, latency_secs, only).await
+        }
+    }
+}

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::schema::array_is_not_an_event;
 use super::{EnvelopeError, EventId, EventSchema, EventType};
 
 /// The only CloudEvents version spoken.
@@ -29,6 +30,22 @@ const LEFTOVER_METADATA: &str = "nexummetadata";
 /// Metadata keys whose CloudEvents names are not just the key without underscores.
 const RENAMED: &[(&str, &str)] =
     &[("correlation_id", "correlationid"), ("causation_id", "causationid"), ("user_id", "userid")];
+/// The context attributes of CloudEvents 1.0 and the names this mapping uses itself: a metadata
+/// entry named like one of them cannot be an extension of that name.
+const RESERVED: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "datacontenttype",
+    "dataschema",
+    "data",
+    ENTITY_TYPE,
+    SCHEMA_VERSION,
+    LEFTOVER_METADATA,
+];
 /// Extensions that may go into Kafka headers: ids for tracing, never personal data.
 const HEADER_EXTENSIONS: &[&str] =
     &[ENTITY_TYPE, SCHEMA_VERSION, "correlationid", "causationid", "traceparent", "tracestate"];
@@ -70,7 +87,7 @@ impl CloudEvent {
             let name = extension_name(key);
             let reversible = is_extension_name(&name)
                 && metadata_key(&name) == *key
-                && ![ENTITY_TYPE, SCHEMA_VERSION, LEFTOVER_METADATA].contains(&name.as_str())
+                && !RESERVED.contains(&name.as_str())
                 && is_scalar(value);
             if reversible {
                 extensions.insert(name, value.clone());
@@ -173,19 +190,27 @@ pub fn to_binary(event: &EventSchema) -> Result<(Vec<Header>, Vec<u8>), Envelope
     Ok((headers, event.to_json()))
 }
 
-/// Reads a Kafka message in either form. A value that is a flat EventSchema (it has an
-/// `event_type`) is taken as it is. Otherwise the message must be binary-mode CloudEvents: the
-/// attributes come from the `ce_*` headers and the value is the `data`.
+/// Reads a Kafka message in either form. Without `ce_*` headers the value is a flat EventSchema.
+/// With them, a value that is the flat EventSchema of those headers (its `event_type` and
+/// `event_id` are `ce_type` and `ce_id`, as [`to_binary`] writes it) is taken as it is; any other
+/// value is the `data` of a binary-mode CloudEvent whose attributes come from the headers. So a
+/// `data` that has an `event_type` of its own is still read as data.
 pub fn from_binary(headers: &[Header], value: &[u8]) -> Result<EventSchema, EnvelopeError> {
     let parsed: Value = serde_json::from_slice(value).map_err(EnvelopeError::Json)?;
+    let header = |name: &str| headers.iter().find(|h| h.name == name).map(|h| h.value.clone());
     let has_ce_headers = headers.iter().any(|h| h.name == "ce_specversion");
-    let is_flat = parsed.get("event_type").is_some();
-    if is_flat || !has_ce_headers {
+    let same = |field: &str, name: &str| {
+        header(name).is_some_and(|h| parsed.get(field).and_then(Value::as_str) == Some(h.as_str()))
+    };
+    let is_flat = !has_ce_headers || (same("event_type", "ce_type") && same("event_id", "ce_id"));
+    if is_flat {
+        if parsed.is_array() {
+            return Err(array_is_not_an_event());
+        }
         let event: EventSchema = serde_json::from_value(parsed).map_err(EnvelopeError::Json)?;
         event.validate()?;
         return Ok(event);
     }
-    let header = |name: &str| headers.iter().find(|h| h.name == name).map(|h| h.value.clone());
     let required = |name: &'static str| header(name).ok_or(EnvelopeError::MissingField(name));
     let time = match header("ce_time") {
         Some(t) => {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -110,7 +110,7 @@ pub struct EventSchema {
     /// What happened, e.g. `transaction_created`.
     pub event_type: EventType,
     /// When it happened, UTC, RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "timestamp")]
     pub timestamp: Option<DateTime<Utc>>,
     /// The producing system; `nexum` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +130,39 @@ pub struct EventSchema {
     /// Correlation, causation, user and trace ids.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
+}
+
+/// serde's derive also reads a struct from a JSON array, field by field; an event is an object.
+pub(super) fn array_is_not_an_event() -> EnvelopeError {
+    EnvelopeError::Json(de::Error::invalid_type(de::Unexpected::Seq, &"an event as a JSON object"))
+}
+
+/// Reads `timestamp` as chrono does, with an error that names the field and shows the value.
+fn timestamp<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    struct Timestamp;
+    impl<'de> de::Visitor<'de> for Timestamp {
+        type Value = Option<DateTime<Utc>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a `timestamp` in RFC 3339, e.g. 2024-01-01T12:00:00Z")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            text.parse().map(Some).map_err(|e| {
+                E::custom(format_args!(
+                    "invalid timestamp `{text}` ({e}), expected RFC 3339, e.g. 2024-01-01T12:00:00Z"
+                ))
+            })
+        }
+    }
+    deserializer.deserialize_option(Timestamp)
 }
 
 impl EventSchema {
@@ -156,6 +189,9 @@ impl EventSchema {
 
     /// Parses one JSON document.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(array_is_not_an_event());
+        }
         let event: Self = serde_json::from_slice(bytes).map_err(EnvelopeError::Json)?;
         event.validate()?;
         Ok(event)

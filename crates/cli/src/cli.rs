@@ -1,0 +1,179 @@
+//! The command line, in the manner of kcat and the Kafka CLI tools.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use eventbus::BackendKind;
+
+#[derive(Debug, Parser)]
+#[command(name = "eventbus", version, about = "The event bus for core banking", propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes. Each also reads an `EVENTBUS_*` variable, and each overrides the
+/// config file.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Backend: memory, log or embedded (the default).
+    #[arg(long, global = true, env = "EVENTBUS_BUS", value_parser = parse_backend)]
+    pub bus: Option<BackendKind>,
+    /// Data directory of the embedded backend [default: ./data].
+    #[arg(long, global = true, env = "EVENTBUS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file.
+    #[arg(long, global = true, env = "EVENTBUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Create unknown topics on first use.
+    #[arg(long, global = true, env = "EVENTBUS_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    match s {
+        "memory" => Ok(BackendKind::Memory),
+        "log" => Ok(BackendKind::Log),
+        "embedded" => Ok(BackendKind::Embedded),
+        "kafka" => Err("the kafka backend is not available in this build yet; use memory, log or embedded".into()),
+        other => Err(format!("unknown backend `{other}`; expected memory, log or embedded")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Capera scenario in one process: both producers, the recommender, and a replay.
+    Demo {
+        /// Events per producer.
+        #[arg(long, default_value_t = 2000)]
+        events: u64,
+    },
+    /// Run a Capera producer.
+    Produce(Produce),
+    /// Run a Capera consumer.
+    Consume(Consume),
+    /// Publish EventSchema JSON lines from stdin (like `kcat -P`).
+    Publish {
+        topic: String,
+        /// Key for every event; without it, each event's entity_id.
+        #[arg(long, short = 'k')]
+        key: Option<String>,
+    },
+    /// Print a topic's events (like `kcat -C`).
+    Tail {
+        topic: String,
+        #[command(flatten)]
+        read: ReadOptions,
+        /// json: one EventSchema per line; pretty: a readable line with its place in the log.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+    /// List, create or describe topics (like `kafka-topics`).
+    #[command(subcommand)]
+    Topics(Topics),
+    /// Move a group's committed offsets (like `kafka-consumer-groups --reset-offsets`).
+    Replay {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// earliest, latest, offset:N or time:RFC3339.
+        #[arg(long)]
+        to: String,
+    },
+    /// Measure throughput and latency of the local backends.
+    Bench {
+        /// Events per throughput run.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Seconds of each fixed-rate latency run.
+        #[arg(long, default_value_t = 5)]
+        latency_secs: u64,
+        /// Run only this backend.
+        #[arg(long, value_parser = parse_backend)]
+        only: Option<BackendKind>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Produce {
+    #[arg(value_enum)]
+    pub producer: Producer,
+    /// Events to publish; 0 runs until interrupted.
+    #[arg(long, default_value_t = 1000)]
+    pub count: u64,
+    /// Events per second; 0 publishes as fast as possible.
+    #[arg(long, default_value = "50", allow_hyphen_values = true, value_parser = parse_rate)]
+    pub rate: f64,
+    /// Seed of the simulation; the same seed gives the same events.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!("invalid rate `{s}`: expected 0 (no limit) or a positive number of events per second")),
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Producer {
+    /// Simulated bank transactions on bank.transactions, keyed by account.
+    BankTransactions,
+    /// Simulated market prices on market.price.updates, keyed by symbol.
+    MarketPrices,
+}
+
+#[derive(Debug, Args)]
+pub struct Consume {
+    #[arg(value_enum)]
+    pub consumer: Consumer,
+    #[command(flatten)]
+    pub read: ReadOptions,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Consumer {
+    /// Reads bank.transactions and market.price.updates, publishes to capera.recommendations.
+    Recommendations,
+}
+
+/// Where to read from and when to stop.
+#[derive(Debug, Args)]
+pub struct ReadOptions {
+    /// Consumer group; its committed offsets are used and advanced.
+    #[arg(long, short = 'G')]
+    pub group: Option<String>,
+    /// Read from the earliest retained event, whatever was committed.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Stop when no message arrived for this many seconds.
+    #[arg(long)]
+    pub idle_exit: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Topics {
+    /// Every topic with its partitions and retained events.
+    List,
+    /// Create a topic and its dead-letter topic.
+    Create {
+        topic: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+    },
+    /// Each partition's earliest and latest offset.
+    Describe { topic: String },
+}

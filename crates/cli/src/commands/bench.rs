@@ -1,0 +1,270 @@
+//! `eventbus bench`: publish → consume throughput and publish-to-deliver latency of the local
+//! backends, with ~500-byte seed-shaped events. Prints a Markdown table for BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use eventbus::{
+    BackendKind, EmbeddedBus, EventBus, EventId, EventSchema, GroupId, MemoryBus, Subscription, TopicName, handler_fn,
+};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+
+/// Events per `publish_batch` call in the throughput runs.
+const BATCH: usize = 1000;
+/// Concurrent producers in the throughput runs.
+const PRODUCERS: u64 = 2;
+/// Events per second in the latency runs.
+const LATENCY_RATE: u64 = 10_000;
+
+struct Row {
+    backend: BackendKind,
+    scenario: String,
+    events: u64,
+    per_sec: f64,
+    latency: Option<(f64, f64, f64)>,
+}
+
+pub async fn run(config: &Config, events: u64, latency_secs: u64, only: Option<BackendKind>) -> anyhow::Result<()> {
+    anyhow::ensure!(events >= BATCH as u64, "--events must be at least {BATCH}");
+    anyhow::ensure!((1..=600).contains(&latency_secs), "--latency-secs must be 1 to 600");
+    let backends: Vec<BackendKind> = match only {
+        Some(BackendKind::Log) => anyhow::bail!("bench measures memory and embedded; log is memory plus a log line"),
+        Some(backend) => vec![backend],
+        None => vec![BackendKind::Memory, BackendKind::Embedded],
+    };
+    let size = sample_event(0, 0).to_json().len();
+    let mut rows = Vec::new();
+    for backend in backends {
+        let scratch = BenchDir::new(config, backend)?;
+        let bus = open(config, backend, &scratch).await?;
+        rows.push(throughput(bus.as_ref(), backend, events).await?);
+        bus.stop().await?;
+        drop(bus);
+        let bus = open(config, backend, &scratch).await?;
+        rows.push(latency(bus.as_ref(), backend, latency_secs).await?);
+        bus.stop().await?;
+    }
+    println!();
+    println!("Events are ~{size} bytes of flat EventSchema JSON. {PRODUCERS} producers, batches of {BATCH}.");
+    println!();
+    println!("| backend | scenario | events | events/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let (p50, p99, max) = match row.latency {
+            Some((p50, p99, max)) => (format!("{p50:.2}"), format!("{p99:.2}"), format!("{max:.2}")),
+            None => ("".into(), "".into(), "".into()),
+        };
+        println!(
+            "| {} | {} | {} | {:.0} | {p50} | {p99} | {max} |",
+            row.backend, row.scenario, row.events, row.per_sec
+        );
+    }
+    Ok(())
+}
+
+/// A scratch data directory for the embedded runs, removed afterwards.
+struct BenchDir(PathBuf);
+
+impl BenchDir {
+    fn new(config: &Config, backend: BackendKind) -> anyhow::Result<Self> {
+        let dir = config.data_dir.join(format!("bench-{}-{}", backend, std::process::id()));
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for BenchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn open(config: &Config, backend: BackendKind, dir: &BenchDir) -> anyhow::Result<Arc<dyn EventBus>> {
+    let mut local = config.local();
+    local.auto_create_topics = true;
+    let bus: Arc<dyn EventBus> = match backend {
+        BackendKind::Embedded => {
+            let mut embedded = config.embedded();
+            embedded.data_dir = dir.0.clone();
+            Arc::new(EmbeddedBus::embedded(local, embedded).await.context("cannot open the bench store")?)
+        }
+        _ => Arc::new(MemoryBus::memory(local).await?),
+    };
+    bus.start().await?;
+    Ok(bus)
+}
+
+/// A seed-shaped `transaction_created` event of about 500 bytes.
+fn sample_event(n: u64, sent_ns: u64) -> EventSchema {
+    let account = format!("acc_{:06}", n % 10_000);
+    let data = json!({
+        "transaction_type": "card_payment",
+        "amount": format!("{}.{:02}", n % 5000, n % 100),
+        "currency": "USD",
+        "from_account_id": account,
+        "to_account_id": "acc_merchant_000123",
+        "description": "Card payment at Corner Grocery, 12 High Street",
+        "reference": format!("REF{n:012}"),
+        "category": "groceries",
+    });
+    EventSchema::new(
+        "transaction_created",
+        "transaction",
+        format!("txn_{n:012}"),
+        data.as_object().cloned().unwrap_or_default(),
+    )
+    .with_metadata("correlation_id", format!("corr_{n:012}"))
+    .with_metadata("user_id", "user_000456")
+    .with_metadata("sent_ns", sent_ns)
+}
+
+async fn throughput(bus: &dyn EventBus, backend: BackendKind, events: u64) -> anyhow::Result<Row> {
+    let topic = TopicName::new(&format!("bench.throughput.{}", EventId::new()))?;
+    bus.create_topic(&topic, 3).await?;
+    let consumed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(Notify::new());
+    let handler = {
+        let (consumed, done) = (Arc::clone(&consumed), Arc::clone(&done));
+        handler_fn(move |_| {
+            let (consumed, done) = (Arc::clone(&consumed), Arc::clone(&done));
+            async move {
+                if consumed.fetch_add(1, Ordering::Relaxed) + 1 == events {
+                    done.notify_one();
+                }
+                Ok(())
+            }
+        })
+    };
+    bus.subscribe(Subscription::new(topic.clone(), GroupId::new("bench")?), handler).await?;
+    let bar = progress(events, &format!("{backend} throughput"));
+    let template = sample_event(0, 0);
+    let started = Instant::now();
+    let per_producer = events / PRODUCERS;
+    let producers = (0..PRODUCERS).map(|p| {
+        let (topic, bar, template) = (topic.clone(), bar.clone(), template.clone());
+        async move {
+            let mut sent = 0;
+            while sent < per_producer {
+                let n = (per_producer - sent).min(BATCH as u64);
+                let batch = (0..n)
+                    .map(|i| {
+                        let mut event = template.clone();
+                        event.event_id = Some(EventId::new());
+                        event.entity_id = format!("txn_{p}_{}", sent + i);
+                        event
+                    })
+                    .collect();
+                bus.publish_batch(&topic, batch, None).await?;
+                sent += n;
+                bar.inc(n);
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(producers).await?;
+    let published_in = started.elapsed();
+    let total = per_producer * PRODUCERS;
+    tokio::time::timeout(Duration::from_secs(600), async {
+        while consumed.load(Ordering::Relaxed) < total {
+            tokio::select! {
+                () = done.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    })
+    .await
+    .context("consumers did not catch up within 10 minutes")?;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    tracing::info!(%backend, ?published_in, ?elapsed, "Throughput run done");
+    Ok(Row {
+        backend,
+        scenario: format!("publish → consume (publish alone {:.0}/s)", total as f64 / published_in.as_secs_f64()),
+        events: total,
+        per_sec: total as f64 / elapsed.as_secs_f64(),
+        latency: None,
+    })
+}
+
+async fn latency(bus: &dyn EventBus, backend: BackendKind, secs: u64) -> anyhow::Result<Row> {
+    let topic = TopicName::new(&format!("bench.latency.{}", EventId::new()))?;
+    bus.create_topic(&topic, 3).await?;
+    let base = Instant::now();
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let received = Arc::new(AtomicU64::new(0));
+    let handler = {
+        let (histogram, received) = (Arc::clone(&histogram), Arc::clone(&received));
+        handler_fn(move |message| {
+            let (histogram, received) = (Arc::clone(&histogram), Arc::clone(&received));
+            async move {
+                let sent = message.event.metadata.get("sent_ns").and_then(|v| v.as_u64()).unwrap_or(0);
+                let micros = (base.elapsed().as_nanos() as u64).saturating_sub(sent) / 1000;
+                histogram.lock().expect("histogram lock").saturating_record(micros.max(1));
+                received.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        })
+    };
+    bus.subscribe(Subscription::new(topic.clone(), GroupId::new("bench")?), handler).await?;
+    let total = LATENCY_RATE * secs;
+    let bar = progress(total, &format!("{backend} latency @ {LATENCY_RATE}/s"));
+    // Every millisecond, publish the events due by then, each as its own concurrent `publish`.
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    use futures::StreamExt;
+    while sent < total {
+        ticker.tick().await;
+        let due = ((started.elapsed().as_secs_f64() * LATENCY_RATE as f64) as u64).min(total);
+        while sent < due {
+            let event = sample_event(sent, base.elapsed().as_nanos() as u64);
+            let topic = topic.clone();
+            in_flight.push(async move { bus.publish(&topic, event, None).await });
+            sent += 1;
+        }
+        while let Some(Some(result)) = futures::FutureExt::now_or_never(in_flight.next()) {
+            result?;
+            bar.inc(1);
+        }
+    }
+    while let Some(result) = in_flight.next().await {
+        result?;
+        bar.inc(1);
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    for _ in 0..1000 {
+        if received.load(Ordering::Relaxed) >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bar.finish_and_clear();
+    let h = histogram.lock().expect("histogram lock");
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Row {
+        backend,
+        scenario: format!("publish-to-deliver at {LATENCY_RATE}/s for {secs} s"),
+        events: received.load(Ordering::Relaxed),
+        per_sec: rate,
+        latency: Some((ms(0.5), ms(0.99), h.max() as f64 / 1000.0)),
+    })
+}
+
+fn progress(total: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} {per_sec}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(label.to_owned());
+    bar
+}

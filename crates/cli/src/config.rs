@@ -1,0 +1,166 @@
+//! Configuration: defaults, then the TOML file, then `EVENTBUS_*` variables and flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use eventbus::{BackendKind, EmbeddedConfig, LocalConfig, RetryPolicy, SyncMode};
+use serde::Deserialize;
+
+/// The whole configuration file. Every field is optional; the defaults run with no setup.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Which backend carries the events: `memory`, `log` or `embedded`.
+    pub bus: BackendKind,
+    /// Where the embedded backend keeps its store.
+    pub data_dir: PathBuf,
+    /// Create unknown topics on first use, like Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic.
+    pub default_partitions: u32,
+    /// The largest message accepted, in bytes.
+    pub max_message_bytes: usize,
+    pub embedded: EmbeddedSection,
+    pub consumer: ConsumerSection,
+}
+
+/// `[embedded]`: the durable store.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedSection {
+    /// `full` fsyncs every commit (survives power loss); `normal` survives process crashes only.
+    pub sync: SyncMode,
+    /// Delete records older than this many milliseconds; unset keeps everything (Kafka's
+    /// `retention.ms`).
+    pub retention_ms: Option<u64>,
+    /// How often idle consumers look for events written by other processes.
+    pub poll_interval_ms: u64,
+    /// How long a write waits for another process's lock.
+    pub busy_timeout_ms: u64,
+}
+
+/// `[consumer]`: how failing handlers are retried before dead-lettering.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerSection {
+    /// Calls of a handler per message, the first included.
+    pub max_attempts: u32,
+    /// The wait before the first retry; it doubles each time.
+    pub initial_backoff_ms: u64,
+    /// The longest wait between retries.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let local = LocalConfig::default();
+        Self {
+            bus: BackendKind::Embedded,
+            data_dir: PathBuf::from("./data"),
+            auto_create_topics: local.auto_create_topics,
+            default_partitions: local.default_partitions,
+            max_message_bytes: local.max_message_bytes,
+            embedded: EmbeddedSection::default(),
+            consumer: ConsumerSection::default(),
+        }
+    }
+}
+
+impl Default for EmbeddedSection {
+    fn default() -> Self {
+        let defaults = EmbeddedConfig::default();
+        Self {
+            sync: defaults.sync,
+            retention_ms: None,
+            poll_interval_ms: defaults.poll_interval.as_millis() as u64,
+            busy_timeout_ms: defaults.busy_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl Default for ConsumerSection {
+    fn default() -> Self {
+        let defaults = RetryPolicy::default();
+        Self {
+            max_attempts: defaults.max_attempts,
+            initial_backoff_ms: defaults.initial_backoff.as_millis() as u64,
+            max_backoff_ms: defaults.max_backoff.as_millis() as u64,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; an unknown key or a wrong type is an error that names it.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn local(&self) -> LocalConfig {
+        LocalConfig {
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
+    pub fn embedded(&self) -> EmbeddedConfig {
+        EmbeddedConfig {
+            data_dir: self.data_dir.clone(),
+            sync: self.embedded.sync,
+            retention: self.embedded.retention_ms.map(Duration::from_millis),
+            poll_interval: Duration::from_millis(self.embedded.poll_interval_ms.max(1)),
+            busy_timeout: Duration::from_millis(self.embedded.busy_timeout_ms),
+        }
+    }
+
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.consumer.max_attempts.max(1),
+            initial_backoff: Duration::from_millis(self.consumer.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.consumer.max_backoff_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        assert_eq!(toml::from_str::<Config>("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn a_full_file_is_read() {
+        let config: Config = toml::from_str(
+            r#"
+            bus = "memory"
+            data_dir = "/var/lib/eventbus"
+            auto_create_topics = true
+            default_partitions = 6
+            [embedded]
+            sync = "normal"
+            retention_ms = 604800000
+            [consumer]
+            max_attempts = 3
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.bus, BackendKind::Memory);
+        assert_eq!(config.embedded().retention, Some(Duration::from_secs(7 * 24 * 3600)));
+        assert_eq!(config.retry().max_attempts, 3);
+        assert!(config.local().auto_create_topics);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let error = toml::from_str::<Config>("bus = \"embedded\"\nretention = 5").unwrap_err();
+        assert!(error.to_string().contains("retention"), "{error}");
+        let error = toml::from_str::<Config>("bus = \"rabbit\"").unwrap_err();
+        assert!(error.to_string().contains("rabbit"), "{error}");
+    }
+}

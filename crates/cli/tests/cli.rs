@@ -1,0 +1,207 @@
+//! The `eventbus` binary end to end, on the embedded backend in a temporary data directory.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
+        cmd.arg("--data-dir").arg(self.dir.path().join("data")).args(args);
+        cmd.env_remove("EVENTBUS_BUS").env_remove("EVENTBUS_CONFIG").env("EVENTBUS_LOG", "warn");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child =
+            self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn events_in(env: &Env, topic: &str) -> u64 {
+    let output = env.run(&["topics", "list"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+        .lines()
+        .find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            (cols.first() == Some(&topic)).then(|| cols[2].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{topic} not listed"))
+}
+
+const GOOD: &str = r#"{"event_type": "transaction_created", "entity_type": "transaction", "entity_id": "txn_1", "data": {"amount": "100.50", "currency": "USD"}}"#;
+
+#[test]
+fn publish_then_tail_round_trips_events_and_fills_in_ids() {
+    // Given two events published from stdin, one with its own id
+    let env = Env::new();
+    let with_id = r#"{"event_id": "evt-fixed", "event_type": "transaction_posted", "timestamp": "2024-01-01T12:00:00Z", "entity_type": "transaction", "entity_id": "txn_2", "data": {"amount": "1.00", "currency": "USD"}}"#;
+    let output = env.run_with_stdin(&["publish", "nexum.transactions.created"], &format!("{GOOD}\n\n{with_id}\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("Published 2 event(s)"));
+    // When the topic is tailed from the beginning as JSON
+    let output = env.run(&["tail", "nexum.transactions.created", "--from-beginning", "--max", "2", "--idle-exit", "5"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Then each line is one EventSchema; the first got an id and a timestamp, the second kept its own
+    let lines: Vec<serde_json::Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let first = lines.iter().find(|e| e["entity_id"] == "txn_1").unwrap();
+    assert!(first["event_id"].as_str().is_some_and(|id| id.len() == 36));
+    assert!(first["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let second = lines.iter().find(|e| e["entity_id"] == "txn_2").unwrap();
+    assert_eq!(second["event_id"], "evt-fixed");
+    assert_eq!(second["timestamp"], "2024-01-01T12:00:00Z");
+    assert_eq!(second["data"]["amount"], "1.00");
+}
+
+#[test]
+fn a_malformed_line_is_reported_by_number_and_the_others_are_published() {
+    let env = Env::new();
+    let input = format!("{GOOD}\nnot json\n{GOOD}\n{{\"event_type\": 5}}\n{GOOD}\n");
+    let output = env.run_with_stdin(&["publish", "nexum.audit.events"], &input);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("line 2:"), "{err}");
+    assert!(err.contains("line 4:"), "{err}");
+    assert!(err.contains("Published 3 event(s)"), "{err}");
+    assert_eq!(events_in(&env, "nexum.audit.events"), 3);
+}
+
+#[test]
+fn publishing_to_an_unknown_topic_fails_clearly_and_topics_create_fixes_it() {
+    let env = Env::new();
+    let output = env.run_with_stdin(&["publish", "payments.typo"], GOOD);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("unknown topic `payments.typo`"), "{}", stderr(&output));
+
+    let output = env.run(&["topics", "create", "payments.typo", "--partitions", "2"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = env.run(&["topics", "describe", "payments.typo"]);
+    assert!(stdout(&output).contains("PartitionCount: 2"), "{}", stdout(&output));
+    let output = env.run_with_stdin(&["publish", "payments.typo"], GOOD);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let output = env.run(&["topics", "create", "bad name"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("only ASCII letters"), "{}", stderr(&output));
+}
+
+#[test]
+fn bad_flags_and_a_corrupt_store_give_clear_errors_without_panics() {
+    let env = Env::new();
+    let output = env.run(&["produce", "bank-transactions", "--rate", "-5"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("invalid rate `-5`"), "{}", stderr(&output));
+
+    let output = env.run(&["--bus", "rabbit", "topics", "list"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("unknown backend `rabbit`"), "{}", stderr(&output));
+
+    let data = env.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("eventbus.db"), vec![7u8; 4096]).unwrap();
+    let output = env.run(&["topics", "list"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("corrupt"), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}
+
+#[test]
+fn an_unknown_config_key_is_refused_by_name() {
+    let env = Env::new();
+    let config = env.dir.path().join("eventbus.toml");
+    std::fs::write(&config, "bus = \"memory\"\nretension_ms = 5\n").unwrap();
+    let output = env.run(&["--config", config.to_str().unwrap(), "topics", "list"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("retension_ms"), "{}", stderr(&output));
+}
+
+#[test]
+fn replay_moves_a_group_back_and_tail_reads_again() {
+    let env = Env::new();
+    let input = (0..5).map(|_| GOOD).collect::<Vec<_>>().join("\n");
+    assert!(env.run_with_stdin(&["publish", "nexum.transactions.posted"], &input).status.success());
+    let tail = |env: &Env| env.run(&["tail", "nexum.transactions.posted", "--group", "g1", "--idle-exit", "1"]);
+    assert_eq!(stdout(&tail(&env)).lines().count(), 5, "a new group reads everything");
+    assert_eq!(stdout(&tail(&env)).lines().count(), 0, "then resumes after what it committed");
+    let output = env.run(&["replay", "--group", "g1", "--topic", "nexum.transactions.posted", "--to", "earliest"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("5 events to (re)consume"), "{}", stdout(&output));
+    assert_eq!(stdout(&tail(&env)).lines().count(), 5);
+}
+
+#[test]
+fn tail_max_commits_only_what_it_printed() {
+    let env = Env::new();
+    let input = (0..6).map(|_| GOOD).collect::<Vec<_>>().join("\n");
+    assert!(env.run_with_stdin(&["publish", "nexum.accounts.created"], &input).status.success());
+    let tail = |max: &str| env.run(&["tail", "nexum.accounts.created", "-G", "g", "--max", max, "--idle-exit", "1"]);
+    assert_eq!(stdout(&tail("2")).lines().count(), 2);
+    assert_eq!(stdout(&tail("100")).lines().count(), 4, "the 4 not printed are delivered next time");
+}
+
+#[test]
+fn an_acknowledged_publish_survives_kill_9() {
+    // Given a producer publishing as fast as it can, logging each acknowledged batch
+    let env = Env::new();
+    let mut child = env
+        .cmd(&["produce", "bank-transactions", "--count", "0", "--rate", "0", "--seed", "7"])
+        .env("EVENTBUS_LOG", "eventbus::produce=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, acks) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("sent=").nth(1) {
+                let sent: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+                if tx.send(sent).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut acknowledged = 0u64;
+    while acknowledged < 20_000 && Instant::now() < deadline {
+        match acks.recv_timeout(Duration::from_secs(1)) {
+            Ok(sent) => acknowledged = sent,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // When it is killed without warning
+    child.kill().unwrap();
+    child.wait().unwrap();
+    acknowledged = acks.try_iter().last().unwrap_or(acknowledged).max(acknowledged);
+    assert!(acknowledged > 0, "the producer acknowledged nothing");
+    // Then every acknowledged event is in the store
+    let stored = events_in(&env, "bank.transactions");
+    assert!(stored >= acknowledged, "stored {stored} < acknowledged {acknowledged}");
+}
