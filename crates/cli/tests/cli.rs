@@ -205,3 +205,59 @@ fn an_acknowledged_publish_survives_kill_9() {
     let stored = events_in(&env, "bank.transactions");
     assert!(stored >= acknowledged, "stored {stored} < acknowledged {acknowledged}");
 }
+
+fn sorted_lines(output: &Output) -> Vec<String> {
+    let mut lines: Vec<String> = stdout(output).lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn three_processes_share_the_store_and_restart_and_replay_agree() {
+    // Given the recommender running in its own process while two producer processes publish
+    let env = Env::new();
+    env.run(&["topics", "list"]);
+    let live = env
+        .cmd(&["consume", "recommendations", "--group", "live", "--idle-exit", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let producers: Vec<_> = [("bank-transactions", "1"), ("market-prices", "2")]
+        .iter()
+        .map(|(producer, seed)| {
+            env.cmd(&["produce", producer, "--count", "400", "--rate", "400", "--seed", seed])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for producer in producers {
+        let output = producer.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let live = live.wait_with_output().unwrap();
+    assert!(live.status.success(), "{}", stderr(&live));
+    assert_eq!(events_in(&env, "bank.transactions"), 400);
+    assert_eq!(events_in(&env, "market.price.updates"), 400);
+    let live = sorted_lines(&live);
+    assert!(!live.is_empty(), "the live consumer issued no recommendation");
+
+    // When another group reads in two runs, stopped after 300 events and restarted
+    let first = env.run(&["consume", "recommendations", "--group", "split", "--max", "300", "--idle-exit", "5"]);
+    let second = env.run(&["consume", "recommendations", "--group", "split", "--idle-exit", "1"]);
+    assert!(stderr(&first).contains("Consumed 300 event(s)"), "{}", stderr(&first));
+    assert!(stderr(&second).contains("Consumed 500 event(s)"), "{}", stderr(&second));
+    let mut split = sorted_lines(&first);
+    split.extend(sorted_lines(&second));
+    split.sort();
+
+    // And a new group replays from the beginning
+    let replay = env.run(&["consume", "recommendations", "--group", "replay", "--from-beginning", "--idle-exit", "1"]);
+
+    // Then all three saw the same recommendations
+    assert_eq!(split, live, "a restarted consumer resumes with its state rebuilt");
+    assert_eq!(sorted_lines(&replay), live, "a replay reproduces the live run");
+}

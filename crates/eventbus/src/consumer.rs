@@ -298,7 +298,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// The last `DEDUP_WINDOW` event ids handled.
 #[derive(Default)]
 struct Dedup {
-    seen: HashSet<EventId>,
+    seen: HashSet<EventId, foldhash::fast::RandomState>,
     order: VecDeque<EventId>,
 }
 

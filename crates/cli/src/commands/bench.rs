@@ -21,6 +21,8 @@ use crate::config::Config;
 const BATCH: usize = 1000;
 /// Concurrent producers in the throughput runs.
 const PRODUCERS: u64 = 2;
+/// Events the memory backend keeps per partition in the bench.
+const MEMORY_RETENTION: usize = 10_000;
 /// Events per second in the latency runs.
 const LATENCY_RATE: u64 = 10_000;
 
@@ -95,7 +97,8 @@ async fn open(config: &Config, backend: BackendKind, dir: &BenchDir) -> anyhow::
             embedded.data_dir = dir.0.clone();
             Arc::new(EmbeddedBus::embedded(local, embedded).await.context("cannot open the bench store")?)
         }
-        _ => Arc::new(MemoryBus::memory(local).await?),
+        // Bounded like a broker's retention, so the run measures the bus, not page faults.
+        _ => Arc::new(MemoryBus::memory_bounded(local, MEMORY_RETENTION).await?),
     };
     bus.start().await?;
     Ok(bus)

@@ -1,10 +1,12 @@
 //! `eventbus consume recommendations`: the Capera recommender of seed 000. It reads both streams
 //! in one group, publishes each recommendation to `capera.recommendations` and prints it.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::time::Duration;
 
 use capera::{Recommendation, Recommender};
-use eventbus::{EventBus, HandlerError, Message, Topic};
+use eventbus::{EventBus, GroupId, HandlerError, Message, Offset, StartPosition, Subscription, Topic};
 
 use crate::cli::{Consume, Consumer};
 use crate::config::Config;
@@ -41,6 +43,51 @@ impl Worker {
     }
 }
 
+/// Rebuilds the recommender's state from the events `group` has already handled (everything
+/// before its committed offsets), without publishing, so that a restarted consumer recommends
+/// exactly what an uninterrupted one would. Returns how many events it replayed.
+async fn warm_up(config: &Config, worker: &mut Worker, group: &GroupId) -> anyhow::Result<u64> {
+    let bus = crate::open_bus(config).await?;
+    let mut targets = HashMap::new();
+    let mut remaining = 0;
+    for topic in topics() {
+        let description = bus.describe_topic(&topic).await?;
+        for committed in bus.group_offsets(group, &topic).await? {
+            let earliest =
+                description.partitions.iter().find(|p| p.partition == committed.partition).map(|p| p.earliest);
+            remaining += committed.offset.0.saturating_sub(earliest.map_or(0, |o| o.0));
+            targets.insert((topic.clone(), committed.partition), committed.offset);
+        }
+    }
+    if remaining == 0 {
+        bus.stop().await?;
+        return Ok(0);
+    }
+    let state_group = GroupId::new(format!("{group}.state"))?;
+    let mut topics = topics().into_iter();
+    let first = topics.next().expect("two topics");
+    let subscription = topics.fold(Subscription::new(first, state_group), Subscription::and_topic);
+    let (handler, mut inbox) = inbox();
+    bus.subscribe(subscription.from(StartPosition::Earliest), handler).await?;
+    let mut replayed = 0;
+    while replayed < remaining {
+        let delivery = inbox
+            .next(Some(Duration::from_secs(10)))
+            .await
+            .map_err(|end| anyhow::anyhow!("state rebuild stopped after {replayed} of {remaining} events: {end:?}"))?;
+        let message = &delivery.message;
+        let target = targets.get(&(message.topic.clone(), message.partition)).copied().unwrap_or(Offset(0));
+        if message.offset < target {
+            // An event the rules refused was dead-lettered the first time; it changes no state.
+            let _ = worker.recommend(message);
+            replayed += 1;
+        }
+        delivery.ack();
+    }
+    inbox.close(bus.as_ref()).await?;
+    Ok(replayed)
+}
+
 pub fn topics() -> Vec<eventbus::TopicName> {
     vec![Topic::BankTransactions.name(), Topic::MarketPriceUpdates.name()]
 }
@@ -50,10 +97,15 @@ pub async fn run(config: &Config, args: Consume) -> anyhow::Result<()> {
     let mut read = args.read;
     read.group.get_or_insert_with(|| DEFAULT_GROUP.to_owned());
     let idle = super::idle(&read)?;
+    let subscription = super::subscription(config, topics(), &read, DEFAULT_GROUP)?;
+    let mut worker = Worker::new();
+    if !read.from_beginning {
+        let rebuilt = warm_up(config, &mut worker, &subscription.group).await?;
+        tracing::info!(rebuilt, "Recommender state rebuilt from the events the group already handled");
+    }
     let bus = crate::open_bus(config).await?;
     let (handler, mut inbox) = inbox();
-    bus.subscribe(super::subscription(config, topics(), &read, DEFAULT_GROUP)?, handler).await?;
-    let mut worker = Worker::new();
+    bus.subscribe(subscription, handler).await?;
     let (mut consumed, mut issued) = (0u64, 0u64);
     let mut out = std::io::stdout().lock();
     let end = loop {

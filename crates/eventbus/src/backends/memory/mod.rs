@@ -15,8 +15,15 @@ use crate::topics::TopicName;
 pub type MemoryBus = LocalBus<MemoryStorage>;
 
 impl LocalBus<MemoryStorage> {
+    /// A memory bus that keeps every event.
     pub async fn memory(config: LocalConfig) -> Result<Self, BusError> {
         Self::open(MemoryStorage::default(), config).await
+    }
+
+    /// A memory bus that keeps the last `max_per_partition` events of each partition, like a
+    /// size-based retention: memory stays bounded under a sustained load.
+    pub async fn memory_bounded(config: LocalConfig, max_per_partition: usize) -> Result<Self, BusError> {
+        Self::open(MemoryStorage::new(Some(max_per_partition.max(1))), config).await
     }
 
     /// Every event of `topic` (of all topics when `None`) with its topic, in append order per

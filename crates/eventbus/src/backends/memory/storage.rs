@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -16,19 +16,39 @@ pub struct MemoryStorage {
     topics: RwLock<BTreeMap<TopicName, Arc<TopicLog>>>,
     offsets: Mutex<HashMap<(GroupId, TopicName), HashMap<Partition, Offset>>>,
     changes: watch::Sender<u64>,
+    /// Records kept per partition; the oldest go first. `None` keeps everything.
+    retention: Option<usize>,
 }
 
 impl Default for MemoryStorage {
     fn default() -> Self {
-        Self { topics: RwLock::default(), offsets: Mutex::default(), changes: watch::channel(0).0 }
+        Self::new(None)
     }
 }
 
 struct TopicLog {
-    partitions: Vec<Mutex<Vec<StoredRecord>>>,
+    partitions: Vec<Mutex<PartitionLog>>,
+}
+
+/// One partition: the retained records, the first of which has offset `start`.
+#[derive(Default)]
+struct PartitionLog {
+    start: u64,
+    records: VecDeque<StoredRecord>,
+}
+
+impl PartitionLog {
+    fn end(&self) -> u64 {
+        self.start + self.records.len() as u64
+    }
 }
 
 impl MemoryStorage {
+    /// Storage keeping at most `retention` records per partition (`None`: all of them).
+    pub fn new(retention: Option<usize>) -> Self {
+        Self { topics: RwLock::default(), offsets: Mutex::default(), changes: watch::channel(0).0, retention }
+    }
+
     fn topic(&self, name: &TopicName) -> Result<Arc<TopicLog>, BusError> {
         let topics = self.topics.read().expect("topics lock");
         topics.get(name).cloned().ok_or_else(|| BusError::UnknownTopic(name.clone()))
@@ -39,7 +59,7 @@ impl MemoryStorage {
         let mut out = Vec::new();
         for (name, log) in topics.iter().filter(|(name, _)| topic.is_none_or(|t| t == *name)) {
             let mut records: Vec<StoredRecord> =
-                log.partitions.iter().flat_map(|p| p.lock().expect("partition lock").clone()).collect();
+                log.partitions.iter().flat_map(|p| p.lock().expect("partition lock").records.clone()).collect();
             records.sort_by_key(|r| (r.timestamp, r.partition, r.offset));
             out.extend(records.into_iter().filter_map(|r| match r.payload {
                 Payload::Event(event) => Some((name.clone(), event)),
@@ -96,9 +116,13 @@ impl Storage for MemoryStorage {
                     .partitions
                     .iter()
                     .enumerate()
-                    .map(|(i, records)| {
-                        let end = records.lock().expect("partition lock").len() as u64;
-                        PartitionInfo { partition: Partition(i as u32), earliest: Offset(0), latest: Offset(end) }
+                    .map(|(i, log)| {
+                        let log = log.lock().expect("partition lock");
+                        PartitionInfo {
+                            partition: Partition(i as u32),
+                            earliest: Offset(log.start),
+                            latest: Offset(log.end()),
+                        }
                     })
                     .collect(),
             })
@@ -113,16 +137,27 @@ impl Storage for MemoryStorage {
         // Runs of records for the same partition are appended under one lock.
         while let Some(first) = iter.next() {
             let partition = first.partition;
-            let mut records = log.partitions[partition.0 as usize].lock().expect("partition lock");
-            let mut push = |record: NewRecord, records: &mut Vec<StoredRecord>| {
-                let offset = Offset(records.len() as u64);
-                let timestamp = records.last().map_or(now, |last| last.timestamp.max(now));
-                records.push(StoredRecord { partition, offset, timestamp, key: record.key, payload: record.payload });
+            let mut log = log.partitions[partition.0 as usize].lock().expect("partition lock");
+            let retention = self.retention;
+            let mut push = |record: NewRecord, log: &mut PartitionLog| {
+                let offset = Offset(log.end());
+                let timestamp = log.records.back().map_or(now, |last| last.timestamp.max(now));
+                log.records.push_back(StoredRecord {
+                    partition,
+                    offset,
+                    timestamp,
+                    key: record.key,
+                    payload: record.payload,
+                });
+                if retention.is_some_and(|max| log.records.len() > max) {
+                    log.records.pop_front();
+                    log.start += 1;
+                }
                 published.push(Published { partition, offset });
             };
-            push(first, &mut records);
+            push(first, &mut log);
             while let Some(next) = iter.next_if(|r| r.partition == partition) {
-                push(next, &mut records);
+                push(next, &mut log);
             }
         }
         self.changes.send_modify(|n| *n += 1);
@@ -137,11 +172,11 @@ impl Storage for MemoryStorage {
         max: usize,
     ) -> Result<Vec<StoredRecord>, BusError> {
         let log = self.topic(topic)?;
-        let records = log.partitions.get(partition.0 as usize).ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
-        let records = records.lock().expect("partition lock");
-        let start = (from.0 as usize).min(records.len());
-        let end = start.saturating_add(max).min(records.len());
-        Ok(records[start..end].to_vec())
+        let log = log.partitions.get(partition.0 as usize).ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
+        let log = log.lock().expect("partition lock");
+        let skip = from.0.saturating_sub(log.start).min(log.records.len() as u64) as usize;
+        let end = skip.saturating_add(max).min(log.records.len());
+        Ok(log.records.range(skip..end).cloned().collect())
     }
 
     async fn offset_for_time(
@@ -151,8 +186,8 @@ impl Storage for MemoryStorage {
         time: DateTime<Utc>,
     ) -> Result<Offset, BusError> {
         let log = self.topic(topic)?;
-        let records = log.partitions[partition.0 as usize].lock().expect("partition lock");
-        Ok(Offset(records.partition_point(|r| r.timestamp < time) as u64))
+        let log = log.partitions[partition.0 as usize].lock().expect("partition lock");
+        Ok(Offset(log.start + log.records.partition_point(|r| r.timestamp < time) as u64))
     }
 
     async fn committed(&self, group: &GroupId, topic: &TopicName) -> Result<HashMap<Partition, Offset>, BusError> {
