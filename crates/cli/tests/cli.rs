@@ -261,3 +261,19 @@ fn three_processes_share_the_store_and_restart_and_replay_agree() {
     assert_eq!(split, live, "a restarted consumer resumes with its state rebuilt");
     assert_eq!(sorted_lines(&replay), live, "a replay reproduces the live run");
 }
+
+#[test]
+fn a_store_locked_by_another_process_gives_a_clear_error() {
+    // Given a store whose write lock another process holds
+    let env = Env::new();
+    assert!(env.run(&["topics", "list"]).status.success());
+    let holder = rusqlite::Connection::open(env.dir.path().join("data").join("eventbus.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let config = env.dir.path().join("eventbus.toml");
+    std::fs::write(&config, "[embedded]\nbusy_timeout_ms = 200\n").unwrap();
+    // When a command needs to write
+    let output = env.run_with_stdin(&["--config", config.to_str().unwrap(), "publish", "nexum.audit.events"], GOOD);
+    // Then it fails with a message that says the store is locked
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("locked by another process"), "{}", stderr(&output));
+}

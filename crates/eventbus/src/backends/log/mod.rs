@@ -16,3 +16,6 @@ impl LocalBus<LogStorage> {
         Self::open(LogStorage::default(), config).await
     }
 }
+
+#[cfg(test)]
+mod tests;
