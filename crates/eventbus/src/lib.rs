@@ -19,6 +19,7 @@ pub mod envelope;
 mod local;
 pub mod money;
 mod partitioner;
+mod processor;
 mod storage;
 pub mod topics;
 
@@ -29,9 +30,9 @@ pub use bus::{
     BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, HandlerError, Message, Offset,
     Partition, PartitionInfo, Published, RetryPolicy, StartPosition, Subscription, TopicDescription, handler_fn,
 };
-pub use consumer::DEAD_LETTERED;
 pub use envelope::{EventId, EventSchema, EventType};
 pub use local::{DEFAULT_MAX_MESSAGE_BYTES, LocalBus, LocalConfig};
 pub use money::{Currency, Money, MoneyError};
 pub use partitioner::{murmur2, partition_for_key};
+pub use processor::DEAD_LETTERED;
 pub use topics::{Topic, TopicName};

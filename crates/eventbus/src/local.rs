@@ -17,6 +17,7 @@ use crate::bus::{
 use crate::consumer;
 use crate::envelope::EventSchema;
 use crate::partitioner::partition_for_key;
+use crate::processor::DeadLetterSink;
 use crate::storage::{NewRecord, Payload, Storage};
 use crate::topics::{DLQ_PARTITIONS, Topic, TopicName};
 
@@ -168,7 +169,7 @@ impl<S: Storage> Inner<S> {
 
     /// The dead-letter topic of `topic`, created if it is missing: a dead letter is never lost
     /// for want of its topic.
-    pub(crate) async fn ensure_dlq(&self, topic: &TopicName) -> Result<TopicName, BusError> {
+    async fn ensure_dlq(&self, topic: &TopicName) -> Result<TopicName, BusError> {
         let dlq = topic.dlq();
         if self.partition_count(&dlq).await.is_err() {
             self.storage.ensure_topics(vec![(dlq.clone(), DLQ_PARTITIONS)]).await?;
@@ -176,7 +177,7 @@ impl<S: Storage> Inner<S> {
         Ok(dlq)
     }
 
-    pub(crate) async fn append_event(
+    async fn append_event(
         &self,
         topic: &TopicName,
         key: Option<Arc<str>>,
@@ -246,6 +247,14 @@ fn encoded_len(event: &EventSchema) -> usize {
     let mut counter = Counter(0);
     serde_json::to_writer(&mut counter, event).expect("an EventSchema always serialises");
     counter.0
+}
+
+#[async_trait]
+impl<S: Storage> DeadLetterSink for Inner<S> {
+    async fn dead_letter(&self, topic: &TopicName, key: Option<Arc<str>>, letter: EventSchema) -> Result<(), BusError> {
+        let dlq = self.ensure_dlq(topic).await?;
+        self.append_event(&dlq, key, letter).await.map(drop)
+    }
 }
 
 #[async_trait]
