@@ -1,11 +1,48 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: formatting, lints, then every test.
-# Everything the tests need (SQLite) is built in; nothing else is installed or started yet.
+#
+# It installs what the tests need and is missing, and starts it on loopback:
+# - tansu, a Kafka-protocol broker, from the crate registry (about 10 minutes to build the first
+#   time; the binary in ~/.cargo/bin is reused after that), on a free 127.0.0.1 port;
+# - the C toolchain pieces librdkafka builds with (make, perl, libssl-dev) from Debian, if absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 command -v cargo >/dev/null || { echo "cargo is required: https://rustup.rs" >&2; exit 1; }
+
+need_apt=()
+command -v make >/dev/null || need_apt+=(make)
+command -v perl >/dev/null || need_apt+=(perl)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> apt-get install ${need_apt[*]}"
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+
+TANSU="${TANSU:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}"
+if [ ! -x "$TANSU" ]; then
+  echo "==> cargo install tansu (first time only, about 10 minutes)"
+  cargo install tansu --locked --features dynostore,libsql
+  TANSU="$HOME/.cargo/bin/tansu"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+BROKER_LOG=$(mktemp -t tansu.XXXXXX.log)
+echo "==> tansu on 127.0.0.1:$PORT (log: $BROKER_LOG)"
+"$TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+  --storage-engine memory://tansu/ >"$BROKER_LOG" 2>&1 &
+BROKER_PID=$!
+trap 'kill $BROKER_PID 2>/dev/null || true; wait $BROKER_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  kill -0 $BROKER_PID 2>/dev/null || { cat "$BROKER_LOG"; echo "tansu did not start" >&2; exit 1; }
+  sleep 0.1
+done
+export EVENTBUS_KAFKA_BROKERS="127.0.0.1:$PORT"
+export TANSU
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

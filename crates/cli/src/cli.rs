@@ -18,7 +18,7 @@ pub struct Cli {
 /// config file.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Backend: memory, log or embedded (the default).
+    /// Backend: memory, log, embedded (the default) or kafka.
     #[arg(long, global = true, env = "EVENTBUS_BUS", value_parser = parse_backend)]
     pub bus: Option<BackendKind>,
     /// Data directory of the embedded backend [default: ./data].
@@ -27,6 +27,9 @@ pub struct Global {
     /// TOML config file.
     #[arg(long, global = true, env = "EVENTBUS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, `host:port[,host:port]` (with --bus kafka).
+    #[arg(long, global = true, env = "EVENTBUS_BROKERS")]
+    pub brokers: Option<String>,
     /// Create unknown topics on first use.
     #[arg(long, global = true, env = "EVENTBUS_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -37,8 +40,8 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
         "memory" => Ok(BackendKind::Memory),
         "log" => Ok(BackendKind::Log),
         "embedded" => Ok(BackendKind::Embedded),
-        "kafka" => Err("the kafka backend is not available in this build yet; use memory, log or embedded".into()),
-        other => Err(format!("unknown backend `{other}`; expected memory, log or embedded")),
+        "kafka" => Ok(BackendKind::Kafka),
+        other => Err(format!("unknown backend `{other}`; expected memory, log, embedded or kafka")),
     }
 }
 
@@ -112,10 +115,11 @@ pub struct Produce {
     pub seed: Option<u64>,
 }
 
+/// Rates above zero run from one event an hour to ten million a second.
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
-        _ => Err(format!("invalid rate `{s}`: expected 0 (no limit) or a positive number of events per second")),
+        Ok(rate) if rate == 0.0 || (1.0 / 3600.0..=10_000_000.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("invalid rate `{s}`: expected 0 (no limit) or 0.0003 to 10000000 events per second")),
     }
 }
 

@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use eventbus::{BackendKind, EmbeddedConfig, LocalConfig, RetryPolicy, SyncMode};
+use eventbus::{BackendKind, EmbeddedConfig, KafkaConfig, LocalConfig, RetryPolicy, SyncMode};
 use serde::Deserialize;
 
 /// The whole configuration file. Every field is optional; the defaults run with no setup.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Which backend carries the events: `memory`, `log` or `embedded`.
+    /// Which backend carries the events: `memory`, `log`, `embedded` or `kafka`.
     pub bus: BackendKind,
     /// Where the embedded backend keeps its store.
     pub data_dir: PathBuf,
@@ -22,6 +22,8 @@ pub struct Config {
     /// The largest message accepted, in bytes.
     pub max_message_bytes: usize,
     pub embedded: EmbeddedSection,
+    /// `[kafka]`: brokers, security, producer tuning and `[kafka.properties]` passed to librdkafka.
+    pub kafka: KafkaConfig,
     pub consumer: ConsumerSection,
 }
 
@@ -62,6 +64,7 @@ impl Default for Config {
             default_partitions: local.default_partitions,
             max_message_bytes: local.max_message_bytes,
             embedded: EmbeddedSection::default(),
+            kafka: KafkaConfig::default(),
             consumer: ConsumerSection::default(),
         }
     }
@@ -154,6 +157,27 @@ mod tests {
         assert_eq!(config.embedded().retention, Some(Duration::from_secs(7 * 24 * 3600)));
         assert_eq!(config.retry().max_attempts, 3);
         assert!(config.local().auto_create_topics);
+    }
+
+    #[test]
+    fn kafka_settings_and_passthrough_properties_are_read() {
+        let config: Config = toml::from_str(
+            r#"
+            bus = "kafka"
+            [kafka]
+            brokers = "10.0.0.1:9092,10.0.0.2:9092"
+            sasl_mechanism = "SCRAM-SHA-512"
+            sasl_username = "bank"
+            sasl_password = "hunter2"
+            [kafka.properties]
+            "statistics.interval.ms" = "1000"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.bus, BackendKind::Kafka);
+        assert_eq!(config.kafka.brokers, "10.0.0.1:9092,10.0.0.2:9092");
+        assert_eq!(config.kafka.properties["statistics.interval.ms"], "1000");
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]

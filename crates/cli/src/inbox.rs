@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventbus::{EventBus, Handler, HandlerError, Message, handler_fn};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// A message and the outcome its handler waits for.
 pub struct Delivery {
@@ -29,6 +29,8 @@ impl Delivery {
 
 pub struct Inbox {
     deliveries: mpsc::Receiver<Delivery>,
+    /// Turns true on Ctrl-C or SIGTERM, whenever it arrives.
+    interrupted: watch::Receiver<bool>,
 }
 
 /// A handler to subscribe with, and the inbox it delivers to.
@@ -43,7 +45,14 @@ pub fn inbox() -> (Arc<dyn Handler>, Inbox) {
             acked.await.map_err(|_| stopping())?
         }
     });
-    (handler, Inbox { deliveries })
+    let (interrupt, interrupted) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown_signal() => { let _ = interrupt.send(true); }
+            () = interrupt.closed() => {}
+        }
+    });
+    (handler, Inbox { deliveries, interrupted })
 }
 
 /// Why a read loop ended.
@@ -63,10 +72,13 @@ impl Inbox {
                 None => std::future::pending().await,
             }
         };
+        if *self.interrupted.borrow() {
+            return Err(End::Interrupted);
+        }
         tokio::select! {
             delivery = self.deliveries.recv() => delivery.ok_or(End::Interrupted),
             () = idle => Err(End::Idle),
-            _ = shutdown_signal() => Err(End::Interrupted),
+            _ = self.interrupted.changed() => Err(End::Interrupted),
         }
     }
 

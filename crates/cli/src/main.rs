@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use eventbus::{BackendKind, EmbeddedBus, EventBus, LogBus, MemoryBus};
+use eventbus::{BackendKind, EmbeddedBus, EventBus, KafkaBus, LogBus, MemoryBus};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, Global};
@@ -64,6 +64,9 @@ fn configure(global: &Global) -> anyhow::Result<Config> {
     if let Some(dir) = &global.data_dir {
         config.data_dir = dir.clone();
     }
+    if let Some(brokers) = &global.brokers {
+        config.kafka.brokers = brokers.clone();
+    }
     if let Some(auto) = global.auto_create_topics {
         config.auto_create_topics = auto;
     }
@@ -77,6 +80,9 @@ pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn EventBus>> {
         BackendKind::Log => Arc::new(LogBus::log(config.local()).await?),
         BackendKind::Embedded => Arc::new(
             EmbeddedBus::embedded(config.local(), config.embedded()).await.context("cannot open the embedded store")?,
+        ),
+        BackendKind::Kafka => Arc::new(
+            KafkaBus::connect(config.kafka.clone(), config.local()).await.context("cannot use the Kafka backend")?,
         ),
     };
     bus.start().await?;

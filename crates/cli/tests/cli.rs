@@ -91,6 +91,39 @@ fn a_malformed_line_is_reported_by_number_and_the_others_are_published() {
 }
 
 #[test]
+fn a_line_that_is_not_utf8_is_rejected_by_number_and_the_rest_published() {
+    let env = Env::new();
+    let mut input = format!("{GOOD}\n").into_bytes();
+    input.extend_from_slice(b"\xff\xfe\n");
+    input.extend_from_slice(format!("{GOOD}\n").as_bytes());
+    let mut child =
+        env.cmd(&["publish", "nexum.audit.events"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("line 2:"), "{}", stderr(&output));
+    assert_eq!(events_in(&env, "nexum.audit.events"), 2);
+}
+
+#[test]
+fn a_restart_after_a_duplicate_event_rebuilds_state_and_resumes() {
+    // Given a group that handled five events, one of them published twice with the same id
+    let env = Env::new();
+    let output = env.run(&["produce", "bank-transactions", "--count", "5", "--rate", "0", "--seed", "3"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let tail = env.run(&["tail", "bank.transactions", "--from-beginning", "--max", "1", "--idle-exit", "5"]);
+    let duplicate = stdout(&tail);
+    assert!(env.run_with_stdin(&["publish", "bank.transactions"], &duplicate).status.success());
+    let first = env.run(&["consume", "recommendations", "--group", "g", "--idle-exit", "1"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // When the consumer starts again
+    let second = env.run(&["consume", "recommendations", "--group", "g", "--idle-exit", "1"]);
+    // Then it rebuilds its state and finds nothing new
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stderr(&second).contains("Consumed 0 event(s)"), "{}", stderr(&second));
+}
+
+#[test]
 fn publishing_to_an_unknown_topic_fails_clearly_and_topics_create_fixes_it() {
     let env = Env::new();
     let output = env.run_with_stdin(&["publish", "payments.typo"], GOOD);
@@ -115,6 +148,12 @@ fn bad_flags_and_a_corrupt_store_give_clear_errors_without_panics() {
     let output = env.run(&["produce", "bank-transactions", "--rate", "-5"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("invalid rate `-5`"), "{}", stderr(&output));
+
+    let output = env.run(&["produce", "bank-transactions", "--rate", "1e-30"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = env.run(&["tail", "bank.transactions", "--idle-exit", "1e300"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("invalid --idle-exit"), "{}", stderr(&output));
 
     let output = env.run(&["--bus", "rabbit", "topics", "list"]);
     assert_eq!(output.status.code(), Some(2));

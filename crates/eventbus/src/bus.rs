@@ -243,6 +243,7 @@ pub enum BackendKind {
     Memory,
     Log,
     Embedded,
+    Kafka,
 }
 
 impl BackendKind {
@@ -252,6 +253,7 @@ impl BackendKind {
             Self::Memory => "InMemoryEventBus",
             Self::Log => "LogEventBus",
             Self::Embedded => "EmbeddedEventBus",
+            Self::Kafka => "KafkaEventBus",
         }
     }
 }
@@ -262,6 +264,7 @@ impl fmt::Display for BackendKind {
             Self::Memory => "memory",
             Self::Log => "log",
             Self::Embedded => "embedded",
+            Self::Kafka => "kafka",
         })
     }
 }
@@ -345,6 +348,11 @@ pub enum BusError {
     /// The embedded store failed; the message says whether it is locked, corrupt or unreachable.
     #[error(transparent)]
     Embedded(#[from] crate::backends::embedded::EmbeddedError),
+    /// Kafka failed; the message says whether it is unreachable, refused a topic or did not
+    /// acknowledge in time.
+    #[cfg(feature = "kafka")]
+    #[error(transparent)]
+    Kafka(#[from] crate::backends::kafka::KafkaError),
 }
 
 /// The event bus: publish events to topics and consume them in groups.

@@ -106,6 +106,10 @@ impl<S: Storage> Consumer<S> {
         let mut handled = 0;
         let mut outcome = Ok(());
         for record in records {
+            if *stop.borrow() {
+                outcome = Err(Stopped);
+                break;
+            }
             let offset = record.offset;
             if let Err(stopped) = self.processor.process(&cursor.topic, record, stop).await {
                 outcome = Err(stopped);

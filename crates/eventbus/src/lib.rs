@@ -16,6 +16,7 @@ pub mod backends;
 mod bus;
 mod consumer;
 pub mod envelope;
+mod lifecycle;
 mod local;
 pub mod money;
 mod partitioner;
@@ -24,6 +25,8 @@ mod storage;
 pub mod topics;
 
 pub use backends::embedded::{EmbeddedBus, EmbeddedConfig, EmbeddedError, SyncMode};
+#[cfg(feature = "kafka")]
+pub use backends::kafka::{KafkaBus, KafkaConfig, KafkaError, Secret};
 pub use backends::log::LogBus;
 pub use backends::memory::MemoryBus;
 pub use bus::{

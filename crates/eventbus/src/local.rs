@@ -1,9 +1,9 @@
 //! `LocalBus`: the `EventBus` over a [`Storage`], shared by the memory, log and embedded
 //! backends. It partitions by key, checks topics and sizes, and runs the consumers.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use crate::bus::{
 };
 use crate::consumer;
 use crate::envelope::EventSchema;
+use crate::lifecycle::Lifecycle;
 use crate::partitioner::partition_for_key;
 use crate::processor::DeadLetterSink;
 use crate::storage::{NewRecord, Payload, Storage};
@@ -57,12 +58,9 @@ impl<S: Storage> Clone for LocalBus<S> {
 pub(crate) struct Inner<S> {
     pub(crate) storage: S,
     pub(crate) config: LocalConfig,
-    running: AtomicBool,
+    lifecycle: Lifecycle,
     partitions: RwLock<HashMap<TopicName, u32>>,
     round_robin: AtomicU32,
-    subscriptions: Mutex<Vec<(Subscription, Arc<dyn Handler>)>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    stop: Mutex<watch::Sender<bool>>,
 }
 
 impl<S: Storage> LocalBus<S> {
@@ -76,12 +74,9 @@ impl<S: Storage> LocalBus<S> {
             inner: Arc::new(Inner {
                 storage,
                 config,
-                running: AtomicBool::new(false),
+                lifecycle: Lifecycle::new(),
                 partitions: RwLock::default(),
                 round_robin: AtomicU32::new(0),
-                subscriptions: Mutex::default(),
-                tasks: Mutex::default(),
-                stop: Mutex::new(watch::channel(true).0),
             }),
         })
     }
@@ -91,13 +86,12 @@ impl<S: Storage> LocalBus<S> {
     }
 
     fn ensure_running(&self) -> Result<(), BusError> {
-        if self.inner.running.load(Ordering::Acquire) { Ok(()) } else { Err(BusError::NotRunning) }
+        self.inner.lifecycle.ensure_running()
     }
 
-    fn spawn(&self, subscription: Subscription, handler: Arc<dyn Handler>) {
-        let stop = self.inner.stop.lock().expect("stop lock").subscribe();
-        let task = tokio::spawn(consumer::run(Arc::clone(&self.inner), subscription, handler, stop));
-        self.inner.tasks.lock().expect("tasks lock").push(task);
+    fn spawner(&self) -> impl Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>) -> JoinHandle<()> + Sync {
+        let inner = Arc::clone(&self.inner);
+        move |subscription, handler, stop| tokio::spawn(consumer::run(Arc::clone(&inner), subscription, handler, stop))
     }
 
     async fn records(
@@ -264,35 +258,21 @@ impl<S: Storage> EventBus for LocalBus<S> {
     }
 
     async fn start(&self) -> Result<(), BusError> {
-        if self.inner.running.swap(true, Ordering::AcqRel) {
-            return Ok(());
+        if self.inner.lifecycle.start(&self.spawner()).await {
+            tracing::info!(backend = %self.backend(), "Event bus started");
         }
-        *self.inner.stop.lock().expect("stop lock") = watch::channel(false).0;
-        let subscriptions = self.inner.subscriptions.lock().expect("subscriptions lock").clone();
-        for (subscription, handler) in subscriptions {
-            self.spawn(subscription, handler);
-        }
-        tracing::info!(backend = %self.backend(), "Event bus started");
         Ok(())
     }
 
     async fn stop(&self) -> Result<(), BusError> {
-        if !self.inner.running.swap(false, Ordering::AcqRel) {
-            return Ok(());
+        if self.inner.lifecycle.stop().await {
+            tracing::info!(backend = %self.backend(), "Event bus stopped");
         }
-        self.inner.stop.lock().expect("stop lock").send_replace(true);
-        let tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks lock"));
-        for task in tasks {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "Consumer task ended abnormally");
-            }
-        }
-        tracing::info!(backend = %self.backend(), "Event bus stopped");
         Ok(())
     }
 
     fn is_running(&self) -> bool {
-        self.inner.running.load(Ordering::Acquire)
+        self.inner.lifecycle.is_running()
     }
 
     async fn publish(&self, topic: &TopicName, event: EventSchema, key: Option<&str>) -> Result<Published, BusError> {
@@ -331,30 +311,20 @@ impl<S: Storage> EventBus for LocalBus<S> {
         Ok(published.remove(0))
     }
 
-    async fn subscribe(&self, subscription: Subscription, handler: Arc<dyn Handler>) -> Result<(), BusError> {
-        let mut topics = HashSet::new();
+    async fn subscribe(&self, mut subscription: Subscription, handler: Arc<dyn Handler>) -> Result<(), BusError> {
         for topic in &subscription.topics {
             self.inner.partition_count(topic).await?;
-            topics.insert(topic.clone());
         }
-        {
-            let mut registered = self.inner.subscriptions.lock().expect("subscriptions lock");
-            for (existing, _) in registered.iter() {
-                if let Some(topic) =
-                    existing.topics.iter().find(|t| existing.group == subscription.group && topics.contains(*t))
-                {
-                    return Err(BusError::AlreadySubscribed {
-                        group: subscription.group.clone(),
-                        topic: topic.clone(),
-                    });
-                }
+        // An explicit start position applies once, now, like a reset of the group's offsets; from
+        // then on (across stop and start too) the group resumes from what it committed.
+        if subscription.start != StartPosition::Committed {
+            for topic in &subscription.topics {
+                let positions = self.inner.resolve(&subscription.group, topic, subscription.start).await?;
+                self.inner.storage.commit(&subscription.group, topic, positions).await?;
             }
-            registered.push((subscription.clone(), Arc::clone(&handler)));
+            subscription.start = StartPosition::Committed;
         }
-        if self.is_running() {
-            self.spawn(subscription, handler);
-        }
-        Ok(())
+        self.inner.lifecycle.register(subscription, handler, &self.spawner()).await
     }
 
     async fn status(&self) -> Result<BusStatus, BusError> {

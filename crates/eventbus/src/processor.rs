@@ -22,6 +22,9 @@ const DEDUP_WINDOW: usize = 100_000;
 /// The wait after a storage error before trying again.
 pub(crate) const STORAGE_RETRY: Duration = Duration::from_millis(200);
 
+/// Characters of an original too large for its dead letter that the letter keeps.
+const ORIGINAL_PREFIX_CHARS: usize = 512;
+
 /// The `event_type` of a dead letter.
 pub const DEAD_LETTERED: &str = "dead_lettered";
 
@@ -74,14 +77,26 @@ impl Processor {
             Payload::Bytes(bytes) if bytes.len() > self.max_message_bytes => {
                 let error =
                     format!("message of {} bytes exceeds the maximum of {} bytes", bytes.len(), self.max_message_bytes);
-                let letter = dead_letter(topic, &record, &self.group, "oversized", &error, 0);
+                let letter = dead_letter(self.max_message_bytes, topic, &record, &self.group, "oversized", &error, 0);
+                return self.send_dead_letter(topic, &record, letter, stop).await;
+            }
+            Payload::Rejected { reason, .. } => {
+                let letter = dead_letter(self.max_message_bytes, topic, &record, &self.group, "undecodable", reason, 0);
                 return self.send_dead_letter(topic, &record, letter, stop).await;
             }
             Payload::Event(event) => Arc::clone(event),
             Payload::Bytes(bytes) => match EventSchema::from_json(bytes) {
                 Ok(event) => Arc::new(event),
                 Err(error) => {
-                    let letter = dead_letter(topic, &record, &self.group, "undecodable", &error.to_string(), 0);
+                    let letter = dead_letter(
+                        self.max_message_bytes,
+                        topic,
+                        &record,
+                        &self.group,
+                        "undecodable",
+                        &error.to_string(),
+                        0,
+                    );
                     return self.send_dead_letter(topic, &record, letter, stop).await;
                 }
             },
@@ -103,7 +118,12 @@ impl Processor {
         loop {
             let result = AssertUnwindSafe(self.handler.handle(message.clone())).catch_unwind().await;
             let error = match result {
-                Ok(Ok(())) => break,
+                Ok(Ok(())) => {
+                    if let Some(id) = &event.event_id {
+                        self.dedup.insert(id.clone());
+                    }
+                    break;
+                }
                 Ok(Err(error)) => error.to_string(),
                 Err(panic) => format!("handler panicked: {}", panic_message(&*panic)),
             };
@@ -114,7 +134,8 @@ impl Processor {
             }
             if attempt >= retry.max_attempts.max(1) {
                 tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, attempts = attempt, %error, "Handler failed; dead-lettering");
-                let letter = dead_letter(topic, &record, &self.group, "handler_failed", &error, attempt);
+                let letter =
+                    dead_letter(self.max_message_bytes, topic, &record, &self.group, "handler_failed", &error, attempt);
                 self.send_dead_letter(topic, &record, letter, stop).await?;
                 break;
             }
@@ -123,9 +144,6 @@ impl Processor {
                 return Err(Stopped);
             }
             attempt += 1;
-        }
-        if let Some(id) = &event.event_id {
-            self.dedup.insert(id.clone());
         }
         Ok(())
     }
@@ -155,6 +173,7 @@ impl Processor {
 /// The dead letter for a record: the reason, where it came from, and the original message.
 /// Its id is derived from the record's place, so writing it twice (after a crash) is detectable.
 fn dead_letter(
+    max_bytes: usize,
     topic: &TopicName,
     record: &StoredRecord,
     group: &GroupId,
@@ -171,23 +190,32 @@ fn dead_letter(
     data.insert("error_kind".into(), json!(kind));
     data.insert("error".into(), json!(error));
     data.insert("attempts".into(), json!(attempts));
-    match &record.payload {
-        Payload::Event(event) => {
-            data.insert("original_event".into(), serde_json::to_value(&**event).unwrap_or(Value::Null));
-        }
-        Payload::Bytes(bytes) => match serde_json::from_slice::<EventSchema>(bytes) {
-            Ok(event) => {
-                data.insert("original_event".into(), serde_json::to_value(event).unwrap_or(Value::Null));
-            }
-            Err(_) => {
-                data.insert("original_value".into(), json!(String::from_utf8_lossy(bytes)));
-            }
-        },
+    let original = match &record.payload {
+        Payload::Event(event) => serde_json::to_vec(&**event).unwrap_or_default(),
+        Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes.to_vec(),
+    };
+    let letter = |data| {
+        EventSchema::new(DEAD_LETTERED, "dead_letter", place.clone(), data)
+            .with_id(EventId::derived(&format!("dlq/{}/{place}", group)))
+            .with_source("eventbus")
+            .with_metadata("group", group.as_str())
+    };
+    let mut full = data.clone();
+    match serde_json::from_slice::<EventSchema>(&original) {
+        Ok(event) => full.insert("original_event".into(), serde_json::to_value(event).unwrap_or(Value::Null)),
+        Err(_) => full.insert("original_value".into(), json!(String::from_utf8_lossy(&original))),
+    };
+    let full = letter(full);
+    if full.to_json().len() <= max_bytes {
+        return full;
     }
-    EventSchema::new(DEAD_LETTERED, "dead_letter", place.clone(), data)
-        .with_id(EventId::derived(&format!("dlq/{}/{place}", group)))
-        .with_source("eventbus")
-        .with_metadata("group", group.as_str())
+    // The original does not fit in a dead letter: keep its size and beginning; the whole of it
+    // stays at its place in the source topic.
+    let prefix: String = String::from_utf8_lossy(&original).chars().take(ORIGINAL_PREFIX_CHARS).collect();
+    data.insert("original_bytes".into(), json!(original.len()));
+    data.insert("original_truncated".into(), json!(true));
+    data.insert("original_prefix".into(), json!(prefix));
+    letter(data)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

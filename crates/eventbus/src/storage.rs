@@ -21,6 +21,11 @@ use crate::topics::TopicName;
 pub enum Payload {
     Event(Arc<EventSchema>),
     Bytes(Bytes),
+    /// Bytes already found not to be an event, with the reason (Kafka decodes with the headers).
+    Rejected {
+        bytes: Bytes,
+        reason: String,
+    },
 }
 
 /// A message to append.

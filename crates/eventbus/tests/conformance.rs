@@ -28,6 +28,11 @@ macro_rules! conformance {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $scenario() { super::$scenario(super::Backend::Embedded).await })*
         }
+        #[cfg(feature = "kafka")]
+        mod kafka {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Backend::Kafka).await })*
+        }
     };
 }
 
@@ -48,6 +53,7 @@ conformance!(
     resetting_offsets_replays_a_group,
     oversized_messages_are_refused,
     missing_event_id_and_timestamp_are_filled_in,
+    a_dead_letter_of_a_message_near_the_size_limit_keeps_its_place_and_prefix,
 );
 
 async fn running(backend: Backend, config: LocalConfig) -> (Arc<dyn EventBus>, Option<tempfile::TempDir>) {
@@ -147,10 +153,12 @@ async fn publishing_needs_a_running_bus(backend: Backend) {
 
 async fn batch_keys_must_match_events(backend: Backend) {
     let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let topic = random_topic("keys");
+    bus.create_topic(&topic, 1).await.unwrap();
     let events = vec![transaction("acc_1", 1), transaction("acc_2", 2)];
-    let result = bus.publish_batch(&Topic::TransactionsCreated.name(), events, Some(vec!["k".into()])).await;
+    let result = bus.publish_batch(&topic, events, Some(vec!["k".into()])).await;
     assert!(matches!(result, Err(BusError::KeyCountMismatch { keys: 1, events: 2 })));
-    assert_eq!(bus.status().await.unwrap().total_events, 0, "nothing of a refused batch is stored");
+    assert_eq!(bus.describe_topic(&topic).await.unwrap().retained(), 0, "nothing of a refused batch is stored");
 }
 
 async fn a_restarted_consumer_resumes_from_its_committed_offset(backend: Backend) {
@@ -351,20 +359,26 @@ async fn a_repeated_event_id_is_handled_once(backend: Backend) {
 }
 
 async fn status_counts_events_per_topic(backend: Backend) {
+    // Given two topics with 3 and 1 events, and an empty one (other tests may share the broker)
     let (bus, _dir) = running(backend, LocalConfig::default()).await;
-    let created = Topic::TransactionsCreated.name();
-    let customers = Topic::CustomersCreated.name();
+    let (created, customers, empty) = (random_topic("status"), random_topic("status"), random_topic("status"));
+    for topic in [&created, &customers, &empty] {
+        bus.create_topic(topic, 2).await.unwrap();
+    }
     for n in 0..3 {
         bus.publish(&created, transaction("acc_1", n), None).await.unwrap();
     }
     bus.publish(&customers, transaction("cust_1", 0), None).await.unwrap();
+    // When the status is read
     let status = bus.status().await.unwrap();
+    // Then it counts per topic, leaves empty topics out, and totals at least these
     assert!(status.running);
     assert_eq!(status.backend, bus.backend());
-    assert_eq!(status.total_events, 4);
     assert_eq!(status.events_by_topic.get(&created), Some(&3));
     assert_eq!(status.events_by_topic.get(&customers), Some(&1));
-    assert_eq!(status.events_by_topic.len(), 2, "empty topics are left out");
+    assert_eq!(status.events_by_topic.get(&empty), None, "empty topics are left out");
+    assert_eq!(status.total_events, status.events_by_topic.values().sum::<u64>());
+    assert!(status.total_events >= 4);
 }
 
 async fn topics_are_created_listed_and_described(backend: Backend) {
@@ -415,13 +429,14 @@ async fn resetting_offsets_replays_a_group(backend: Backend) {
 async fn oversized_messages_are_refused(backend: Backend) {
     let config = LocalConfig { max_message_bytes: 1024, ..LocalConfig::default() };
     let (bus, _dir) = running(backend, config).await;
-    let topic = Topic::AuditEvents.name();
+    let topic = random_topic("oversized");
+    bus.create_topic(&topic, 1).await.unwrap();
     let mut event = transaction("acc_1", 0);
     event.data.insert("blob".into(), "x".repeat(2000).into());
     assert!(matches!(bus.publish(&topic, event, None).await, Err(BusError::MessageTooLarge { max: 1024, .. })));
     let raw = Bytes::from(vec![b'x'; 2000]);
     assert!(matches!(bus.publish_bytes(&topic, None, raw).await, Err(BusError::MessageTooLarge { size: 2000, .. })));
-    assert_eq!(bus.status().await.unwrap().total_events, 0);
+    assert_eq!(bus.describe_topic(&topic).await.unwrap().retained(), 0);
 }
 
 async fn missing_event_id_and_timestamp_are_filled_in(backend: Backend) {
@@ -438,4 +453,41 @@ async fn missing_event_id_and_timestamp_are_filled_in(backend: Backend) {
     assert!(messages[0].event.event_id.is_some());
     assert!(messages[0].event.timestamp.is_some());
     assert_eq!(messages[0].key, None, "no entity id, no key");
+}
+
+async fn a_dead_letter_of_a_message_near_the_size_limit_keeps_its_place_and_prefix(backend: Backend) {
+    // Given a 2 KB size limit, an event just under it, and a handler that always fails on it
+    let config = LocalConfig { max_message_bytes: 2048, ..LocalConfig::default() };
+    let (bus, _dir) = running(backend, config).await;
+    let topic = random_topic("large");
+    bus.create_topic(&topic, 1).await.unwrap();
+    let seen = Collector::default();
+    let record = seen.handler();
+    let handler = handler_fn(move |message| {
+        let record = Arc::clone(&record);
+        async move {
+            if message.event.data.contains_key("blob") {
+                return Err(HandlerError::msg("cannot handle blobs"));
+            }
+            record.handle(message).await
+        }
+    });
+    bus.subscribe(Subscription::new(topic.clone(), random_group("large")).with_retry(fast_retry()), handler)
+        .await
+        .unwrap();
+    let dead = Collector::default();
+    bus.subscribe(Subscription::new(topic.dlq(), random_group("dlq")), dead.handler()).await.unwrap();
+    let mut large = transaction("acc_1", 0);
+    large.data.insert("blob".into(), "x".repeat(1500).into());
+    bus.publish(&topic, large, None).await.unwrap();
+    bus.publish(&topic, transaction("acc_1", 1), None).await.unwrap();
+    // Then the dead letter fits: it keeps the place, size and beginning of the original
+    let letters = dead.wait_for(1).await;
+    let data = &letters[0].event.data;
+    assert_eq!(data["original_truncated"], true);
+    assert_eq!(data["original_offset"], 0);
+    assert!(data["original_bytes"].as_u64().unwrap() > 1500);
+    assert!(data["original_prefix"].as_str().unwrap().starts_with('{'));
+    // And the partition moved on
+    assert_eq!(seen.wait_for(1).await[0].event.data["seq"], 1);
 }

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use capera::{Recommendation, Recommender};
-use eventbus::{EventBus, GroupId, HandlerError, Message, Offset, StartPosition, Subscription, Topic};
+use eventbus::{
+    EventBus, EventId, GroupId, HandlerError, Message, Offset, Partition, StartPosition, Subscription, Topic, TopicName,
+};
 
 use crate::cli::{Consume, Consumer};
 use crate::config::Config;
@@ -18,11 +20,14 @@ pub const DEFAULT_GROUP: &str = "capera-recommender";
 /// The recommender on the bus: state per account and instrument, and where it publishes.
 pub struct Worker {
     recommender: Recommender,
+    /// Recommendations computed but not yet all published, by input event id. The recommender
+    /// takes each event once; if a publish fails, the retry publishes these instead.
+    pending: HashMap<EventId, Vec<Recommendation>>,
 }
 
 impl Worker {
     pub fn new() -> Self {
-        Self { recommender: Recommender::new() }
+        Self { recommender: Recommender::new(), pending: HashMap::new() }
     }
 
     /// Runs the rules on one event without publishing.
@@ -33,11 +38,20 @@ impl Worker {
     /// Runs the rules on one event and publishes what they recommend. Recommendation ids derive
     /// from the input event, so a replay publishes the same ids and readers can drop repeats.
     pub async fn handle(&mut self, bus: &dyn EventBus, message: &Message) -> Result<Vec<Recommendation>, HandlerError> {
-        let recommendations = self.recommend(message)?;
+        let id = message.event.event_id.clone();
+        let recommendations = match id.as_ref().and_then(|id| self.pending.remove(id)) {
+            Some(pending) => pending,
+            None => self.recommend(message)?,
+        };
         let at = message.event.timestamp.unwrap_or(message.timestamp);
         let topic = Topic::CaperaRecommendations.name();
-        for recommendation in &recommendations {
-            bus.publish(&topic, recommendation.to_event(at), Some(recommendation.key())).await?;
+        let events = recommendations.iter().map(|r| r.to_event(at)).collect();
+        let keys = recommendations.iter().map(|r| r.key().to_owned()).collect();
+        if let Err(error) = bus.publish_batch(&topic, events, Some(keys)).await {
+            if let Some(id) = id {
+                self.pending.insert(id, recommendations);
+            }
+            return Err(error.into());
         }
         Ok(recommendations)
     }
@@ -49,43 +63,61 @@ impl Worker {
 async fn warm_up(config: &Config, worker: &mut Worker, group: &GroupId) -> anyhow::Result<u64> {
     let bus = crate::open_bus(config).await?;
     let mut targets = HashMap::new();
-    let mut remaining = 0;
     for topic in topics() {
-        let description = bus.describe_topic(&topic).await?;
         for committed in bus.group_offsets(group, &topic).await? {
-            let earliest =
-                description.partitions.iter().find(|p| p.partition == committed.partition).map(|p| p.earliest);
-            remaining += committed.offset.0.saturating_sub(earliest.map_or(0, |o| o.0));
             targets.insert((topic.clone(), committed.partition), committed.offset);
         }
     }
-    if remaining == 0 {
+    if targets.is_empty() {
         bus.stop().await?;
         return Ok(0);
     }
     let state_group = GroupId::new(format!("{group}.state"))?;
-    let mut topics = topics().into_iter();
-    let first = topics.next().expect("two topics");
-    let subscription = topics.fold(Subscription::new(first, state_group), Subscription::and_topic);
+    let mut all = topics().into_iter();
+    let first = all.next().expect("two topics");
+    let subscription = all.fold(Subscription::new(first, state_group.clone()), Subscription::and_topic);
     let (handler, mut inbox) = inbox();
     bus.subscribe(subscription.from(StartPosition::Earliest), handler).await?;
+    let started = std::time::Instant::now();
     let mut replayed = 0;
-    while replayed < remaining {
-        let delivery = inbox
-            .next(Some(Duration::from_secs(10)))
-            .await
-            .map_err(|end| anyhow::anyhow!("state rebuild stopped after {replayed} of {remaining} events: {end:?}"))?;
-        let message = &delivery.message;
-        let target = targets.get(&(message.topic.clone(), message.partition)).copied().unwrap_or(Offset(0));
-        if message.offset < target {
-            // An event the rules refused was dead-lettered the first time; it changes no state.
-            let _ = worker.recommend(message);
-            replayed += 1;
+    // Done when the rebuild group has passed every target; duplicates, dead letters and expired
+    // records never reach the handler but still move its offsets.
+    while !reached(bus.as_ref(), &state_group, &targets).await? {
+        anyhow::ensure!(started.elapsed() < WARM_UP_LIMIT, "state rebuild did not finish within {WARM_UP_LIMIT:?}");
+        match inbox.next(Some(Duration::from_millis(200))).await {
+            Ok(delivery) => {
+                let message = &delivery.message;
+                let target = targets.get(&(message.topic.clone(), message.partition)).copied().unwrap_or(Offset(0));
+                if message.offset < target {
+                    // An event the rules refused was dead-lettered the first time; it changes no state.
+                    let _ = worker.recommend(message);
+                    replayed += 1;
+                }
+                delivery.ack();
+            }
+            Err(End::Idle) => {}
+            Err(end) => anyhow::bail!("state rebuild interrupted after {replayed} events ({end:?})"),
         }
-        delivery.ack();
     }
     inbox.close(bus.as_ref()).await?;
     Ok(replayed)
+}
+
+/// How long a state rebuild may take.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(600);
+
+async fn reached(
+    bus: &dyn EventBus,
+    group: &GroupId,
+    targets: &HashMap<(TopicName, Partition), Offset>,
+) -> anyhow::Result<bool> {
+    let mut committed = HashMap::new();
+    for topic in topics() {
+        for o in bus.group_offsets(group, &topic).await? {
+            committed.insert((topic.clone(), o.partition), o.offset);
+        }
+    }
+    Ok(targets.iter().all(|(place, target)| committed.get(place).is_some_and(|offset| offset >= target)))
 }
 
 pub fn topics() -> Vec<eventbus::TopicName> {

@@ -25,16 +25,20 @@ const WHILE_DOWN: u64 = 100;
 pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     ensure!(events > 0, "--events must be at least 1");
     ensure!(
-        config.bus == BackendKind::Embedded,
-        "the demo restarts the consumer and replays from disk, so it needs the durable embedded backend; drop --bus {}",
+        matches!(config.bus, BackendKind::Embedded | BackendKind::Kafka),
+        "the demo restarts the consumer and replays what was stored, so it needs a durable backend (embedded or kafka), not {}",
         config.bus
     );
     let mut config = config.clone();
     config.data_dir = config.data_dir.join("demo");
-    if config.data_dir.exists() {
+    if config.bus == BackendKind::Embedded && config.data_dir.exists() {
         std::fs::remove_dir_all(&config.data_dir)?;
     }
-    println!("Capera demo on the {} backend, data in {}\n", config.bus, config.data_dir.display());
+    let place = match config.bus {
+        BackendKind::Kafka => format!("brokers {}", config.kafka.brokers),
+        _ => format!("data in {}", config.data_dir.display()),
+    };
+    println!("Capera demo on the {} backend, {place}\n", config.bus);
     let started = Instant::now();
 
     // 1. Live: two producers and the recommender, each in its own task.

@@ -37,8 +37,8 @@ pub fn subscription(
 pub fn idle(read: &ReadOptions) -> anyhow::Result<Option<std::time::Duration>> {
     match read.idle_exit {
         None => Ok(None),
-        Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(secs))),
-        Some(secs) => anyhow::bail!("invalid --idle-exit {secs}: expected a positive number of seconds"),
+        Some(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Some(std::time::Duration::from_secs_f64(secs))),
+        Some(secs) => anyhow::bail!("invalid --idle-exit {secs}: expected a number of seconds above 0, at most 86400"),
     }
 }
 

@@ -31,14 +31,25 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
     let interactive = std::io::stdin().is_terminal();
     let mut publisher =
         Publisher { bus: bus.as_ref(), topic, key, batch: Vec::new(), published: 0, rejected: Vec::new() };
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
     let mut number = 0u64;
-    while let Some(line) = lines.next_line().await.context("cannot read stdin")? {
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) => {
+                publisher.flush().await?;
+                return Err(error)
+                    .context(format!("cannot read stdin after line {number}; lines up to it were published"));
+            }
+        }
         number += 1;
-        if line.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match EventSchema::from_json(line.as_bytes()) {
+        match EventSchema::from_json(&line) {
             Ok(event) => publisher.batch.push((number, event)),
             Err(error) => {
                 eprintln!("line {number}: {error}");

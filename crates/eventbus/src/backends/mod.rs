@@ -2,5 +2,7 @@
 //! and `storage.rs` (where records live), plus `tests.rs` for what only that backend does.
 
 pub mod embedded;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod log;
 pub mod memory;

@@ -37,12 +37,32 @@ pub fn fast_retry() -> RetryPolicy {
     RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(4) }
 }
 
-/// Which local backend a test runs on.
+/// Which backend a test runs on.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Memory,
     Log,
     Embedded,
+    #[cfg(feature = "kafka")]
+    Kafka,
+}
+
+/// A Kafka config for the test broker. tansu 0.6 gives a multi-record batch a single offset, so
+/// against it the producer sends one record per batch.
+#[cfg(feature = "kafka")]
+pub fn kafka_config() -> eventbus::KafkaConfig {
+    let mut config = eventbus::KafkaConfig::at(kafka_brokers());
+    config.properties.insert("batch.num.messages".into(), "1".into());
+    config
+}
+
+/// The Kafka-protocol broker the test script started (`scripts/test.sh` starts tansu on a free
+/// loopback port and exports its address).
+#[cfg(feature = "kafka")]
+pub fn kafka_brokers() -> String {
+    std::env::var("EVENTBUS_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!("the Kafka tests need a broker: run `bash scripts/test.sh` (it starts tansu), or set EVENTBUS_KAFKA_BROKERS=host:port")
+    })
 }
 
 /// A bus of the given backend; the embedded one lives in a temporary directory kept alive by the
@@ -55,6 +75,11 @@ pub async fn open(backend: Backend, config: LocalConfig) -> (Arc<dyn eventbus::E
             let dir = tempfile::tempdir().unwrap();
             let bus = EmbeddedBus::embedded(config, EmbeddedConfig::at(dir.path())).await.unwrap();
             (Arc::new(bus), Some(dir))
+        }
+        #[cfg(feature = "kafka")]
+        Backend::Kafka => {
+            let bus = eventbus::KafkaBus::connect(kafka_config(), config).await.unwrap();
+            (Arc::new(bus), None)
         }
     }
 }
@@ -83,31 +108,31 @@ impl Collector {
         self.0.lock().unwrap().len()
     }
 
-    /// Waits until at least `n` messages arrived; panics after 10 s.
+    /// Waits until at least `n` messages arrived; panics after 30 s.
     pub async fn wait_for(&self, n: usize) -> Vec<Message> {
         wait_until(|| async { self.len() >= n }).await;
         self.messages()
     }
 }
 
-/// Polls `condition` every 10 ms; panics if it is still false after 10 s.
+/// Polls `condition` every 10 ms; panics if it is still false after 30 s.
 pub async fn wait_until<F, Fut>(condition: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..1000 {
+    for _ in 0..3000 {
         if condition().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("condition not met within 10 s");
+    panic!("condition not met within 30 s");
 }
 
 /// Lets consumers run a little, to show that nothing more arrives.
 pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 pub fn init_tracing() {

@@ -18,6 +18,8 @@ use crate::topics::TopicName;
 
 /// Operations the writer thread takes at most in one transaction.
 const MAX_GROUP: usize = 4096;
+/// Records retention deletes from one partition in one pass.
+const RETENTION_CHUNK: u64 = 10_000;
 /// How long the writer waits for work before it looks at retention again.
 const IDLE_WAKEUP: Duration = Duration::from_secs(10);
 
@@ -240,7 +242,7 @@ impl Storage for EmbeddedStorage {
             .into_iter()
             .map(|r| {
                 let bytes = match r.payload {
-                    Payload::Bytes(bytes) => bytes,
+                    Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes,
                     Payload::Event(event) => Bytes::from(event.to_json()),
                 };
                 (r.partition, r.key, bytes)
@@ -589,7 +591,10 @@ fn apply_retention(conn: &mut Connection, shared: &Shared) -> rusqlite::Result<(
     };
     let mut deleted = 0;
     for (topic_id, partition, log_start) in heads {
-        let keep_from = first_at_or_after(&tx, topic_id, Partition(partition), cutoff)?.0;
+        // At most RETENTION_CHUNK records per partition per pass keeps the write lock short; the
+        // next pass deletes more.
+        let keep_from =
+            first_at_or_after(&tx, topic_id, Partition(partition), cutoff)?.0.min(log_start + RETENTION_CHUNK);
         if keep_from > log_start {
             deleted += tx.execute(
                 "DELETE FROM records WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",

@@ -21,7 +21,7 @@ fn log_record(topic: &TopicName, record: &NewRecord, published: &Published) {
     let parsed;
     let event: &EventSchema = match &record.payload {
         Payload::Event(event) => event,
-        Payload::Bytes(bytes) => match EventSchema::from_json(bytes) {
+        Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => match EventSchema::from_json(bytes) {
             Ok(event) => {
                 parsed = event;
                 &parsed

@@ -63,7 +63,9 @@ impl MemoryStorage {
             records.sort_by_key(|r| (r.timestamp, r.partition, r.offset));
             out.extend(records.into_iter().filter_map(|r| match r.payload {
                 Payload::Event(event) => Some((name.clone(), event)),
-                Payload::Bytes(bytes) => EventSchema::from_json(&bytes).ok().map(|e| (name.clone(), Arc::new(e))),
+                Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => {
+                    EventSchema::from_json(&bytes).ok().map(|e| (name.clone(), Arc::new(e)))
+                }
             }));
         }
         out

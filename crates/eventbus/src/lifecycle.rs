@@ -1,0 +1,98 @@
+//! Start, stop and the registered subscriptions: the state every bus keeps, behind one lock so
+//! that `start`, `stop` and `subscribe` never interleave. `stop` holds the lock until its consumer
+//! tasks have ended, so a `start` that follows never runs beside them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+use crate::bus::{BusError, Handler, Subscription};
+
+/// Starts one consumer task for a subscription; it ends when the receiver turns true.
+pub(crate) type Spawn<'a> =
+    &'a (dyn Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>) -> JoinHandle<()> + Sync);
+
+pub(crate) struct Lifecycle {
+    /// A lock-free copy of "running" for `is_running`; written only under `state`.
+    running: AtomicBool,
+    state: Mutex<State>,
+}
+
+struct State {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    subscriptions: Vec<(Subscription, Arc<dyn Handler>)>,
+}
+
+impl Lifecycle {
+    pub(crate) fn new() -> Self {
+        let state = State { stop: watch::channel(true).0, tasks: Vec::new(), subscriptions: Vec::new() };
+        Self { running: AtomicBool::new(false), state: Mutex::new(state) }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn ensure_running(&self) -> Result<(), BusError> {
+        if self.is_running() { Ok(()) } else { Err(BusError::NotRunning) }
+    }
+
+    /// Starts a task for every registered subscription. False if it was running already.
+    pub(crate) async fn start(&self, spawn: Spawn<'_>) -> bool {
+        let mut state = self.state.lock().await;
+        if self.is_running() {
+            return false;
+        }
+        state.stop = watch::channel(false).0;
+        let tasks: Vec<_> = state
+            .subscriptions
+            .iter()
+            .map(|(subscription, handler)| spawn(subscription.clone(), Arc::clone(handler), state.stop.subscribe()))
+            .collect();
+        state.tasks = tasks;
+        self.running.store(true, Ordering::Release);
+        true
+    }
+
+    /// Tells every task to stop and waits for them. False if it was not running.
+    pub(crate) async fn stop(&self) -> bool {
+        let mut state = self.state.lock().await;
+        if !self.is_running() {
+            return false;
+        }
+        self.running.store(false, Ordering::Release);
+        state.stop.send_replace(true);
+        for task in state.tasks.drain(..) {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "Consumer task ended abnormally");
+            }
+        }
+        true
+    }
+
+    /// Registers a subscription, and starts it at once if the bus is running. A group consumes a
+    /// topic through one subscription per process.
+    pub(crate) async fn register(
+        &self,
+        subscription: Subscription,
+        handler: Arc<dyn Handler>,
+        spawn: Spawn<'_>,
+    ) -> Result<(), BusError> {
+        let mut state = self.state.lock().await;
+        for (existing, _) in &state.subscriptions {
+            let overlap = existing.topics.iter().find(|t| subscription.topics.contains(t));
+            if let (true, Some(topic)) = (existing.group == subscription.group, overlap) {
+                return Err(BusError::AlreadySubscribed { group: subscription.group.clone(), topic: topic.clone() });
+            }
+        }
+        if self.is_running() {
+            let task = spawn(subscription.clone(), Arc::clone(&handler), state.stop.subscribe());
+            state.tasks.push(task);
+        }
+        state.subscriptions.push((subscription, handler));
+        Ok(())
+    }
+}
