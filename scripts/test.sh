@@ -4,7 +4,8 @@
 # It installs what the tests need and is missing, and starts it on loopback:
 # - tansu, a Kafka-protocol broker, from the crate registry (about 10 minutes to build the first
 #   time; the binary in ~/.cargo/bin is reused after that), on a free 127.0.0.1 port;
-# - the C toolchain pieces librdkafka builds with (make, perl, libssl-dev) from Debian, if absent.
+# - the C toolchain pieces librdkafka builds with (make, perl, libssl-dev) from Debian, if absent;
+# - the Python clients confluent-kafka and kafka-python from PyPI, for the interop tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,11 @@ if [ ! -x "$TANSU" ]; then
   echo "==> cargo install tansu (first time only, about 10 minutes)"
   cargo install tansu --locked --features dynostore,libsql
   TANSU="$HOME/.cargo/bin/tansu"
+fi
+
+if ! python3 -c "import confluent_kafka, kafka" 2>/dev/null; then
+  echo "==> pip install confluent-kafka kafka-python (interop tests)"
+  python3 -m pip install -q confluent-kafka kafka-python
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -316,3 +316,60 @@ fn a_store_locked_by_another_process_gives_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("locked by another process"), "{}", stderr(&output));
 }
+
+/// Flags for the test broker that `scripts/test.sh` starts. tansu 0.6 needs one record per batch.
+fn kafka(env: &Env) -> Vec<String> {
+    let brokers = std::env::var("EVENTBUS_KAFKA_BROKERS").expect(
+        "the Kafka tests need a broker: run `bash scripts/test.sh` (it starts tansu), or set EVENTBUS_KAFKA_BROKERS",
+    );
+    let config = env.dir.path().join("kafka.toml");
+    std::fs::write(&config, "[kafka]\nrequest_timeout_ms = 5000\n[kafka.properties]\n\"batch.num.messages\" = \"1\"\n")
+        .unwrap();
+    ["--bus", "kafka", "--brokers", &brokers, "--config", config.to_str().unwrap()].map(str::to_owned).to_vec()
+}
+
+fn with(base: &[String], args: &[&str]) -> Vec<String> {
+    base.iter().cloned().chain(args.iter().map(|s| (*s).to_owned())).collect()
+}
+
+#[test]
+fn the_cli_publishes_tails_and_describes_on_kafka() {
+    let env = Env::new();
+    let flags = kafka(&env);
+    let topic = format!("cli.kafka.{}", std::process::id());
+    let run = |args: Vec<String>| env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let output = run(with(&flags, &["topics", "create", &topic, "--partitions", "3"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let args = with(&flags, &["publish", &topic]);
+    let output = env.run_with_stdin(&args.iter().map(String::as_str).collect::<Vec<_>>(), &format!("{GOOD}\n{GOOD}\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = run(with(&flags, &["tail", &topic, "--from-beginning", "--max", "2", "--idle-exit", "10"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 2);
+    let output = run(with(&flags, &["topics", "describe", &topic]));
+    assert!(stdout(&output).contains("PartitionCount: 3"), "{}", stdout(&output));
+    let output = run(with(&flags, &["publish", "no.such.topic"]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("unknown topic `no.such.topic`"), "{}", stderr(&output));
+}
+
+#[test]
+fn an_unreachable_broker_fails_within_the_request_timeout() {
+    let env = Env::new();
+    let config = env.dir.path().join("kafka.toml");
+    std::fs::write(&config, "[kafka]\nrequest_timeout_ms = 1500\n").unwrap();
+    let started = Instant::now();
+    let output = env.run(&[
+        "--bus",
+        "kafka",
+        "--brokers",
+        "127.0.0.1:1",
+        "--config",
+        config.to_str().unwrap(),
+        "topics",
+        "list",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot reach Kafka at 127.0.0.1:1"), "{}", stderr(&output));
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}

@@ -679,3 +679,21 @@ fn binary_time_header_is_rfc_3339_utc() {
     assert_eq!(header(&headers, "ce_time"), Some(at.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_str()));
     assert_eq!(header(&headers, "ce_time"), Some("2024-02-29T23:59:59.123456Z"));
 }
+
+#[test]
+fn a_structured_mode_cloud_event_without_headers_is_read_as_an_event() {
+    // Given a structured-mode CloudEvent as another producer would write it, with no headers
+    let value = br#"{"specversion": "1.0", "id": "evt-1", "source": "core", "type": "transaction_created",
+        "time": "2024-01-01T12:00:00Z", "subject": "txn_123", "datacontenttype": "application/json",
+        "entitytype": "transaction", "correlationid": "corr_123", "data": {"amount": "100.50", "currency": "USD"}}"#;
+    // When it is decoded
+    let event = from_binary(&[], value).unwrap();
+    // Then every attribute lands in its EventSchema field
+    assert_eq!(event.event_id.as_ref().unwrap().as_str(), "evt-1");
+    assert_eq!(event.event_type.as_str(), "transaction_created");
+    assert_eq!(event.source(), "core");
+    assert_eq!(event.entity_id, "txn_123");
+    assert_eq!(event.entity_type, "transaction");
+    assert_eq!(event.data["amount"], "100.50");
+    assert_eq!(event.metadata["correlation_id"], "corr_123");
+}

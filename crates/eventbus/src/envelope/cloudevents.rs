@@ -190,8 +190,8 @@ pub fn to_binary(event: &EventSchema) -> Result<(Vec<Header>, Vec<u8>), Envelope
     Ok((headers, event.to_json()))
 }
 
-/// Reads a Kafka message in either form. Without `ce_*` headers the value is a flat EventSchema.
-/// With them, a value that is the flat EventSchema of those headers (its `event_type` and
+/// Reads a Kafka message in any form. Without `ce_*` headers the value is a flat EventSchema, or
+/// a structured-mode CloudEvent if it has a `specversion` and no `event_type`. With them, a value that is the flat EventSchema of those headers (its `event_type` and
 /// `event_id` are `ce_type` and `ce_id`, as [`to_binary`] writes it) is taken as it is; any other
 /// value is the `data` of a binary-mode CloudEvent whose attributes come from the headers. So a
 /// `data` that has an `event_type` of its own is still read as data.
@@ -202,6 +202,11 @@ pub fn from_binary(headers: &[Header], value: &[u8]) -> Result<EventSchema, Enve
     let same = |field: &str, name: &str| {
         header(name).is_some_and(|h| parsed.get(field).and_then(Value::as_str) == Some(h.as_str()))
     };
+    let is_structured = !has_ce_headers && parsed.get("specversion").is_some() && parsed.get("event_type").is_none();
+    if is_structured {
+        let cloud_event: CloudEvent = serde_json::from_value(parsed).map_err(EnvelopeError::Json)?;
+        return cloud_event.into_event();
+    }
     let is_flat = !has_ce_headers || (same("event_type", "ce_type") && same("event_id", "ce_id"));
     if is_flat {
         if parsed.is_array() {
