@@ -373,3 +373,18 @@ fn an_unreachable_broker_fails_within_the_request_timeout() {
     assert!(stderr(&output).contains("cannot reach Kafka at 127.0.0.1:1"), "{}", stderr(&output));
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn the_demo_runs_end_to_end_and_its_replay_agrees_on_embedded_and_kafka() {
+    let env = Env::new();
+    let output = env.run(&["demo", "--events", "200"]);
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("identical to the live run"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("exactly the 200 new ones"), "{}", stdout(&output));
+
+    let flags = kafka(&env);
+    let args = with(&flags, &["demo", "--events", "200"]);
+    let output = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("identical to the live run"), "{}", stdout(&output));
+}

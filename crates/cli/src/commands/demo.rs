@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use eventbus::{BackendKind, EventBus, GroupId, StartPosition, Subscription};
+use eventbus::{BackendKind, EventBus, GroupId, StartPosition, Subscription, Topic};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::consume::{DEFAULT_GROUP, Worker, topics};
@@ -40,6 +40,11 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     };
     println!("Capera demo on the {} backend, {place}\n", config.bus);
     let started = Instant::now();
+    // Groups of this run only, and the moment it began: on Kafka the topics outlive the demo, so
+    // the live group starts at the end of each topic and the replay at this moment.
+    let run_started = chrono::Utc::now();
+    let run = run_started.format("%Y%m%dT%H%M%S");
+    let live_group = GroupId::new(format!("{DEFAULT_GROUP}-demo-{run}"))?;
 
     // 1. Live: two producers and the recommender, each in its own task.
     println!("1. Live: bank transactions and market prices flow to the recommender");
@@ -57,6 +62,10 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     };
     let (bank_bar, market_bar, consumed_bar) =
         (bar("bank.transactions", events), bar("market.price.updates", events), bar("recommender", 2 * events));
+    let mut live = Recorder::new(Some(multi.clone()));
+    let subscription = Subscription::new(topics()[0].clone(), live_group.clone()).and_topic(topics()[1].clone());
+    let (handler, mut inbox) = inbox::inbox();
+    bus.subscribe(subscription.clone().from(StartPosition::Latest).with_retry(config.retry()), handler).await?;
     let rate = (events as f64 / 3.0).max(100.0);
     let mut bank = Simulator::new(Producer::BankTransactions, BANK_SEED);
     let mut market = Simulator::new(Producer::MarketPrices, MARKET_SEED);
@@ -74,11 +83,6 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
             anyhow::Ok((bank, market))
         })
     };
-    let mut live = Recorder::new(Some(multi.clone()));
-    let subscription =
-        Subscription::new(topics()[0].clone(), GroupId::new(DEFAULT_GROUP)?).and_topic(topics()[1].clone());
-    let (handler, mut inbox) = inbox::inbox();
-    bus.subscribe(subscription.clone().with_retry(config.retry()), handler).await?;
     live.consume(bus.as_ref(), &mut inbox, 2 * events, Some(&consumed_bar)).await?;
     let (mut bank, mut market) = producers.await??;
     inbox.close(bus.as_ref()).await?;
@@ -117,10 +121,11 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     );
 
     // 3. Replay: a new group reads everything from the beginning and recomputes.
-    println!("3. Replay: a new group reads both topics from the beginning with a fresh recommender");
-    let group = GroupId::new(format!("{DEFAULT_GROUP}-replay"))?;
-    let replay_sub =
-        Subscription::new(topics()[0].clone(), group).and_topic(topics()[1].clone()).from(StartPosition::Earliest);
+    println!("3. Replay: a new group reads both topics from the start of this run with a fresh recommender");
+    let group = GroupId::new(format!("{DEFAULT_GROUP}-replay-{run}"))?;
+    let replay_sub = Subscription::new(topics()[0].clone(), group)
+        .and_topic(topics()[1].clone())
+        .from(StartPosition::Timestamp(run_started));
     drop(bus);
     let bus = crate::open_bus(&config).await?;
     let (handler, mut inbox) = inbox::inbox();
@@ -141,7 +146,9 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     // Summary.
     let status = bus.status().await?;
     println!("Summary ({:.1} s)", started.elapsed().as_secs_f64());
-    for (topic, count) in &status.events_by_topic {
+    let capera = [Topic::BankTransactions, Topic::MarketPriceUpdates, Topic::CaperaRecommendations];
+    for topic in capera.map(Topic::name) {
+        let count = status.events_by_topic.get(&topic).copied().unwrap_or(0);
         println!("   {topic:28} {count:>8} events");
     }
     let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
@@ -151,10 +158,11 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     for (rule, count) in by_rule {
         println!("   rule {rule:23} {count:>8} recommendations");
     }
-    println!(
-        "\nTry: eventbus --data-dir {} tail capera.recommendations --from-beginning --format pretty --idle-exit 1",
-        config.data_dir.display()
-    );
+    let flags = match config.bus {
+        BackendKind::Kafka => format!("--bus kafka --brokers {}", config.kafka.brokers),
+        _ => format!("--data-dir {}", config.data_dir.display()),
+    };
+    println!("\nTry: eventbus {flags} tail capera.recommendations --from-beginning --format pretty --idle-exit 1");
     ensure!(same, "the replay did not reproduce the live recommendations");
     Ok(())
 }
