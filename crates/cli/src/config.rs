@@ -181,6 +181,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").expect("a toml block in the README") + "```toml\n".len();
+        let end = start + readme[start..].find("```").expect("the block ends");
+        let config: Config = toml::from_str(&readme[start..end]).unwrap();
+        assert_eq!(config.bus, BackendKind::Embedded);
+    }
+
+    #[test]
     fn unknown_keys_are_refused_by_name() {
         let error = toml::from_str::<Config>("bus = \"embedded\"\nretention = 5").unwrap_err();
         assert!(error.to_string().contains("retention"), "{error}");
