@@ -94,6 +94,9 @@ pub enum Command {
         /// Seconds of each fixed-rate latency run.
         #[arg(long, default_value_t = 5)]
         latency_secs: u64,
+        /// Events per second in the latency runs.
+        #[arg(long, default_value_t = 10_000)]
+        latency_rate: u64,
         /// Run only this backend.
         #[arg(long, value_parser = parse_backend)]
         only: Option<BackendKind>,

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventbus::{
-    BackendKind, EmbeddedBus, EventBus, EventId, EventSchema, GroupId, MemoryBus, Subscription, TopicName, handler_fn,
+    BackendKind, EmbeddedBus, EventBus, EventId, EventSchema, GroupId, KafkaBus, MemoryBus, Subscription, TopicName,
+    handler_fn,
 };
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -23,8 +24,6 @@ const BATCH: usize = 1000;
 const PRODUCERS: u64 = 2;
 /// Events the memory backend keeps per partition in the bench.
 const MEMORY_RETENTION: usize = 10_000;
-/// Events per second in the latency runs.
-const LATENCY_RATE: u64 = 10_000;
 
 struct Row {
     backend: BackendKind,
@@ -34,11 +33,20 @@ struct Row {
     latency: Option<(f64, f64, f64)>,
 }
 
-pub async fn run(config: &Config, events: u64, latency_secs: u64, only: Option<BackendKind>) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    events: u64,
+    latency_secs: u64,
+    rate: u64,
+    only: Option<BackendKind>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(events >= BATCH as u64, "--events must be at least {BATCH}");
+    anyhow::ensure!((1..=1_000_000).contains(&rate), "--latency-rate must be 1 to 1000000");
     anyhow::ensure!((1..=600).contains(&latency_secs), "--latency-secs must be 1 to 600");
     let backends: Vec<BackendKind> = match only {
-        Some(BackendKind::Log) => anyhow::bail!("bench measures memory and embedded; log is memory plus a log line"),
+        Some(BackendKind::Log) => {
+            anyhow::bail!("bench measures memory, embedded and kafka; log is memory plus a log line")
+        }
         Some(backend) => vec![backend],
         None => vec![BackendKind::Memory, BackendKind::Embedded],
     };
@@ -49,9 +57,15 @@ pub async fn run(config: &Config, events: u64, latency_secs: u64, only: Option<B
         let bus = open(config, backend, &scratch).await?;
         rows.push(throughput(bus.as_ref(), backend, events).await?);
         bus.stop().await?;
+        if backend == BackendKind::Kafka {
+            let bus = open(config, backend, &scratch).await?;
+            rows.push(publish_only(bus.as_ref(), backend, events).await?);
+            bus.stop().await?;
+            rows.push(raw_kafka(config, events).await?);
+        }
         drop(bus);
         let bus = open(config, backend, &scratch).await?;
-        rows.push(latency(bus.as_ref(), backend, latency_secs).await?);
+        rows.push(latency(bus.as_ref(), backend, latency_secs, rate).await?);
         bus.stop().await?;
     }
     println!();
@@ -92,6 +106,7 @@ async fn open(config: &Config, backend: BackendKind, dir: &BenchDir) -> anyhow::
     let mut local = config.local();
     local.auto_create_topics = true;
     let bus: Arc<dyn EventBus> = match backend {
+        BackendKind::Kafka => Arc::new(KafkaBus::connect(config.kafka.clone(), local).await?),
         BackendKind::Embedded => {
             let mut embedded = config.embedded();
             embedded.data_dir = dir.0.clone();
@@ -147,8 +162,34 @@ async fn throughput(bus: &dyn EventBus, backend: BackendKind, events: u64) -> an
     };
     bus.subscribe(Subscription::new(topic.clone(), GroupId::new("bench")?), handler).await?;
     let bar = progress(events, &format!("{backend} throughput"));
-    let template = sample_event(0, 0);
     let started = Instant::now();
+    let total = publish_all(bus, &topic, events, &bar).await?;
+    let published_in = started.elapsed();
+    tokio::time::timeout(Duration::from_secs(600), async {
+        while consumed.load(Ordering::Relaxed) < total {
+            tokio::select! {
+                () = done.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    })
+    .await
+    .context("consumers did not catch up within 10 minutes")?;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    tracing::info!(%backend, ?published_in, ?elapsed, "Throughput run done");
+    Ok(Row {
+        backend,
+        scenario: format!("publish → consume (publish alone {:.0}/s)", total as f64 / published_in.as_secs_f64()),
+        events: total,
+        per_sec: total as f64 / elapsed.as_secs_f64(),
+        latency: None,
+    })
+}
+
+/// Publishes `events` seed-shaped events from `PRODUCERS` tasks in batches; returns how many.
+async fn publish_all(bus: &dyn EventBus, topic: &TopicName, events: u64, bar: &ProgressBar) -> anyhow::Result<u64> {
+    let template = sample_event(0, 0);
     let per_producer = events / PRODUCERS;
     let producers = (0..PRODUCERS).map(|p| {
         let (topic, bar, template) = (topic.clone(), bar.clone(), template.clone());
@@ -172,31 +213,28 @@ async fn throughput(bus: &dyn EventBus, backend: BackendKind, events: u64) -> an
         }
     });
     futures::future::try_join_all(producers).await?;
-    let published_in = started.elapsed();
-    let total = per_producer * PRODUCERS;
-    tokio::time::timeout(Duration::from_secs(600), async {
-        while consumed.load(Ordering::Relaxed) < total {
-            tokio::select! {
-                () = done.notified() => {}
-                () = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
-    })
-    .await
-    .context("consumers did not catch up within 10 minutes")?;
+    Ok(per_producer * PRODUCERS)
+}
+
+/// Publishing alone, nobody consuming: the figure to set beside a raw producer.
+async fn publish_only(bus: &dyn EventBus, backend: BackendKind, events: u64) -> anyhow::Result<Row> {
+    let topic = TopicName::new(&format!("bench.publish.{}", EventId::new()))?;
+    bus.create_topic(&topic, 3).await?;
+    let bar = progress(events, &format!("{backend} publish only"));
+    let started = Instant::now();
+    let total = publish_all(bus, &topic, events, &bar).await?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
-    tracing::info!(%backend, ?published_in, ?elapsed, "Throughput run done");
     Ok(Row {
         backend,
-        scenario: format!("publish → consume (publish alone {:.0}/s)", total as f64 / published_in.as_secs_f64()),
+        scenario: "publish only, acknowledged".into(),
         events: total,
         per_sec: total as f64 / elapsed.as_secs_f64(),
         latency: None,
     })
 }
 
-async fn latency(bus: &dyn EventBus, backend: BackendKind, secs: u64) -> anyhow::Result<Row> {
+async fn latency(bus: &dyn EventBus, backend: BackendKind, secs: u64, rate: u64) -> anyhow::Result<Row> {
     let topic = TopicName::new(&format!("bench.latency.{}", EventId::new()))?;
     bus.create_topic(&topic, 3).await?;
     let base = Instant::now();
@@ -216,8 +254,8 @@ async fn latency(bus: &dyn EventBus, backend: BackendKind, secs: u64) -> anyhow:
         })
     };
     bus.subscribe(Subscription::new(topic.clone(), GroupId::new("bench")?), handler).await?;
-    let total = LATENCY_RATE * secs;
-    let bar = progress(total, &format!("{backend} latency @ {LATENCY_RATE}/s"));
+    let total = rate * secs;
+    let bar = progress(total, &format!("{backend} latency @ {rate}/s"));
     // Every millisecond, publish the events due by then, each as its own concurrent `publish`.
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -227,7 +265,7 @@ async fn latency(bus: &dyn EventBus, backend: BackendKind, secs: u64) -> anyhow:
     use futures::StreamExt;
     while sent < total {
         ticker.tick().await;
-        let due = ((started.elapsed().as_secs_f64() * LATENCY_RATE as f64) as u64).min(total);
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
         while sent < due {
             let event = sample_event(sent, base.elapsed().as_nanos() as u64);
             let topic = topic.clone();
@@ -243,7 +281,7 @@ async fn latency(bus: &dyn EventBus, backend: BackendKind, secs: u64) -> anyhow:
         result?;
         bar.inc(1);
     }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let achieved = total as f64 / started.elapsed().as_secs_f64();
     for _ in 0..1000 {
         if received.load(Ordering::Relaxed) >= total {
             break;
@@ -255,10 +293,63 @@ async fn latency(bus: &dyn EventBus, backend: BackendKind, secs: u64) -> anyhow:
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(Row {
         backend,
-        scenario: format!("publish-to-deliver at {LATENCY_RATE}/s for {secs} s"),
+        scenario: format!("publish-to-deliver at {rate}/s for {secs} s"),
         events: received.load(Ordering::Relaxed),
-        per_sec: rate,
+        per_sec: achieved,
         latency: Some((ms(0.5), ms(0.99), h.max() as f64 / 1000.0)),
+    })
+}
+
+/// The same ~567-byte events as the throughput run, encoded once, sent by a bare rdkafka producer
+/// with the backend's producer settings: the ceiling the Kafka backend is measured against.
+async fn raw_kafka(config: &Config, events: u64) -> anyhow::Result<Row> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let producer: FutureProducer = config.kafka.producer().create()?;
+    let topic = TopicName::new(&format!("bench.raw.{}", EventId::new()))?;
+    let admin = KafkaBus::connect(config.kafka.clone(), config.local()).await?;
+    admin.create_topic(&topic, 3).await?;
+    let (headers, value) = eventbus::envelope::to_binary(&sample_event(0, 0))?;
+    let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
+    let bar = progress(events, "kafka raw rdkafka producer");
+    let started = Instant::now();
+    let per_producer = events / PRODUCERS;
+    let producers = (0..PRODUCERS).map(|p| {
+        let (producer, topic, headers, value, bar) = (&producer, &topic, &headers, &value, bar.clone());
+        async move {
+            let mut sent = 0;
+            while sent < per_producer {
+                let n = (per_producer - sent).min(BATCH as u64);
+                let keys: Vec<String> = (0..n).map(|i| format!("txn_{p}_{}", sent + i)).collect();
+                let sends = keys.iter().map(|key| {
+                    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+                    for h in headers {
+                        owned = owned.insert(Header { key: &h.name, value: Some(h.value.as_bytes()) });
+                    }
+                    let record =
+                        FutureRecord::to(topic.as_str()).key(key.as_str()).payload(value.as_slice()).headers(owned);
+                    producer.send(record, timeout)
+                });
+                for result in futures::future::join_all(sends).await {
+                    result.map_err(|(error, _)| error)?;
+                }
+                sent += n;
+                bar.inc(n);
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(producers).await?;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let total = per_producer * PRODUCERS;
+    Ok(Row {
+        backend: BackendKind::Kafka,
+        scenario: "raw rdkafka producer, same bytes and settings (publish only)".into(),
+        events: total,
+        per_sec: total as f64 / elapsed.as_secs_f64(),
+        latency: None,
     })
 }
 

@@ -122,8 +122,9 @@ impl KafkaConfig {
     }
 
     /// The producer: acknowledged by all in-sync replicas, idempotent, and partitioned by
-    /// murmur2 like the Java client and the other backends.
-    pub(crate) fn producer(&self) -> ClientConfig {
+    /// murmur2 like the Java client and the other backends. Public so that benchmarks can compare
+    /// against a raw rdkafka producer with exactly these settings.
+    pub fn producer(&self) -> ClientConfig {
         let mut config = self.client();
         config
             .set("acks", "all")
