@@ -81,9 +81,11 @@ pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn EventBus>> {
         BackendKind::Embedded => Arc::new(
             EmbeddedBus::embedded(config.local(), config.embedded()).await.context("cannot open the embedded store")?,
         ),
-        BackendKind::Kafka => Arc::new(
-            KafkaBus::connect(config.kafka.clone(), config.local()).await.context("cannot use the Kafka backend")?,
-        ),
+        BackendKind::Kafka => {
+            let mut kafka = config.kafka.clone();
+            kafka.outbox_dir.get_or_insert_with(|| config.data_dir.join("kafka-outbox"));
+            Arc::new(KafkaBus::connect(kafka, config.local()).await.context("cannot use the Kafka backend")?)
+        }
     };
     bus.start().await?;
     Ok(bus)

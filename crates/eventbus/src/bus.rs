@@ -182,8 +182,18 @@ pub struct Message {
 /// Where a published event was stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Published {
+    /// The partition. While `offset` is `None` it is where the key maps; an unkeyed event's
+    /// partition is chosen at delivery and reads 0 until then.
     pub partition: Partition,
-    pub offset: Offset,
+    /// The offset in the partition. `None` only on Kafka while the broker is unreachable: the event
+    /// is durable in the local outbox and will be delivered, in order, when the broker is back.
+    pub offset: Option<Offset>,
+}
+
+impl Published {
+    pub fn at(partition: Partition, offset: Offset) -> Self {
+        Self { partition, offset: Some(offset) }
+    }
 }
 
 /// A handler's failure. Any error converts into it with `?`; it keeps the source.
@@ -278,6 +288,8 @@ pub struct BusStatus {
     pub total_events: u64,
     /// Events retained per topic, for topics that hold any.
     pub events_by_topic: BTreeMap<TopicName, u64>,
+    /// Events waiting in the local outbox for the broker (Kafka only).
+    pub outbox_backlog: Option<u64>,
 }
 
 /// The bounds of one partition.

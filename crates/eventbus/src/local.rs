@@ -336,6 +336,7 @@ impl<S: Storage> EventBus for LocalBus<S> {
             running: self.is_running(),
             total_events: events_by_topic.values().sum(),
             events_by_topic,
+            outbox_backlog: None,
         })
     }
 

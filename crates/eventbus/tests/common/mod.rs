@@ -78,8 +78,10 @@ pub async fn open(backend: Backend, config: LocalConfig) -> (Arc<dyn eventbus::E
         }
         #[cfg(feature = "kafka")]
         Backend::Kafka => {
-            let bus = eventbus::KafkaBus::connect(kafka_config(), config).await.unwrap();
-            (Arc::new(bus), None)
+            let dir = tempfile::tempdir().unwrap();
+            let kafka = eventbus::KafkaConfig { outbox_dir: Some(dir.path().join("outbox")), ..kafka_config() };
+            let bus = eventbus::KafkaBus::connect(kafka, config).await.unwrap();
+            (Arc::new(bus), Some(dir))
         }
     }
 }

@@ -533,7 +533,7 @@ fn append(
         let ts = now.max(last_ts);
         insert.execute(params![topic_id, partition.0, offset, ts, key.as_deref(), &value[..]])?;
         *head = (offset + 1, ts);
-        published.push(Published { partition, offset: Offset(offset) });
+        published.push(Published::at(partition, Offset(offset)));
     }
     let mut update = conn.prepare_cached(
         "UPDATE partitions SET next_offset = ?3, last_ts_ms = ?4 WHERE topic_id = ?1 AND partition = ?2",

@@ -55,6 +55,10 @@ pub struct KafkaConfig {
     pub ssl_certificate_location: Option<PathBuf>,
     pub ssl_key_location: Option<PathBuf>,
     pub ssl_key_password: Option<Secret>,
+    /// The durable local outbox publishes go through, so that a broker outage delays events
+    /// instead of failing the caller. Unset, publishing goes straight to the broker. The CLI sets
+    /// it to `<data_dir>/kafka-outbox`.
+    pub outbox_dir: Option<PathBuf>,
     /// Any other librdkafka property, passed through as it is and applied last.
     pub properties: BTreeMap<String, String>,
 }
@@ -78,6 +82,7 @@ impl Default for KafkaConfig {
             ssl_certificate_location: None,
             ssl_key_location: None,
             ssl_key_password: None,
+            outbox_dir: None,
             properties: BTreeMap::new(),
         }
     }

@@ -10,6 +10,7 @@
 mod admin;
 mod config;
 mod consumer;
+mod outbox;
 
 pub use config::{KafkaConfig, Secret};
 
@@ -67,12 +68,16 @@ pub struct KafkaBus {
 pub(crate) struct Inner {
     config: KafkaConfig,
     local: LocalConfig,
-    producer: FutureProducer,
+    /// Replaced after a failed delivery: a fresh producer gets a new producer id, which brokers
+    /// that cannot resume an idempotent producer's sequence after a restart need.
+    producer: RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     /// Metadata and watermarks; belongs to no group.
     meta: Arc<BaseConsumer>,
     partitions: RwLock<HashMap<TopicName, u32>>,
     lifecycle: Lifecycle,
+    /// Where publishes wait for the broker; `None` sends directly.
+    outbox: Option<outbox::Outbox>,
 }
 
 impl KafkaBus {
@@ -82,18 +87,32 @@ impl KafkaBus {
         let producer: FutureProducer = config.producer().create().map_err(KafkaError::Client)?;
         let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(KafkaError::Client)?;
         let meta: BaseConsumer = config.client().create().map_err(KafkaError::Client)?;
+        let outbox = match &config.outbox_dir {
+            Some(dir) => Some(outbox::Outbox::open(dir).await?),
+            None => None,
+        };
         let inner = Arc::new(Inner {
             config,
             local,
-            producer,
+            producer: RwLock::new(producer),
             admin,
             meta: Arc::new(meta),
             partitions: RwLock::default(),
             lifecycle: Lifecycle::new(),
+            outbox,
         });
         inner.ping().await?;
         inner.ensure_topics(Topic::bootstrap().collect()).await?;
+        outbox::spawn(&inner);
         Ok(Self { inner })
+    }
+
+    /// Events waiting in the local outbox for the broker; answers while the broker is down.
+    pub async fn outbox_backlog(&self) -> Result<u64, BusError> {
+        match &self.inner.outbox {
+            Some(outbox) => outbox.backlog().await,
+            None => Ok(0),
+        }
     }
 
     fn spawner(&self) -> impl Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>) -> JoinHandle<()> + Sync {
@@ -135,11 +154,23 @@ impl Inner {
         Ok(Outgoing { key, value, headers })
     }
 
+    fn producer(&self) -> FutureProducer {
+        self.producer.read().expect("producer lock").clone()
+    }
+
+    /// Starts over with a new producer (and producer id) after deliveries failed.
+    fn renew_producer(&self) {
+        match self.config.producer().create::<FutureProducer>() {
+            Ok(producer) => *self.producer.write().expect("producer lock") = producer,
+            Err(error) => tracing::error!(%error, "Cannot create a new Kafka producer; keeping the old one"),
+        }
+    }
+
     /// Sends messages in order, all in flight at once, and waits for every acknowledgement.
-    async fn send(&self, topic: &TopicName, messages: Vec<Outgoing>) -> Result<Vec<Published>, BusError> {
-        self.partition_count(topic).await?;
+    async fn send_each(&self, messages: Vec<(TopicName, Outgoing)>) -> Vec<Result<Published, BusError>> {
         let timeout = Duration::from_millis(self.config.delivery_timeout_ms);
-        let sends = messages.iter().map(|m| {
+        let producer = self.producer();
+        let sends = messages.iter().map(|(topic, m)| {
             let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
             for h in &m.headers {
                 headers = headers.insert(KafkaHeader { key: &h.name, value: Some(h.value.as_bytes()) });
@@ -148,19 +179,39 @@ impl Inner {
             if let Some(key) = &m.key {
                 record = record.key(key.as_str());
             }
-            self.producer.send(record, timeout)
+            producer.send(record, timeout)
         });
         let results = futures::future::join_all(sends).await;
         results
             .into_iter()
-            .map(|result| match result {
-                Ok(delivery) => Ok(Published {
-                    partition: Partition(delivery.partition as u32),
-                    offset: Offset(delivery.offset as u64),
-                }),
+            .zip(&messages)
+            .map(|(result, (topic, _))| match result {
+                Ok(delivery) => Ok(Published::at(Partition(delivery.partition as u32), Offset(delivery.offset as u64))),
                 Err((source, _)) => Err(KafkaError::Delivery { topic: topic.to_string(), source }.into()),
             })
             .collect()
+    }
+
+    /// Delivers messages to `topic`: through the outbox if there is one (an outage then yields
+    /// `Published` without an offset once `delivery_timeout_ms` passes), else directly.
+    async fn deliver(&self, topic: &TopicName, messages: Vec<Outgoing>) -> Result<Vec<Published>, BusError> {
+        let partitions = self.partition_count(topic).await?;
+        let Some(outbox) = &self.outbox else {
+            let tagged = messages.into_iter().map(|m| (topic.clone(), m)).collect();
+            return self.send_each(tagged).await.into_iter().collect();
+        };
+        let expected: Vec<Partition> = messages
+            .iter()
+            .map(|m| m.key.as_ref().map_or(Partition(0), |k| crate::partition_for_key(k.as_bytes(), partitions)))
+            .collect();
+        let offsets = outbox.append(messages.into_iter().map(|m| (topic.clone(), m)).collect()).await?;
+        let timeout = Duration::from_millis(self.config.delivery_timeout_ms);
+        let acknowledged = outbox.wait(&offsets, timeout).await;
+        Ok(acknowledged
+            .into_iter()
+            .zip(expected)
+            .map(|(published, partition)| published.unwrap_or(Published { partition, offset: None }))
+            .collect())
     }
 }
 
@@ -172,7 +223,7 @@ impl DeadLetterSink for Inner {
             self.ensure_topics(vec![(dlq.clone(), DLQ_PARTITIONS)]).await?;
         }
         let message = self.encode(letter, key.map(|k| k.to_string()))?;
-        self.send(&dlq, vec![message]).await.map(drop)
+        self.deliver(&dlq, vec![message]).await.map(drop)
     }
 }
 
@@ -194,7 +245,7 @@ impl EventBus for KafkaBus {
         if !self.inner.lifecycle.stop().await {
             return Ok(());
         }
-        let producer = self.inner.producer.clone();
+        let producer = self.inner.producer();
         let timeout = self.inner.config.request_timeout();
         tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout))
             .await
@@ -231,7 +282,7 @@ impl EventBus for KafkaBus {
             .into_iter()
             .map(|event| self.inner.encode(event, keys.as_mut().and_then(Iterator::next)))
             .collect::<Result<Vec<_>, _>>()?;
-        self.inner.send(topic, messages).await
+        self.inner.deliver(topic, messages).await
     }
 
     async fn publish_bytes(&self, topic: &TopicName, key: Option<&str>, value: Bytes) -> Result<Published, BusError> {
@@ -241,7 +292,7 @@ impl EventBus for KafkaBus {
             return Err(BusError::MessageTooLarge { size: value.len(), max });
         }
         let message = Outgoing { key: key.map(str::to_owned), value: value.to_vec(), headers: Vec::new() };
-        let mut published = self.inner.send(topic, vec![message]).await?;
+        let mut published = self.inner.deliver(topic, vec![message]).await?;
         Ok(published.remove(0))
     }
 
@@ -269,6 +320,10 @@ impl EventBus for KafkaBus {
             running: self.is_running(),
             total_events: events_by_topic.values().sum(),
             events_by_topic,
+            outbox_backlog: match &self.inner.outbox {
+                Some(outbox) => Some(outbox.backlog().await?),
+                None => None,
+            },
         })
     }
 

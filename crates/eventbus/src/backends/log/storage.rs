@@ -27,7 +27,7 @@ fn log_record(topic: &TopicName, record: &NewRecord, published: &Published) {
                 &parsed
             }
             Err(error) => {
-                tracing::info!(target: "eventbus::published", %topic, partition = %published.partition, offset = %published.offset, bytes = bytes.len(), %error, "Published a message that is not an event");
+                tracing::info!(target: "eventbus::published", %topic, partition = %published.partition, offset = ?published.offset, bytes = bytes.len(), %error, "Published a message that is not an event");
                 return;
             }
         },
@@ -37,7 +37,7 @@ fn log_record(topic: &TopicName, record: &NewRecord, published: &Published) {
         target: "eventbus::published",
         %topic,
         partition = %published.partition,
-        offset = %published.offset,
+        offset = ?published.offset,
         key = record.key.as_deref(),
         event_id = event.event_id.as_ref().map(|id| id.as_str()),
         event_type = %event.event_type,

@@ -155,7 +155,7 @@ impl Storage for MemoryStorage {
                     log.records.pop_front();
                     log.start += 1;
                 }
-                published.push(Published { partition, offset });
+                published.push(Published::at(partition, offset));
             };
             push(first, &mut log);
             while let Some(next) = iter.next_if(|r| r.partition == partition) {
