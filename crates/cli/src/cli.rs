@@ -76,6 +76,9 @@ pub enum Command {
     /// List, create or describe topics (like `kafka-topics`).
     #[command(subcommand)]
     Topics(Topics),
+    /// Show a group's committed offsets and lag per partition (like `kafka-consumer-groups --describe`).
+    #[command(subcommand)]
+    Groups(Groups),
     /// Move a group's committed offsets (like `kafka-consumer-groups --reset-offsets`).
     Replay {
         #[arg(long)]
@@ -169,6 +172,18 @@ pub struct ReadOptions {
 pub enum Format {
     Json,
     Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Groups {
+    /// Committed offset, log end and lag of each partition the group has committed in.
+    Describe {
+        #[arg(long)]
+        group: String,
+        /// Only these topics; all topics by default.
+        #[arg(long)]
+        topic: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

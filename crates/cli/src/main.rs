@@ -100,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish { topic, key } => commands::publish::run(&config, &topic, key).await,
         Command::Tail { topic, read, format } => commands::tail::run(&config, &topic, &read, format).await,
         Command::Topics(command) => commands::topics::run(&config, command).await,
+        Command::Groups(command) => commands::groups::run(&config, command).await,
         Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
         Command::Bench { events, latency_secs, latency_rate, only } => {
             commands::bench::run(&config, events, latency_secs, latency_rate, only).await

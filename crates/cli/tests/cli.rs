@@ -199,7 +199,12 @@ fn tail_max_commits_only_what_it_printed() {
     assert!(env.run_with_stdin(&["publish", "nexum.accounts.created"], &input).status.success());
     let tail = |max: &str| env.run(&["tail", "nexum.accounts.created", "-G", "g", "--max", max, "--idle-exit", "1"]);
     assert_eq!(stdout(&tail("2")).lines().count(), 2);
+    let lag = env.run(&["groups", "describe", "--group", "g", "--topic", "nexum.accounts.created"]);
+    assert!(lag.status.success(), "{}", stderr(&lag));
+    assert!(stdout(&lag).contains("total lag 4"), "{}", stdout(&lag));
     assert_eq!(stdout(&tail("100")).lines().count(), 4, "the 4 not printed are delivered next time");
+    let lag = env.run(&["groups", "describe", "--group", "g"]);
+    assert!(stdout(&lag).contains("total lag 0"), "{}", stdout(&lag));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod consume;
 pub mod demo;
+pub mod groups;
 pub mod produce;
 pub mod publish;
 pub mod replay;

@@ -58,6 +58,13 @@ enum WriteOp {
         reply: Reply<()>,
     },
     /// Creates the topics that are missing; replies with the names that existed already.
+    /// Deletes a partition's records before an offset (the Kafka outbox after relaying).
+    Truncate {
+        topic_id: i64,
+        partition: Partition,
+        before: Offset,
+        reply: Reply<()>,
+    },
     CreateTopics {
         topics: Vec<(TopicName, u32)>,
         reply: Reply<Vec<TopicName>>,
@@ -178,6 +185,20 @@ impl EmbeddedStorage {
 
     async fn known_topic(&self, name: &TopicName) -> Result<TopicRow, BusError> {
         self.topic(name).await?.ok_or_else(|| BusError::UnknownTopic(name.clone()))
+    }
+}
+
+impl EmbeddedStorage {
+    /// Deletes the records of a partition before `before`, and moves its log start there.
+    pub(crate) async fn truncate(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        before: Offset,
+    ) -> Result<(), BusError> {
+        let row = self.known_topic(topic).await?;
+        self.write(|reply| WriteOp::Truncate { topic_id: row.id, partition, before, reply }).await?;
+        Ok(())
     }
 }
 
@@ -478,6 +499,7 @@ fn op_outcome_failed(op: WriteOp, error: &impl Fn() -> EmbeddedError) -> Outcome
         WriteOp::Append { reply, .. } => Outcome::Published(reply, Err(error())),
         WriteOp::Commit { reply, .. } => Outcome::Committed(reply, Err(error())),
         WriteOp::CreateTopics { reply, .. } => Outcome::Created(reply, Err(error())),
+        WriteOp::Truncate { reply, .. } => Outcome::Committed(reply, Err(error())),
     }
 }
 
@@ -505,7 +527,22 @@ fn apply_op(conn: &Connection, op: WriteOp) -> RawOutcome {
             RawOutcome::Committed(reply, commit(conn, &group, topic_id, &offsets))
         }
         WriteOp::CreateTopics { topics, reply } => RawOutcome::Created(reply, create_topics(conn, &topics)),
+        WriteOp::Truncate { topic_id, partition, before, reply } => {
+            RawOutcome::Committed(reply, truncate(conn, topic_id, partition, before))
+        }
     }
+}
+
+fn truncate(conn: &Connection, topic_id: i64, partition: Partition, before: Offset) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM records WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",
+        params![topic_id, partition.0, before.0],
+    )?;
+    conn.execute(
+        "UPDATE partitions SET log_start = MAX(log_start, MIN(?3, next_offset)) WHERE topic_id = ?1 AND partition = ?2",
+        params![topic_id, partition.0, before.0],
+    )?;
+    Ok(())
 }
 
 fn append(

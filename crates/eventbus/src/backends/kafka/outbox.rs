@@ -190,6 +190,8 @@ pub(super) async fn relay(inner: Weak<Inner>) {
             }
             if done > next {
                 outbox.storage.commit(&outbox.relay, &outbox.topic, vec![(Partition(0), Offset(done))]).await?;
+                // What the broker acknowledged need not stay on disk.
+                outbox.storage.truncate(&outbox.topic, Partition(0), Offset(done)).await?;
             }
             Ok(Some(failure))
         };

@@ -1,0 +1,39 @@
+//! `eventbus groups describe`: where a group stands in each partition, and how far behind.
+
+use eventbus::GroupId;
+
+use crate::cli::Groups;
+use crate::config::Config;
+
+pub async fn run(config: &Config, command: Groups) -> anyhow::Result<()> {
+    let Groups::Describe { group, topic } = command;
+    let group = GroupId::new(group)?;
+    let bus = crate::open_bus(config).await?;
+    let topics = if topic.is_empty() {
+        bus.list_topics().await?.into_iter().map(|t| t.name).collect()
+    } else {
+        topic.iter().map(|t| super::topic(t)).collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let mut rows = Vec::new();
+    for topic in topics {
+        let description = bus.describe_topic(&topic).await?;
+        for offset in bus.group_offsets(&group, &topic).await? {
+            let end = description.partitions.iter().find(|p| p.partition == offset.partition).map_or(0, |p| p.latest.0);
+            rows.push((topic.clone(), offset.partition, offset.offset, end, offset.lag));
+        }
+    }
+    bus.stop().await?;
+    if rows.is_empty() {
+        anyhow::bail!("group `{group}` has no committed offsets");
+    }
+    let width = rows.iter().map(|r| r.0.as_str().len()).max().unwrap_or(5).max(5);
+    println!(
+        "{:width$}  {:>9}  {:>14}  {:>14}  {:>8}",
+        "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
+    );
+    for (topic, partition, offset, end, lag) in &rows {
+        println!("{topic:width$}  {partition:>9}  {offset:>14}  {end:>14}  {lag:>8}");
+    }
+    println!("Group {group}: total lag {}", rows.iter().map(|r| r.4).sum::<u64>());
+    Ok(())
+}
