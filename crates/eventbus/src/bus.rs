@@ -386,7 +386,11 @@ pub trait EventBus: Send + Sync {
 
     /// Publishes one event. The key defaults to the event's `entity_id`; a missing `event_id` or
     /// `timestamp` is filled in. `Ok` means the event is stored (durably, on a durable backend).
-    async fn publish(&self, topic: &TopicName, event: EventSchema, key: Option<&str>) -> Result<Published, BusError>;
+    async fn publish(&self, topic: &TopicName, event: EventSchema, key: Option<&str>) -> Result<Published, BusError> {
+        let keys = key.map(|k| vec![k.to_owned()]);
+        let mut published = self.publish_batch(topic, vec![event], keys).await?;
+        Ok(published.pop().expect("publish_batch returns one result per event"))
+    }
 
     /// Publishes events in order, in one write. `keys`, if given, has one key per event.
     async fn publish_batch(

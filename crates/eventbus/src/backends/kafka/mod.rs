@@ -258,12 +258,6 @@ impl EventBus for KafkaBus {
         self.inner.lifecycle.is_running()
     }
 
-    async fn publish(&self, topic: &TopicName, event: EventSchema, key: Option<&str>) -> Result<Published, BusError> {
-        let keys = key.map(|k| vec![k.to_owned()]);
-        let mut published = self.publish_batch(topic, vec![event], keys).await?;
-        Ok(published.remove(0))
-    }
-
     async fn publish_batch(
         &self,
         topic: &TopicName,
@@ -300,11 +294,11 @@ impl EventBus for KafkaBus {
         for topic in &subscription.topics {
             self.inner.partition_count(topic).await?;
         }
-        // An explicit start position applies once, now, as a reset of the group's offsets.
+        // An explicit start position applies once, now, as a reset of the group's offsets; from
+        // then on (across stop and start too) the group resumes from what it committed.
         if subscription.start != StartPosition::Committed {
             for topic in &subscription.topics {
-                let positions = self.inner.resolve(&subscription.group, topic, subscription.start).await?;
-                self.inner.commit(&subscription.group, topic, positions).await?;
+                self.reset_offsets(&subscription.group, topic, subscription.start).await?;
             }
             subscription.start = StartPosition::Committed;
         }
