@@ -89,3 +89,28 @@ async fn the_bus_consumes_what_kafka_python_writes() {
     }
     bus.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_json_and_oversized_messages_from_another_producer_are_dead_lettered() {
+    // Given a bus that accepts messages up to 2 KB, and a topic another producer writes junk to
+    let local = LocalConfig { max_message_bytes: 2048, ..LocalConfig::default() };
+    let bus = KafkaBus::connect(kafka_config(), local).await.unwrap();
+    bus.start().await.unwrap();
+    let topic = random_topic("interop.bad");
+    bus.create_topic(&topic, 1).await.unwrap();
+    python("write_raw_with_kafka_python.py", &[&kafka_brokers(), topic.as_str()]);
+    // When a consumer reads it
+    let seen = Collector::default();
+    bus.subscribe(Subscription::new(topic.clone(), random_group("bad")), seen.handler()).await.unwrap();
+    let dead = Collector::default();
+    bus.subscribe(Subscription::new(topic.dlq(), random_group("dlq")), dead.handler()).await.unwrap();
+    // Then both go to the dead-letter topic with their reasons, and the handler sees neither
+    let letters = dead.wait_for(2).await;
+    let kinds: Vec<&str> = letters.iter().map(|l| l.event.data["error_kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["undecodable", "oversized"]);
+    assert_eq!(letters[0].event.data["original_value"], "this is not json");
+    assert!(letters[1].event.data["error"].as_str().unwrap().contains("exceeds the maximum of 2048 bytes"));
+    assert_eq!(letters[1].event.data["original_truncated"], true);
+    assert_eq!(seen.len(), 0);
+    bus.stop().await.unwrap();
+}
