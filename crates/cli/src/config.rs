@@ -40,6 +40,9 @@ pub struct EmbeddedSection {
     pub poll_interval_ms: u64,
     /// How long a write waits for another process's lock.
     pub busy_timeout_ms: u64,
+    /// How long a consumer keeps its group's topics without renewing; then another process's
+    /// consumer in the same group takes over.
+    pub lease_ttl_ms: u64,
 }
 
 /// `[consumer]`: how failing handlers are retried before dead-lettering.
@@ -78,6 +81,7 @@ impl Default for EmbeddedSection {
             retention_ms: None,
             poll_interval_ms: defaults.poll_interval.as_millis() as u64,
             busy_timeout_ms: defaults.busy_timeout.as_millis() as u64,
+            lease_ttl_ms: defaults.lease_ttl.as_millis() as u64,
         }
     }
 }
@@ -116,6 +120,7 @@ impl Config {
             retention: self.embedded.retention_ms.map(Duration::from_millis),
             poll_interval: Duration::from_millis(self.embedded.poll_interval_ms.max(1)),
             busy_timeout: Duration::from_millis(self.embedded.busy_timeout_ms),
+            lease_ttl: Duration::from_millis(self.embedded.lease_ttl_ms.max(100)),
         }
     }
 

@@ -2,10 +2,12 @@
 //! hands each record to the [`Processor`], and commits offsets only after it is done with them.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::bus::{BusError, Handler, Offset, Partition, Subscription};
+use crate::envelope::EventId;
 use crate::local::Inner;
 use crate::processor::{DeadLetterSink, Processor, STORAGE_RETRY, Stopped, wait_or_stop};
 use crate::storage::Storage;
@@ -32,36 +34,68 @@ pub(crate) async fn run<S: Storage>(
     let max = inner.config.max_message_bytes;
     let processor = Processor::new(group.clone(), subscription.retry, handler, sink, max);
     let mut consumer = Consumer { inner, subscription, processor };
-    let mut cursors = loop {
-        match consumer.cursors().await {
-            Ok(cursors) => break cursors,
+    let owner = EventId::new().to_string();
+    let topics = consumer.subscription.topics.clone();
+    let mut changes = consumer.inner.storage.changes();
+    let poll = consumer.inner.storage.poll_interval();
+    let lease_ttl = consumer.inner.storage.lease_ttl();
+    let renew_every = lease_ttl.map_or(Duration::MAX, |ttl| ttl / 3);
+    // Each pass is one term as the group's consumer of these topics; another process sharing the
+    // store may hold them, and then this one waits on standby.
+    'term: while !*stop.borrow() {
+        match consumer.inner.storage.acquire_lease(&group, &topics, &owner).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(%group, "Another process consumes these topics for the group; standing by");
+                wait_or_stop(&mut stop, renew_every.min(Duration::from_secs(1))).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%group, %error, "Cannot take the group's lease; retrying");
+                wait_or_stop(&mut stop, STORAGE_RETRY).await;
+                continue;
+            }
+        }
+        let mut renewed = Instant::now();
+        let mut cursors = match consumer.cursors().await {
+            Ok(cursors) => cursors,
             Err(error) => {
                 tracing::error!(%group, %error, "Cannot resolve start offsets; retrying");
-                if wait_or_stop(&mut stop, STORAGE_RETRY).await {
-                    return;
+                wait_or_stop(&mut stop, STORAGE_RETRY).await;
+                continue;
+            }
+        };
+        tracing::info!(%group, partitions = cursors.len(), "Consumer started");
+        while !*stop.borrow() {
+            if renewed.elapsed() >= renew_every {
+                match consumer.inner.storage.acquire_lease(&group, &topics, &owner).await {
+                    Ok(true) => renewed = Instant::now(),
+                    Ok(false) => {
+                        tracing::warn!(%group, "Lease lost to another process; standing by");
+                        continue 'term;
+                    }
+                    Err(error) => tracing::error!(%group, %error, "Cannot renew the group's lease"),
+                }
+            }
+            changes.borrow_and_update();
+            let mut progressed = false;
+            for cursor in &mut cursors {
+                match consumer.poll(cursor, &mut stop).await {
+                    Ok(n) => progressed |= n > 0,
+                    Err(Stopped) => break,
+                }
+            }
+            if !progressed {
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = stop.changed() => {}
                 }
             }
         }
-    };
-    tracing::info!(%group, partitions = cursors.len(), "Consumer started");
-    let mut changes = consumer.inner.storage.changes();
-    let poll = consumer.inner.storage.poll_interval();
-    while !*stop.borrow() {
-        changes.borrow_and_update();
-        let mut progressed = false;
-        for cursor in &mut cursors {
-            match consumer.poll(cursor, &mut stop).await {
-                Ok(n) => progressed |= n > 0,
-                Err(Stopped) => break,
-            }
-        }
-        if !progressed {
-            tokio::select! {
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(poll) => {}
-                _ = stop.changed() => {}
-            }
-        }
+    }
+    if let Err(error) = consumer.inner.storage.release_lease(&group, &topics, &owner).await {
+        tracing::warn!(%group, %error, "Cannot release the group's lease; it expires by itself");
     }
     tracing::info!(%group, "Consumer stopped");
 }

@@ -93,6 +93,21 @@ pub trait Storage: Send + Sync + 'static {
         offsets: Vec<(Partition, Offset)>,
     ) -> Result<(), BusError>;
 
+    /// Makes `owner` the one consumer of `group` on `topics` across processes, or renews that;
+    /// false while another owner holds them. Storage that only one process sees always agrees.
+    async fn acquire_lease(&self, _group: &GroupId, _topics: &[TopicName], _owner: &str) -> Result<bool, BusError> {
+        Ok(true)
+    }
+
+    async fn release_lease(&self, _group: &GroupId, _topics: &[TopicName], _owner: &str) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    /// How long a lease lasts without renewal; `None` where there are no leases.
+    fn lease_ttl(&self) -> Option<Duration> {
+        None
+    }
+
     /// Ticks whenever this process appends.
     fn changes(&self) -> watch::Receiver<u64>;
 

@@ -24,6 +24,9 @@ pub struct EmbeddedConfig {
     pub poll_interval: Duration,
     /// How long a write waits for another process's lock before failing.
     pub busy_timeout: Duration,
+    /// How long a consumer holds its group's topics without renewing; another process's consumer
+    /// in the same group takes over after it.
+    pub lease_ttl: Duration,
 }
 
 impl Default for EmbeddedConfig {
@@ -34,6 +37,7 @@ impl Default for EmbeddedConfig {
             retention: None,
             poll_interval: Duration::from_millis(20),
             busy_timeout: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }

@@ -32,6 +32,14 @@ CREATE TABLE IF NOT EXISTS records (
     value     BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_position ON records (topic_id, partition, offset);
+-- The one consumer of a group's topics across processes sharing the store, until it expires.
+CREATE TABLE IF NOT EXISTS group_leases (
+    group_id   TEXT NOT NULL,
+    topic_id   INTEGER NOT NULL,
+    owner      TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS group_offsets (
     group_id   TEXT NOT NULL,
     topic_id   INTEGER NOT NULL,

@@ -58,7 +58,23 @@ enum WriteOp {
         reply: Reply<()>,
     },
     /// Creates the topics that are missing; replies with the names that existed already.
+    /// Takes or renews a group's lease on topics unless another owner holds it unexpired.
+    Lease {
+        group: GroupId,
+        topic_ids: Vec<i64>,
+        owner: String,
+        expires_ms: i64,
+        reply: Reply<bool>,
+    },
+    /// Gives a lease up.
+    Release {
+        group: GroupId,
+        topic_ids: Vec<i64>,
+        owner: String,
+        reply: Reply<()>,
+    },
     /// Deletes a partition's records before an offset (the Kafka outbox after relaying).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     Truncate {
         topic_id: i64,
         partition: Partition,
@@ -190,6 +206,7 @@ impl EmbeddedStorage {
 
 impl EmbeddedStorage {
     /// Deletes the records of a partition before `before`, and moves its log start there.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) async fn truncate(
         &self,
         topic: &TopicName,
@@ -341,6 +358,29 @@ impl Storage for EmbeddedStorage {
         Ok(())
     }
 
+    async fn acquire_lease(&self, group: &GroupId, topics: &[TopicName], owner: &str) -> Result<bool, BusError> {
+        let mut topic_ids = Vec::with_capacity(topics.len());
+        for topic in topics {
+            topic_ids.push(self.known_topic(topic).await?.id);
+        }
+        let expires_ms = now_ms() + i64::try_from(self.shared.config.lease_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let (group, owner) = (group.clone(), owner.to_owned());
+        Ok(self.write(|reply| WriteOp::Lease { group, topic_ids, owner, expires_ms, reply }).await?)
+    }
+
+    async fn release_lease(&self, group: &GroupId, topics: &[TopicName], owner: &str) -> Result<(), BusError> {
+        let mut topic_ids = Vec::with_capacity(topics.len());
+        for topic in topics {
+            topic_ids.push(self.known_topic(topic).await?.id);
+        }
+        let (group, owner) = (group.clone(), owner.to_owned());
+        Ok(self.write(|reply| WriteOp::Release { group, topic_ids, owner, reply }).await?)
+    }
+
+    fn lease_ttl(&self) -> Option<Duration> {
+        Some(self.shared.config.lease_ttl)
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.shared.changes.subscribe()
     }
@@ -409,6 +449,7 @@ enum Outcome {
     Published(Reply<Vec<Published>>, Result<Vec<Published>, EmbeddedError>),
     Committed(Reply<()>, Result<(), EmbeddedError>),
     Created(Reply<Vec<TopicName>>, Result<Vec<TopicName>, EmbeddedError>),
+    Leased(Reply<bool>, Result<bool, EmbeddedError>),
 }
 
 impl Outcome {
@@ -417,6 +458,7 @@ impl Outcome {
             Self::Published(_, r) => r.is_err(),
             Self::Committed(_, r) => r.is_err(),
             Self::Created(_, r) => r.is_err(),
+            Self::Leased(_, r) => r.is_err(),
         }
     }
 
@@ -426,6 +468,7 @@ impl Outcome {
             Self::Published(reply, r) => Self::Published(reply, r.and_then(|_| Err(error()))),
             Self::Committed(reply, r) => Self::Committed(reply, r.and_then(|_| Err(error()))),
             Self::Created(reply, r) => Self::Created(reply, r.and_then(|_| Err(error()))),
+            Self::Leased(reply, r) => Self::Leased(reply, r.and_then(|_| Err(error()))),
         }
     }
 
@@ -435,6 +478,7 @@ impl Outcome {
             Self::Published(reply, r) => reply.send(r).map_err(drop),
             Self::Committed(reply, r) => reply.send(r).map_err(drop),
             Self::Created(reply, r) => reply.send(r).map_err(drop),
+            Self::Leased(reply, r) => reply.send(r).map_err(drop),
         };
     }
 }
@@ -499,7 +543,8 @@ fn op_outcome_failed(op: WriteOp, error: &impl Fn() -> EmbeddedError) -> Outcome
         WriteOp::Append { reply, .. } => Outcome::Published(reply, Err(error())),
         WriteOp::Commit { reply, .. } => Outcome::Committed(reply, Err(error())),
         WriteOp::CreateTopics { reply, .. } => Outcome::Created(reply, Err(error())),
-        WriteOp::Truncate { reply, .. } => Outcome::Committed(reply, Err(error())),
+        WriteOp::Truncate { reply, .. } | WriteOp::Release { reply, .. } => Outcome::Committed(reply, Err(error())),
+        WriteOp::Lease { reply, .. } => Outcome::Leased(reply, Err(error())),
     }
 }
 
@@ -508,6 +553,7 @@ enum RawOutcome {
     Published(Reply<Vec<Published>>, rusqlite::Result<Vec<Published>>),
     Committed(Reply<()>, rusqlite::Result<()>),
     Created(Reply<Vec<TopicName>>, rusqlite::Result<Vec<TopicName>>),
+    Leased(Reply<bool>, rusqlite::Result<bool>),
 }
 
 impl RawOutcome {
@@ -516,6 +562,7 @@ impl RawOutcome {
             Self::Published(reply, r) => Outcome::Published(reply, r.map_err(&classify)),
             Self::Committed(reply, r) => Outcome::Committed(reply, r.map_err(&classify)),
             Self::Created(reply, r) => Outcome::Created(reply, r.map_err(&classify)),
+            Self::Leased(reply, r) => Outcome::Leased(reply, r.map_err(&classify)),
         }
     }
 }
@@ -530,7 +577,50 @@ fn apply_op(conn: &Connection, op: WriteOp) -> RawOutcome {
         WriteOp::Truncate { topic_id, partition, before, reply } => {
             RawOutcome::Committed(reply, truncate(conn, topic_id, partition, before))
         }
+        WriteOp::Lease { group, topic_ids, owner, expires_ms, reply } => {
+            RawOutcome::Leased(reply, lease(conn, &group, &topic_ids, &owner, expires_ms))
+        }
+        WriteOp::Release { group, topic_ids, owner, reply } => {
+            RawOutcome::Committed(reply, release(conn, &group, &topic_ids, &owner))
+        }
     }
+}
+
+/// Takes the lease on every topic, or on none if another owner holds any of them unexpired.
+fn lease(
+    conn: &Connection,
+    group: &GroupId,
+    topic_ids: &[i64],
+    owner: &str,
+    expires_ms: i64,
+) -> rusqlite::Result<bool> {
+    let now = now_ms();
+    let mut held =
+        conn.prepare_cached("SELECT owner, expires_ms FROM group_leases WHERE group_id = ?1 AND topic_id = ?2")?;
+    for topic_id in topic_ids {
+        let holder: Option<(String, i64)> =
+            held.query_row(params![group.as_str(), topic_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        if holder.is_some_and(|(holder, expires)| holder != owner && expires > now) {
+            return Ok(false);
+        }
+    }
+    let mut take = conn.prepare_cached(
+        "INSERT INTO group_leases (group_id, topic_id, owner, expires_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (group_id, topic_id) DO UPDATE SET owner = excluded.owner, expires_ms = excluded.expires_ms",
+    )?;
+    for topic_id in topic_ids {
+        take.execute(params![group.as_str(), topic_id, owner, expires_ms])?;
+    }
+    Ok(true)
+}
+
+fn release(conn: &Connection, group: &GroupId, topic_ids: &[i64], owner: &str) -> rusqlite::Result<()> {
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM group_leases WHERE group_id = ?1 AND topic_id = ?2 AND owner = ?3")?;
+    for topic_id in topic_ids {
+        stmt.execute(params![group.as_str(), topic_id, owner])?;
+    }
+    Ok(())
 }
 
 fn truncate(conn: &Connection, topic_id: i64, partition: Partition, before: Offset) -> rusqlite::Result<()> {

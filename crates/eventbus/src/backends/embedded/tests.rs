@@ -194,3 +194,45 @@ async fn truncating_a_partition_deletes_what_came_before_and_keeps_offsets() {
     assert_eq!(description[0].partitions[0].earliest, Offset(7));
     assert_eq!(description[0].partitions[0].latest, Offset(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_of_a_group_consumes_and_another_takes_over_when_it_stops() {
+    // Given two buses on one directory, as two processes, each subscribed in the same group
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig { lease_ttl: Duration::from_millis(600), ..EmbeddedConfig::at(dir.path()) };
+    let first = EmbeddedBus::embedded(LocalConfig::default(), config.clone()).await.unwrap();
+    let second = EmbeddedBus::embedded(LocalConfig::default(), config).await.unwrap();
+    let topic = Topic::BankTransactions.name();
+    let group = GroupId::new("recommender").unwrap();
+    let collect = |seen: Arc<Mutex<Vec<u64>>>| {
+        crate::bus::handler_fn(move |m| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(m.event.data["seq"].as_u64().unwrap());
+                Ok(())
+            }
+        })
+    };
+    let (seen_first, seen_second) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    first.start().await.unwrap();
+    first.subscribe(Subscription::new(topic.clone(), group.clone()), collect(Arc::clone(&seen_first))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    second.start().await.unwrap();
+    second.subscribe(Subscription::new(topic.clone(), group.clone()), collect(Arc::clone(&seen_second))).await.unwrap();
+    // When events arrive, the first stops, and more arrive
+    first.publish_batch(&topic, (0..20).map(event).collect(), None).await.unwrap();
+    wait_until(|| seen_first.lock().unwrap().len() >= 20).await;
+    first.stop().await.unwrap();
+    second.publish_batch(&topic, (20..40).map(event).collect(), None).await.unwrap();
+    // Then the first handled the first 20 alone, and the second took over for the rest
+    wait_until(|| seen_second.lock().unwrap().len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut all: Vec<u64> = seen_first.lock().unwrap().clone();
+    assert_eq!(all.len(), 20, "the first consumed alone while it held the lease");
+    let second_seen = seen_second.lock().unwrap().clone();
+    assert!(second_seen.iter().all(|n| *n >= 20), "the second resumed after the first's commits: {second_seen:?}");
+    all.extend(second_seen);
+    all.sort();
+    assert_eq!(all, (0..40).collect::<Vec<_>>());
+    second.stop().await.unwrap();
+}
