@@ -236,3 +236,33 @@ async fn one_process_of_a_group_consumes_and_another_takes_over_when_it_stops() 
     assert_eq!(all, (0..40).collect::<Vec<_>>());
     second.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_left_by_a_dead_process_expires_and_a_consumer_takes_over() {
+    // Given a group's lease held by a process that died without releasing it
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig { lease_ttl: Duration::from_millis(800), ..EmbeddedConfig::at(dir.path()) };
+    let bus = EmbeddedBus::embedded(LocalConfig::default(), config).await.unwrap();
+    bus.start().await.unwrap();
+    let topic = Topic::BankTransactions.name();
+    let group = GroupId::new("recommender").unwrap();
+    use crate::storage::Storage;
+    assert!(bus.storage().acquire_lease(&group, std::slice::from_ref(&topic), "dead-process").await.unwrap());
+    let seen = Arc::new(Mutex::new(0usize));
+    let sink = Arc::clone(&seen);
+    let handler = crate::bus::handler_fn(move |_| {
+        let sink = Arc::clone(&sink);
+        async move {
+            *sink.lock().unwrap() += 1;
+            Ok(())
+        }
+    });
+    // When a consumer of the group starts and events arrive
+    bus.subscribe(Subscription::new(topic.clone(), group), handler).await.unwrap();
+    bus.publish_batch(&topic, (0..5).map(event).collect(), None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*seen.lock().unwrap(), 0, "it stands by while the lease is held");
+    // Then it consumes once the lease has expired
+    wait_until(|| *seen.lock().unwrap() == 5).await;
+    bus.stop().await.unwrap();
+}
