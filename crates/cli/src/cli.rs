@@ -184,6 +184,11 @@ pub enum Groups {
         #[arg(long)]
         topic: Vec<String>,
     },
+    /// Forget a group's committed offsets (like `kafka-consumer-groups --delete`).
+    Delete {
+        #[arg(long)]
+        group: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -205,6 +205,10 @@ fn tail_max_commits_only_what_it_printed() {
     assert_eq!(stdout(&tail("100")).lines().count(), 4, "the 4 not printed are delivered next time");
     let lag = env.run(&["groups", "describe", "--group", "g"]);
     assert!(stdout(&lag).contains("total lag 0"), "{}", stdout(&lag));
+    assert!(env.run(&["groups", "delete", "--group", "g"]).status.success());
+    let gone = env.run(&["groups", "describe", "--group", "g"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("has no committed offsets"), "{}", stderr(&gone));
 }
 
 #[test]

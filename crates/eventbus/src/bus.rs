@@ -418,6 +418,10 @@ pub trait EventBus: Send + Sync {
     /// The group's committed offsets and lag in a topic.
     async fn group_offsets(&self, group: &GroupId, topic: &TopicName) -> Result<Vec<GroupOffset>, BusError>;
 
+    /// Forgets a group's committed offsets, like `kafka-consumer-groups --delete`. Stop its
+    /// consumers first. Deleting a group that does not exist succeeds.
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError>;
+
     /// Moves a group's committed offsets, like `kafka-consumer-groups --reset-offsets`. Returns the
     /// new offsets. Stop the group's consumers first.
     async fn reset_offsets(

@@ -362,6 +362,10 @@ impl<S: Storage> EventBus for LocalBus<S> {
             .collect())
     }
 
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        self.inner.storage.delete_group(group).await
+    }
+
     async fn reset_offsets(
         &self,
         group: &GroupId,

@@ -93,6 +93,9 @@ pub trait Storage: Send + Sync + 'static {
         offsets: Vec<(Partition, Offset)>,
     ) -> Result<(), BusError>;
 
+    /// Deletes the group's committed offsets (and any lease it holds).
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError>;
+
     /// Makes `owner` the one consumer of `group` on `topics` across processes, or renews that;
     /// false while another owner holds them. Storage that only one process sees always agrees.
     async fn acquire_lease(&self, _group: &GroupId, _topics: &[TopicName], _owner: &str) -> Result<bool, BusError> {

@@ -54,6 +54,7 @@ conformance!(
     oversized_messages_are_refused,
     missing_event_id_and_timestamp_are_filled_in,
     a_dead_letter_of_a_message_near_the_size_limit_keeps_its_place_and_prefix,
+    deleting_a_group_forgets_its_offsets,
 );
 
 async fn running(backend: Backend, config: LocalConfig) -> (Arc<dyn EventBus>, Option<tempfile::TempDir>) {
@@ -490,4 +491,25 @@ async fn a_dead_letter_of_a_message_near_the_size_limit_keeps_its_place_and_pref
     assert!(data["original_prefix"].as_str().unwrap().starts_with('{'));
     // And the partition moved on
     assert_eq!(seen.wait_for(1).await[0].event.data["seq"], 1);
+}
+
+async fn deleting_a_group_forgets_its_offsets(backend: Backend) {
+    // Given a group that consumed three events and stopped
+    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let topic = random_topic("delete");
+    bus.create_topic(&topic, 1).await.unwrap();
+    let group = random_group("delete");
+    let seen = Collector::default();
+    bus.subscribe(Subscription::new(topic.clone(), group.clone()), seen.handler()).await.unwrap();
+    for n in 0..3 {
+        bus.publish(&topic, transaction("acc_1", n), None).await.unwrap();
+    }
+    seen.wait_for(3).await;
+    wait_until(|| async { !bus.group_offsets(&group, &topic).await.unwrap().is_empty() }).await;
+    bus.stop().await.unwrap();
+    // When the group is deleted, twice
+    bus.delete_group(&group).await.unwrap();
+    bus.delete_group(&group).await.unwrap();
+    // Then it has no committed offsets left
+    assert!(bus.group_offsets(&group, &topic).await.unwrap().is_empty());
 }

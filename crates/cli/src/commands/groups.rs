@@ -1,4 +1,5 @@
-//! `eventbus groups describe`: where a group stands in each partition, and how far behind.
+//! `eventbus groups describe|delete`: where a group stands in each partition and how far behind,
+//! or forgetting it.
 
 use eventbus::GroupId;
 
@@ -6,7 +7,17 @@ use crate::cli::Groups;
 use crate::config::Config;
 
 pub async fn run(config: &Config, command: Groups) -> anyhow::Result<()> {
-    let Groups::Describe { group, topic } = command;
+    let (group, topic) = match command {
+        Groups::Describe { group, topic } => (group, topic),
+        Groups::Delete { group } => {
+            let group = GroupId::new(group)?;
+            let bus = crate::open_bus(config).await?;
+            bus.delete_group(&group).await?;
+            bus.stop().await?;
+            println!("Deleted group {group}");
+            return Ok(());
+        }
+    };
     let group = GroupId::new(group)?;
     let bus = crate::open_bus(config).await?;
     let topics = if topic.is_empty() {

@@ -13,7 +13,9 @@ pub async fn run(config: &Config, topic: &str, read: &ReadOptions, format: Forma
     let idle = super::idle(read)?;
     let bus = crate::open_bus(config).await?;
     let (handler, mut inbox) = inbox();
-    bus.subscribe(super::subscription(config, vec![topic], read, "eventbus-tail")?, handler).await?;
+    let subscription = super::subscription(config, vec![topic], read, "eventbus-tail")?;
+    let throwaway = read.group.is_none().then(|| subscription.group.clone());
+    bus.subscribe(subscription, handler).await?;
     let mut out = std::io::stdout().lock();
     let mut printed = 0u64;
     let end = loop {
@@ -38,6 +40,12 @@ pub async fn run(config: &Config, topic: &str, read: &ReadOptions, format: Forma
     };
     drop(out);
     inbox.close(bus.as_ref()).await?;
+    if let Some(group) = throwaway {
+        // A tail without --group leaves no group behind.
+        if let Err(error) = bus.delete_group(&group).await {
+            tracing::warn!(%group, %error, "Cannot delete the tail's throwaway group");
+        }
+    }
     tracing::info!(printed, ?end, "Tail finished");
     Ok(())
 }

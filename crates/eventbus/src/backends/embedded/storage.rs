@@ -66,6 +66,11 @@ enum WriteOp {
         expires_ms: i64,
         reply: Reply<bool>,
     },
+    /// Deletes a group's offsets and leases.
+    DeleteGroup {
+        group: GroupId,
+        reply: Reply<()>,
+    },
     /// Gives a lease up.
     Release {
         group: GroupId,
@@ -368,6 +373,11 @@ impl Storage for EmbeddedStorage {
         Ok(self.write(|reply| WriteOp::Lease { group, topic_ids, owner, expires_ms, reply }).await?)
     }
 
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        let group = group.clone();
+        Ok(self.write(|reply| WriteOp::DeleteGroup { group, reply }).await?)
+    }
+
     async fn release_lease(&self, group: &GroupId, topics: &[TopicName], owner: &str) -> Result<(), BusError> {
         let mut topic_ids = Vec::with_capacity(topics.len());
         for topic in topics {
@@ -543,7 +553,9 @@ fn op_outcome_failed(op: WriteOp, error: &impl Fn() -> EmbeddedError) -> Outcome
         WriteOp::Append { reply, .. } => Outcome::Published(reply, Err(error())),
         WriteOp::Commit { reply, .. } => Outcome::Committed(reply, Err(error())),
         WriteOp::CreateTopics { reply, .. } => Outcome::Created(reply, Err(error())),
-        WriteOp::Truncate { reply, .. } | WriteOp::Release { reply, .. } => Outcome::Committed(reply, Err(error())),
+        WriteOp::Truncate { reply, .. } | WriteOp::Release { reply, .. } | WriteOp::DeleteGroup { reply, .. } => {
+            Outcome::Committed(reply, Err(error()))
+        }
         WriteOp::Lease { reply, .. } => Outcome::Leased(reply, Err(error())),
     }
 }
@@ -580,6 +592,7 @@ fn apply_op(conn: &Connection, op: WriteOp) -> RawOutcome {
         WriteOp::Lease { group, topic_ids, owner, expires_ms, reply } => {
             RawOutcome::Leased(reply, lease(conn, &group, &topic_ids, &owner, expires_ms))
         }
+        WriteOp::DeleteGroup { group, reply } => RawOutcome::Committed(reply, delete_group(conn, &group)),
         WriteOp::Release { group, topic_ids, owner, reply } => {
             RawOutcome::Committed(reply, release(conn, &group, &topic_ids, &owner))
         }
@@ -612,6 +625,12 @@ fn lease(
         take.execute(params![group.as_str(), topic_id, owner, expires_ms])?;
     }
     Ok(true)
+}
+
+fn delete_group(conn: &Connection, group: &GroupId) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM group_offsets WHERE group_id = ?1", [group.as_str()])?;
+    conn.execute("DELETE FROM group_leases WHERE group_id = ?1", [group.as_str()])?;
+    Ok(())
 }
 
 fn release(conn: &Connection, group: &GroupId, topic_ids: &[i64], owner: &str) -> rusqlite::Result<()> {

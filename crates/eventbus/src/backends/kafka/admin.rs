@@ -129,6 +129,20 @@ impl Inner {
         .await
     }
 
+    pub(super) async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout()));
+        let results = self.admin.delete_groups(&[group.as_str()], &options).await.map_err(KafkaError::Client)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((name, code)) => {
+                    return Err(KafkaError::DeleteGroup { group: name, reason: code.to_string() }.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A consumer of `group` that never joins it: for reading and writing its offsets.
     fn group_client(&self, group: &GroupId) -> Result<BaseConsumer, BusError> {
         Ok(self.config.consumer(group.as_str()).create().map_err(KafkaError::Client)?)

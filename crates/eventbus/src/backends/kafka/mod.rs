@@ -48,6 +48,9 @@ pub enum KafkaError {
     /// The broker refused to create a topic.
     #[error("cannot create topic `{topic}`: {reason}")]
     CreateTopic { topic: String, reason: String },
+    /// The broker refused to delete a group, e.g. because it still has live members.
+    #[error("cannot delete group `{group}`: {reason}")]
+    DeleteGroup { group: String, reason: String },
     /// The broker did not acknowledge a message within `delivery_timeout_ms`.
     #[error("message to `{topic}` not acknowledged: {source}")]
     Delivery { topic: String, source: rdkafka::error::KafkaError },
@@ -343,6 +346,10 @@ impl EventBus for KafkaBus {
 
     async fn group_offsets(&self, group: &GroupId, topic: &TopicName) -> Result<Vec<GroupOffset>, BusError> {
         self.inner.group_offsets(group, topic).await
+    }
+
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        self.inner.delete_group(group).await
     }
 
     async fn reset_offsets(

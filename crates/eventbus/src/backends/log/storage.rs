@@ -117,6 +117,10 @@ impl Storage for LogStorage {
         self.memory.commit(group, topic, offsets).await
     }
 
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        self.memory.delete_group(group).await
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.memory.changes()
     }

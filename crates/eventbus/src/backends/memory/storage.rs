@@ -208,6 +208,11 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        self.offsets.lock().expect("offsets lock").retain(|(g, _), _| g != group);
+        Ok(())
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
