@@ -292,6 +292,20 @@ pub struct BusStatus {
     pub outbox_backlog: Option<u64>,
 }
 
+impl BusStatus {
+    /// The status of a bus holding `topics`; empty topics are left out.
+    pub(crate) fn of(
+        backend: BackendKind,
+        running: bool,
+        topics: &[TopicDescription],
+        outbox_backlog: Option<u64>,
+    ) -> Self {
+        let events_by_topic: BTreeMap<_, _> =
+            topics.iter().map(|t| (t.name.clone(), t.retained())).filter(|(_, n)| *n > 0).collect();
+        Self { backend, running, total_events: events_by_topic.values().sum(), events_by_topic, outbox_backlog }
+    }
+}
+
 /// The bounds of one partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct PartitionInfo {

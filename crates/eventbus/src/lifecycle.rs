@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::bus::{BusError, Handler, Subscription};
+use crate::bus::{BusError, EventBus, Handler, StartPosition, Subscription};
 
 /// Starts one consumer task for a subscription; it ends when the receiver turns true.
 pub(crate) type Spawn<'a> =
@@ -73,9 +73,28 @@ impl Lifecycle {
         true
     }
 
+    /// Subscribes on `bus`: an explicit start position is applied once, now, as a reset of the
+    /// group's offsets (from then on, across stop and start too, the group resumes from what it
+    /// committed); then the subscription is registered.
+    pub(crate) async fn subscribe(
+        &self,
+        bus: &dyn EventBus,
+        mut subscription: Subscription,
+        handler: Arc<dyn Handler>,
+        spawn: Spawn<'_>,
+    ) -> Result<(), BusError> {
+        if subscription.start != StartPosition::Committed {
+            for topic in &subscription.topics {
+                bus.reset_offsets(&subscription.group, topic, subscription.start).await?;
+            }
+            subscription.start = StartPosition::Committed;
+        }
+        self.register(subscription, handler, spawn).await
+    }
+
     /// Registers a subscription, and starts it at once if the bus is running. A group consumes a
     /// topic through one subscription per process.
-    pub(crate) async fn register(
+    async fn register(
         &self,
         subscription: Subscription,
         handler: Arc<dyn Handler>,

@@ -293,35 +293,20 @@ impl EventBus for KafkaBus {
         Ok(published.remove(0))
     }
 
-    async fn subscribe(&self, mut subscription: Subscription, handler: Arc<dyn Handler>) -> Result<(), BusError> {
+    async fn subscribe(&self, subscription: Subscription, handler: Arc<dyn Handler>) -> Result<(), BusError> {
         for topic in &subscription.topics {
             self.inner.partition_count(topic).await?;
         }
-        // An explicit start position applies once, now, as a reset of the group's offsets; from
-        // then on (across stop and start too) the group resumes from what it committed.
-        if subscription.start != StartPosition::Committed {
-            for topic in &subscription.topics {
-                self.reset_offsets(&subscription.group, topic, subscription.start).await?;
-            }
-            subscription.start = StartPosition::Committed;
-        }
-        self.inner.lifecycle.register(subscription, handler, &self.spawner()).await
+        self.inner.lifecycle.subscribe(self, subscription, handler, &self.spawner()).await
     }
 
     async fn status(&self) -> Result<BusStatus, BusError> {
         let topics = self.inner.describe(None).await?;
-        let events_by_topic: std::collections::BTreeMap<_, _> =
-            topics.iter().map(|t| (t.name.clone(), t.retained())).filter(|(_, n)| *n > 0).collect();
-        Ok(BusStatus {
-            backend: BackendKind::Kafka,
-            running: self.is_running(),
-            total_events: events_by_topic.values().sum(),
-            events_by_topic,
-            outbox_backlog: match &self.inner.outbox {
-                Some(outbox) => Some(outbox.backlog().await?),
-                None => None,
-            },
-        })
+        let backlog = match &self.inner.outbox {
+            Some(outbox) => Some(outbox.backlog().await?),
+            None => None,
+        };
+        Ok(BusStatus::of(BackendKind::Kafka, self.is_running(), &topics, backlog))
     }
 
     async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
