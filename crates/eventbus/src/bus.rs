@@ -175,7 +175,7 @@ pub struct Message {
     pub offset: Offset,
     /// When the bus appended it.
     pub timestamp: DateTime<Utc>,
-    pub key: Option<String>,
+    pub key: Option<Arc<str>>,
     pub event: Arc<EventSchema>,
 }
 

@@ -20,11 +20,10 @@ use crate::lifecycle::Lifecycle;
 use crate::partitioner::partition_for_key;
 use crate::processor::DeadLetterSink;
 use crate::storage::{NewRecord, Payload, Storage};
-use crate::topics::{DLQ_PARTITIONS, Topic, TopicName};
+use crate::topics::{DLQ_PARTITIONS, MAX_PARTITIONS, Topic, TopicName};
 
 /// Kafka's default `message.max.bytes`, about 1 MB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
-const MAX_PARTITIONS: u32 = 10_000;
 
 /// Settings every local backend shares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,8 +129,8 @@ impl<S: Storage> Inner<S> {
         let n = match self.storage.partition_count(topic).await? {
             Some(n) => n,
             None if self.config.auto_create_topics => {
-                let n = if topic.is_dlq() { DLQ_PARTITIONS } else { self.config.default_partitions };
-                self.storage.ensure_topics(with_dlq(topic, n)).await?;
+                let n = topic.auto_partitions(self.config.default_partitions);
+                self.storage.ensure_topics(topic.with_dlq(n)).await?;
                 self.storage.partition_count(topic).await?.unwrap_or(n)
             }
             None => return Err(BusError::UnknownTopic(topic.clone())),
@@ -215,15 +214,6 @@ impl<S: Storage> Inner<S> {
         let mut found = self.storage.describe(Some(topic)).await?;
         found.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))
     }
-}
-
-/// A topic and, unless it is a dead-letter topic itself, its dead-letter topic.
-fn with_dlq(topic: &TopicName, partitions: u32) -> Vec<(TopicName, u32)> {
-    let mut topics = vec![(topic.clone(), partitions)];
-    if !topic.is_dlq() {
-        topics.push((topic.dlq(), DLQ_PARTITIONS));
-    }
-    topics
 }
 
 /// The length of an event's flat JSON, without building it.
@@ -322,7 +312,7 @@ impl<S: Storage> EventBus for LocalBus<S> {
             return Err(BusError::InvalidPartitions(partitions));
         }
         self.inner.storage.create_topic(name, partitions).await?;
-        self.inner.storage.ensure_topics(with_dlq(name, partitions).split_off(1)).await
+        self.inner.storage.ensure_topics(name.with_dlq(partitions).split_off(1)).await
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicDescription>, BusError> {

@@ -110,7 +110,7 @@ impl Processor {
             partition: record.partition,
             offset: record.offset,
             timestamp: record.timestamp,
-            key: record.key.as_deref().map(str::to_owned),
+            key: record.key.clone(),
             event: Arc::clone(&event),
         };
         let retry = self.retry;

@@ -164,6 +164,25 @@ catalog! {
 
 /// Dead-letter topics have one partition: failures are rare and read in the order they happened.
 pub const DLQ_PARTITIONS: u32 = 1;
+/// The most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+impl TopicName {
+    /// This topic with `partitions`, and, unless it is a dead-letter topic itself, its
+    /// dead-letter topic: what creating a topic creates.
+    pub(crate) fn with_dlq(&self, partitions: u32) -> Vec<(TopicName, u32)> {
+        let mut topics = vec![(self.clone(), partitions)];
+        if !self.is_dlq() {
+            topics.push((self.dlq(), DLQ_PARTITIONS));
+        }
+        topics
+    }
+
+    /// The partitions auto-create gives this topic.
+    pub(crate) fn auto_partitions(&self, default_partitions: u32) -> u32 {
+        if self.is_dlq() { DLQ_PARTITIONS } else { default_partitions }
+    }
+}
 
 impl Topic {
     pub fn name(self) -> TopicName {

@@ -73,11 +73,8 @@ async fn warm_up(config: &Config, worker: &mut Worker, group: &GroupId) -> anyho
         return Ok(0);
     }
     let state_group = GroupId::new(format!("{group}.state"))?;
-    let mut all = topics().into_iter();
-    let first = all.next().expect("two topics");
-    let subscription = all.fold(Subscription::new(first, state_group.clone()), Subscription::and_topic);
     let (handler, mut inbox) = inbox();
-    bus.subscribe(subscription.from(StartPosition::Earliest), handler).await?;
+    bus.subscribe(subscription(state_group.clone()).from(StartPosition::Earliest), handler).await?;
     let started = std::time::Instant::now();
     let mut replayed = 0;
     // Done when the rebuild group has passed every target; duplicates, dead letters and expired
@@ -122,6 +119,11 @@ async fn reached(
 
 pub fn topics() -> Vec<eventbus::TopicName> {
     vec![Topic::BankTransactions.name(), Topic::MarketPriceUpdates.name()]
+}
+
+/// The recommender's subscription: both Capera streams in one group.
+pub fn subscription(group: GroupId) -> Subscription {
+    Subscription::new(Topic::BankTransactions.name(), group).and_topic(Topic::MarketPriceUpdates.name())
 }
 
 pub async fn run(config: &Config, args: Consume) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use super::{Inner, KafkaError};
 use crate::bus::{BusError, GroupId, GroupOffset, Offset, Partition, PartitionInfo, StartPosition, TopicDescription};
-use crate::topics::{DLQ_PARTITIONS, TopicName};
+use crate::topics::TopicName;
 
 impl Inner {
     /// Fails with `Unreachable` unless a broker answers within the request timeout.
@@ -85,11 +85,8 @@ impl Inner {
         let n = match self.metadata_topics().await?.get(topic.as_str()) {
             Some(&n) => n,
             None if self.local.auto_create_topics => {
-                let n = if topic.is_dlq() { DLQ_PARTITIONS } else { self.local.default_partitions };
-                self.ensure_topics(vec![(topic.clone(), n)]).await?;
-                if !topic.is_dlq() {
-                    self.ensure_topics(vec![(topic.dlq(), DLQ_PARTITIONS)]).await?;
-                }
+                let n = topic.auto_partitions(self.local.default_partitions);
+                self.ensure_topics(topic.with_dlq(n)).await?;
                 n
             }
             None => return Err(BusError::UnknownTopic(topic.clone())),

@@ -36,7 +36,7 @@ use crate::envelope::{EventSchema, Header, to_binary};
 use crate::lifecycle::Lifecycle;
 use crate::local::LocalConfig;
 use crate::processor::DeadLetterSink;
-use crate::topics::{DLQ_PARTITIONS, Topic, TopicName};
+use crate::topics::{DLQ_PARTITIONS, MAX_PARTITIONS, Topic, TopicName};
 
 /// Errors of the Kafka backend.
 #[derive(Debug, thiserror::Error)]
@@ -310,14 +310,11 @@ impl EventBus for KafkaBus {
     }
 
     async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
-        if !(1..=10_000).contains(&partitions) {
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Err(BusError::InvalidPartitions(partitions));
         }
         self.inner.create_topic(name, partitions).await?;
-        if !name.is_dlq() {
-            self.inner.ensure_topics(vec![(name.dlq(), DLQ_PARTITIONS)]).await?;
-        }
-        Ok(())
+        self.inner.ensure_topics(name.with_dlq(partitions).split_off(1)).await
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicDescription>, BusError> {
