@@ -198,23 +198,36 @@ impl Published {
 
 /// A handler's failure. Any error converts into it with `?`; it keeps the source.
 #[derive(Debug)]
-pub struct HandlerError(Box<dyn std::error::Error + Send + Sync>);
+pub struct HandlerError {
+    source: Box<dyn std::error::Error + Send + Sync>,
+    permanent: bool,
+}
 
 impl HandlerError {
     pub fn msg(message: impl fmt::Display) -> Self {
-        Self(message.to_string().into())
+        Self { source: message.to_string().into(), permanent: false }
+    }
+
+    /// A failure that no retry can fix, such as an event of an unknown version: the message goes
+    /// to the dead-letter topic at once, with this error as the reason.
+    pub fn permanent(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { source: error.into(), permanent: true }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
     }
 }
 
 impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for HandlerError {
     fn from(error: E) -> Self {
-        Self(error.into())
+        Self { source: error.into(), permanent: false }
     }
 }
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.source.fmt(f)
     }
 }
 

@@ -124,6 +124,13 @@ impl Processor {
                     }
                     break;
                 }
+                Ok(Err(error)) if error.is_permanent() => {
+                    tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, %error, "Handler rejected the message; dead-lettering");
+                    let letter =
+                        dead_letter(self.max_message_bytes, topic, &record, &self.group, "rejected", &error.to_string(), attempt);
+                    self.send_dead_letter(topic, &record, letter, stop).await?;
+                    break;
+                }
                 Ok(Err(error)) => error.to_string(),
                 Err(panic) => format!("handler panicked: {}", panic_message(&*panic)),
             };

@@ -1,0 +1,5 @@
+//! Nexum core banking on the event bus.
+
+pub mod domain;
+pub mod events;
+pub mod ids;

@@ -1,0 +1,237 @@
+//! The event store: streams of events with optimistic concurrency, one global order, and the
+//! transactional outbox that the relay publishes from.
+//!
+//! An event is recorded once, at a global `position`, in its own stream, and may be linked into
+//! other streams: a transfer is recorded in the transaction's stream and linked into both
+//! accounts' streams, so each account's stream holds everything that changed its balance. One
+//! commit is atomic: its version checks, its events, their links and their outbox entries are
+//! stored together or not at all.
+//!
+//! Two stores pass the same suite (`tests/store.rs`): [`SqliteStore`], embedded, and
+//! [`PostgresStore`], for production.
+
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use eventbus::{EventId, EventSchema, TopicName};
+
+pub use postgres::PostgresStore;
+pub use sqlite::{SqliteStore, SqliteSync};
+
+/// The name of a stream: the entity kind and its id, e.g. `account-acc_123`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(String);
+
+impl StreamId {
+    /// The stream of the entity `id` of kind `kind` (`account`, `customer`, ...).
+    pub fn of(kind: &str, id: impl fmt::Display) -> Self {
+        Self(format!("{kind}-{id}"))
+    }
+
+    /// A stream by its full name, as stored.
+    pub fn from_name(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The version a writer expects a stream to be at: the number of events in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check: for streams that only ever grow, such as the audit trail.
+    Any,
+    /// The stream must not exist yet: creating an entity twice is a conflict.
+    NoStream,
+    /// The stream must hold exactly this many events.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    pub fn matches(self, actual: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => actual == 0,
+            Self::Exact(version) => actual == version,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(version) => write!(f, "{version}"),
+        }
+    }
+}
+
+/// An event to record: where it goes in the store and on the bus.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// The stream it belongs to.
+    pub stream: StreamId,
+    /// Further streams it is linked into.
+    pub links: Vec<StreamId>,
+    /// The topic the relay publishes it to.
+    pub topic: TopicName,
+    /// The partition key on the bus: the entity id.
+    pub key: String,
+    /// The event, complete: it has its `event_id` and `timestamp`.
+    pub event: EventSchema,
+}
+
+impl NewEvent {
+    /// An event of one stream, keyed by its entity id.
+    pub fn new(stream: StreamId, topic: TopicName, event: EventSchema) -> Self {
+        let key = event.entity_id.clone();
+        Self { stream, links: Vec::new(), topic, key, event }
+    }
+
+    pub fn linked_to(mut self, stream: StreamId) -> Self {
+        if stream != self.stream && !self.links.contains(&stream) {
+            self.links.push(stream);
+        }
+        self
+    }
+
+    pub(crate) fn event_id(&self) -> Result<&EventId, StoreError> {
+        self.event.event_id.as_ref().ok_or(StoreError::Incomplete("event_id"))
+    }
+
+    /// The streams the event is recorded in: its own first, then its links.
+    pub(crate) fn streams(&self) -> impl Iterator<Item = &StreamId> {
+        std::iter::once(&self.stream).chain(&self.links)
+    }
+}
+
+/// What one atomic write checks and records.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Commit {
+    /// The versions the writer read its state at. Any mismatch fails the whole commit.
+    pub expected: Vec<(StreamId, ExpectedVersion)>,
+    pub events: Vec<NewEvent>,
+}
+
+impl Commit {
+    pub fn expect(mut self, stream: StreamId, version: ExpectedVersion) -> Self {
+        self.expected.push((stream, version));
+        self
+    }
+
+    pub fn push(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+}
+
+/// An event as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    /// Its place in the global order, from 1.
+    pub position: u64,
+    /// The stream it was read from (its own stream when read with `read_all`).
+    pub stream: StreamId,
+    /// Its version in that stream, from 1.
+    pub version: u64,
+    pub topic: TopicName,
+    pub event: EventSchema,
+}
+
+/// An event waiting to be published.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEntry {
+    /// Increases in commit order; the relay acknowledges up to an id.
+    pub id: u64,
+    pub topic: TopicName,
+    pub key: String,
+    pub event: EventSchema,
+}
+
+/// Errors of an event store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another writer changed the stream since it was read. Read it again, decide again, retry.
+    #[error("concurrency conflict on stream `{stream}`: expected version {expected}, found {actual}")]
+    Conflict { stream: StreamId, expected: ExpectedVersion, actual: u64 },
+    /// An event with this id is stored already: the commit was done before. Nothing was written.
+    #[error("event `{0}` is already stored")]
+    DuplicateEvent(EventId),
+    /// An event to store lacks a field the store needs; build events with `NexumEvent::to_schema`.
+    #[error("event to store has no `{0}`")]
+    Incomplete(&'static str),
+    /// A stored event cannot be read back: the store was changed outside this code.
+    #[error("stored event at position {position} is corrupt: {reason}")]
+    Corrupt { position: u64, reason: String },
+    /// The SQLite store failed: see the source for disk, lock or corruption errors.
+    #[error("SQLite event store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed or is unreachable: check the connection string and the server.
+    #[error("PostgreSQL event store: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The store's writer has shut down; open the store again.
+    #[error("the event store is closed")]
+    Closed,
+}
+
+/// An event store. Implementations are cheap to share behind an `Arc`.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Records `commit` atomically and returns the position of its last event (0 if it had
+    /// none), or `Conflict` naming the first stream whose version did not match.
+    async fn commit(&self, commit: Commit) -> Result<u64, StoreError>;
+
+    /// Appends `events` to `stream` if it is at `expected`; returns the stream's new version.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<(TopicName, EventSchema)>,
+    ) -> Result<u64, StoreError> {
+        let mut commit = Commit::default().expect(stream.clone(), expected);
+        for (topic, event) in events {
+            commit.push(NewEvent::new(stream.clone(), topic, event));
+        }
+        self.commit(commit).await?;
+        self.stream_version(stream).await
+    }
+
+    /// The events of `stream` with a version of `from_version` or more, in order.
+    async fn read(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events from `from_position` on, in the global order.
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The number of events in `stream`; 0 if it does not exist.
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
+
+    /// Up to `limit` unpublished events, oldest first.
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Marks every entry up to and including `id` as published.
+    async fn outbox_ack(&self, id: u64) -> Result<(), StoreError>;
+
+    /// Unpublished events.
+    async fn outbox_len(&self) -> Result<u64, StoreError>;
+}
+
+/// Parses a stored event.
+pub(crate) fn decode_event(position: u64, payload: &[u8]) -> Result<EventSchema, StoreError> {
+    EventSchema::from_json(payload).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })
+}
+
+pub(crate) fn decode_topic(position: u64, topic: &str) -> Result<TopicName, StoreError> {
+    TopicName::new(topic).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })
+}
