@@ -3,3 +3,4 @@
 pub mod domain;
 pub mod events;
 pub mod ids;
+pub mod store;

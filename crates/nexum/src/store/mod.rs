@@ -10,7 +10,6 @@
 //! Two stores pass the same suite (`tests/store.rs`): [`SqliteStore`], embedded, and
 //! [`PostgresStore`], for production.
 
-mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -18,7 +17,6 @@ use std::fmt;
 use async_trait::async_trait;
 use eventbus::{EventId, EventSchema, TopicName};
 
-pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, SqliteSync};
 
 /// The name of a stream: the entity kind and its id, e.g. `account-acc_123`.
@@ -178,6 +176,9 @@ pub enum StoreError {
     /// The SQLite store failed: see the source for disk, lock or corruption errors.
     #[error("SQLite event store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The transaction that carried this commit with others failed; nothing of it was written.
+    #[error("SQLite event store transaction failed: {0}")]
+    Transaction(std::sync::Arc<rusqlite::Error>),
     /// PostgreSQL failed or is unreachable: check the connection string and the server.
     #[error("PostgreSQL event store: {0}")]
     Postgres(#[from] tokio_postgres::Error),

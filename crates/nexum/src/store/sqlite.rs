@@ -1,0 +1,295 @@
+//! The embedded event store: one SQLite file in WAL mode. A writer thread takes the commits
+//! that arrive together into one transaction (group commit), each inside its own savepoint, so a
+//! conflicting commit fails alone and the others share one disk sync.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::{
+    Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic,
+};
+
+/// Commits the writer takes at most into one transaction.
+const MAX_GROUP: usize = 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    key TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS streams (
+    stream TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_events (
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (stream, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+";
+
+/// How hard SQLite pushes each commit to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// Every commit survives a power cut (`synchronous=FULL`). The default.
+    #[default]
+    Full,
+    /// Every commit survives a crash of the process; the last ones may be lost in a power cut
+    /// (`synchronous=NORMAL`).
+    Normal,
+}
+
+/// The embedded event store.
+pub struct SqliteStore {
+    writer: mpsc::Sender<(Commit, oneshot::Sender<Result<u64, StoreError>>)>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store in the file at `path`.
+    pub fn open(path: &Path, sync: SqliteSync) -> Result<Self, StoreError> {
+        let writer = open_connection(path, sync)?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open_connection(path, sync)?;
+        let (sender, receiver) = mpsc::channel();
+        thread::Builder::new()
+            .name("nexum-store-writer".into())
+            .spawn(move || write_loop(writer, receiver))
+            .expect("spawning a thread only fails when the process is out of resources");
+        Ok(Self { writer: sender, reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    async fn read_with<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || read(&reader.lock().unwrap_or_else(|e| e.into_inner())))
+            .await
+            .expect("store reads do not panic")
+    }
+}
+
+fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", if sync == SqliteSync::Full { "FULL" } else { "NORMAL" })?;
+    Ok(connection)
+}
+
+fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<(Commit, oneshot::Sender<Result<u64, StoreError>>)>) {
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let (commits, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        match write_group(&mut connection, &commits) {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, commits = commits.len(), "Event store transaction failed");
+                let error = Arc::new(error);
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Transaction(Arc::clone(&error))));
+                }
+            }
+        }
+    }
+}
+
+/// Writes each commit in its own savepoint of one transaction. The outer error means the
+/// transaction itself failed and nothing was written.
+fn write_group(connection: &mut Connection, commits: &[Commit]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
+    let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(commits.len());
+    for commit in commits {
+        // A savepoint dropped without commit rolls back: a failed commit leaves nothing.
+        let savepoint = transaction.savepoint()?;
+        let result = write_commit(&savepoint, commit);
+        if result.is_ok() {
+            savepoint.commit()?;
+        }
+        results.push(result);
+    }
+    transaction.commit()?;
+    Ok(results)
+}
+
+fn write_commit(tx: &Connection, commit: &Commit) -> Result<u64, StoreError> {
+    let mut version_of = tx.prepare_cached("SELECT version FROM streams WHERE stream = ?1")?;
+    let mut current = |stream: &StreamId| -> Result<u64, StoreError> {
+        Ok(version_of.query_row([stream.as_str()], |row| row.get::<_, i64>(0)).optional()?.unwrap_or(0) as u64)
+    };
+    for (stream, expected) in &commit.expected {
+        let actual = current(stream)?;
+        if !expected.matches(actual) {
+            return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
+        }
+    }
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (event_id, stream, version, topic, key, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut bump = tx.prepare_cached(
+        "INSERT INTO streams (stream, version) VALUES (?1, 1)
+         ON CONFLICT (stream) DO UPDATE SET version = version + 1 RETURNING version",
+    )?;
+    let mut link = tx.prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?;
+    let mut outbox = tx.prepare_cached("INSERT INTO outbox (position) VALUES (?1)")?;
+    let mut last = 0;
+    for new in &commit.events {
+        let event_id = new.event_id()?;
+        let versions = new
+            .streams()
+            .map(|stream| bump.query_row([stream.as_str()], |row| row.get::<_, i64>(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let payload = new.event.to_json();
+        let inserted = insert_event.execute(params![
+            event_id.as_str(),
+            new.stream.as_str(),
+            versions[0],
+            new.topic.as_str(),
+            new.key,
+            payload
+        ]);
+        match inserted {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                return Err(StoreError::DuplicateEvent(event_id.clone()));
+            }
+            other => other?,
+        };
+        let position = tx.last_insert_rowid();
+        for (stream, version) in new.streams().zip(&versions) {
+            link.execute(params![stream.as_str(), version, position])?;
+        }
+        outbox.execute([position])?;
+        last = position as u64;
+    }
+    Ok(last)
+}
+
+fn recorded(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, String, Vec<u8>)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+fn to_recorded((position, stream, version, topic, payload): (i64, String, i64, String, Vec<u8>)) -> Result<RecordedEvent, StoreError> {
+    let position = position as u64;
+    Ok(RecordedEvent {
+        position,
+        stream: StreamId::from_name(stream),
+        version: version as u64,
+        topic: decode_topic(position, &topic)?,
+        event: decode_event(position, &payload)?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
+        let (reply, result) = oneshot::channel();
+        self.writer.send((commit, reply)).map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let stream = stream.clone();
+        self.read_with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT e.position, s.stream, s.version, e.topic, e.payload
+                 FROM stream_events s JOIN events e ON e.position = s.position
+                 WHERE s.stream = ?1 AND s.version >= ?2 ORDER BY s.version",
+            )?;
+            let rows = statement.query_map(params![stream.as_str(), from_version as i64], recorded)?;
+            rows.map(|row| to_recorded(row?)).collect()
+        })
+        .await
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT position, stream, version, topic, payload FROM events
+                 WHERE position >= ?1 ORDER BY position LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![from_position as i64, limit as i64], recorded)?;
+            rows.map(|row| to_recorded(row?)).collect()
+        })
+        .await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let stream = stream.clone();
+        self.read_with(move |connection| {
+            let version = connection
+                .prepare_cached("SELECT version FROM streams WHERE stream = ?1")?
+                .query_row([stream.as_str()], |row| row.get::<_, i64>(0))
+                .optional()?;
+            Ok(version.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.read_with(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT o.id, e.position, e.topic, e.key, e.payload FROM outbox o
+                 JOIN events e ON e.position = o.position ORDER BY o.id LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit as i64], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get(3)?, row.get::<_, Vec<u8>>(4)?))
+            })?;
+            rows.map(|row| {
+                let (id, position, topic, key, payload) = row?;
+                Ok(OutboxEntry {
+                    id: id as u64,
+                    topic: decode_topic(position as u64, &topic)?,
+                    key,
+                    event: decode_event(position as u64, &payload)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
+        // Deleting goes through its own connection: the writer thread keeps commits fast, and
+        // SQLite serialises the two writers with its lock.
+        self.read_with(move |connection| {
+            connection.prepare_cached("DELETE FROM outbox WHERE id <= ?1")?.execute([id as i64])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.read_with(|connection| {
+            Ok(connection.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))? as u64)
+        })
+        .await
+    }
+}
