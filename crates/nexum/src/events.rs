@@ -247,13 +247,17 @@ pub struct CollectionCaseCreated {
     pub amount_due: Decimal,
     pub currency: eventbus::Currency,
     pub days_overdue: u32,
+    /// Scheduled installments missed so far.
+    pub missed_payments: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionCaseEscalated {
     pub loan_id: LoanId,
+    /// 2 for the first escalation, then 3, ...
     pub level: u32,
+    pub missed_payments: u32,
     pub reason: String,
 }
 

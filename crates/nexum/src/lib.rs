@@ -1,6 +1,35 @@
-//! Nexum core banking on the event bus.
+#![doc = include_str!("../README.md")]
+//!
+//! # Layout
+//!
+//! - [`ids`]: typed ids of customers, accounts, transactions, loans, ...
+//! - [`domain`]: the aggregates (customer, account, loan, collections case) and their
+//!   vocabulary, each rebuilt by folding its stream.
+//! - [`events`]: every event type with its topic, version and typed payload; the mapping to the
+//!   seed's `EventSchema`, and upcasting of older versions.
+//! - [`schemas`]: the JSON Schema of every event type, enforced when events are recorded or
+//!   published.
+//! - [`bank`]: the operations: decide, then commit events, links and audit atomically.
+//! - [`store`]: the event store (SQLite, PostgreSQL) with its transactional outbox.
+//! - [`relay`]: publishes the outbox to the bus, in order, at least once.
+//! - [`publisher`]: `NexumEventPublisher`, the seed's `on_*` methods.
+//! - [`hooks`]: `create_event_enabled_banking_system`.
+//! - [`consumer`]: a bus handler that receives typed, upcast events.
 
+pub mod bank;
+pub mod consumer;
 pub mod domain;
 pub mod events;
+pub mod hooks;
 pub mod ids;
+pub mod publisher;
+pub mod relay;
+pub mod schemas;
 pub mod store;
+
+pub use bank::{Bank, BankError, Ctx};
+pub use events::{Causation, NexumEvent, Payload};
+pub use hooks::{EventEnabledBank, create_event_enabled_banking_system};
+pub use publisher::{NexumEventPublisher, PublishError};
+pub use relay::{Relay, RelayConfig};
+pub use store::{EventStore, SqliteStore, StoreError};

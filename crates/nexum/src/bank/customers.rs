@@ -1,0 +1,122 @@
+//! Customers: creation, updates and KYC changes.
+
+use super::{Bank, BankError, Ctx, Work};
+use crate::domain::{Customer, KycStatus, KycTier};
+use crate::events::{CustomerDetails, KycStatusChanged, NexumEvent, Payload};
+use crate::ids::CustomerId;
+
+/// A new customer. KYC starts `pending` at `tier_1`.
+#[derive(Clone, Debug, Default)]
+pub struct NewCustomer {
+    /// The id to use; a fresh one if `None`.
+    pub id: Option<CustomerId>,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: Option<String>,
+}
+
+/// The fields to change; `None` keeps a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct CustomerUpdate {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+fn name(field: &'static str, value: &str) -> Result<String, BankError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > 100 || value.chars().any(char::is_control) {
+        return Err(BankError::invalid(field, "expected 1 to 100 printable characters"));
+    }
+    Ok(value.to_owned())
+}
+
+fn email(value: &str) -> Result<String, BankError> {
+    let value = value.trim();
+    let valid = value.len() <= 254
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !valid {
+        return Err(BankError::invalid("email", "expected an address such as jane@example.com"));
+    }
+    Ok(value.to_owned())
+}
+
+fn phone(value: &str) -> Result<String, BankError> {
+    let value = value.trim();
+    let digits = value.strip_prefix('+').unwrap_or(value);
+    if !(4..=15).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(BankError::invalid("phone", "expected E.164, such as +1234567890"));
+    }
+    Ok(value.to_owned())
+}
+
+impl Bank {
+    pub async fn create_customer(&self, ctx: &Ctx, new: NewCustomer) -> Result<Customer, BankError> {
+        let details = CustomerDetails {
+            first_name: name("first_name", &new.first_name)?,
+            last_name: name("last_name", &new.last_name)?,
+            email: email(&new.email)?,
+            phone: new.phone.as_deref().map(phone).transpose()?,
+            kyc_status: KycStatus::Pending,
+            kyc_tier: KycTier::Tier1,
+        };
+        let id = new.id.unwrap_or_default();
+        let event = NexumEvent::new(&id, Payload::CustomerCreated(details));
+        self.retrying(async || {
+            if self.customer(&id).await?.is_some() {
+                return Err(BankError::AlreadyExists { kind: "customer", id: id.to_string() });
+            }
+            let mut work = Work::new(ctx, "create_customer");
+            let customer = work.create::<Customer>(id.as_str(), &event, &mut [])?;
+            Ok(self.commit(work).await?.then(|| self.customers.keep(customer)))
+        })
+        .await
+    }
+
+    pub async fn update_customer(&self, ctx: &Ctx, id: &CustomerId, update: CustomerUpdate) -> Result<Customer, BankError> {
+        if update.first_name.is_none() && update.last_name.is_none() && update.email.is_none() && update.phone.is_none() {
+            return Err(BankError::invalid("update", "nothing to change"));
+        }
+        self.retrying(async || {
+            let mut work = Work::new(ctx, "update_customer");
+            let mut customer = self.customer_for(&mut work, id).await?;
+            let mut details = customer.state.details.clone();
+            if let Some(value) = &update.first_name {
+                details.first_name = name("first_name", value)?;
+            }
+            if let Some(value) = &update.last_name {
+                details.last_name = name("last_name", value)?;
+            }
+            if let Some(value) = &update.email {
+                details.email = email(value)?;
+            }
+            if let Some(value) = &update.phone {
+                details.phone = Some(phone(value)?);
+            }
+            work.record_in(&NexumEvent::new(id, Payload::CustomerUpdated(details)), &mut customer)?;
+            Ok(self.commit(work).await?.then(|| self.customers.keep(customer)))
+        })
+        .await
+    }
+
+    /// Sets the KYC status and tier; refused if neither changes.
+    pub async fn change_kyc(&self, ctx: &Ctx, id: &CustomerId, status: KycStatus, tier: KycTier) -> Result<Customer, BankError> {
+        self.retrying(async || {
+            let mut work = Work::new(ctx, "change_kyc");
+            let mut customer = self.customer_for(&mut work, id).await?;
+            let (old_status, old_tier) = (customer.state.kyc_status(), customer.state.kyc_tier());
+            if (old_status, old_tier) == (status, tier) {
+                return Err(BankError::InvalidState(format!("customer `{id}` is already {status} at {tier}")));
+            }
+            let change = KycStatusChanged { old_status, new_status: status, old_tier, new_tier: tier };
+            work.record_in(&NexumEvent::new(id, Payload::KycStatusChanged(change)), &mut customer)?;
+            Ok(self.commit(work).await?.then(|| self.customers.keep(customer)))
+        })
+        .await
+    }
+}

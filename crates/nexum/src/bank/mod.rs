@@ -1,0 +1,426 @@
+//! The banking core: every operation loads the aggregates it needs, decides, and records its
+//! events, their links and an audit record in one atomic commit with optimistic concurrency.
+//! A commit that loses a race is decided again on fresh state, a few times at most.
+//!
+//! Bad input is refused with a [`BankError`] and writes nothing. A transaction that is valid but
+//! cannot go through (insufficient funds, a frozen account, ...) is recorded as failed, with its
+//! reason, and returned as such.
+
+mod accounts;
+mod credit;
+mod customers;
+mod loans;
+mod transactions;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use eventbus::{EventId, MoneyError};
+use tokio::sync::Notify;
+
+use crate::domain::{Account, Aggregate, CollectionCase, Customer, Loan};
+use crate::events::{AuditEventRecorded, Causation, NexumEvent, Payload};
+use crate::ids::{AccountId, AuditId, CaseId, CustomerId, IdError, LoanId};
+use crate::store::{Commit, EventStore, ExpectedVersion, NewEvent, StoreError, StreamId};
+
+pub use accounts::{AccountUpdate, NewAccount};
+pub use customers::{CustomerUpdate, NewCustomer};
+pub use loans::{LoanApplication, LoanDecision, OverdueCheck};
+pub use transactions::{TransactionReceipt, TransactionStatus, parse_amount};
+
+/// The largest amount one operation may move, in units of its currency.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+/// A commit that loses a race is decided again at most this many times.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Why the bank refused an operation. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BankError {
+    /// The amount is not a positive decimal within [`MAX_AMOUNT`] in its currency's minor units.
+    #[error("invalid amount `{amount}`: {reason}")]
+    InvalidAmount { amount: String, reason: String },
+    /// A field is missing, too long or malformed; the message names it.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput { field: &'static str, reason: String },
+    #[error(transparent)]
+    InvalidId(#[from] IdError),
+    #[error("unknown customer `{0}`")]
+    UnknownCustomer(CustomerId),
+    #[error("unknown account `{0}`")]
+    UnknownAccount(AccountId),
+    #[error("unknown loan `{0}`")]
+    UnknownLoan(LoanId),
+    #[error("unknown collections case `{0}`")]
+    UnknownCase(CaseId),
+    /// The entity exists already; creating it twice is refused.
+    #[error("{kind} `{id}` already exists")]
+    AlreadyExists { kind: &'static str, id: String },
+    /// The account is closed: it accepts no more changes.
+    #[error("account `{0}` is closed")]
+    AccountClosed(AccountId),
+    /// The operation does not apply in the entity's current state; the message says why.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The operation lost the race for its entities to concurrent changes every time it tried.
+    /// Try again later.
+    #[error("gave up after {0} concurrent changes to the same entities; try again")]
+    Contention(u32),
+    /// A stored event cannot be decoded: the store holds data this version cannot read.
+    #[error("stored event of stream `{stream}` cannot be read: {source}")]
+    Corrupt {
+        stream: StreamId,
+        #[source]
+        source: crate::events::DecodeError,
+    },
+    /// The event store failed, or the operation lost the race for its streams too many times.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl BankError {
+    fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidInput { field, reason: reason.into() }
+    }
+
+    fn amount(amount: impl ToString, error: MoneyError) -> Self {
+        Self::InvalidAmount { amount: amount.to_string(), reason: error.to_string() }
+    }
+}
+
+/// Who asks, when, and in answer to what. Time is passed in, never read from the clock inside
+/// the domain, so tests and replays are deterministic.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub at: DateTime<Utc>,
+    pub causation: Causation,
+}
+
+impl Ctx {
+    /// Now, by the system.
+    pub fn now() -> Self {
+        Self::at(Utc::now())
+    }
+
+    pub fn at(at: DateTime<Utc>) -> Self {
+        Self { at: at.trunc_subsecs(6), causation: Causation::default() }
+    }
+
+    pub fn by_user(mut self, user_id: impl Into<String>) -> Self {
+        self.causation.user_id = Some(user_id.into());
+        self
+    }
+
+    pub fn correlated(mut self, correlation_id: impl Into<String>) -> Self {
+        self.causation.correlation_id = Some(correlation_id.into());
+        self
+    }
+
+    pub fn caused_by(mut self, causation_id: impl Into<String>) -> Self {
+        self.causation.causation_id = Some(causation_id.into());
+        self
+    }
+
+    fn actor(&self) -> &str {
+        self.causation.user_id.as_deref().unwrap_or("system")
+    }
+}
+
+/// An aggregate as loaded for one operation, with the version it was read at.
+#[derive(Clone, Debug)]
+pub(crate) struct Loaded<A> {
+    pub(crate) state: A,
+    pub(crate) version: u64,
+    stream: StreamId,
+}
+
+impl<A: Aggregate> Loaded<A> {
+    fn apply(&mut self, event: &NexumEvent, at: DateTime<Utc>) {
+        self.state.apply(event, at);
+        self.version += 1;
+    }
+}
+
+/// Aggregates already folded, by stream. A stale entry is caught by the version check of the
+/// next commit, then dropped and read again.
+struct Cache<A>(Mutex<HashMap<StreamId, Loaded<A>>>);
+
+impl<A: Clone> Cache<A> {
+    /// Keeps the state a commit produced and returns it.
+    fn keep(&self, loaded: Loaded<A>) -> A {
+        let state = loaded.state.clone();
+        self.put(loaded);
+        state
+    }
+
+    fn get(&self, stream: &StreamId) -> Option<Loaded<A>> {
+        self.lock().get(stream).cloned()
+    }
+
+    fn put(&self, loaded: Loaded<A>) {
+        let mut cache = self.lock();
+        match cache.get(&loaded.stream) {
+            Some(newer) if newer.version >= loaded.version => {}
+            _ => {
+                cache.insert(loaded.stream.clone(), loaded);
+            }
+        }
+    }
+
+    fn forget(&self, stream: &StreamId) {
+        self.lock().remove(stream);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Loaded<A>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<A> Default for Cache<A> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+/// One operation in the making: the versions it read and the events it decided.
+pub(crate) struct Work {
+    ctx: Ctx,
+    command: &'static str,
+    commit: Commit,
+    recorded: Vec<(EventId, &'static str)>,
+    outcome: &'static str,
+    subject: Option<(&'static str, String)>,
+}
+
+impl Work {
+    fn new(ctx: &Ctx, command: &'static str) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            command,
+            commit: Commit::default(),
+            recorded: Vec::new(),
+            outcome: "accepted",
+            subject: None,
+        }
+    }
+
+    fn expect<A>(&mut self, loaded: &Loaded<A>) {
+        self.commit.expected.push((loaded.stream.clone(), ExpectedVersion::Exact(loaded.version)));
+    }
+
+    fn expect_new(&mut self, stream: &StreamId) {
+        self.commit.expected.push((stream.clone(), ExpectedVersion::NoStream));
+    }
+
+    /// Records `event` in `stream`, validated against its schema.
+    fn record(&mut self, event: &NexumEvent, stream: StreamId) -> Result<&mut NewEvent, BankError> {
+        let id = EventId::new();
+        let schema = event.to_schema(id.clone(), self.ctx.at, &self.ctx.causation);
+        if self.subject.is_none() {
+            self.subject = Some((event.info().entity_type, event.entity_id.clone()));
+        }
+        self.recorded.push((id, event.event_type()));
+        self.commit.push(NewEvent::new(stream, event.topic().name(), schema));
+        Ok(self.commit.events.last_mut().expect("just pushed"))
+    }
+
+    /// Records the event that creates aggregate `id`, whose stream must not exist yet.
+    /// The event is linked into each of `targets` and applied there.
+    fn create<A: Aggregate>(
+        &mut self,
+        id: &str,
+        event: &NexumEvent,
+        targets: &mut [&mut dyn Linked],
+    ) -> Result<Loaded<A>, BankError> {
+        let stream = StreamId::of(A::KIND, id);
+        self.expect_new(&stream);
+        self.record_linked(event, stream.clone(), targets)?;
+        let state = A::create(id, event, self.ctx.at).expect("a creation event creates its aggregate");
+        Ok(Loaded { state, version: 1, stream })
+    }
+
+    /// Records `event` in the stream of `target` and applies it there.
+    fn record_in<A: Aggregate>(&mut self, event: &NexumEvent, target: &mut Loaded<A>) -> Result<(), BankError> {
+        self.record(event, target.stream.clone())?;
+        target.apply(event, self.ctx.at);
+        Ok(())
+    }
+
+    /// Records `event` in `stream` and links it into each of `targets`, applying it there.
+    fn record_linked(
+        &mut self,
+        event: &NexumEvent,
+        stream: StreamId,
+        targets: &mut [&mut dyn Linked],
+    ) -> Result<(), BankError> {
+        let at = self.ctx.at;
+        let mut new = self.record(event, stream)?.clone();
+        for target in targets.iter_mut() {
+            new = new.linked_to(target.stream().clone());
+            target.apply_linked(event, at);
+        }
+        *self.commit.events.last_mut().expect("just recorded") = new;
+        Ok(())
+    }
+}
+
+/// An aggregate an event can be linked into.
+pub(crate) trait Linked {
+    fn stream(&self) -> &StreamId;
+    fn apply_linked(&mut self, event: &NexumEvent, at: DateTime<Utc>);
+}
+
+impl<A: Aggregate> Linked for Loaded<A> {
+    fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    fn apply_linked(&mut self, event: &NexumEvent, at: DateTime<Utc>) {
+        self.apply(event, at);
+    }
+}
+
+/// The banking core over an event store.
+pub struct Bank {
+    store: Arc<dyn EventStore>,
+    customers: Cache<Customer>,
+    accounts: Cache<Account>,
+    loans: Cache<Loan>,
+    cases: Cache<CollectionCase>,
+    committed: Arc<Notify>,
+}
+
+impl Bank {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            customers: Cache::default(),
+            accounts: Cache::default(),
+            loans: Cache::default(),
+            cases: Cache::default(),
+            committed: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Notified after each commit: the outbox relay waits on it.
+    pub fn commit_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.committed)
+    }
+
+    pub async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, BankError> {
+        Ok(self.load(&self.customers, id.as_str()).await?.map(|l| l.state))
+    }
+
+    pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, BankError> {
+        Ok(self.load(&self.accounts, id.as_str()).await?.map(|l| l.state))
+    }
+
+    pub async fn loan(&self, id: &LoanId) -> Result<Option<Loan>, BankError> {
+        Ok(self.load(&self.loans, id.as_str()).await?.map(|l| l.state))
+    }
+
+    pub async fn collection_case(&self, id: &CaseId) -> Result<Option<CollectionCase>, BankError> {
+        Ok(self.load(&self.cases, id.as_str()).await?.map(|l| l.state))
+    }
+
+    /// The aggregate `id` of kind `A`, from the cache or folded from its stream.
+    async fn load<A: Aggregate>(&self, cache: &Cache<A>, id: &str) -> Result<Option<Loaded<A>>, BankError> {
+        let stream = StreamId::of(A::KIND, id);
+        if let Some(loaded) = cache.get(&stream) {
+            return Ok(Some(loaded));
+        }
+        let recorded = self.store.read(&stream, 1).await?;
+        let Some(version) = recorded.last().map(|r| r.version) else { return Ok(None) };
+        let events = recorded
+            .iter()
+            .map(|r| {
+                let event = NexumEvent::from_schema(&r.event)
+                    .map_err(|source| BankError::Corrupt { stream: stream.clone(), source })?;
+                Ok((event, r.event.timestamp.unwrap_or_default()))
+            })
+            .collect::<Result<Vec<_>, BankError>>()?;
+        let Some(state) = A::fold(id, events.iter().map(|(e, at)| (e, *at))) else { return Ok(None) };
+        let loaded = Loaded { state, version, stream };
+        cache.put(loaded.clone());
+        Ok(Some(loaded))
+    }
+
+    /// Loads `id` and makes the commit expect its version.
+    async fn load_for<A: Aggregate>(
+        &self,
+        work: &mut Work,
+        cache: &Cache<A>,
+        id: &str,
+    ) -> Result<Option<Loaded<A>>, BankError> {
+        let loaded = self.load(cache, id).await?;
+        if let Some(loaded) = &loaded {
+            work.expect(loaded);
+        }
+        Ok(loaded)
+    }
+
+    async fn customer_for(&self, work: &mut Work, id: &CustomerId) -> Result<Loaded<Customer>, BankError> {
+        self.load_for(work, &self.customers, id.as_str()).await?.ok_or_else(|| BankError::UnknownCustomer(id.clone()))
+    }
+
+    async fn account_for(&self, work: &mut Work, id: &AccountId) -> Result<Loaded<Account>, BankError> {
+        self.load_for(work, &self.accounts, id.as_str()).await?.ok_or_else(|| BankError::UnknownAccount(id.clone()))
+    }
+
+    async fn loan_for(&self, work: &mut Work, id: &LoanId) -> Result<Loaded<Loan>, BankError> {
+        self.load_for(work, &self.loans, id.as_str()).await?.ok_or_else(|| BankError::UnknownLoan(id.clone()))
+    }
+
+    /// Commits `work` with its audit record. Returns false if it lost a race: the caller decides
+    /// again on fresh state.
+    async fn commit(&self, mut work: Work) -> Result<bool, BankError> {
+        if work.recorded.is_empty() {
+            return Ok(true);
+        }
+        let (entity_type, entity_id) = work.subject.clone().unwrap_or_default();
+        let audit = NexumEvent::new(
+            AuditId::new(),
+            Payload::AuditEventRecorded(AuditEventRecorded {
+                command: work.command.to_owned(),
+                actor: work.ctx.actor().to_owned(),
+                entity_type: entity_type.to_owned(),
+                entity_id,
+                outcome: work.outcome.to_owned(),
+                event_ids: work.recorded.iter().map(|(id, _)| id.clone()).collect(),
+                event_types: work.recorded.iter().map(|(_, t)| (*t).to_owned()).collect(),
+            }),
+        );
+        let day = StreamId::of("audit", work.ctx.at.date_naive());
+        work.record(&audit, day)?;
+        match self.store.commit(work.commit).await {
+            Ok(_) => {
+                self.committed.notify_one();
+                Ok(true)
+            }
+            Err(StoreError::Conflict { stream, .. }) => {
+                tracing::debug!(%stream, command = work.command, "Concurrent change; deciding again");
+                self.customers.forget(&stream);
+                self.accounts.forget(&stream);
+                self.loans.forget(&stream);
+                self.cases.forget(&stream);
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Runs `attempt` until its commit wins, at most [`MAX_ATTEMPTS`] times.
+    async fn retrying<T>(&self, attempt: impl AsyncFn() -> Result<Option<T>, BankError>) -> Result<T, BankError> {
+        for _ in 1..MAX_ATTEMPTS {
+            if let Some(done) = attempt().await? {
+                return Ok(done);
+            }
+        }
+        attempt().await?.ok_or(BankError::Contention(MAX_ATTEMPTS))
+    }
+}

@@ -1,0 +1,34 @@
+//! A collections case: opened when a loan payment is overdue or the loan defaults, escalated
+//! while payments stay missed, resolved by a payment or by hand.
+
+use chrono::{DateTime, Utc};
+
+use super::Aggregate;
+use crate::events::{NexumEvent, Payload};
+use crate::ids::{CaseId, LoanId};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectionCase {
+    pub id: CaseId,
+    pub loan_id: LoanId,
+    /// 1 when opened, one more per escalation.
+    pub level: u32,
+    pub open: bool,
+}
+
+impl Aggregate for CollectionCase {
+    const KIND: &'static str = "case";
+
+    fn create(entity_id: &str, event: &NexumEvent, _: DateTime<Utc>) -> Option<Self> {
+        let Payload::CollectionCaseCreated(created) = &event.payload else { return None };
+        Some(Self { id: entity_id.parse().ok()?, loan_id: created.loan_id.clone(), level: 1, open: true })
+    }
+
+    fn apply(&mut self, event: &NexumEvent, _: DateTime<Utc>) {
+        match &event.payload {
+            Payload::CollectionCaseEscalated(escalated) => self.level = escalated.level,
+            Payload::CollectionCaseResolved(_) => self.open = false,
+            _ => {}
+        }
+    }
+}
