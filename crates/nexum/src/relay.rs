@@ -49,15 +49,18 @@ pub struct Relay {
     store: Arc<dyn EventStore>,
     bus: Arc<dyn EventBus>,
     config: RelayConfig,
+    /// One pass at a time: two passes would publish the same entries twice.
+    passing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Relay {
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn EventBus>, config: RelayConfig) -> Self {
-        Self { store, bus, config }
+        Self { store, bus, config, passing: Arc::default() }
     }
 
     /// Publishes up to one batch; returns how many entries were published and acknowledged.
     pub async fn pass(&self) -> Result<usize, RelayError> {
+        let _one_at_a_time = self.passing.lock().await;
         let entries = self.store.outbox_pending(self.config.batch).await?;
         let Some(last) = entries.last().map(|e| e.id) else { return Ok(0) };
         for run in entries.chunk_by(|a, b| a.topic == b.topic) {

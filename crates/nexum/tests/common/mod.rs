@@ -89,3 +89,61 @@ pub async fn all_events(store: &dyn EventStore) -> Vec<RecordedEvent> {
 pub fn types(events: &[RecordedEvent]) -> Vec<&str> {
     events.iter().map(|e| e.event.event_type.as_str()).collect()
 }
+
+/// Runs every kind of banking operation once, so that every event type is recorded.
+pub async fn every_operation(bank: &Bank) {
+    use nexum::bank::{AccountUpdate, CustomerUpdate, LoanApplication, LoanDecision};
+    use nexum::domain::PaymentFrequency;
+
+    let day = |d: i64| Ctx::at(at(d, 9)).by_user("ops");
+    let (customer, checking) = funded(bank, "1000.00").await;
+    bank.update_customer(&day(0), &customer.id, CustomerUpdate { phone: Some("+4915112345678".into()), ..Default::default() })
+        .await
+        .unwrap();
+    bank.update_account(&day(0), &checking.id, AccountUpdate { name: Some("Main".into()), ..Default::default() })
+        .await
+        .unwrap();
+    bank.deposit(&day(0), &checking.id, usd("10000.00"), Some("Bonus".into()), None).await.unwrap();
+    for hour in [10, 11, 12] {
+        bank.deposit(&Ctx::at(at(1, hour)), &checking.id, usd("9500.00"), None, None).await.unwrap();
+    }
+    let failed = bank.withdraw(&day(1), &checking.id, usd("49000.00"), None, None).await.unwrap();
+    assert!(!failed.is_posted());
+
+    let pending = self::customer(bank, KycStatus::Pending, KycTier::Tier1).await;
+    let pending_account = account(bank, &pending, AccountType::Checking, None).await;
+    let loan = |customer: &Customer, account: &Account| LoanApplication {
+        loan_id: None,
+        customer_id: customer.id.clone(),
+        account_id: account.id.clone(),
+        principal: usd("1200.00"),
+        interest_rate: "6".parse().unwrap(),
+        term_months: 12,
+        payment_frequency: PaymentFrequency::Monthly,
+    };
+    let rejected = bank.originate_loan(&day(2), loan(&pending, &pending_account)).await.unwrap();
+    assert!(matches!(rejected, LoanDecision::Rejected { .. }));
+
+    let LoanDecision::Approved { loan_id, .. } = bank.originate_loan(&day(2), loan(&customer, &checking)).await.unwrap() else {
+        panic!("loan rejected")
+    };
+    bank.disburse_loan(&day(2), &loan_id).await.unwrap();
+    let late = bank.check_overdue(&day(40), &loan_id).await.unwrap();
+    bank.escalate_case(&day(41), late.case_id.as_ref().unwrap(), "Customer unreachable").await.unwrap();
+    let state = bank.loan(&loan_id).await.unwrap().unwrap();
+    let everything = state.outstanding_principal + state.interest_due();
+    bank.pay_loan(&day(42), &loan_id, usd(&everything.to_string())).await.unwrap();
+
+    let LoanDecision::Approved { loan_id: unpaid, .. } = bank.originate_loan(&day(50), loan(&customer, &checking)).await.unwrap()
+    else {
+        panic!("loan rejected")
+    };
+    bank.disburse_loan(&day(50), &unpaid).await.unwrap();
+    let defaulted = bank.check_overdue(&day(200), &unpaid).await.unwrap();
+    assert!(defaulted.defaulted);
+
+    let credit = account(bank, &customer, AccountType::Credit, Some("3000.00")).await;
+    bank.withdraw(&day(60), &credit.id, usd("800.00"), None, None).await.unwrap();
+    bank.generate_statement(&day(61), &credit.id, at(61, 0).date_naive()).await.unwrap();
+    bank.pay_credit(&day(62), &checking.id, &credit.id, usd("300.00")).await.unwrap();
+}

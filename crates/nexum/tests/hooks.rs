@@ -1,0 +1,227 @@
+//! `create_event_enabled_banking_system`: the bank's events reach the bus, in order, keyed by
+//! entity, and a bus that is down neither fails the bank nor loses an event.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use eventbus::{EventBus, GroupId, LocalConfig, MemoryBus, Subscription, Topic, TopicName};
+use nexum::store::{EventStore, SqliteStore, SqliteSync};
+use nexum::{NexumEventPublisher, PublishError, create_event_enabled_banking_system};
+
+async fn started_bus() -> Arc<MemoryBus> {
+    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    bus.start().await.unwrap();
+    bus
+}
+
+#[tokio::test]
+async fn every_event_topic_of_the_catalog_is_produced_by_a_banking_operation() {
+    let f = bank();
+    let bus = started_bus().await;
+    let system = create_event_enabled_banking_system(bus.clone(), f.store.clone());
+
+    every_operation(system.bank()).await;
+    system.flush().await.unwrap();
+
+    let nexum_event_topics = Topic::ALL.iter().filter(|t| t.as_str().starts_with("nexum.") && !t.as_str().starts_with("nexum.commands."));
+    for topic in nexum_event_topics {
+        assert!(!bus.get_events(Some(&topic.name())).is_empty(), "nothing published to {topic}");
+    }
+    // The bus holds exactly what the store holds, once each, in the store's order per topic.
+    let stored = all_events(&*f.store).await;
+    let published = bus.get_events(None);
+    assert_eq!(published.len(), stored.len());
+    for topic in Topic::ALL {
+        let ids = |events: Vec<_>| events;
+        let from_store: Vec<_> = stored.iter().filter(|e| e.topic == topic.name()).map(|e| e.event.event_id.clone()).collect();
+        let from_bus: Vec<_> = bus.get_events(Some(&topic.name())).iter().map(|(_, e)| e.event_id.clone()).collect();
+        let mut sorted_bus = ids(from_bus.clone());
+        sorted_bus.sort();
+        let mut sorted_store = from_store.clone();
+        sorted_store.sort();
+        assert_eq!(sorted_bus, sorted_store, "{topic}");
+    }
+    assert_eq!(f.store.outbox_len().await.unwrap(), 0);
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_are_keyed_by_entity_so_one_entity_keeps_its_order_on_the_bus() {
+    let f = bank();
+    let bus = started_bus().await;
+    let system = create_event_enabled_banking_system(bus.clone(), f.store.clone());
+    let bank = system.bank();
+    let (customer, account) = funded(bank, "5000.00").await;
+    let application = nexum::bank::LoanApplication {
+        loan_id: None,
+        customer_id: customer.id.clone(),
+        account_id: account.id.clone(),
+        principal: usd("1000.00"),
+        interest_rate: "12".parse().unwrap(),
+        term_months: 12,
+        payment_frequency: nexum::domain::PaymentFrequency::Monthly,
+    };
+    let nexum::bank::LoanDecision::Approved { loan_id, .. } = bank.originate_loan(&ctx(), application).await.unwrap() else {
+        panic!("rejected")
+    };
+    bank.disburse_loan(&ctx(), &loan_id).await.unwrap();
+    for _ in 0..12 {
+        bank.pay_loan(&ctx(), &loan_id, usd("50.00")).await.unwrap();
+    }
+    system.flush().await.unwrap();
+
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let subscription = Subscription::new(Topic::LoansPayment.name(), GroupId::new("order-check").unwrap());
+    bus.subscribe(subscription, eventbus::handler_fn(move |message| {
+        let sink = sink.clone();
+        async move {
+            let outstanding = message.event.data["outstanding_principal"].as_str().unwrap().parse::<rust_decimal::Decimal>()?;
+            sink.lock().unwrap().push((message.key.as_deref().map(str::to_owned), message.event.entity_id.clone(), outstanding));
+            Ok(())
+        }
+    }))
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while seen.lock().unwrap().len() < 12 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("all 12 payments consumed");
+
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|(key, entity, _)| key.as_deref() == Some(entity.as_str()) && entity == loan_id.as_str()));
+    let outstanding: Vec<_> = seen.iter().map(|(_, _, o)| *o).collect();
+    assert!(outstanding.windows(2).all(|w| w[0] > w[1]), "in payment order: {outstanding:?}");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bus_that_is_down_fails_no_banking_operation_and_loses_no_event() {
+    let f = bank();
+    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    // Given a bus that refuses every publish (it is not started),
+    let system = create_event_enabled_banking_system(bus.clone(), f.store.clone());
+
+    // when the bank works,
+    let (_, account) = funded(system.bank(), "100.00").await;
+    let receipt = system.bank().withdraw(&ctx(), &account.id, usd("40.00"), None, None).await.unwrap();
+
+    // then every operation succeeded and its events wait in the outbox;
+    assert!(receipt.is_posted());
+    assert!(system.flush().await.is_err());
+    let waiting = f.store.outbox_len().await.unwrap();
+    assert_eq!(waiting as usize, all_events(&*f.store).await.len());
+    assert!(bus.get_events(None).is_empty());
+
+    // and once the bus is back they all go out, once each.
+    bus.start().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while f.store.outbox_len().await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the running relay delivers the backlog by itself");
+    assert_eq!(bus.get_events(None).len() as u64, waiting);
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_relay_resumes_after_a_restart_from_what_was_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bank.db");
+    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    {
+        // Given events committed while the bus was down, and the process stopped,
+        let store = Arc::new(SqliteStore::open(&path, SqliteSync::Full).unwrap());
+        let system = create_event_enabled_banking_system(bus.clone(), store.clone());
+        funded(system.bank(), "10.00").await;
+        system.shutdown().await;
+        assert!(store.outbox_len().await.unwrap() > 0);
+    }
+
+    // when the process starts again with the bus up,
+    bus.start().await.unwrap();
+    let store = Arc::new(SqliteStore::open(&path, SqliteSync::Full).unwrap());
+    let system = create_event_enabled_banking_system(bus.clone(), store.clone());
+    system.flush().await.unwrap();
+
+    // then everything committed before is published, in commit order.
+    let stored: Vec<_> = all_events(&*store).await.into_iter().map(|e| e.event.event_id).collect();
+    let mut published: Vec<_> = bus.get_events(None).into_iter().map(|(_, e)| e.event_id.clone()).collect();
+    assert_eq!(published.len(), stored.len());
+    published.sort();
+    let mut expected = stored.clone();
+    expected.sort();
+    assert_eq!(published, expected);
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_publisher_sends_the_seeds_kyc_shape_and_refuses_an_event_that_breaks_its_schema() {
+    let f = bank();
+    let bus = started_bus().await;
+    let publisher = NexumEventPublisher::new(bus.clone());
+    let customer = customer(&f.bank, nexum::domain::KycStatus::Verified, nexum::domain::KycTier::Tier2).await;
+
+    let sent = publisher
+        .on_customer_kyc_changed(&customer, nexum::domain::KycStatus::Pending, nexum::domain::KycTier::Tier1)
+        .await
+        .unwrap();
+    let bad = nexum::NexumEvent::new("not an id!", nexum::Payload::CustomerCreated(customer.details.clone()));
+    let refused = publisher.publish(&bad).await;
+
+    assert_eq!(sent.event_type.as_str(), "kyc_status_changed");
+    assert_eq!(
+        serde_json::Value::Object(sent.data.clone()),
+        serde_json::json!({"old_status": "pending", "new_status": "verified", "old_tier": "tier_1", "new_tier": "tier_2"})
+    );
+    assert_eq!(bus.get_events(Some(&Topic::CustomersKycChanged.name())).len(), 1);
+    assert!(matches!(refused, Err(PublishError::Schema(_))), "{refused:?}");
+    assert!(bus.get_events(Some(&Topic::CustomersCreated.name())).is_empty(), "an invalid event is never sent");
+}
+
+#[tokio::test]
+async fn a_consumer_dead_letters_an_event_of_an_unknown_major_version_with_the_reason() {
+    let bus = started_bus().await;
+    let topic: TopicName = Topic::TransactionsPosted.name();
+    let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = handled.clone();
+    let subscription = Subscription::new(topic.clone(), GroupId::new("projections").unwrap());
+    bus.subscribe(subscription, nexum::consumer::typed_handler(move |_, _| {
+        let count = count.clone();
+        async move {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }))
+    .await
+    .unwrap();
+
+    let mut future = eventbus::EventSchema::from_json(br#"{"event_type":"transaction_posted","version":"3.0","entity_type":"transaction","entity_id":"txn_1","data":{"amount":"1.00"}}"#).unwrap();
+    future.complete();
+    bus.publish(&topic, future, None).await.unwrap();
+
+    let letters = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let letters = bus.get_events(Some(&topic.dlq()));
+            if !letters.is_empty() {
+                return letters;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("dead-lettered");
+    let data = &letters[0].1.data;
+    assert_eq!(data["error_kind"], "rejected");
+    assert!(data["error"].as_str().unwrap().contains("unknown major version `3.0`"), "{data:?}");
+    assert_eq!(data["attempts"], 1);
+    assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
