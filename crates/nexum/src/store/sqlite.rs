@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{
-    Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic,
-};
+use super::{Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic};
 
 /// Commits the writer takes at most into one transaction.
 const MAX_GROUP: usize = 1024;
@@ -95,7 +93,10 @@ fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StoreErr
     Ok(connection)
 }
 
-fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<(Commit, oneshot::Sender<Result<u64, StoreError>>)>) {
+fn write_loop(
+    mut connection: Connection,
+    receiver: mpsc::Receiver<(Commit, oneshot::Sender<Result<u64, StoreError>>)>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -124,7 +125,10 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<(Commit, ones
 
 /// Writes each commit in its own savepoint of one transaction. The outer error means the
 /// transaction itself failed and nothing was written.
-fn write_group(connection: &mut Connection, commits: &[Commit]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
+fn write_group(
+    connection: &mut Connection,
+    commits: &[Commit],
+) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
     let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(commits.len());
     for commit in commits {
@@ -196,7 +200,9 @@ fn recorded(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, Stri
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }
 
-fn to_recorded((position, stream, version, topic, payload): (i64, String, i64, String, Vec<u8>)) -> Result<RecordedEvent, StoreError> {
+fn to_recorded(
+    (position, stream, version, topic, payload): (i64, String, i64, String, Vec<u8>),
+) -> Result<RecordedEvent, StoreError> {
     let position = position as u64;
     Ok(RecordedEvent {
         position,
@@ -260,7 +266,13 @@ impl EventStore for SqliteStore {
                  JOIN events e ON e.position = o.position ORDER BY o.id LIMIT ?1",
             )?;
             let rows = statement.query_map([limit as i64], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get(3)?, row.get::<_, Vec<u8>>(4)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get(3)?,
+                    row.get::<_, Vec<u8>>(4)?,
+                ))
             })?;
             rows.map(|row| {
                 let (id, position, topic, key, payload) = row?;
