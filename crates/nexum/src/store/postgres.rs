@@ -137,15 +137,11 @@ impl PostgresStore {
     }
 
     async fn write(&self, commit: &Commit) -> Result<u64, StoreError> {
-        let mut event_ids = Vec::with_capacity(commit.events.len());
-        let mut seen = HashSet::with_capacity(commit.events.len());
-        for new in &commit.events {
-            let event_id = new.event_id()?;
-            if !seen.insert(event_id) {
-                return Err(StoreError::DuplicateEvent(event_id.clone()));
-            }
-            event_ids.push(event_id.as_str());
-        }
+        let event_ids = commit.events.iter().map(|new| new.event_id()).collect::<Result<Vec<_>, _>>()?;
+        let mut seen = HashSet::with_capacity(event_ids.len());
+        // The index cannot name an id that is twice in the commit itself, so find it here.
+        let repeated = event_ids.iter().find(|id| !seen.insert(**id));
+        let event_ids: Vec<&str> = event_ids.iter().map(|id| id.as_str()).collect();
         let mut streams: Vec<&str> = commit.expected.iter().map(|(stream, _)| stream.as_str()).collect();
         streams.extend(commit.events.iter().flat_map(|new| new.streams().map(StreamId::as_str)));
         streams.sort_unstable();
@@ -169,15 +165,18 @@ impl PostgresStore {
             versions?.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1))).collect();
         let last: i64 = last?.get(0);
 
+        // Returning early drops the transaction, which sends its ROLLBACK before anything else
+        // that this connection is asked for.
         for (stream, expected) in &commit.expected {
             let actual = versions.get(stream.as_str()).copied().unwrap_or(0) as u64;
             if !expected.matches(actual) {
-                transaction.rollback().await?;
                 return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
             }
         }
+        if let Some(id) = repeated {
+            return Err(StoreError::DuplicateEvent((*id).clone()));
+        }
         if commit.events.is_empty() {
-            transaction.rollback().await?;
             return Ok(0);
         }
 
@@ -205,12 +204,12 @@ impl PostgresStore {
             async { transaction.execute(&statements.insert_outbox, &[&rows.positions]).await },
         );
         // The first failure is the cause; the statements after it fail because the transaction
-        // is aborted. Dropping the transaction rolls it back.
+        // is aborted.
         if let Err(error) = events {
             if error.code() == Some(&SqlState::UNIQUE_VIOLATION)
                 && error.as_db_error().and_then(|e| e.constraint()) == Some(EVENT_ID_CONSTRAINT)
             {
-                transaction.rollback().await?;
+                drop(transaction);
                 return Err(duplicate_of(client, statements, &event_ids).await?.unwrap_or(StoreError::Postgres(error)));
             }
             return Err(error.into());
