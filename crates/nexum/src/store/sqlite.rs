@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS stream_events (
     position INTEGER NOT NULL,
     PRIMARY KEY (stream, version)
 ) WITHOUT ROWID;
+-- `id` is set to the event's position: an `INTEGER PRIMARY KEY` left to SQLite starts again at 1
+-- once the relay has acknowledged every entry, and outbox ids must keep increasing.
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     position INTEGER NOT NULL
@@ -163,7 +165,7 @@ fn write_commit(tx: &Connection, commit: &Commit) -> Result<u64, StoreError> {
          ON CONFLICT (stream) DO UPDATE SET version = version + 1 RETURNING version",
     )?;
     let mut link = tx.prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?;
-    let mut outbox = tx.prepare_cached("INSERT INTO outbox (position) VALUES (?1)")?;
+    let mut outbox = tx.prepare_cached("INSERT INTO outbox (id, position) VALUES (?1, ?1)")?;
     let mut last = 0;
     for new in &commit.events {
         let event_id = new.event_id()?;
@@ -194,6 +196,11 @@ fn write_commit(tx: &Connection, commit: &Commit) -> Result<u64, StoreError> {
         last = position as u64;
     }
     Ok(last)
+}
+
+/// A position, version or count as an SQLite integer; past `i64::MAX` it means "no end".
+fn to_integer(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 fn recorded(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, String, Vec<u8>)> {
@@ -229,7 +236,7 @@ impl EventStore for SqliteStore {
                  FROM stream_events s JOIN events e ON e.position = s.position
                  WHERE s.stream = ?1 AND s.version >= ?2 ORDER BY s.version",
             )?;
-            let rows = statement.query_map(params![stream.as_str(), from_version as i64], recorded)?;
+            let rows = statement.query_map(params![stream.as_str(), to_integer(from_version)], recorded)?;
             rows.map(|row| to_recorded(row?)).collect()
         })
         .await
@@ -241,7 +248,7 @@ impl EventStore for SqliteStore {
                 "SELECT position, stream, version, topic, payload FROM events
                  WHERE position >= ?1 ORDER BY position LIMIT ?2",
             )?;
-            let rows = statement.query_map(params![from_position as i64, limit as i64], recorded)?;
+            let rows = statement.query_map(params![to_integer(from_position), to_integer(limit)], recorded)?;
             rows.map(|row| to_recorded(row?)).collect()
         })
         .await
@@ -265,7 +272,7 @@ impl EventStore for SqliteStore {
                 "SELECT o.id, e.position, e.topic, e.key, e.payload FROM outbox o
                  JOIN events e ON e.position = o.position ORDER BY o.id LIMIT ?1",
             )?;
-            let rows = statement.query_map([limit as i64], |row| {
+            let rows = statement.query_map([to_integer(limit)], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, i64>(1)?,
@@ -292,7 +299,7 @@ impl EventStore for SqliteStore {
         // Deleting goes through its own connection: the writer thread keeps commits fast, and
         // SQLite serialises the two writers with its lock.
         self.read_with(move |connection| {
-            connection.prepare_cached("DELETE FROM outbox WHERE id <= ?1")?.execute([id as i64])?;
+            connection.prepare_cached("DELETE FROM outbox WHERE id <= ?1")?.execute([to_integer(id)])?;
             Ok(())
         })
         .await
