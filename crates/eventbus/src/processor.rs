@@ -126,8 +126,15 @@ impl Processor {
                 }
                 Ok(Err(error)) if error.is_permanent() => {
                     tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, %error, "Handler rejected the message; dead-lettering");
-                    let letter =
-                        dead_letter(self.max_message_bytes, topic, &record, &self.group, "rejected", &error.to_string(), attempt);
+                    let letter = dead_letter(
+                        self.max_message_bytes,
+                        topic,
+                        &record,
+                        &self.group,
+                        "rejected",
+                        &error.to_string(),
+                        attempt,
+                    );
                     self.send_dead_letter(topic, &record, letter, stop).await?;
                     break;
                 }

@@ -10,6 +10,7 @@
 //! Two stores pass the same suite (`tests/store.rs`): [`SqliteStore`], embedded, and
 //! [`PostgresStore`], for production.
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::fmt;
 use async_trait::async_trait;
 use eventbus::{EventId, EventSchema, TopicName};
 
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, SqliteSync};
 
 /// The name of a stream: the entity kind and its id, e.g. `account-acc_123`.
@@ -182,6 +184,10 @@ pub enum StoreError {
     /// PostgreSQL failed or is unreachable: check the connection string and the server.
     #[error("PostgreSQL event store: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The PostgreSQL schema name is not a plain identifier. Configure a name of lower-case
+    /// letters, digits and underscores (`[a-z_][a-z0-9_]{0,62}`) that does not start with `pg_`.
+    #[error("`{0}` is not a valid PostgreSQL schema name: use [a-z_][a-z0-9_]{{0,62}}, not starting with pg_")]
+    InvalidSchema(String),
     /// The store's writer has shut down; open the store again.
     #[error("the event store is closed")]
     Closed,

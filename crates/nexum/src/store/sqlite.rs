@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{
-    Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic,
-};
+use super::{Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic};
 
 /// Commits the writer takes at most into one transaction.
 const MAX_GROUP: usize = 1024;
@@ -38,6 +36,8 @@ CREATE TABLE IF NOT EXISTS stream_events (
     position INTEGER NOT NULL,
     PRIMARY KEY (stream, version)
 ) WITHOUT ROWID;
+-- `id` is set to the event's position: an `INTEGER PRIMARY KEY` left to SQLite starts again at 1
+-- once the relay has acknowledged every entry, and outbox ids must keep increasing.
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     position INTEGER NOT NULL
@@ -95,7 +95,10 @@ fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StoreErr
     Ok(connection)
 }
 
-fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<(Commit, oneshot::Sender<Result<u64, StoreError>>)>) {
+fn write_loop(
+    mut connection: Connection,
+    receiver: mpsc::Receiver<(Commit, oneshot::Sender<Result<u64, StoreError>>)>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -124,7 +127,10 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<(Commit, ones
 
 /// Writes each commit in its own savepoint of one transaction. The outer error means the
 /// transaction itself failed and nothing was written.
-fn write_group(connection: &mut Connection, commits: &[Commit]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
+fn write_group(
+    connection: &mut Connection,
+    commits: &[Commit],
+) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
     let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(commits.len());
     for commit in commits {
@@ -159,7 +165,7 @@ fn write_commit(tx: &Connection, commit: &Commit) -> Result<u64, StoreError> {
          ON CONFLICT (stream) DO UPDATE SET version = version + 1 RETURNING version",
     )?;
     let mut link = tx.prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?;
-    let mut outbox = tx.prepare_cached("INSERT INTO outbox (position) VALUES (?1)")?;
+    let mut outbox = tx.prepare_cached("INSERT INTO outbox (id, position) VALUES (?1, ?1)")?;
     let mut last = 0;
     for new in &commit.events {
         let event_id = new.event_id()?;
@@ -192,11 +198,18 @@ fn write_commit(tx: &Connection, commit: &Commit) -> Result<u64, StoreError> {
     Ok(last)
 }
 
+/// A position, version or count as an SQLite integer; past `i64::MAX` it means "no end".
+fn to_integer(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 fn recorded(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, String, Vec<u8>)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }
 
-fn to_recorded((position, stream, version, topic, payload): (i64, String, i64, String, Vec<u8>)) -> Result<RecordedEvent, StoreError> {
+fn to_recorded(
+    (position, stream, version, topic, payload): (i64, String, i64, String, Vec<u8>),
+) -> Result<RecordedEvent, StoreError> {
     let position = position as u64;
     Ok(RecordedEvent {
         position,
@@ -223,7 +236,7 @@ impl EventStore for SqliteStore {
                  FROM stream_events s JOIN events e ON e.position = s.position
                  WHERE s.stream = ?1 AND s.version >= ?2 ORDER BY s.version",
             )?;
-            let rows = statement.query_map(params![stream.as_str(), from_version as i64], recorded)?;
+            let rows = statement.query_map(params![stream.as_str(), to_integer(from_version)], recorded)?;
             rows.map(|row| to_recorded(row?)).collect()
         })
         .await
@@ -235,7 +248,7 @@ impl EventStore for SqliteStore {
                 "SELECT position, stream, version, topic, payload FROM events
                  WHERE position >= ?1 ORDER BY position LIMIT ?2",
             )?;
-            let rows = statement.query_map(params![from_position as i64, limit as i64], recorded)?;
+            let rows = statement.query_map(params![to_integer(from_position), to_integer(limit)], recorded)?;
             rows.map(|row| to_recorded(row?)).collect()
         })
         .await
@@ -259,8 +272,14 @@ impl EventStore for SqliteStore {
                 "SELECT o.id, e.position, e.topic, e.key, e.payload FROM outbox o
                  JOIN events e ON e.position = o.position ORDER BY o.id LIMIT ?1",
             )?;
-            let rows = statement.query_map([limit as i64], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get(3)?, row.get::<_, Vec<u8>>(4)?))
+            let rows = statement.query_map([to_integer(limit)], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get(3)?,
+                    row.get::<_, Vec<u8>>(4)?,
+                ))
             })?;
             rows.map(|row| {
                 let (id, position, topic, key, payload) = row?;
@@ -280,7 +299,7 @@ impl EventStore for SqliteStore {
         // Deleting goes through its own connection: the writer thread keeps commits fast, and
         // SQLite serialises the two writers with its lock.
         self.read_with(move |connection| {
-            connection.prepare_cached("DELETE FROM outbox WHERE id <= ?1")?.execute([id as i64])?;
+            connection.prepare_cached("DELETE FROM outbox WHERE id <= ?1")?.execute([to_integer(id)])?;
             Ok(())
         })
         .await
