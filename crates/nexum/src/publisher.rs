@@ -52,7 +52,11 @@ impl NexumEventPublisher {
     }
 
     /// Builds, validates and publishes one event at `at`.
-    pub async fn publish_at(&self, event: &NexumEvent, at: DateTime<Utc>) -> Result<(EventSchema, Published), PublishError> {
+    pub async fn publish_at(
+        &self,
+        event: &NexumEvent,
+        at: DateTime<Utc>,
+    ) -> Result<(EventSchema, Published), PublishError> {
         let schema = event.to_schema(EventId::new(), at, &self.causation);
         crate::schemas::validate(&schema)?;
         let published = self.bus.publish(&event.topic().name(), schema.clone(), Some(&event.entity_id)).await?;
@@ -67,11 +71,19 @@ impl NexumEventPublisher {
         Ok(self.publish(&NexumEvent::new(entity_id, payload)).await?.0)
     }
 
-    pub async fn on_transaction_created(&self, id: &TransactionId, transaction: &TransactionCreated) -> Result<EventSchema, PublishError> {
+    pub async fn on_transaction_created(
+        &self,
+        id: &TransactionId,
+        transaction: &TransactionCreated,
+    ) -> Result<EventSchema, PublishError> {
         self.send(id, Payload::TransactionCreated(transaction.clone())).await
     }
 
-    pub async fn on_transaction_posted(&self, id: &TransactionId, transaction: &TransactionPosted) -> Result<EventSchema, PublishError> {
+    pub async fn on_transaction_posted(
+        &self,
+        id: &TransactionId,
+        transaction: &TransactionPosted,
+    ) -> Result<EventSchema, PublishError> {
         self.send(id, Payload::TransactionPosted(transaction.clone())).await
     }
 
@@ -100,7 +112,12 @@ impl NexumEventPublisher {
     }
 
     /// `change` says what changed; `old` is the account before it.
-    pub async fn on_account_updated(&self, old: &Account, account: &Account, change: AccountChange) -> Result<EventSchema, PublishError> {
+    pub async fn on_account_updated(
+        &self,
+        old: &Account,
+        account: &Account,
+        change: AccountChange,
+    ) -> Result<EventSchema, PublishError> {
         let updated = AccountUpdated {
             customer_id: account.customer_id.clone(),
             account_type: account.account_type,
@@ -130,12 +147,8 @@ impl NexumEventPublisher {
         old_status: KycStatus,
         old_tier: KycTier,
     ) -> Result<EventSchema, PublishError> {
-        let change = KycStatusChanged {
-            old_status,
-            new_status: customer.kyc_status(),
-            old_tier,
-            new_tier: customer.kyc_tier(),
-        };
+        let change =
+            KycStatusChanged { old_status, new_status: customer.kyc_status(), old_tier, new_tier: customer.kyc_tier() };
         self.send(&customer.id, Payload::KycStatusChanged(change)).await
     }
 
@@ -145,7 +158,11 @@ impl NexumEventPublisher {
     }
 
     /// `transaction_id` is the transaction that paid the principal out.
-    pub async fn on_loan_disbursed(&self, loan: &Loan, transaction_id: &TransactionId) -> Result<EventSchema, PublishError> {
+    pub async fn on_loan_disbursed(
+        &self,
+        loan: &Loan,
+        transaction_id: &TransactionId,
+    ) -> Result<EventSchema, PublishError> {
         let disbursed = LoanDisbursed {
             customer_id: loan.terms.customer_id.clone(),
             account_id: loan.terms.account_id.clone(),
@@ -178,23 +195,43 @@ impl NexumEventPublisher {
         self.send(&loan.id, Payload::LoanPaymentReceived(payment)).await
     }
 
-    pub async fn on_compliance_alert(&self, id: &AlertId, alert: &ComplianceAlertRaised) -> Result<EventSchema, PublishError> {
+    pub async fn on_compliance_alert(
+        &self,
+        id: &AlertId,
+        alert: &ComplianceAlertRaised,
+    ) -> Result<EventSchema, PublishError> {
         self.send(id, Payload::ComplianceAlertRaised(alert.clone())).await
     }
 
-    pub async fn on_suspicious_activity(&self, id: &AlertId, report: &SuspiciousActivityDetected) -> Result<EventSchema, PublishError> {
+    pub async fn on_suspicious_activity(
+        &self,
+        id: &AlertId,
+        report: &SuspiciousActivityDetected,
+    ) -> Result<EventSchema, PublishError> {
         self.send(id, Payload::SuspiciousActivityDetected(report.clone())).await
     }
 
-    pub async fn on_collection_case_created(&self, id: &CaseId, case: &CollectionCaseCreated) -> Result<EventSchema, PublishError> {
+    pub async fn on_collection_case_created(
+        &self,
+        id: &CaseId,
+        case: &CollectionCaseCreated,
+    ) -> Result<EventSchema, PublishError> {
         self.send(id, Payload::CollectionCaseCreated(case.clone())).await
     }
 
-    pub async fn on_workflow_completed(&self, id: &WorkflowId, workflow: &WorkflowCompleted) -> Result<EventSchema, PublishError> {
+    pub async fn on_workflow_completed(
+        &self,
+        id: &WorkflowId,
+        workflow: &WorkflowCompleted,
+    ) -> Result<EventSchema, PublishError> {
         self.send(id, Payload::WorkflowCompleted(workflow.clone())).await
     }
 
-    pub async fn on_audit_event(&self, id: &AuditId, audit_event: &AuditEventRecorded) -> Result<EventSchema, PublishError> {
+    pub async fn on_audit_event(
+        &self,
+        id: &AuditId,
+        audit_event: &AuditEventRecorded,
+    ) -> Result<EventSchema, PublishError> {
         self.send(id, Payload::AuditEventRecorded(audit_event.clone())).await
     }
 }

@@ -130,7 +130,8 @@ impl SchemaRegistry {
         let schemas = EMBEDDED
             .iter()
             .map(|&(event_type, major, text)| {
-                let info = EventTypeInfo::of(event_type).expect("every schema file is of a catalog event type (tested)");
+                let info =
+                    EventTypeInfo::of(event_type).expect("every schema file is of a catalog event type (tested)");
                 Schema { info: SchemaInfo { event_type, major, topic: info.topic }, text, validator: OnceLock::new() }
             })
             .collect();
@@ -159,7 +160,8 @@ impl SchemaRegistry {
     /// major of [`EventSchema::version`], so an event without `version` is checked against
     /// version 1, which requires it.
     pub fn validate(&self, event: &EventSchema) -> Result<(), SchemaError> {
-        let document = serde_json::to_value(event).expect("an EventSchema always serialises: its maps have string keys");
+        let document =
+            serde_json::to_value(event).expect("an EventSchema always serialises: its maps have string keys");
         self.validate_json(&document)
     }
 

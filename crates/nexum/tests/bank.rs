@@ -23,7 +23,11 @@ async fn a_deposit_is_created_then_posted_with_a_balanced_journal_entry_and_an_a
     let (_, account) = funded(&f.bank, "1000.00").await;
     let before = all_events(&*f.store).await.len();
 
-    let receipt = f.bank.deposit(&ctx(), &account.id, usd("100.50"), Some("Cash deposit".into()), Some("REF123".into())).await.unwrap();
+    let receipt = f
+        .bank
+        .deposit(&ctx(), &account.id, usd("100.50"), Some("Cash deposit".into()), Some("REF123".into()))
+        .await
+        .unwrap();
 
     let TransactionStatus::Posted { final_balance, .. } = receipt.status else { panic!("not posted") };
     assert_eq!(final_balance.to_string(), "1100.50");
@@ -198,7 +202,11 @@ async fn deposits_just_below_the_threshold_spread_over_days_are_not_structuring(
     assert!(!types(&events).contains(&"suspicious_activity_detected"));
 }
 
-fn application(customer: &nexum::domain::Customer, account: &nexum::domain::Account, principal: &str) -> LoanApplication {
+fn application(
+    customer: &nexum::domain::Customer,
+    account: &nexum::domain::Account,
+    principal: &str,
+) -> LoanApplication {
     LoanApplication {
         loan_id: None,
         customer_id: customer.id.clone(),
@@ -295,7 +303,9 @@ async fn missed_payments_open_a_case_escalate_it_and_default_the_loan_and_a_paym
     assert_eq!(f.bank.loan(&loan_id).await.unwrap().unwrap().status, LoanStatus::Defaulted);
     let events = all_events(&*f.store).await;
     let kinds = types(&events);
-    for expected in ["collection_case_created", "collection_case_escalated", "collection_case_resolved", "loan_defaulted"] {
+    for expected in
+        ["collection_case_created", "collection_case_escalated", "collection_case_resolved", "loan_defaulted"]
+    {
         assert!(kinds.contains(&expected), "{expected} missing");
     }
 }
@@ -324,7 +334,16 @@ async fn a_credit_account_gets_a_statement_with_a_minimum_payment_and_is_paid_fr
 
 #[tokio::test]
 async fn bad_amounts_are_refused_with_a_typed_error() {
-    for (amount, currency) in [("abc", "USD"), ("-5", "USD"), ("0", "USD"), ("1e400", "USD"), ("1.001", "USD"), ("1.5", "JPY"), ("1000000000000.01", "USD"), ("1", "XYZ")] {
+    for (amount, currency) in [
+        ("abc", "USD"),
+        ("-5", "USD"),
+        ("0", "USD"),
+        ("1e400", "USD"),
+        ("1.001", "USD"),
+        ("1.5", "JPY"),
+        ("1000000000000.01", "USD"),
+        ("1", "XYZ"),
+    ] {
         let result = parse_amount(amount, currency);
         assert!(matches!(result, Err(BankError::InvalidAmount { .. })), "{amount} {currency}: {result:?}");
     }
@@ -344,52 +363,85 @@ async fn bad_input_is_refused_with_a_typed_error_and_writes_nothing() {
 
     let refused = [
         f.bank.deposit(&ctx, &unknown_account, usd("1.00"), None, None).await.err(),
-        f.bank.withdraw(&ctx, &account.id, eventbus::Money::new(dec("-5"), "USD".parse().unwrap()).unwrap(), None, None).await.err(),
+        f.bank
+            .withdraw(&ctx, &account.id, eventbus::Money::new(dec("-5"), "USD".parse().unwrap()).unwrap(), None, None)
+            .await
+            .err(),
         f.bank.transfer(&ctx, &account.id, &account.id, usd("1.00"), None, None).await.err(),
         f.bank
-            .open_account(&ctx, NewAccount {
-                id: None,
-                customer_id: unknown_customer.clone(),
-                account_type: AccountType::Checking,
-                currency: "USD".parse().unwrap(),
-                name: None,
-                overdraft_limit: None,
-            })
+            .open_account(
+                &ctx,
+                NewAccount {
+                    id: None,
+                    customer_id: unknown_customer.clone(),
+                    account_type: AccountType::Checking,
+                    currency: "USD".parse().unwrap(),
+                    name: None,
+                    overdraft_limit: None,
+                },
+            )
             .await
             .err(),
         f.bank
-            .open_account(&ctx, NewAccount {
-                id: Some(account.id.clone()),
-                customer_id: customer.id.clone(),
-                account_type: AccountType::Checking,
-                currency: "USD".parse().unwrap(),
-                name: None,
-                overdraft_limit: None,
-            })
+            .open_account(
+                &ctx,
+                NewAccount {
+                    id: Some(account.id.clone()),
+                    customer_id: customer.id.clone(),
+                    account_type: AccountType::Checking,
+                    currency: "USD".parse().unwrap(),
+                    name: None,
+                    overdraft_limit: None,
+                },
+            )
             .await
             .err(),
         f.bank
-            .create_customer(&ctx, NewCustomer {
-                id: Some(customer.id.clone()),
-                first_name: "Jane".into(),
-                last_name: "Smith".into(),
-                email: "jane@example.com".into(),
-                phone: None,
-            })
+            .create_customer(
+                &ctx,
+                NewCustomer {
+                    id: Some(customer.id.clone()),
+                    first_name: "Jane".into(),
+                    last_name: "Smith".into(),
+                    email: "jane@example.com".into(),
+                    phone: None,
+                },
+            )
             .await
             .err(),
         f.bank
-            .create_customer(&ctx, NewCustomer { first_name: "Jane".into(), last_name: "".into(), email: "x".into(), ..Default::default() })
+            .create_customer(
+                &ctx,
+                NewCustomer {
+                    first_name: "Jane".into(),
+                    last_name: "".into(),
+                    email: "x".into(),
+                    ..Default::default()
+                },
+            )
             .await
             .err(),
-        f.bank.update_customer(&ctx, &unknown_customer, CustomerUpdate { email: Some("a@b.co".into()), ..Default::default() }).await.err(),
-        f.bank.update_account(&ctx, &empty.id, AccountUpdate { name: Some("Holiday".into()), ..Default::default() }).await.err(),
+        f.bank
+            .update_customer(
+                &ctx,
+                &unknown_customer,
+                CustomerUpdate { email: Some("a@b.co".into()), ..Default::default() },
+            )
+            .await
+            .err(),
+        f.bank
+            .update_account(&ctx, &empty.id, AccountUpdate { name: Some("Holiday".into()), ..Default::default() })
+            .await
+            .err(),
         f.bank.freeze_account(&ctx, &empty.id).await.err(),
         f.bank.close_account(&ctx, &account.id).await.err(),
         f.bank.change_kyc(&ctx, &unknown_customer, KycStatus::Verified, KycTier::Tier2).await.err(),
     ];
 
-    let kinds: Vec<String> = refused.iter().map(|e| format!("{:?}", e.as_ref().expect("refused")).split([' ', '(', '{']).next().unwrap().to_owned()).collect();
+    let kinds: Vec<String> = refused
+        .iter()
+        .map(|e| format!("{:?}", e.as_ref().expect("refused")).split([' ', '(', '{']).next().unwrap().to_owned())
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -416,7 +468,14 @@ async fn an_account_update_and_freeze_are_recorded_with_the_change_and_old_statu
     let f = bank();
     let (_, account) = funded(&f.bank, "0").await;
 
-    f.bank.update_account(&ctx(), &account.id, AccountUpdate { name: Some("Bills".into()), overdraft_limit: Some(usd("250.00")) }).await.unwrap();
+    f.bank
+        .update_account(
+            &ctx(),
+            &account.id,
+            AccountUpdate { name: Some("Bills".into()), overdraft_limit: Some(usd("250.00")) },
+        )
+        .await
+        .unwrap();
     let frozen = f.bank.freeze_account(&ctx(), &account.id).await.unwrap();
 
     assert_eq!(frozen.status, AccountStatus::Frozen);
@@ -433,7 +492,15 @@ async fn a_customer_update_records_the_customer_as_it_is_after_the_change() {
     let f = bank();
     let customer = customer(&f.bank, KycStatus::Verified, KycTier::Tier2).await;
 
-    let updated = f.bank.update_customer(&ctx(), &customer.id, CustomerUpdate { email: Some("jane.smith@example.com".into()), ..Default::default() }).await.unwrap();
+    let updated = f
+        .bank
+        .update_customer(
+            &ctx(),
+            &customer.id,
+            CustomerUpdate { email: Some("jane.smith@example.com".into()), ..Default::default() },
+        )
+        .await
+        .unwrap();
 
     assert_eq!(updated.details.email, "jane.smith@example.com");
     assert_eq!(updated.details.kyc_status, KycStatus::Verified);

@@ -26,7 +26,8 @@ async fn every_event_topic_of_the_catalog_is_produced_by_a_banking_operation() {
     every_operation(system.bank()).await;
     system.flush().await.unwrap();
 
-    let nexum_event_topics = Topic::ALL.iter().filter(|t| t.as_str().starts_with("nexum.") && !t.as_str().starts_with("nexum.commands."));
+    let nexum_event_topics =
+        Topic::ALL.iter().filter(|t| t.as_str().starts_with("nexum.") && !t.as_str().starts_with("nexum.commands."));
     for topic in nexum_event_topics {
         assert!(!bus.get_events(Some(&topic.name())).is_empty(), "nothing published to {topic}");
     }
@@ -36,7 +37,8 @@ async fn every_event_topic_of_the_catalog_is_produced_by_a_banking_operation() {
     assert_eq!(published.len(), stored.len());
     for topic in Topic::ALL {
         let ids = |events: Vec<_>| events;
-        let from_store: Vec<_> = stored.iter().filter(|e| e.topic == topic.name()).map(|e| e.event.event_id.clone()).collect();
+        let from_store: Vec<_> =
+            stored.iter().filter(|e| e.topic == topic.name()).map(|e| e.event.event_id.clone()).collect();
         let from_bus: Vec<_> = bus.get_events(Some(&topic.name())).iter().map(|(_, e)| e.event_id.clone()).collect();
         let mut sorted_bus = ids(from_bus.clone());
         sorted_bus.sort();
@@ -64,7 +66,8 @@ async fn events_are_keyed_by_entity_so_one_entity_keeps_its_order_on_the_bus() {
         term_months: 12,
         payment_frequency: nexum::domain::PaymentFrequency::Monthly,
     };
-    let nexum::bank::LoanDecision::Approved { loan_id, .. } = bank.originate_loan(&ctx(), application).await.unwrap() else {
+    let nexum::bank::LoanDecision::Approved { loan_id, .. } = bank.originate_loan(&ctx(), application).await.unwrap()
+    else {
         panic!("rejected")
     };
     bank.disburse_loan(&ctx(), &loan_id).await.unwrap();
@@ -76,14 +79,22 @@ async fn events_are_keyed_by_entity_so_one_entity_keeps_its_order_on_the_bus() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
     let subscription = Subscription::new(Topic::LoansPayment.name(), GroupId::new("order-check").unwrap());
-    bus.subscribe(subscription, eventbus::handler_fn(move |message| {
-        let sink = sink.clone();
-        async move {
-            let outstanding = message.event.data["outstanding_principal"].as_str().unwrap().parse::<rust_decimal::Decimal>()?;
-            sink.lock().unwrap().push((message.key.as_deref().map(str::to_owned), message.event.entity_id.clone(), outstanding));
-            Ok(())
-        }
-    }))
+    bus.subscribe(
+        subscription,
+        eventbus::handler_fn(move |message| {
+            let sink = sink.clone();
+            async move {
+                let outstanding =
+                    message.event.data["outstanding_principal"].as_str().unwrap().parse::<rust_decimal::Decimal>()?;
+                sink.lock().unwrap().push((
+                    message.key.as_deref().map(str::to_owned),
+                    message.event.entity_id.clone(),
+                    outstanding,
+                ));
+                Ok(())
+            }
+        }),
+    )
     .await
     .unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -194,13 +205,16 @@ async fn a_consumer_dead_letters_an_event_of_an_unknown_major_version_with_the_r
     let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = handled.clone();
     let subscription = Subscription::new(topic.clone(), GroupId::new("projections").unwrap());
-    bus.subscribe(subscription, nexum::consumer::typed_handler(move |_, _| {
-        let count = count.clone();
-        async move {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(())
-        }
-    }))
+    bus.subscribe(
+        subscription,
+        nexum::consumer::typed_handler(move |_, _| {
+            let count = count.clone();
+            async move {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+        }),
+    )
     .await
     .unwrap();
 

@@ -78,8 +78,14 @@ impl Bank {
         .await
     }
 
-    pub async fn update_customer(&self, ctx: &Ctx, id: &CustomerId, update: CustomerUpdate) -> Result<Customer, BankError> {
-        if update.first_name.is_none() && update.last_name.is_none() && update.email.is_none() && update.phone.is_none() {
+    pub async fn update_customer(
+        &self,
+        ctx: &Ctx,
+        id: &CustomerId,
+        update: CustomerUpdate,
+    ) -> Result<Customer, BankError> {
+        if update.first_name.is_none() && update.last_name.is_none() && update.email.is_none() && update.phone.is_none()
+        {
             return Err(BankError::invalid("update", "nothing to change"));
         }
         self.retrying(async || {
@@ -105,7 +111,13 @@ impl Bank {
     }
 
     /// Sets the KYC status and tier; refused if neither changes.
-    pub async fn change_kyc(&self, ctx: &Ctx, id: &CustomerId, status: KycStatus, tier: KycTier) -> Result<Customer, BankError> {
+    pub async fn change_kyc(
+        &self,
+        ctx: &Ctx,
+        id: &CustomerId,
+        status: KycStatus,
+        tier: KycTier,
+    ) -> Result<Customer, BankError> {
         self.retrying(async || {
             let mut work = Work::new(ctx, "change_kyc");
             let mut customer = self.customer_for(&mut work, id).await?;

@@ -7,13 +7,13 @@ use rust_decimal::Decimal;
 use super::transactions::{Movement, TransactionReceipt, TransactionStatus, positive};
 use super::{Bank, BankError, Ctx, Loaded, Work};
 use crate::domain::{
-    Account, AccountStatus, AccountType, CaseReason, CollectionCase, KycStatus, Loan, LoanStatus,
-    PaymentFrequency, TransactionType, amortisation_schedule,
+    Account, AccountStatus, AccountType, CaseReason, CollectionCase, KycStatus, Loan, LoanStatus, PaymentFrequency,
+    TransactionType, amortisation_schedule,
 };
 use crate::events::{
     AccountCreated, CollectionCaseCreated, CollectionCaseEscalated, CollectionCaseResolved, LoanDefaulted,
-    LoanDisbursed, LoanOriginated, LoanPaidOff, LoanPaymentReceived, NexumEvent, Payload, Posting,
-    WorkflowCompleted, WorkflowRejected, WorkflowStepCompleted,
+    LoanDisbursed, LoanOriginated, LoanPaidOff, LoanPaymentReceived, NexumEvent, Payload, Posting, WorkflowCompleted,
+    WorkflowRejected, WorkflowStepCompleted,
 };
 use crate::ids::{AccountId, CaseId, CustomerId, LoanId, WorkflowId};
 use crate::store::StreamId;
@@ -64,7 +64,10 @@ impl LoanApplication {
         if self.term_months == 0 || self.term_months > MAX_TERM_MONTHS || self.term_months % months != 0 {
             return Err(BankError::invalid(
                 "term_months",
-                format!("expected 1 to {MAX_TERM_MONTHS} months, a multiple of {months} for {} payments", self.payment_frequency),
+                format!(
+                    "expected 1 to {MAX_TERM_MONTHS} months, a multiple of {months} for {} payments",
+                    self.payment_frequency
+                ),
             ));
         }
         Ok(())
@@ -103,7 +106,10 @@ impl Bank {
                     account.state.status == AccountStatus::Active
                         && account.state.account_type.is_transactional()
                         && account.state.currency == principal.currency(),
-                    format!("account is {} {} in {}", account.state.status, account.state.account_type, account.state.currency),
+                    format!(
+                        "account is {} {} in {}",
+                        account.state.status, account.state.account_type, account.state.currency
+                    ),
                 ),
             ];
             for (step, passed, detail) in &steps {
@@ -117,8 +123,11 @@ impl Bank {
                     };
                     work.record(&NexumEvent::new(&workflow_id, Payload::WorkflowRejected(rejected)), workflow.clone())?;
                     work.outcome = "rejected";
-                    let decision =
-                        LoanDecision::Rejected { workflow_id: workflow_id.clone(), step: (*step).into(), reason: detail.clone() };
+                    let decision = LoanDecision::Rejected {
+                        workflow_id: workflow_id.clone(),
+                        step: (*step).into(),
+                        reason: detail.clone(),
+                    };
                     return Ok(self.commit(work).await?.then_some(decision));
                 }
                 let completed = WorkflowStepCompleted {
@@ -127,7 +136,10 @@ impl Bank {
                     step: (*step).into(),
                     detail: detail.clone(),
                 };
-                work.record(&NexumEvent::new(&workflow_id, Payload::WorkflowStepCompleted(completed)), workflow.clone())?;
+                work.record(
+                    &NexumEvent::new(&workflow_id, Payload::WorkflowStepCompleted(completed)),
+                    workflow.clone(),
+                )?;
             }
             let completed = WorkflowCompleted {
                 workflow_type: WORKFLOW.into(),
@@ -171,7 +183,11 @@ impl Bank {
                 workflow_id: workflow_id.clone(),
                 schedule,
             };
-            let loan = work.create::<Loan>(loan_id.as_str(), &NexumEvent::new(&loan_id, Payload::LoanOriginated(originated)), &mut [])?;
+            let loan = work.create::<Loan>(
+                loan_id.as_str(),
+                &NexumEvent::new(&loan_id, Payload::LoanOriginated(originated)),
+                &mut [],
+            )?;
             Ok(self.commit(work).await?.then(|| {
                 self.accounts.put(loan_account);
                 self.loans.put(loan);
@@ -192,7 +208,8 @@ impl Bank {
             let terms = loan.state.terms.clone();
             let mut loan_account = self.account_for(&mut work, &terms.loan_account_id).await?;
             let mut account = self.account_for(&mut work, &terms.account_id).await?;
-            let principal = Money::new(terms.principal, terms.currency).map_err(|e| BankError::amount(terms.principal, e))?;
+            let principal =
+                Money::new(terms.principal, terms.currency).map_err(|e| BankError::amount(terms.principal, e))?;
             let movement = Movement {
                 kind: TransactionType::LoanDisbursement,
                 amount: principal,
@@ -235,7 +252,10 @@ impl Bank {
                 return Err(BankError::InvalidState(format!("loan `{loan_id}` is not being repaid")));
             }
             if amount.currency() != loan.state.currency() {
-                return Err(BankError::invalid("currency", format!("loan `{loan_id}` is in {}", loan.state.currency())));
+                return Err(BankError::invalid(
+                    "currency",
+                    format!("loan `{loan_id}` is in {}", loan.state.currency()),
+                ));
             }
             let interest_due = loan.state.interest_due();
             let owed = loan.state.outstanding_principal + interest_due;
@@ -285,8 +305,12 @@ impl Bank {
                 };
                 work.record_in(&NexumEvent::new(loan_id, Payload::LoanPaymentReceived(paid)), &mut loan)?;
                 if let Some(case_id) = loan.state.open_case.clone() {
-                    let mut open = self.load_for(&mut work, &self.cases, case_id.as_str()).await?.ok_or_else(|| BankError::UnknownCase(case_id.clone()))?;
-                    let resolved = CollectionCaseResolved { loan_id: loan_id.clone(), resolution: "payment_received".into() };
+                    let mut open = self
+                        .load_for(&mut work, &self.cases, case_id.as_str())
+                        .await?
+                        .ok_or_else(|| BankError::UnknownCase(case_id.clone()))?;
+                    let resolved =
+                        CollectionCaseResolved { loan_id: loan_id.clone(), resolution: "payment_received".into() };
                     let event = NexumEvent::new(&case_id, Payload::CollectionCaseResolved(resolved));
                     work.record_linked(&event, open.stream.clone(), &mut [&mut loan])?;
                     open.apply(&event, ctx.at);
@@ -335,7 +359,10 @@ impl Bank {
             let terms = loan.state.terms.clone();
             let case = match loan.state.open_case.clone() {
                 Some(case_id) => {
-                    let mut case = self.load_for(&mut work, &self.cases, case_id.as_str()).await?.ok_or_else(|| BankError::UnknownCase(case_id.clone()))?;
+                    let mut case = self
+                        .load_for(&mut work, &self.cases, case_id.as_str())
+                        .await?
+                        .ok_or_else(|| BankError::UnknownCase(case_id.clone()))?;
                     let escalated = CollectionCaseEscalated {
                         loan_id: loan_id.clone(),
                         level: case.state.level + 1,
@@ -402,7 +429,12 @@ impl Bank {
     }
 
     /// Closes an open case, e.g. after a payment plan was agreed.
-    pub async fn resolve_case(&self, ctx: &Ctx, case_id: &CaseId, resolution: &str) -> Result<CollectionCase, BankError> {
+    pub async fn resolve_case(
+        &self,
+        ctx: &Ctx,
+        case_id: &CaseId,
+        resolution: &str,
+    ) -> Result<CollectionCase, BankError> {
         let resolution = resolution.trim();
         if resolution.is_empty() || resolution.len() > 500 {
             return Err(BankError::invalid("resolution", "expected 1 to 500 characters"));

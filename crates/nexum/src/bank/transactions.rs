@@ -58,7 +58,10 @@ fn transactional(account: &Loaded<Account>) -> Result<(), BankError> {
     if account.state.account_type.is_transactional() {
         return Ok(());
     }
-    Err(BankError::invalid("account_id", format!("`{}` is a loan account: it moves only by loan operations", account.state.id)))
+    Err(BankError::invalid(
+        "account_id",
+        format!("`{}` is a loan account: it moves only by loan operations", account.state.id),
+    ))
 }
 
 /// One movement of money between up to two accounts; a missing side is the bank's cash.
@@ -253,8 +256,12 @@ impl Bank {
         // The account the transaction is about: the one receiving a deposit or disbursement,
         // the one paying otherwise.
         let receives = matches!(movement.kind, TransactionType::Deposit | TransactionType::LoanDisbursement);
-        let primary = if receives { movement.to.as_deref().or(movement.from.as_deref()) } else { movement.from.as_deref().or(movement.to.as_deref()) }
-            .expect("a movement has at least one account");
+        let primary = if receives {
+            movement.to.as_deref().or(movement.from.as_deref())
+        } else {
+            movement.from.as_deref().or(movement.to.as_deref())
+        }
+        .expect("a movement has at least one account");
         let primary_id = primary.state.id.clone();
         let owner = primary.state.customer_id.clone();
         let own_delta: Decimal = postings.iter().filter(|p| p.account_id == primary_id).map(|p| p.amount).sum();
@@ -291,7 +298,10 @@ impl Bank {
                 currency,
                 threshold: REPORTING_THRESHOLD,
             };
-            work.record(&NexumEvent::new(&alert_id, Payload::ComplianceAlertRaised(alert)), StreamId::of("alert", &alert_id))?;
+            work.record(
+                &NexumEvent::new(&alert_id, Payload::ComplianceAlertRaised(alert)),
+                StreamId::of("alert", &alert_id),
+            )?;
         }
         if movement.kind == TransactionType::Deposit
             && let Some(account) = movement.to.as_deref_mut()

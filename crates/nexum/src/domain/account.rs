@@ -50,7 +50,10 @@ impl Account {
     }
 
     /// The near-threshold deposits within the window ending at `at`.
-    pub fn recent_near_threshold(&self, at: DateTime<Utc>) -> impl Iterator<Item = &(DateTime<Utc>, TransactionId, Decimal)> {
+    pub fn recent_near_threshold(
+        &self,
+        at: DateTime<Utc>,
+    ) -> impl Iterator<Item = &(DateTime<Utc>, TransactionId, Decimal)> {
         let since = at - Duration::hours(i64::from(STRUCTURING_WINDOW_HOURS));
         self.near_threshold_deposits.iter().filter(move |(when, _, _)| *when > since)
     }

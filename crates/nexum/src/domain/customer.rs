@@ -27,9 +27,7 @@ impl Aggregate for Customer {
 
     fn create(entity_id: &str, event: &NexumEvent, _: DateTime<Utc>) -> Option<Self> {
         match &event.payload {
-            Payload::CustomerCreated(details) => {
-                Some(Self { id: entity_id.parse().ok()?, details: details.clone() })
-            }
+            Payload::CustomerCreated(details) => Some(Self { id: entity_id.parse().ok()?, details: details.clone() }),
             _ => None,
         }
     }

@@ -154,7 +154,9 @@ impl Aggregate for Loan {
                 self.open_case = event.entity_id.parse().ok();
                 self.missed_payments = self.missed_payments.max(case.missed_payments);
             }
-            Payload::CollectionCaseEscalated(case) => self.missed_payments = self.missed_payments.max(case.missed_payments),
+            Payload::CollectionCaseEscalated(case) => {
+                self.missed_payments = self.missed_payments.max(case.missed_payments)
+            }
             Payload::CollectionCaseResolved(_) => self.open_case = None,
             _ => {}
         }
@@ -169,9 +171,15 @@ mod tests {
     fn an_annuity_repays_the_principal_exactly_in_equal_payments() {
         let usd: Currency = "USD".parse().unwrap();
         let start = NaiveDate::from_ymd_opt(2024, 1, 31).unwrap();
-        let schedule =
-            amortisation_schedule(Decimal::from(10_000), usd, "5.5".parse().unwrap(), 60, PaymentFrequency::Monthly, start)
-                .unwrap();
+        let schedule = amortisation_schedule(
+            Decimal::from(10_000),
+            usd,
+            "5.5".parse().unwrap(),
+            60,
+            PaymentFrequency::Monthly,
+            start,
+        )
+        .unwrap();
         assert_eq!(schedule.len(), 60);
         assert_eq!(schedule[0].payment, "191.01".parse().unwrap());
         assert_eq!(schedule[0].interest, "45.83".parse().unwrap());

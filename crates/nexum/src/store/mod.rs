@@ -207,12 +207,18 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<(TopicName, EventSchema)>,
     ) -> Result<u64, StoreError> {
+        let count = events.len() as u64;
         let mut commit = Commit::default().expect(stream.clone(), expected);
         for (topic, event) in events {
             commit.push(NewEvent::new(stream.clone(), topic, event));
         }
         self.commit(commit).await?;
-        self.stream_version(stream).await
+        match expected {
+            ExpectedVersion::Exact(version) => Ok(version + count),
+            ExpectedVersion::NoStream => Ok(count),
+            // Without a check, another writer may have appended since: this is a lower bound.
+            ExpectedVersion::Any => self.stream_version(stream).await,
+        }
     }
 
     /// The events of `stream` with a version of `from_version` or more, in order.

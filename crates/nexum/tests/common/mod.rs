@@ -44,13 +44,16 @@ pub fn usd(amount: &str) -> Money {
 pub async fn customer(bank: &Bank, status: KycStatus, tier: KycTier) -> Customer {
     let ctx = ctx();
     let customer = bank
-        .create_customer(&ctx, NewCustomer {
-            id: None,
-            first_name: "Jane".into(),
-            last_name: "Smith".into(),
-            email: "jane@example.com".into(),
-            phone: Some("+1234567890".into()),
-        })
+        .create_customer(
+            &ctx,
+            NewCustomer {
+                id: None,
+                first_name: "Jane".into(),
+                last_name: "Smith".into(),
+                email: "jane@example.com".into(),
+                phone: Some("+1234567890".into()),
+            },
+        )
         .await
         .unwrap();
     if (status, tier) == (KycStatus::Pending, KycTier::Tier1) {
@@ -60,14 +63,17 @@ pub async fn customer(bank: &Bank, status: KycStatus, tier: KycTier) -> Customer
 }
 
 pub async fn account(bank: &Bank, customer: &Customer, account_type: AccountType, overdraft: Option<&str>) -> Account {
-    bank.open_account(&ctx(), NewAccount {
-        id: None,
-        customer_id: customer.id.clone(),
-        account_type,
-        currency: "USD".parse().unwrap(),
-        name: None,
-        overdraft_limit: overdraft.map(usd),
-    })
+    bank.open_account(
+        &ctx(),
+        NewAccount {
+            id: None,
+            customer_id: customer.id.clone(),
+            account_type,
+            currency: "USD".parse().unwrap(),
+            name: None,
+            overdraft_limit: overdraft.map(usd),
+        },
+    )
     .await
     .unwrap()
 }
@@ -97,9 +103,13 @@ pub async fn every_operation(bank: &Bank) {
 
     let day = |d: i64| Ctx::at(at(d, 9)).by_user("ops");
     let (customer, checking) = funded(bank, "1000.00").await;
-    bank.update_customer(&day(0), &customer.id, CustomerUpdate { phone: Some("+4915112345678".into()), ..Default::default() })
-        .await
-        .unwrap();
+    bank.update_customer(
+        &day(0),
+        &customer.id,
+        CustomerUpdate { phone: Some("+4915112345678".into()), ..Default::default() },
+    )
+    .await
+    .unwrap();
     bank.update_account(&day(0), &checking.id, AccountUpdate { name: Some("Main".into()), ..Default::default() })
         .await
         .unwrap();
@@ -124,7 +134,9 @@ pub async fn every_operation(bank: &Bank) {
     let rejected = bank.originate_loan(&day(2), loan(&pending, &pending_account)).await.unwrap();
     assert!(matches!(rejected, LoanDecision::Rejected { .. }));
 
-    let LoanDecision::Approved { loan_id, .. } = bank.originate_loan(&day(2), loan(&customer, &checking)).await.unwrap() else {
+    let LoanDecision::Approved { loan_id, .. } =
+        bank.originate_loan(&day(2), loan(&customer, &checking)).await.unwrap()
+    else {
         panic!("loan rejected")
     };
     bank.disburse_loan(&day(2), &loan_id).await.unwrap();
@@ -134,7 +146,8 @@ pub async fn every_operation(bank: &Bank) {
     let everything = state.outstanding_principal + state.interest_due();
     bank.pay_loan(&day(42), &loan_id, usd(&everything.to_string())).await.unwrap();
 
-    let LoanDecision::Approved { loan_id: unpaid, .. } = bank.originate_loan(&day(50), loan(&customer, &checking)).await.unwrap()
+    let LoanDecision::Approved { loan_id: unpaid, .. } =
+        bank.originate_loan(&day(50), loan(&customer, &checking)).await.unwrap()
     else {
         panic!("loan rejected")
     };
