@@ -2,19 +2,19 @@
 //!
 //! # Layout
 //!
-//! - [`ids`]: typed ids of customers, accounts, transactions, loans, ...
-//! - [`domain`]: the aggregates (customer, account, loan, collections case) and their
+//! - [`ids`] — typed ids of customers, accounts, transactions, loans, ...
+//! - [`domain`] — the aggregates (customer, account, loan, collections case) and their
 //!   vocabulary, each rebuilt by folding its stream.
-//! - [`events`]: every event type with its topic, version and typed payload; the mapping to the
+//! - [`events`] — every event type with its topic, version and typed payload; the mapping to the
 //!   seed's `EventSchema`, and upcasting of older versions.
-//! - [`schemas`]: the JSON Schema of every event type, enforced when events are recorded or
+//! - [`schemas`] — the JSON Schema of every event type, enforced when events are recorded or
 //!   published.
-//! - [`bank`]: the operations: decide, then commit events, links and audit atomically.
-//! - [`store`]: the event store (SQLite, PostgreSQL) with its transactional outbox.
-//! - [`relay`]: publishes the outbox to the bus, in order, at least once.
-//! - [`publisher`]: `NexumEventPublisher`, the seed's `on_*` methods.
-//! - [`hooks`]: `create_event_enabled_banking_system`.
-//! - [`consumer`]: a bus handler that receives typed, upcast events.
+//! - [`bank`] — the operations: decide, then commit events, links and audit atomically.
+//! - [`store`] — the event store (SQLite, PostgreSQL) with its transactional outbox.
+//! - [`relay`] — publishes the outbox to the bus, in order, at least once.
+//! - [`publisher`] — `NexumEventPublisher`, the seed's `on_*` methods.
+//! - [`hooks`] — `create_event_enabled_banking_system`.
+//! - [`consumer`] — a bus handler that receives typed, upcast events.
 
 pub mod bank;
 pub mod consumer;

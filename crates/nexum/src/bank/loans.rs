@@ -61,7 +61,7 @@ impl LoanApplication {
             return Err(BankError::invalid("interest_rate", "expected a percentage from 0 to 100, at most 4 decimals"));
         }
         let months = self.payment_frequency.months();
-        if self.term_months == 0 || self.term_months > MAX_TERM_MONTHS || self.term_months % months != 0 {
+        if self.term_months == 0 || self.term_months > MAX_TERM_MONTHS || !self.term_months.is_multiple_of(months) {
             return Err(BankError::invalid(
                 "term_months",
                 format!(
