@@ -104,6 +104,21 @@ pub enum Command {
         #[arg(long, value_parser = parse_backend)]
         only: Option<BackendKind>,
     },
+    /// Measure the banking core: deposits from command to published event, and replay time.
+    BenchBank {
+        /// Deposits per store.
+        #[arg(long, default_value_t = 100_000)]
+        deposits: u64,
+        /// Deposits in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Events to replay into a projection; 0 skips the replay.
+        #[arg(long, default_value_t = 1_000_000)]
+        replay_events: u64,
+        /// Also measure a PostgreSQL event store, at this libpq connection string.
+        #[arg(long)]
+        postgres: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_bank;
 pub mod consume;
 pub mod demo;
 pub mod groups;

@@ -3,7 +3,7 @@
 use eventbus::{Currency, Money};
 use rust_decimal::Decimal;
 
-use super::{Bank, BankError, Ctx, Loaded, Work};
+use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Loaded, Work};
 use crate::domain::{Account, AccountChange, AccountStatus, AccountType};
 use crate::events::{AccountCreated, AccountUpdated, NexumEvent, Payload};
 use crate::ids::{AccountId, CustomerId};
@@ -73,7 +73,7 @@ impl Bank {
             return Err(BankError::invalid("account_id", "ids starting with `gl_` are the bank's own ledger accounts"));
         }
         let event = NexumEvent::new(&id, Payload::AccountCreated(created));
-        self.retrying(async || {
+        retrying!({
             if self.account(&id).await?.is_some() {
                 return Err(BankError::AlreadyExists { kind: "account", id: id.to_string() });
             }
@@ -82,7 +82,6 @@ impl Bank {
             let account = work.create::<Account>(id.as_str(), &event, &mut [])?;
             Ok(self.commit(work).await?.then(|| self.accounts.keep(account)))
         })
-        .await
     }
 
     pub async fn update_account(&self, ctx: &Ctx, id: &AccountId, update: AccountUpdate) -> Result<Account, BankError> {
@@ -149,7 +148,7 @@ impl Bank {
         change: AccountChange,
         decide: impl Fn(&Account) -> Result<(AccountStatus, Option<String>, Decimal), BankError>,
     ) -> Result<Account, BankError> {
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, command);
             let mut account: Loaded<Account> = self.account_for(&mut work, id).await?;
             if account.state.status == AccountStatus::Closed {
@@ -170,6 +169,5 @@ impl Bank {
             work.record_in(&NexumEvent::new(id, Payload::AccountUpdated(updated)), &mut account)?;
             Ok(self.commit(work).await?.then(|| self.accounts.keep(account)))
         })
-        .await
     }
 }

@@ -5,7 +5,7 @@ use eventbus::Money;
 use rust_decimal::Decimal;
 
 use super::transactions::{Movement, TransactionReceipt, positive};
-use super::{Bank, BankError, Ctx, Work};
+use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Work};
 use crate::domain::{AccountType, TransactionType};
 use crate::events::{CreditPaymentReceived, CreditStatementGenerated, NexumEvent, Payload};
 use crate::ids::{AccountId, StatementId};
@@ -25,7 +25,7 @@ impl Bank {
         account_id: &AccountId,
         period_end: NaiveDate,
     ) -> Result<CreditStatementGenerated, BankError> {
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "generate_statement");
             let mut account = self.account_for(&mut work, account_id).await?;
             let state = &account.state;
@@ -61,7 +61,6 @@ impl Bank {
                 statement
             }))
         })
-        .await
     }
 
     /// Pays towards a credit account from another account of the customer.
@@ -73,7 +72,7 @@ impl Bank {
         amount: Money,
     ) -> Result<TransactionReceipt, BankError> {
         let amount = positive(amount)?;
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "pay_credit");
             let mut credit = self.account_for(&mut work, credit_account).await?;
             if credit.state.account_type != AccountType::Credit {
@@ -117,6 +116,5 @@ impl Bank {
                 receipt
             }))
         })
-        .await
     }
 }

@@ -1,6 +1,6 @@
 //! Customers: creation, updates and KYC changes.
 
-use super::{Bank, BankError, Ctx, Work};
+use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Work};
 use crate::domain::{Customer, KycStatus, KycTier};
 use crate::events::{CustomerDetails, KycStatusChanged, NexumEvent, Payload};
 use crate::ids::CustomerId;
@@ -67,7 +67,7 @@ impl Bank {
         };
         let id = new.id.unwrap_or_default();
         let event = NexumEvent::new(&id, Payload::CustomerCreated(details));
-        self.retrying(async || {
+        retrying!({
             if self.customer(&id).await?.is_some() {
                 return Err(BankError::AlreadyExists { kind: "customer", id: id.to_string() });
             }
@@ -75,7 +75,6 @@ impl Bank {
             let customer = work.create::<Customer>(id.as_str(), &event, &mut [])?;
             Ok(self.commit(work).await?.then(|| self.customers.keep(customer)))
         })
-        .await
     }
 
     pub async fn update_customer(
@@ -88,7 +87,7 @@ impl Bank {
         {
             return Err(BankError::invalid("update", "nothing to change"));
         }
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "update_customer");
             let mut customer = self.customer_for(&mut work, id).await?;
             let mut details = customer.state.details.clone();
@@ -107,7 +106,6 @@ impl Bank {
             work.record_in(&NexumEvent::new(id, Payload::CustomerUpdated(details)), &mut customer)?;
             Ok(self.commit(work).await?.then(|| self.customers.keep(customer)))
         })
-        .await
     }
 
     /// Sets the KYC status and tier; refused if neither changes.
@@ -118,7 +116,7 @@ impl Bank {
         status: KycStatus,
         tier: KycTier,
     ) -> Result<Customer, BankError> {
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "change_kyc");
             let mut customer = self.customer_for(&mut work, id).await?;
             let (old_status, old_tier) = (customer.state.kyc_status(), customer.state.kyc_tier());
@@ -129,6 +127,5 @@ impl Bank {
             work.record_in(&NexumEvent::new(id, Payload::KycStatusChanged(change)), &mut customer)?;
             Ok(self.commit(work).await?.then(|| self.customers.keep(customer)))
         })
-        .await
     }
 }

@@ -5,7 +5,7 @@ use eventbus::Money;
 use rust_decimal::Decimal;
 
 use super::transactions::{Movement, TransactionReceipt, TransactionStatus, positive};
-use super::{Bank, BankError, Ctx, Loaded, Work};
+use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Loaded, Work};
 use crate::domain::{
     Account, AccountStatus, AccountType, CaseReason, CollectionCase, KycStatus, Loan, LoanStatus, PaymentFrequency,
     TransactionType, amortisation_schedule,
@@ -80,7 +80,7 @@ impl Bank {
     pub async fn originate_loan(&self, ctx: &Ctx, application: LoanApplication) -> Result<LoanDecision, BankError> {
         application.validate()?;
         let loan_id = application.loan_id.clone().unwrap_or_default();
-        self.retrying(async || {
+        retrying!({
             if self.loan(&loan_id).await?.is_some() {
                 return Err(BankError::AlreadyExists { kind: "loan", id: loan_id.to_string() });
             }
@@ -194,12 +194,11 @@ impl Bank {
                 LoanDecision::Approved { workflow_id, loan_id: loan_id.clone(), loan_account_id }
             }))
         })
-        .await
     }
 
     /// Pays the principal of an originated loan into the customer's account.
     pub async fn disburse_loan(&self, ctx: &Ctx, loan_id: &LoanId) -> Result<TransactionReceipt, BankError> {
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "disburse_loan");
             let mut loan = self.loan_for(&mut work, loan_id).await?;
             if loan.state.status != LoanStatus::Originated {
@@ -238,14 +237,13 @@ impl Bank {
                 receipt
             }))
         })
-        .await
     }
 
     /// A payment from the customer's account: interest due first, the rest against principal.
     /// It resolves an open collections case, and pays the loan off when nothing is left.
     pub async fn pay_loan(&self, ctx: &Ctx, loan_id: &LoanId, amount: Money) -> Result<TransactionReceipt, BankError> {
         let amount = positive(amount)?;
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "pay_loan");
             let mut loan = self.loan_for(&mut work, loan_id).await?;
             if loan.state.status != LoanStatus::Active {
@@ -335,14 +333,13 @@ impl Bank {
                 receipt
             }))
         })
-        .await
     }
 
     /// Looks for installments due before `ctx.at` and not paid: opens a collections case for the
     /// first, escalates it for each further one, and defaults the loan at
     /// [`DEFAULT_AFTER_MISSED`]. Writes nothing when nothing new is overdue.
     pub async fn check_overdue(&self, ctx: &Ctx, loan_id: &LoanId) -> Result<OverdueCheck, BankError> {
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "check_overdue");
             let mut loan = self.loan_for(&mut work, loan_id).await?;
             let today = ctx.at.date_naive();
@@ -408,7 +405,6 @@ impl Bank {
                 check
             }))
         })
-        .await
     }
 
     /// Escalates an open case by hand, e.g. to a collections agency.
@@ -455,7 +451,7 @@ impl Bank {
         case_id: &CaseId,
         decide: impl Fn(&CollectionCase, &Loan) -> Payload,
     ) -> Result<CollectionCase, BankError> {
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, command);
             let mut case: Loaded<CollectionCase> = self
                 .load_for(&mut work, &self.cases, case_id.as_str())
@@ -473,6 +469,5 @@ impl Bank {
                 self.cases.keep(case)
             }))
         })
-        .await
     }
 }

@@ -29,6 +29,25 @@ pub use customers::{CustomerUpdate, NewCustomer};
 pub use loans::{LoanApplication, LoanDecision, OverdueCheck};
 pub use transactions::{TransactionReceipt, TransactionStatus, parse_amount};
 
+/// Runs the body (an attempt that returns `Ok(None)` when its commit lost a race) until its
+/// commit wins, at most [`MAX_ATTEMPTS`] times. A macro, not a function taking a closure, so
+/// the future stays `Send`.
+macro_rules! retrying {
+    ($($attempt:tt)*) => {{
+        let mut attempts = 1;
+        loop {
+            let result: Result<Option<_>, BankError> = async { $($attempt)* }.await;
+            match result {
+                Ok(Some(done)) => break Ok(done),
+                Ok(None) if attempts < MAX_ATTEMPTS => attempts += 1,
+                Ok(None) => break Err(BankError::Contention(MAX_ATTEMPTS)),
+                Err(error) => break Err(error),
+            }
+        }
+    }};
+}
+use retrying;
+
 /// The largest amount one operation may move, in units of its currency.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 /// A commit that loses a race is decided again at most this many times.
@@ -414,13 +433,4 @@ impl Bank {
         }
     }
 
-    /// Runs `attempt` until its commit wins, at most [`MAX_ATTEMPTS`] times.
-    async fn retrying<T>(&self, attempt: impl AsyncFn() -> Result<Option<T>, BankError>) -> Result<T, BankError> {
-        for _ in 1..MAX_ATTEMPTS {
-            if let Some(done) = attempt().await? {
-                return Ok(done);
-            }
-        }
-        attempt().await?.ok_or(BankError::Contention(MAX_ATTEMPTS))
-    }
 }

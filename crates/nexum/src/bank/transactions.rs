@@ -5,7 +5,7 @@
 use eventbus::Money;
 use rust_decimal::Decimal;
 
-use super::{Bank, BankError, Ctx, Linked, Loaded, MAX_AMOUNT, Work};
+use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Linked, Loaded, MAX_AMOUNT, Work};
 use crate::domain::{
     Account, AccountStatus, FailureReason, REPORTING_THRESHOLD, STRUCTURING_COUNT, STRUCTURING_WINDOW_HOURS,
     TransactionType,
@@ -116,7 +116,7 @@ impl Bank {
         reference: Option<String>,
     ) -> Result<TransactionReceipt, BankError> {
         let amount = positive(amount)?;
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "deposit");
             let mut account = self.account_for(&mut work, account_id).await?;
             transactional(&account)?;
@@ -137,7 +137,6 @@ impl Bank {
                 receipt
             }))
         })
-        .await
     }
 
     pub async fn withdraw(
@@ -149,7 +148,7 @@ impl Bank {
         reference: Option<String>,
     ) -> Result<TransactionReceipt, BankError> {
         let amount = positive(amount)?;
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "withdraw");
             let mut account = self.account_for(&mut work, account_id).await?;
             transactional(&account)?;
@@ -170,7 +169,6 @@ impl Bank {
                 receipt
             }))
         })
-        .await
     }
 
     pub async fn transfer(
@@ -186,7 +184,7 @@ impl Bank {
         if from == to {
             return Err(BankError::invalid("to_account_id", "a transfer needs two different accounts"));
         }
-        self.retrying(async || {
+        retrying!({
             let mut work = Work::new(ctx, "transfer");
             let mut source = self.account_for(&mut work, from).await?;
             let mut target = self.account_for(&mut work, to).await?;
@@ -210,7 +208,6 @@ impl Bank {
                 receipt
             }))
         })
-        .await
     }
 
     /// Records a movement as created, then as posted or failed, and raises compliance alerts.
