@@ -49,6 +49,7 @@ pub enum DecodeError {
 /// One leg of a journal entry. Positive amounts are credits and negative amounts debits, seen
 /// from the account: a deposit credits the customer's account and debits the bank's cash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Posting {
     pub account_id: AccountId,
     pub amount: Decimal,
@@ -492,12 +493,13 @@ impl NexumEvent {
     pub fn from_schema(event: &EventSchema) -> Result<Self, DecodeError> {
         let event_type = event.event_type.as_str();
         let info = EventTypeInfo::of(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
-        let major = major_version(event.version())
-            .filter(|major| (1..=info.major).contains(major))
-            .ok_or_else(|| DecodeError::UnknownVersion {
-                event_type: event_type.to_owned(),
-                version: event.version().to_owned(),
-                known: info.major,
+        let major =
+            major_version(event.version()).filter(|major| (1..=info.major).contains(major)).ok_or_else(|| {
+                DecodeError::UnknownVersion {
+                    event_type: event_type.to_owned(),
+                    version: event.version().to_owned(),
+                    known: info.major,
+                }
             })?;
         let data = upcast(event_type, major, Value::Object(event.data.clone()));
         Payload::check_entity(event_type, &event.entity_id)?;
@@ -596,7 +598,8 @@ mod tests {
 
     #[test]
     fn every_catalog_event_topic_is_produced_by_some_event_type() {
-        for topic in Topic::ALL.iter().filter(|t| t.as_str().starts_with("nexum.") && !t.as_str().contains(".commands."))
+        for topic in
+            Topic::ALL.iter().filter(|t| t.as_str().starts_with("nexum.") && !t.as_str().contains(".commands."))
         {
             assert!(EVENT_TYPES.iter().any(|info| info.topic == *topic), "{topic} has no event type");
         }
