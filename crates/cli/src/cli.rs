@@ -89,6 +89,9 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// List, show and check the JSON Schemas of the Nexum events.
+    #[command(subcommand)]
+    Schemas(Schemas),
     /// Measure throughput and latency of the local backends.
     Bench {
         /// Events per throughput run.
@@ -218,4 +221,29 @@ pub enum Topics {
     },
     /// Each partition's earliest and latest offset.
     Describe { topic: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Schemas {
+    /// Every Nexum event type with its schema versions and topic.
+    List,
+    /// Print the JSON Schema of an event type.
+    #[command(disable_version_flag = true)]
+    Show {
+        /// e.g. transaction_posted; `eventbus schemas list` shows them all.
+        event_type: String,
+        /// Major version [default: the current one].
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Check events against their schemas.
+    ///
+    /// Prints each invalid event with its line and what is wrong, then "N valid, M invalid";
+    /// exits 1 if any event is invalid.
+    Validate {
+        /// One JSON event, pretty-printed or not, or JSON lines with one event per line; `-` reads
+        /// stdin.
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+    },
 }

@@ -102,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(command) => commands::topics::run(&config, command).await,
         Command::Groups(command) => commands::groups::run(&config, command).await,
         Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
+        Command::Schemas(command) => commands::schemas::run(command),
         Command::Bench { events, latency_secs, latency_rate, only } => {
             commands::bench::run(&config, events, latency_secs, latency_rate, only).await
         }

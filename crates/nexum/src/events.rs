@@ -49,6 +49,7 @@ pub enum DecodeError {
 /// One leg of a journal entry. Positive amounts are credits and negative amounts debits, seen
 /// from the account: a deposit credits the customer's account and debits the bank's cash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Posting {
     pub account_id: AccountId,
     pub amount: Decimal,

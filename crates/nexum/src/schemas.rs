@@ -239,6 +239,12 @@ fn describe(error: &ValidationError<'_>) -> String {
     format!("{at}: {}", error.masked_with(shown))
 }
 
+/// Validates `event` against the schema of its type and major version, from the registry of
+/// the schemas built into this crate.
+pub fn validate(event: &EventSchema) -> Result<(), SchemaError> {
+    SchemaRegistry::global().validate(event)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,9 +313,4 @@ mod tests {
             assert_eq!(registry.validate_json(&document), Err(SchemaError::NotAnEvent(reason)));
         }
     }
-}
-
-/// Validates `event` against the schema of its type and major version.
-pub fn validate(event: &EventSchema) -> Result<(), SchemaError> {
-    SchemaRegistry::global().validate(event)
 }

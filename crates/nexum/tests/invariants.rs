@@ -57,8 +57,12 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         // Refusals (a transfer to the same account, freezing a frozen account) are fine here:
         // the invariants must hold whatever happens.
         let _ = match op {
-            Op::Deposit { account, cents } => f.bank.deposit(&ctx, &ids[account], amount(cents), None, None).await.map(drop),
-            Op::Withdraw { account, cents } => f.bank.withdraw(&ctx, &ids[account], amount(cents), None, None).await.map(drop),
+            Op::Deposit { account, cents } => {
+                f.bank.deposit(&ctx, &ids[account], amount(cents), None, None).await.map(drop)
+            }
+            Op::Withdraw { account, cents } => {
+                f.bank.withdraw(&ctx, &ids[account], amount(cents), None, None).await.map(drop)
+            }
             Op::Transfer { from, to, cents } => {
                 f.bank.transfer(&ctx, &ids[from], &ids[to], amount(cents), None, None).await.map(drop)
             }
@@ -90,7 +94,12 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let live = f.bank.account(id).await.unwrap().unwrap();
         let folded = rebuilt.account(id).await.unwrap().unwrap();
         prop_assert_eq!(&folded, &live, "rebuilding {} from its stream gives another state", id);
-        prop_assert_eq!(live.balance, journal.get(id).copied().unwrap_or_default(), "balance of {} is not its journal", id);
+        prop_assert_eq!(
+            live.balance,
+            journal.get(id).copied().unwrap_or_default(),
+            "balance of {} is not its journal",
+            id
+        );
         prop_assert!(live.balance >= -live.overdraft_limit, "{} is below its overdraft: {}", id, live.balance);
     }
     for customer in [&rich.id, &pending.id] {

@@ -90,30 +90,37 @@ fn progress(total: u64, label: &str) -> ProgressBar {
 async fn deposits(store_name: &'static str, store: Arc<dyn EventStore>, options: &Options) -> anyhow::Result<Row> {
     let bus = Arc::new(MemoryBus::memory_bounded(LocalConfig::default(), 10_000).await?);
     bus.start().await?;
-    let system = nexum::hooks::create_with(bus.clone(), store.clone(), RelayConfig { batch: 5000, ..RelayConfig::default() });
+    let system =
+        nexum::hooks::create_with(bus.clone(), store.clone(), RelayConfig { batch: 5000, ..RelayConfig::default() });
     let bank = Arc::clone(system.bank());
     let ctx = Ctx::now().by_user("bench");
     let setup = progress(ACCOUNTS as u64, &format!("opening accounts ({store_name})"));
     let mut accounts = Vec::with_capacity(ACCOUNTS);
     for n in 0..ACCOUNTS {
         let customer = bank
-            .create_customer(&ctx, NewCustomer {
-                first_name: "Bench".into(),
-                last_name: format!("Customer {n}"),
-                email: format!("bench{n}@example.com"),
-                ..Default::default()
-            })
+            .create_customer(
+                &ctx,
+                NewCustomer {
+                    first_name: "Bench".into(),
+                    last_name: format!("Customer {n}"),
+                    email: format!("bench{n}@example.com"),
+                    ..Default::default()
+                },
+            )
             .await?;
         bank.change_kyc(&ctx, &customer.id, KycStatus::Verified, KycTier::Tier3).await?;
         let account = bank
-            .open_account(&ctx, NewAccount {
-                id: None,
-                customer_id: customer.id,
-                account_type: AccountType::Checking,
-                currency: "USD".parse()?,
-                name: None,
-                overdraft_limit: None,
-            })
+            .open_account(
+                &ctx,
+                NewAccount {
+                    id: None,
+                    customer_id: customer.id,
+                    account_type: AccountType::Checking,
+                    currency: "USD".parse()?,
+                    name: None,
+                    overdraft_limit: None,
+                },
+            )
             .await?;
         accounts.push(account.id);
         setup.inc(1);
@@ -203,7 +210,10 @@ async fn replay(path: &Path, events: u64) -> anyhow::Result<Row> {
             };
             let event = NexumEvent::new(&id, Payload::TransactionPosted(posted));
             let schema = event.to_schema(EventId::new(), at, &Causation::default());
-            commit.push(NewEvent::new(StreamId::of("transaction", &id), event.topic().name(), schema).linked_to(StreamId::of("account", &account)));
+            commit.push(
+                NewEvent::new(StreamId::of("transaction", &id), event.topic().name(), schema)
+                    .linked_to(StreamId::of("account", &account)),
+            );
         }
         loaded += commit.events.len() as u64;
         bar.inc(commit.events.len() as u64);

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod produce;
 pub mod publish;
 pub mod replay;
+pub mod schemas;
 pub mod tail;
 pub mod topics;
 

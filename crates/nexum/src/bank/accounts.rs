@@ -3,7 +3,7 @@
 use eventbus::{Currency, Money};
 use rust_decimal::Decimal;
 
-use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Loaded, Work};
+use super::{Bank, BankError, Ctx, Loaded, MAX_ATTEMPTS, Work, retrying};
 use crate::domain::{Account, AccountChange, AccountStatus, AccountType};
 use crate::events::{AccountCreated, AccountUpdated, NexumEvent, Payload};
 use crate::ids::{AccountId, CustomerId};

@@ -5,7 +5,7 @@ use eventbus::Money;
 use rust_decimal::Decimal;
 
 use super::transactions::{Movement, TransactionReceipt, positive};
-use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Work};
+use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, Work, retrying};
 use crate::domain::{AccountType, TransactionType};
 use crate::events::{CreditPaymentReceived, CreditStatementGenerated, NexumEvent, Payload};
 use crate::ids::{AccountId, StatementId};

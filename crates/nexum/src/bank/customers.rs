@@ -1,6 +1,6 @@
 //! Customers: creation, updates and KYC changes.
 
-use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Work};
+use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, Work, retrying};
 use crate::domain::{Customer, KycStatus, KycTier};
 use crate::events::{CustomerDetails, KycStatusChanged, NexumEvent, Payload};
 use crate::ids::CustomerId;

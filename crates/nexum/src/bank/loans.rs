@@ -5,7 +5,7 @@ use eventbus::Money;
 use rust_decimal::Decimal;
 
 use super::transactions::{Movement, TransactionReceipt, TransactionStatus, positive};
-use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Loaded, Work};
+use super::{Bank, BankError, Ctx, Loaded, MAX_ATTEMPTS, Work, retrying};
 use crate::domain::{
     Account, AccountStatus, AccountType, CaseReason, CollectionCase, KycStatus, Loan, LoanStatus, PaymentFrequency,
     TransactionType, amortisation_schedule,

@@ -432,5 +432,4 @@ impl Bank {
             Err(error) => Err(error.into()),
         }
     }
-
 }

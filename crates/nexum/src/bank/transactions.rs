@@ -5,7 +5,7 @@
 use eventbus::Money;
 use rust_decimal::Decimal;
 
-use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, retrying, Linked, Loaded, MAX_AMOUNT, Work};
+use super::{Bank, BankError, Ctx, Linked, Loaded, MAX_AMOUNT, MAX_ATTEMPTS, Work, retrying};
 use crate::domain::{
     Account, AccountStatus, FailureReason, REPORTING_THRESHOLD, STRUCTURING_COUNT, STRUCTURING_WINDOW_HOURS,
     TransactionType,
