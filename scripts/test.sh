@@ -6,6 +6,9 @@
 #   time; the binary in ~/.cargo/bin is reused after that), on a free 127.0.0.1 port;
 # - the C toolchain pieces librdkafka builds with (make, perl, libssl-dev) from Debian, if absent;
 # - the Python clients confluent-kafka and kafka-python from PyPI, for the interop tests.
+# PostgreSQL (127.0.0.1:5432, trust auth, database `test`) runs on the machine for the event-store
+# tests; it is started with `service postgresql start` if it is down. Each test uses its own
+# schema and drops it. NEXUM_TEST_POSTGRES overrides the libpq connection string.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +35,15 @@ fi
 if ! python3 -c "import confluent_kafka, kafka" 2>/dev/null; then
   echo "==> pip install confluent-kafka kafka-python (interop tests)"
   python3 -m pip install -q confluent-kafka kafka-python
+fi
+
+export NEXUM_TEST_POSTGRES="${NEXUM_TEST_POSTGRES:-host=127.0.0.1 port=5432 user=postgres dbname=test}"
+postgres_up() { (echo >/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if ! postgres_up; then
+  echo "==> PostgreSQL is down; service postgresql start"
+  service postgresql start || true
+  for _ in $(seq 1 100); do postgres_up && break; sleep 0.1; done
+  postgres_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
