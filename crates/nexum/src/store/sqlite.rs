@@ -1,6 +1,10 @@
 //! The embedded event store: one SQLite file in WAL mode. A writer thread takes the commits
 //! that arrive together into one transaction (group commit), each inside its own savepoint, so a
 //! conflicting commit fails alone and the others share one disk sync.
+//!
+//! The outbox is the tail of the event log: the events after the relay's cursor. One writer
+//! assigns positions in commit order, so the tail has no gaps, and an event is in the outbox the
+//! moment its commit is. The relay's acknowledgement moves the cursor, through the same writer.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -12,6 +16,16 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic};
+
+/// A commit with the JSON of each of its events.
+type Encoded = (Commit, Vec<Vec<u8>>);
+
+/// What the writer thread does.
+enum Job {
+    Commit(Encoded, oneshot::Sender<Result<u64, StoreError>>),
+    /// Moves the relay's cursor to this position.
+    Ack(u64, oneshot::Sender<Result<u64, StoreError>>),
+}
 
 /// Commits the writer takes at most into one transaction.
 const MAX_GROUP: usize = 1024;
@@ -36,12 +50,12 @@ CREATE TABLE IF NOT EXISTS stream_events (
     position INTEGER NOT NULL,
     PRIMARY KEY (stream, version)
 ) WITHOUT ROWID;
--- `id` is set to the event's position: an `INTEGER PRIMARY KEY` left to SQLite starts again at 1
--- once the relay has acknowledged every entry, and outbox ids must keep increasing.
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
+-- The last position the relay has published.
+CREATE TABLE IF NOT EXISTS relay_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
     position INTEGER NOT NULL
 );
+INSERT OR IGNORE INTO relay_cursor (id, position) VALUES (1, 0);
 ";
 
 /// How hard SQLite pushes each commit to disk.
@@ -57,7 +71,7 @@ pub enum SqliteSync {
 
 /// The embedded event store.
 pub struct SqliteStore {
-    writer: mpsc::Sender<(Commit, oneshot::Sender<Result<u64, StoreError>>)>,
+    writer: mpsc::Sender<Job>,
     reader: Arc<Mutex<Connection>>,
 }
 
@@ -97,7 +111,7 @@ fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StoreErr
 
 fn write_loop(
     mut connection: Connection,
-    receiver: mpsc::Receiver<(Commit, oneshot::Sender<Result<u64, StoreError>>)>,
+    receiver: mpsc::Receiver<Job>,
 ) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
@@ -107,17 +121,18 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let (commits, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        match write_group(&mut connection, &commits) {
+        match write_group(&mut connection, &group) {
             Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
+                for (job, result) in group.into_iter().zip(results) {
+                    let (Job::Commit(_, reply) | Job::Ack(_, reply)) = job;
                     let _ = reply.send(result);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, commits = commits.len(), "Event store transaction failed");
+                tracing::error!(%error, jobs = group.len(), "Event store transaction failed");
                 let error = Arc::new(error);
-                for reply in replies {
+                for job in group {
+                    let (Job::Commit(_, reply) | Job::Ack(_, reply)) = job;
                     let _ = reply.send(Err(StoreError::Transaction(Arc::clone(&error))));
                 }
             }
@@ -129,11 +144,21 @@ fn write_loop(
 /// transaction itself failed and nothing was written.
 fn write_group(
     connection: &mut Connection,
-    commits: &[Commit],
+    jobs: &[Job],
 ) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
     let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut results = Vec::with_capacity(commits.len());
-    for commit in commits {
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let commit = match job {
+            Job::Commit(commit, _) => commit,
+            Job::Ack(position, _) => {
+                transaction
+                    .prepare_cached("UPDATE relay_cursor SET position = max(position, ?1) WHERE id = 1")?
+                    .execute([to_integer(*position)])?;
+                results.push(Ok(*position));
+                continue;
+            }
+        };
         // A savepoint dropped without commit rolls back: a failed commit leaves nothing.
         let savepoint = transaction.savepoint()?;
         let result = write_commit(&savepoint, commit);
@@ -146,7 +171,7 @@ fn write_group(
     Ok(results)
 }
 
-fn write_commit(tx: &Connection, commit: &Commit) -> Result<u64, StoreError> {
+fn write_commit(tx: &Connection, (commit, payloads): &Encoded) -> Result<u64, StoreError> {
     let mut version_of = tx.prepare_cached("SELECT version FROM streams WHERE stream = ?1")?;
     let mut current = |stream: &StreamId| -> Result<u64, StoreError> {
         Ok(version_of.query_row([stream.as_str()], |row| row.get::<_, i64>(0)).optional()?.unwrap_or(0) as u64)
@@ -165,15 +190,13 @@ fn write_commit(tx: &Connection, commit: &Commit) -> Result<u64, StoreError> {
          ON CONFLICT (stream) DO UPDATE SET version = version + 1 RETURNING version",
     )?;
     let mut link = tx.prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?;
-    let mut outbox = tx.prepare_cached("INSERT INTO outbox (id, position) VALUES (?1, ?1)")?;
     let mut last = 0;
-    for new in &commit.events {
+    for (new, payload) in commit.events.iter().zip(payloads) {
         let event_id = new.event_id()?;
         let versions = new
             .streams()
             .map(|stream| bump.query_row([stream.as_str()], |row| row.get::<_, i64>(0)))
             .collect::<Result<Vec<_>, _>>()?;
-        let payload = new.event.to_json();
         let inserted = insert_event.execute(params![
             event_id.as_str(),
             new.stream.as_str(),
@@ -192,7 +215,6 @@ fn write_commit(tx: &Connection, commit: &Commit) -> Result<u64, StoreError> {
         for (stream, version) in new.streams().zip(&versions) {
             link.execute(params![stream.as_str(), version, position])?;
         }
-        outbox.execute([position])?;
         last = position as u64;
     }
     Ok(last)
@@ -224,7 +246,9 @@ fn to_recorded(
 impl EventStore for SqliteStore {
     async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
         let (reply, result) = oneshot::channel();
-        self.writer.send((commit, reply)).map_err(|_| StoreError::Closed)?;
+        // Encoding happens here, on the caller's thread: the one writer thread only writes.
+        let payloads = commit.events.iter().map(|e| e.event.to_json()).collect();
+        self.writer.send(Job::Commit((commit, payloads), reply)).map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -269,25 +293,20 @@ impl EventStore for SqliteStore {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.read_with(move |connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT o.id, e.position, e.topic, e.key, e.payload FROM outbox o
-                 JOIN events e ON e.position = o.position ORDER BY o.id LIMIT ?1",
+                "SELECT position, topic, key, payload FROM events
+                 WHERE position > (SELECT position FROM relay_cursor WHERE id = 1) ORDER BY position LIMIT ?1",
             )?;
             let rows = statement.query_map([to_integer(limit)], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get(3)?,
-                    row.get::<_, Vec<u8>>(4)?,
-                ))
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get(2)?, row.get::<_, Vec<u8>>(3)?))
             })?;
             rows.map(|row| {
-                let (id, position, topic, key, payload) = row?;
+                let (position, topic, key, payload) = row?;
+                let position = position as u64;
                 Ok(OutboxEntry {
-                    id: id as u64,
-                    topic: decode_topic(position as u64, &topic)?,
+                    id: position,
+                    topic: decode_topic(position, &topic)?,
                     key,
-                    event: decode_event(position as u64, &payload)?,
+                    event: decode_event(position, &payload)?,
                 })
             })
             .collect()
@@ -296,18 +315,19 @@ impl EventStore for SqliteStore {
     }
 
     async fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
-        // Deleting goes through its own connection: the writer thread keeps commits fast, and
-        // SQLite serialises the two writers with its lock.
-        self.read_with(move |connection| {
-            connection.prepare_cached("DELETE FROM outbox WHERE id <= ?1")?.execute([to_integer(id)])?;
-            Ok(())
-        })
-        .await
+        let (reply, result) = oneshot::channel();
+        self.writer.send(Job::Ack(id, reply)).map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?.map(drop)
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         self.read_with(|connection| {
-            Ok(connection.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))? as u64)
+            let pending = connection.query_row(
+                "SELECT count(*) FROM events WHERE position > (SELECT position FROM relay_cursor WHERE id = 1)",
+                [],
+                |row| row.get::<_, i64>(0),
+            )?;
+            Ok(pending as u64)
         })
         .await
     }
