@@ -224,12 +224,18 @@ async fn replay(path: &Path, events: u64) -> anyhow::Result<Row> {
     let bar = progress(events, "replaying into a projection");
     let started = Instant::now();
     let mut balances: HashMap<AccountId, Decimal> = HashMap::new();
-    let mut position = 1;
     let mut replayed = 0u64;
+    // The next page is read (and parsed, on the store's thread) while this one is applied.
+    let store = Arc::new(store);
+    let read = |position: u64| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.read_all(position, REPLAY_PAGE).await })
+    };
+    let mut next = read(1);
     loop {
-        let page = store.read_all(position, REPLAY_PAGE).await?;
+        let page = next.await??;
         let Some(last) = page.last() else { break };
-        position = last.position + 1;
+        next = read(last.position + 1);
         for recorded in &page {
             let event = NexumEvent::from_schema(&recorded.event)?;
             if let Payload::TransactionPosted(posted) = event.payload {
