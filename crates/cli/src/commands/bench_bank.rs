@@ -127,7 +127,6 @@ async fn deposits(store_name: &'static str, store: Arc<dyn EventStore>, options:
     }
     setup.finish_and_clear();
     system.flush().await?;
-    let published_before = bus.status().await?.total_events;
 
     let bar = progress(options.deposits, &format!("deposits ({store_name})"));
     let accounts = Arc::new(accounts);
@@ -160,10 +159,9 @@ async fn deposits(store_name: &'static str, store: Arc<dyn EventStore>, options:
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     anyhow::ensure!(store.outbox_len().await? == 0, "the relay did not publish everything within 600 s");
-    let published = bus.status().await?.total_events - published_before;
     system.shutdown().await;
     eprintln!(
-        "{store_name}: {} deposits committed in {:.2} s, published ({published} events incl. retention-trimmed) in {:.2} s",
+        "{store_name}: {} deposits committed in {:.2} s, and published in {:.2} s",
         options.deposits,
         committed.as_secs_f64(),
         elapsed.as_secs_f64()
