@@ -353,7 +353,7 @@ async fn raw_kafka(config: &Config, events: u64) -> anyhow::Result<Row> {
     })
 }
 
-fn progress(total: u64, label: &str) -> ProgressBar {
+pub(crate) fn progress(total: u64, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     let style = ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} {per_sec}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventbus::{EventBus, EventId, LocalConfig, MemoryBus, Money};
-use indicatif::{ProgressBar, ProgressStyle};
 use nexum::bank::{NewAccount, NewCustomer};
 use nexum::domain::{AccountType, KycStatus, KycTier, TransactionType};
 use nexum::events::{NexumEvent, Payload, Posting, TransactionPosted};
@@ -17,6 +16,8 @@ use nexum::ids::{AccountId, JournalEntryId, TransactionId};
 use nexum::store::{Commit, EventStore, NewEvent, PostgresStore, SqliteStore, SqliteSync, StreamId};
 use nexum::{Causation, Ctx, RelayConfig};
 use rust_decimal::Decimal;
+
+use super::bench::progress;
 
 /// Accounts the deposits spread over.
 const ACCOUNTS: usize = 1000;
@@ -73,16 +74,6 @@ struct Row {
     operations: u64,
     per_sec: f64,
     seconds: f64,
-}
-
-fn progress(total: u64, label: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} {per_sec}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(label.to_owned());
-    bar
 }
 
 /// Deposits from `concurrency` tasks over [`ACCOUNTS`] accounts, through the bank and its

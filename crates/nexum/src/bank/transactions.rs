@@ -107,6 +107,7 @@ impl Movement<'_> {
 }
 
 impl Bank {
+    /// Money in from outside the bank (cash, an external transfer).
     pub async fn deposit(
         &self,
         ctx: &Ctx,
@@ -115,30 +116,10 @@ impl Bank {
         description: Option<String>,
         reference: Option<String>,
     ) -> Result<TransactionReceipt, BankError> {
-        let amount = positive(amount)?;
-        retrying!({
-            let mut work = Work::new(ctx, "deposit");
-            let mut account = self.account_for(&mut work, account_id).await?;
-            transactional(&account)?;
-            let owner = self.customer_for(&mut work, &account.state.customer_id).await?;
-            let movement = Movement {
-                kind: TransactionType::Deposit,
-                amount,
-                from: None,
-                to: Some(&mut account),
-                postings: None,
-                kyc_limit: Some(owner.state.kyc_status().transaction_limit(owner.state.kyc_tier())),
-                description: description.clone(),
-                reference: reference.clone(),
-            };
-            let receipt = self.post(&mut work, movement)?;
-            Ok(self.commit(work).await?.then(|| {
-                self.accounts.put(account);
-                receipt
-            }))
-        })
+        self.cash_movement(ctx, TransactionType::Deposit, account_id, amount, description, reference).await
     }
 
+    /// Money out of the bank.
     pub async fn withdraw(
         &self,
         ctx: &Ctx,
@@ -147,19 +128,36 @@ impl Bank {
         description: Option<String>,
         reference: Option<String>,
     ) -> Result<TransactionReceipt, BankError> {
+        self.cash_movement(ctx, TransactionType::Withdrawal, account_id, amount, description, reference).await
+    }
+
+    /// A deposit or withdrawal: one account against the bank's cash.
+    async fn cash_movement(
+        &self,
+        ctx: &Ctx,
+        kind: TransactionType,
+        account_id: &AccountId,
+        amount: Money,
+        description: Option<String>,
+        reference: Option<String>,
+    ) -> Result<TransactionReceipt, BankError> {
         let amount = positive(amount)?;
+        let command = if kind == TransactionType::Deposit { "deposit" } else { "withdraw" };
         retrying!({
-            let mut work = Work::new(ctx, "withdraw");
+            let mut work = Work::new(ctx, command);
             let mut account = self.account_for(&mut work, account_id).await?;
             transactional(&account)?;
             let owner = self.customer_for(&mut work, &account.state.customer_id).await?;
+            let kyc_limit = Some(owner.state.kyc_status().transaction_limit(owner.state.kyc_tier()));
+            let (from, to) =
+                if kind == TransactionType::Deposit { (None, Some(&mut account)) } else { (Some(&mut account), None) };
             let movement = Movement {
-                kind: TransactionType::Withdrawal,
+                kind,
                 amount,
-                from: Some(&mut account),
-                to: None,
+                from,
+                to,
                 postings: None,
-                kyc_limit: Some(owner.state.kyc_status().transaction_limit(owner.state.kyc_tier())),
+                kyc_limit,
                 description: description.clone(),
                 reference: reference.clone(),
             };
