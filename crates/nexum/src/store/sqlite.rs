@@ -109,10 +109,7 @@ fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StoreErr
     Ok(connection)
 }
 
-fn write_loop(
-    mut connection: Connection,
-    receiver: mpsc::Receiver<Job>,
-) {
+fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -142,10 +139,7 @@ fn write_loop(
 
 /// Writes each commit in its own savepoint of one transaction. The outer error means the
 /// transaction itself failed and nothing was written.
-fn write_group(
-    connection: &mut Connection,
-    jobs: &[Job],
-) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
+fn write_group(connection: &mut Connection, jobs: &[Job]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
     let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
