@@ -239,3 +239,75 @@ async fn a_consumer_dead_letters_an_event_of_an_unknown_major_version_with_the_r
     assert_eq!(data["attempts"], 1);
     assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn every_on_method_of_the_seeds_publisher_sends_its_event_to_its_topic() {
+    use nexum::Payload as P;
+    use nexum::events::NexumEvent;
+
+    // Given real domain objects and events from a bank that did everything once,
+    let f = bank();
+    every_operation(&f.bank).await;
+    let events: Vec<NexumEvent> =
+        all_events(&*f.store).await.iter().map(|r| NexumEvent::from_schema(&r.event).unwrap()).collect();
+    let first = |pick: fn(&P) -> bool| events.iter().find(|e| pick(&e.payload)).unwrap().clone();
+    let customer_id: nexum::ids::CustomerId = first(|p| matches!(p, P::CustomerCreated(_))).entity_id.parse().unwrap();
+    let customer = f.bank.customer(&customer_id).await.unwrap().unwrap();
+    let account_id: nexum::ids::AccountId = first(|p| matches!(p, P::AccountCreated(_))).entity_id.parse().unwrap();
+    let account = f.bank.account(&account_id).await.unwrap().unwrap();
+    let loan_id: nexum::ids::LoanId = first(|p| matches!(p, P::LoanOriginated(_))).entity_id.parse().unwrap();
+    let loan = f.bank.loan(&loan_id).await.unwrap().unwrap();
+    let bus = started_bus().await;
+    let publisher = NexumEventPublisher::new(bus.clone());
+    let txn: nexum::ids::TransactionId = "txn_123".parse().unwrap();
+
+    // when each on_* method is called,
+    let mut sent = Vec::new();
+    for event in &events {
+        let id = &event.entity_id;
+        let schema = match &event.payload {
+            P::TransactionCreated(t) => publisher.on_transaction_created(&id.parse().unwrap(), t).await,
+            P::TransactionPosted(t) => publisher.on_transaction_posted(&id.parse().unwrap(), t).await,
+            P::TransactionFailed(t) => {
+                publisher.on_transaction_failed(&id.parse().unwrap(), t, "Insufficient funds").await
+            }
+            P::ComplianceAlertRaised(a) => publisher.on_compliance_alert(&id.parse().unwrap(), a).await,
+            P::SuspiciousActivityDetected(a) => publisher.on_suspicious_activity(&id.parse().unwrap(), a).await,
+            P::CollectionCaseCreated(c) => publisher.on_collection_case_created(&id.parse().unwrap(), c).await,
+            P::WorkflowCompleted(w) => publisher.on_workflow_completed(&id.parse().unwrap(), w).await,
+            P::AuditEventRecorded(a) => publisher.on_audit_event(&id.parse().unwrap(), a).await,
+            _ => continue,
+        };
+        sent.push(schema.unwrap());
+    }
+    let mut frozen = account.clone();
+    frozen.status = nexum::domain::AccountStatus::Frozen;
+    sent.extend([
+        publisher.on_account_created(&account).await.unwrap(),
+        publisher.on_account_updated(&account, &frozen, nexum::domain::AccountChange::Frozen).await.unwrap(),
+        publisher.on_customer_created(&customer).await.unwrap(),
+        publisher.on_customer_updated(&customer).await.unwrap(),
+        publisher
+            .on_customer_kyc_changed(&customer, nexum::domain::KycStatus::Pending, nexum::domain::KycTier::Tier1)
+            .await
+            .unwrap(),
+        publisher.on_loan_originated(&loan).await.unwrap(),
+        publisher.on_loan_disbursed(&loan, &txn).await.unwrap(),
+        publisher.on_loan_payment(&loan, "100.00".parse().unwrap(), "5.50".parse().unwrap(), &txn).await.unwrap(),
+    ]);
+
+    // then each event is on its catalog topic, keyed by its entity.
+    let mut kinds: Vec<&str> = sent.iter().map(|e| e.event_type.as_str()).collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds.len(), 16, "{kinds:?}");
+    for schema in &sent {
+        let topic = nexum::events::EventTypeInfo::of(schema.event_type.as_str()).unwrap().topic;
+        let on_topic = bus.get_events(Some(&topic.name()));
+        assert!(on_topic.iter().any(|(_, e)| e.event_id == schema.event_id), "{} not on {topic}", schema.event_type);
+    }
+    let failed = sent.iter().find(|e| e.event_type.as_str() == "transaction_failed").unwrap();
+    assert_eq!(failed.data["error_message"], "Insufficient funds");
+    let payment = sent.iter().find(|e| e.event_type.as_str() == "loan_payment_received").unwrap();
+    assert_eq!(payment.data["principal_portion"], "94.50");
+}
