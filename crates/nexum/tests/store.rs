@@ -115,6 +115,7 @@ scenarios!(
     given_concurrent_writers_on_distinct_streams_when_done_then_positions_are_gap_free_and_the_outbox_in_order,
     given_tricky_payloads_when_stored_then_they_read_back_byte_identical,
     given_commits_cancelled_midway_when_the_store_is_used_again_then_it_commits_gap_free,
+    given_commits_queued_together_when_committed_then_each_sees_those_before_it_and_a_failing_one_fails_alone,
 );
 
 fn topic() -> TopicName {
@@ -604,6 +605,157 @@ async fn given_commits_cancelled_midway_when_the_store_is_used_again_then_it_com
     assert_eq!(versions(&store.read(&s, 1).await.unwrap()), (1..=settled).collect::<Vec<_>>());
     assert_eq!(positions(&store.read_all(1, usize::MAX).await.unwrap()), (1..=settled).collect::<Vec<_>>());
     assert_eq!(store.outbox_len().await.unwrap(), settled);
+}
+
+/// A commit of one event to `stream`, checking that the stream is at `expected`.
+fn commit_of(stream: &StreamId, expected: ExpectedVersion, event: EventSchema) -> Commit {
+    let mut commit = Commit::default().expect(stream.clone(), expected);
+    commit.push(NewEvent::new(stream.clone(), topic(), event));
+    commit
+}
+
+async fn given_commits_queued_together_when_committed_then_each_sees_those_before_it_and_a_failing_one_fails_alone(
+    backend: &Backend,
+) {
+    let store = backend.open().await;
+    let (a, b) = (stream("account-a"), stream("account-b"));
+    let reused = event("b", 1);
+
+    // Issued at once, in this order (`join!` starts them in order), so a store that groups
+    // commits takes them into one group.
+    let (first, second, stale, b_first, b_reused, third) = tokio::join!(
+        store.commit(commit_of(&a, ExpectedVersion::NoStream, event("a", 1))),
+        store.commit(commit_of(&a, ExpectedVersion::Exact(1), event("a", 2))),
+        store.commit(commit_of(&a, ExpectedVersion::Exact(1), event("a", 99))),
+        store.commit(commit_of(&b, ExpectedVersion::NoStream, reused.clone())),
+        store.commit(commit_of(&b, ExpectedVersion::Any, reused.clone())),
+        store.commit(commit_of(&a, ExpectedVersion::Exact(2), event("a", 3))),
+    );
+
+    assert_eq!((first.unwrap(), second.unwrap(), b_first.unwrap(), third.unwrap()), (1, 2, 3, 4));
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { stream, expected: ExpectedVersion::Exact(1), actual: 2 }) if *stream == a),
+        "{stale:?}"
+    );
+    assert!(
+        matches!(&b_reused, Err(StoreError::DuplicateEvent(id)) if Some(id) == reused.event_id.as_ref()),
+        "{b_reused:?}"
+    );
+    let read = store.read(&a, 1).await.unwrap();
+    assert_eq!(versions(&read), [1, 2, 3]);
+    assert_eq!(read.iter().map(|e| e.event.data["n"].clone()).collect::<Vec<_>>(), [json!(1), json!(2), json!(3)]);
+    assert_eq!(versions(&store.read(&b, 1).await.unwrap()), [1]);
+    assert_eq!(positions(&store.read_all(1, usize::MAX).await.unwrap()), [1, 2, 3, 4]);
+    assert_eq!(store.outbox_pending(10).await.unwrap().iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+}
+
+/// A plain connection to the test server, beside the store's own.
+async fn raw_client(config: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await.expect("a test connection");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_given_a_commit_the_database_refuses_among_others_when_committed_then_it_fails_alone() {
+    let backend = Backend::postgres();
+    let Backend::Postgres { config, schema } = &backend else { unreachable!() };
+    let store = backend.open().await;
+    // Holding the events table stops the writer at its first insert, so the commits behind it
+    // queue up and go in one group.
+    let blocker = raw_client(config).await;
+    blocker.batch_execute(&format!("BEGIN; LOCK TABLE \"{schema}\".events IN EXCLUSIVE MODE")).await.unwrap();
+    let good = |name: &str| commit_of(&stream(&format!("account-{name}")), ExpectedVersion::NoStream, event(name, 1));
+    // PostgreSQL refuses a NUL character in `text`; nothing before the insert checks for it.
+    let mut refused = Commit::default();
+    refused.push(NewEvent { key: "nul\0key".into(), ..NewEvent::new(stream("account-r"), topic(), event("r", 1)) });
+
+    let (one, two, refused, three, four, ()) = tokio::join!(
+        store.commit(good("one")),
+        store.commit(good("two")),
+        store.commit(refused),
+        store.commit(good("three")),
+        store.commit(good("four")),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            blocker.batch_execute("COMMIT").await.unwrap();
+        },
+    );
+
+    assert!(matches!(refused, Err(StoreError::Postgres(_))), "{refused:?}");
+    assert_eq!((one.unwrap(), two.unwrap(), three.unwrap(), four.unwrap()), (1, 2, 3, 4));
+    assert_eq!(positions(&store.read_all(1, usize::MAX).await.unwrap()), [1, 2, 3, 4]);
+    assert_eq!(store.stream_version(&stream("account-r")).await.unwrap(), 0);
+    assert_eq!(store.outbox_len().await.unwrap(), 4);
+    backend.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_given_the_connections_broken_during_a_commit_when_used_again_then_the_store_reconnects_gap_free() {
+    let backend = Backend::postgres();
+    let Backend::Postgres { config, schema } = &backend else { unreachable!() };
+    let store = backend.open().await;
+    let s = stream("account-a");
+    store.append(&s, ExpectedVersion::NoStream, events("a", 1..=2)).await.unwrap();
+    let blocker = raw_client(config).await;
+    blocker.batch_execute(&format!("BEGIN; LOCK TABLE \"{schema}\".events IN EXCLUSIVE MODE")).await.unwrap();
+    let admin = raw_client(config).await;
+    let connections = format!("nexum {schema}");
+
+    // The writer waits for the table with the first commit, and maybe the others, when every
+    // connection of the store is terminated.
+    let ((first, second, third), ()) = tokio::join!(
+        async {
+            tokio::join!(
+                store.commit(commit_of(&s, ExpectedVersion::Any, event("a", 3))),
+                store.commit(commit_of(&s, ExpectedVersion::Any, event("a", 4))),
+                store.commit(commit_of(&s, ExpectedVersion::Any, event("a", 5))),
+            )
+        },
+        async {
+            let waiting =
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'";
+            while admin.query_one(waiting, &[&connections]).await.unwrap().get::<_, i64>(0) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1";
+            admin.execute(terminate, &[&connections]).await.unwrap();
+            blocker.batch_execute("COMMIT").await.unwrap();
+        },
+    );
+
+    assert!(matches!(first, Err(StoreError::Postgres(_))), "{first:?}");
+    let stored = [second, third]
+        .into_iter()
+        .filter_map(|result| match result {
+            Ok(position) => Some(position),
+            Err(StoreError::Postgres(_)) => None,
+            Err(error) => panic!("{error}"),
+        })
+        .count() as u64;
+    // A read or commit that meets a connection before the store has seen it break fails too.
+    let mut failures = 0;
+    let version = loop {
+        match store.append(&s, ExpectedVersion::Exact(2 + stored), events("a", 6..=6)).await {
+            Ok(version) => break version,
+            Err(StoreError::Postgres(_)) if failures < 20 => failures += 1,
+            Err(error) => panic!("after {failures} failures: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut all = store.read_all(1, usize::MAX).await;
+    for _ in 0..5 {
+        if all.is_ok() {
+            break;
+        }
+        all = store.read_all(1, usize::MAX).await;
+    }
+
+    eprintln!("{stored} of 3 commits stored after the break, then {failures} commits failed");
+    assert_eq!(version, 3 + stored);
+    assert_eq!(positions(&all.unwrap()), (1..=version).collect::<Vec<_>>());
+    assert_eq!(versions(&store.read(&s, 1).await.unwrap()), (1..=version).collect::<Vec<_>>());
+    backend.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
-//! The PostgreSQL event store: the tables of the SQLite store in one schema of a database, and a
-//! small pool of connections so that several commits and reads are in flight at once.
+//! The PostgreSQL event store: the tables of the SQLite store in one schema of a database. One
+//! writer task, with a connection of its own, stores the commits that arrive together in one
+//! transaction (group commit); reads use a small pool of other connections.
 //!
 //! # Why commits take a lock
 //!
@@ -7,33 +8,67 @@
 //! reader has already passed: the outbox relay and `read_all` readers remember where they are and
 //! never look back. A sequence does not give that: a transaction that draws position 7 and
 //! commits after the one that drew 8 lets a reader see 8 before 7 exists, and a rolled-back
-//! transaction leaves a hole. So every commit takes a transaction-level advisory lock, derived
-//! from the schema name, before it reads anything, and draws its positions from `max(position)`
-//! while holding it. PostgreSQL makes a commit visible before it releases the transaction's locks,
-//! so the next commit draws its positions after the previous one is visible to everyone: positions
-//! are gap-free and become visible in order. The price is that commits to one schema run one at a
-//! time on the server; the pool still overlaps their round trips and serves reads meanwhile.
+//! transaction leaves a hole. So every transaction that writes events takes a transaction-level
+//! advisory lock, derived from the schema name, before it reads anything, and draws its positions
+//! from `max(position)` while holding it. PostgreSQL makes a commit visible before it releases the
+//! transaction's locks, so the next transaction draws its positions after the previous one is
+//! visible to everyone: positions are gap-free and become visible in order, even with several
+//! processes writing to one schema.
 //!
-//! Each commit is two pipelined round trips under the lock (lock + reads, then every insert as
-//! `UNNEST` arrays) and the `COMMIT`.
+//! # Group commit
+//!
+//! Holding the lock, a transaction is the only writer of the schema, so one transaction per commit
+//! would store one commit per WAL flush. Instead the writer takes every commit waiting for it, up
+//! to [`MAX_GROUP`], into one transaction:
+//!
+//! 1. `BEGIN`, the lock, and under it the versions of every stream the group names, the last
+//!    position, and which of the group's event ids are stored already: one pipelined round trip.
+//! 2. In memory, each commit in arrival order is checked against that state and the commits
+//!    accepted before it, so the second of two commits to a stream sees the first's version. A
+//!    commit that fails its checks (`Conflict`, `DuplicateEvent`) is left out and fails alone.
+//!    The others get their positions and versions.
+//! 3. The accepted commits' rows, as one set of `UNNEST` inserts, and `COMMIT`: one more pipelined
+//!    round trip and one WAL flush for the whole group.
+//!
+//! A commit that fails its checks never reaches the database, so no commit needs a savepoint: a
+//! savepoint each would add a round trip per commit, and more than 64 subtransactions in one
+//! transaction overflow PostgreSQL's per-session cache of them, which slows every other session's
+//! snapshots while the transaction runs.
+//!
+//! If the transaction fails anyway (the database refused a row, or the connection broke), nothing
+//! of the group was written, and the writer stores the group's commits again one transaction
+//! each: a commit that the database refuses fails alone, and on a broken connection each commit
+//! gets its own error at once. The writer reconnects when the next commits arrive, waiting longer
+//! after each failed attempt. (A connection that breaks after `COMMIT` was sent leaves the outcome
+//! unknown, as with any database: the group may be stored, and a retried commit of it then fails
+//! with `DuplicateEvent`.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::error::SqlState;
+use eventbus::EventId;
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, IsolationLevel, NoTls, Row, Statement};
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::{Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic};
 
-/// Connections in the pool of one store.
+/// Connections in the read pool of one store. The writer has one more, of its own.
 const POOL_SIZE: usize = 4;
 
-/// The unique constraint on `events.event_id`, named so that its violation maps to
-/// [`StoreError::DuplicateEvent`].
-const EVENT_ID_CONSTRAINT: &str = "events_event_id_unique";
+/// Commits the writer takes at most into one transaction.
+const MAX_GROUP: usize = 1024;
+
+/// Commits that may wait for the writer; beyond that, callers wait for room.
+const QUEUE: usize = 4 * MAX_GROUP;
+
+/// The writer's wait after its first failed attempt to reconnect; it doubles after each further
+/// failure, up to [`RECONNECT_MAX`]. Commits fail at once while it waits.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// The tables, as in the SQLite store. `{s}` is the quoted schema name.
 ///
@@ -71,9 +106,10 @@ pub struct PostgresStore {
     config: Config,
     schema: String,
     sql: Sql,
-    lock_key: i64,
     slots: Vec<Mutex<Slot>>,
     next_slot: AtomicUsize,
+    /// Dropping the store drops this sender: the writer stores what is queued, then stops.
+    writer: mpsc::Sender<Job>,
 }
 
 impl PostgresStore {
@@ -81,10 +117,14 @@ impl PostgresStore {
     /// `host=127.0.0.1 port=5432 user=postgres dbname=nexum`) and opens the store in `schema`,
     /// creating the schema and its tables if they are missing. Several processes may do this at
     /// once. Connections are not encrypted: reach the server over a local socket or a trusted
-    /// network.
+    /// network. Without an `application_name` in `config`, the store's connections are named
+    /// `nexum <schema>` on the server.
     pub async fn connect(config: &str, schema: &str) -> Result<Self, StoreError> {
         validate_schema(schema)?;
-        let config: Config = config.parse()?;
+        let mut config: Config = config.parse()?;
+        if config.get_application_name().is_none() {
+            config.application_name(format!("nexum {schema}"));
+        }
         let sql = Sql::new(schema);
         let lock_key = lock_key(schema);
 
@@ -98,13 +138,23 @@ impl PostgresStore {
             transaction.batch_execute(&TABLES.replace("{s}", &quote(schema))).await?;
             transaction.commit().await?;
         }
-        let mut slots = Vec::with_capacity(POOL_SIZE);
         let statements = Statements::prepare(&client, &sql).await?;
-        slots.push(Mutex::new(Slot { client, statements }));
-        for _ in 1..POOL_SIZE {
+        let writer = Writer {
+            config: config.clone(),
+            sql: sql.clone(),
+            schema: schema.to_owned(),
+            lock_key,
+            connection: Slot { client, statements },
+            failures: 0,
+            retry_at: Instant::now(),
+        };
+        let mut slots = Vec::with_capacity(POOL_SIZE);
+        for _ in 0..POOL_SIZE {
             slots.push(Mutex::new(Slot::open(&config, &sql).await?));
         }
-        Ok(Self { config, schema: schema.to_owned(), sql, lock_key, slots, next_slot: AtomicUsize::new(0) })
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(writer.run(receiver));
+        Ok(Self { config, schema: schema.to_owned(), sql, slots, next_slot: AtomicUsize::new(0), writer: sender })
     }
 
     /// The schema the store lives in.
@@ -119,8 +169,8 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// A free connection, or the next one in turn when all are busy. A connection that has
-    /// broken is replaced, so the store recovers when the server comes back.
+    /// A free connection of the read pool, or the next one in turn when all are busy. A
+    /// connection that has broken is replaced, so the store recovers when the server comes back.
     async fn slot(&self) -> Result<MutexGuard<'_, Slot>, StoreError> {
         let start = self.next_slot.fetch_add(1, Ordering::Relaxed);
         let n = self.slots.len();
@@ -135,153 +185,234 @@ impl PostgresStore {
         }
         Ok(slot)
     }
+}
 
-    async fn write(&self, commit: &Commit) -> Result<u64, StoreError> {
-        let event_ids = commit.events.iter().map(|new| new.event_id()).collect::<Result<Vec<_>, _>>()?;
-        let mut seen = HashSet::with_capacity(event_ids.len());
-        // The index cannot name an id that is twice in the commit itself, so find it here.
-        let repeated = event_ids.iter().find(|id| !seen.insert(**id));
-        let event_ids: Vec<&str> = event_ids.iter().map(|id| id.as_str()).collect();
-        let mut streams: Vec<&str> = commit.expected.iter().map(|(stream, _)| stream.as_str()).collect();
-        streams.extend(commit.events.iter().flat_map(|new| new.streams().map(StreamId::as_str)));
-        streams.sort_unstable();
-        streams.dedup();
+/// A commit on its way to the writer, with what the caller's task could work out for it.
+struct Job {
+    commit: Commit,
+    /// The id of each event, in order.
+    event_ids: Vec<EventId>,
+    /// The JSON of each event, in order.
+    payloads: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+}
 
-        let mut guard = self.slot().await?;
-        let Slot { client, statements } = &mut *guard;
-        // READ COMMITTED whatever the server's default: each statement below takes its snapshot
-        // after the lock is held, so it sees every commit before this one.
-        let transaction = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await?;
-        // Pipelined: the reads are sent with the lock request and run once it is granted. They
-        // must stay separate statements: a statement's snapshot is taken when it starts.
-        // (A statement is sent when its future is first polled; `join!` polls in order.)
-        let (locked, versions, last) = tokio::join!(
-            async { transaction.execute(&statements.lock, &[&self.lock_key]).await },
-            async { transaction.query(&statements.versions, &[&streams]).await },
-            async { transaction.query_one(&statements.last_position, &[]).await },
-        );
-        locked?;
-        let mut versions: HashMap<String, i64> =
-            versions?.iter().map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1))).collect();
-        let last: i64 = last?.get(0);
+impl Job {
+    /// The streams whose versions the commit checks or bumps.
+    fn streams(&self) -> impl Iterator<Item = &str> {
+        let expected = self.commit.expected.iter().map(|(stream, _)| stream.as_str());
+        expected.chain(self.commit.events.iter().flat_map(|new| new.streams().map(StreamId::as_str)))
+    }
 
-        // Returning early drops the transaction, which sends its ROLLBACK before anything else
-        // that this connection is asked for.
-        for (stream, expected) in &commit.expected {
+    /// Checks the commit against the streams' `versions` and the event ids `taken` before it:
+    /// versions first, as the SQLite store does.
+    fn check(&self, versions: &HashMap<&str, i64>, taken: &HashSet<&str>) -> Result<(), StoreError> {
+        for (stream, expected) in &self.commit.expected {
             let actual = versions.get(stream.as_str()).copied().unwrap_or(0) as u64;
             if !expected.matches(actual) {
                 return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
             }
         }
-        if let Some(id) = repeated {
-            return Err(StoreError::DuplicateEvent((*id).clone()));
+        let mut own = HashSet::with_capacity(self.event_ids.len());
+        match self.event_ids.iter().find(|id| taken.contains(id.as_str()) || !own.insert(id.as_str())) {
+            Some(id) => Err(StoreError::DuplicateEvent(id.clone())),
+            None => Ok(()),
         }
-        if commit.events.is_empty() {
-            return Ok(0);
-        }
-
-        let rows = Rows::build(commit, last, &mut versions);
-        let (events, links, bumps, outbox) = tokio::join!(
-            async {
-                let params: [&(dyn ToSql + Sync); 7] = [
-                    &rows.positions,
-                    &event_ids,
-                    &rows.streams,
-                    &rows.versions,
-                    &rows.topics,
-                    &rows.keys,
-                    &rows.payloads,
-                ];
-                transaction.execute(&statements.insert_events, &params).await
-            },
-            async {
-                let params: [&(dyn ToSql + Sync); 3] = [&rows.link_streams, &rows.link_versions, &rows.link_positions];
-                transaction.execute(&statements.insert_links, &params).await
-            },
-            async {
-                transaction.execute(&statements.upsert_streams, &[&rows.bumped_streams, &rows.bumped_versions]).await
-            },
-            async { transaction.execute(&statements.insert_outbox, &[&rows.positions]).await },
-        );
-        // The first failure is the cause; the statements after it fail because the transaction
-        // is aborted.
-        if let Err(error) = events {
-            if error.code() == Some(&SqlState::UNIQUE_VIOLATION)
-                && error.as_db_error().and_then(|e| e.constraint()) == Some(EVENT_ID_CONSTRAINT)
-            {
-                drop(transaction);
-                return Err(duplicate_of(client, statements, &event_ids).await?.unwrap_or(StoreError::Postgres(error)));
-            }
-            return Err(error.into());
-        }
-        links?;
-        bumps?;
-        outbox?;
-        transaction.commit().await?;
-        Ok(*rows.positions.last().expect("a commit with events has positions") as u64)
     }
 }
 
-/// Which of `event_ids` is stored already. Commits are serialised and events never deleted, so
-/// the event that made the insert fail is still there.
-async fn duplicate_of(
-    client: &Client,
-    statements: &Statements,
-    event_ids: &[&str],
-) -> Result<Option<StoreError>, StoreError> {
-    let row = client.query_opt(&statements.find_event, &[&event_ids]).await?;
-    Ok(row.map(|row| {
-        let event_id: String = row.get(0);
-        StoreError::DuplicateEvent(event_id.parse().expect("stored event ids are not empty"))
-    }))
+/// The task that stores every commit, over a connection of its own.
+struct Writer {
+    config: Config,
+    sql: Sql,
+    schema: String,
+    lock_key: i64,
+    connection: Slot,
+    /// Failed attempts to reconnect since the connection broke.
+    failures: u32,
+    /// When the next attempt to reconnect may be made.
+    retry_at: Instant,
 }
 
-/// The columns of one commit's inserts, as arrays for `UNNEST`.
+impl Writer {
+    /// Stores groups of the commits that `jobs` brings until every sender is gone.
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+            self.reconnect_if_broken().await;
+            let results = match self.write_group(&group).await {
+                Ok(results) => results,
+                Err(error) if group.len() == 1 => vec![Err(error.into())],
+                Err(error) => {
+                    if !self.connection.client.is_closed() {
+                        let commits = group.len();
+                        tracing::warn!(%error, commits, "Group commit failed; storing its commits one by one");
+                    }
+                    let mut results = Vec::with_capacity(group.len());
+                    for job in &group {
+                        let result = self.write_group(std::slice::from_ref(job)).await;
+                        results.push(result.map_err(StoreError::from).and_then(|mut alone| alone.remove(0)));
+                    }
+                    results
+                }
+            };
+            for (job, result) in group.drain(..).zip(results) {
+                // The caller may have stopped waiting; its commit is stored all the same.
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+
+    /// Replaces a broken connection, unless an attempt failed a short while ago.
+    async fn reconnect_if_broken(&mut self) {
+        if !self.connection.client.is_closed() || Instant::now() < self.retry_at {
+            return;
+        }
+        match Slot::open(&self.config, &self.sql).await {
+            Ok(connection) => {
+                let (schema, failures) = (&self.schema, self.failures);
+                tracing::info!(%schema, failures, "Event store writer reconnected to PostgreSQL");
+                self.connection = connection;
+                self.failures = 0;
+            }
+            Err(error) => {
+                self.failures += 1;
+                let wait = RECONNECT_FIRST.saturating_mul(1 << (self.failures - 1).min(16)).min(RECONNECT_MAX);
+                self.retry_at = Instant::now() + wait;
+                // The 1st, 2nd, 4th, 8th... failure: a long outage does not flood the log.
+                if self.failures.is_power_of_two() {
+                    tracing::error!(
+                        schema = %self.schema,
+                        %error,
+                        failures = self.failures,
+                        "Event store writer cannot reconnect to PostgreSQL; commits fail until it can"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stores `jobs` in one transaction and returns each one's result, in order. The outer error
+    /// means the transaction failed and nothing of the group was written (unless the connection
+    /// broke after `COMMIT` was sent).
+    async fn write_group(&self, jobs: &[Job]) -> Result<Vec<Result<u64, StoreError>>, tokio_postgres::Error> {
+        let Slot { client, statements } = &self.connection;
+        let mut streams: Vec<&str> = jobs.iter().flat_map(Job::streams).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let event_ids: Vec<&str> = jobs.iter().flat_map(|job| job.event_ids.iter().map(EventId::as_str)).collect();
+
+        // Pipelined: the reads are sent with the lock request and run once it is granted. They
+        // must stay separate statements: a statement's snapshot is taken when it starts, and
+        // READ COMMITTED (whatever the server's default) makes each see every commit before it.
+        // (A request is sent when its future is first polled; `join!` polls in order.)
+        let (begun, locked, versions, last, stored) = tokio::join!(
+            client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+            async { client.execute(&statements.lock, &[&self.lock_key]).await },
+            async { client.query(&statements.versions, &[&streams]).await },
+            async { client.query_one(&statements.last_position, &[]).await },
+            async { client.query(&statements.stored_ids, &[&event_ids]).await },
+        );
+        // The first failure is the cause; the statements after it fail because the transaction
+        // is aborted.
+        let read = begun.and(locked).and_then(|_| Ok((versions?, last?, stored?)));
+        let (versions, last, stored) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                // Nothing was written; on a broken connection the server rolls back by itself.
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(error);
+            }
+        };
+        let mut versions: HashMap<&str, i64> = versions.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let mut last: i64 = last.get(0);
+        let mut taken: HashSet<&str> = stored.iter().map(|row| row.get(0)).collect();
+
+        let mut rows = Rows::default();
+        let results: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                job.check(&versions, &taken)?;
+                if job.commit.events.is_empty() {
+                    return Ok(0);
+                }
+                rows.add(job, &mut last, &mut versions);
+                taken.extend(job.event_ids.iter().map(EventId::as_str));
+                Ok(last as u64)
+            })
+            .collect();
+        if rows.positions.is_empty() {
+            client.batch_execute("COMMIT").await?;
+            return Ok(results);
+        }
+
+        let (bumped_streams, bumped_versions): (Vec<&str>, Vec<i64>) =
+            rows.bumped.iter().map(|(s, v)| (*s, *v)).unzip();
+        let events: [&(dyn ToSql + Sync); 7] =
+            [&rows.positions, &rows.event_ids, &rows.streams, &rows.versions, &rows.topics, &rows.keys, &rows.payloads];
+        let links: [&(dyn ToSql + Sync); 3] = [&rows.link_streams, &rows.link_versions, &rows.link_positions];
+        // If an insert fails, the transaction is aborted and the pipelined COMMIT rolls it back.
+        let (events, links, bumps, outbox, committed) = tokio::join!(
+            client.execute(&statements.insert_events, &events),
+            client.execute(&statements.insert_links, &links),
+            async { client.execute(&statements.upsert_streams, &[&bumped_streams, &bumped_versions]).await },
+            async { client.execute(&statements.insert_outbox, &[&rows.positions]).await },
+            client.batch_execute("COMMIT"),
+        );
+        events?;
+        links?;
+        bumps?;
+        outbox?;
+        committed?;
+        Ok(results)
+    }
+}
+
+/// The columns of a group's inserts, as arrays for `UNNEST`.
 #[derive(Default)]
 struct Rows<'a> {
     positions: Vec<i64>,
+    event_ids: Vec<&'a str>,
     streams: Vec<&'a str>,
     versions: Vec<i64>,
     topics: Vec<&'a str>,
     keys: Vec<&'a str>,
-    payloads: Vec<Vec<u8>>,
+    payloads: Vec<&'a [u8]>,
     link_streams: Vec<&'a str>,
     link_versions: Vec<i64>,
     link_positions: Vec<i64>,
-    bumped_streams: Vec<String>,
-    bumped_versions: Vec<i64>,
+    /// The new version of each stream the group appends to.
+    bumped: BTreeMap<&'a str, i64>,
 }
 
 impl<'a> Rows<'a> {
-    /// Gives the events positions after `last` and each stream its next versions, from the
-    /// streams' current `versions`.
-    fn build(commit: &'a Commit, last: i64, versions: &mut HashMap<String, i64>) -> Self {
-        let mut rows = Rows::default();
-        let mut bumped = BTreeMap::new();
-        for (position, new) in (last + 1..).zip(&commit.events) {
+    /// Adds the rows of `job`: its events get the positions after `last` and each stream its
+    /// next versions after those in `versions`, which are moved on.
+    fn add(&mut self, job: &'a Job, last: &mut i64, versions: &mut HashMap<&'a str, i64>) {
+        for ((new, id), payload) in job.commit.events.iter().zip(&job.event_ids).zip(&job.payloads) {
+            *last += 1;
             for (i, stream) in new.streams().enumerate() {
-                let version = versions.entry(stream.as_str().to_owned()).or_insert(0);
+                let version = versions.entry(stream.as_str()).or_insert(0);
                 *version += 1;
-                bumped.insert(stream.as_str(), *version);
+                self.bumped.insert(stream.as_str(), *version);
                 if i == 0 {
-                    rows.versions.push(*version);
+                    self.versions.push(*version);
                 }
-                rows.link_streams.push(stream.as_str());
-                rows.link_versions.push(*version);
-                rows.link_positions.push(position);
+                self.link_streams.push(stream.as_str());
+                self.link_versions.push(*version);
+                self.link_positions.push(*last);
             }
-            rows.positions.push(position);
-            rows.streams.push(new.stream.as_str());
-            rows.topics.push(new.topic.as_str());
-            rows.keys.push(&new.key);
-            rows.payloads.push(new.event.to_json());
+            self.positions.push(*last);
+            self.event_ids.push(id.as_str());
+            self.streams.push(new.stream.as_str());
+            self.topics.push(new.topic.as_str());
+            self.keys.push(&new.key);
+            self.payloads.push(payload);
         }
-        (rows.bumped_streams, rows.bumped_versions) = bumped.into_iter().map(|(s, v)| (s.to_owned(), v)).unzip();
-        rows
     }
 }
 
-/// One connection of the pool and its prepared statements.
+/// A connection, of the read pool or the writer's, and its prepared statements.
 struct Slot {
     client: Client,
     statements: Statements,
@@ -295,6 +426,13 @@ impl Slot {
     }
 }
 
+/// Opens a connection that plans every statement for its parameters.
+///
+/// The store's tables start empty and grow, and nothing may analyze them for a while (or ever,
+/// with autovacuum off). A prepared statement's generic plan, made while a table was small,
+/// stays cached as the table grows: `event_id = ANY($1)` planned as a sequential scan then
+/// compares every stored event with every id of a group. A plan per execution costs tens of
+/// microseconds and follows the tables' real size.
 async fn open_client(config: &Config) -> Result<Client, StoreError> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
@@ -302,10 +440,12 @@ async fn open_client(config: &Config) -> Result<Client, StoreError> {
             tracing::error!(%error, "PostgreSQL connection failed");
         }
     });
+    client.batch_execute("SET plan_cache_mode = force_custom_plan").await?;
     Ok(client)
 }
 
 /// The store's statements, with the schema written in.
+#[derive(Clone)]
 struct Sql {
     lock: String,
     versions: String,
@@ -314,7 +454,7 @@ struct Sql {
     insert_links: String,
     upsert_streams: String,
     insert_outbox: String,
-    find_event: String,
+    stored_ids: String,
     read: String,
     read_all: String,
     stream_version: String,
@@ -343,7 +483,7 @@ impl Sql {
                  ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version"
             ),
             insert_outbox: format!("INSERT INTO {s}.outbox (id, position) SELECT p, p FROM UNNEST($1::bigint[]) AS p"),
-            find_event: format!("SELECT event_id FROM {s}.events WHERE event_id = ANY($1) ORDER BY position LIMIT 1"),
+            stored_ids: format!("SELECT event_id FROM {s}.events WHERE event_id = ANY($1)"),
             read: format!(
                 "SELECT e.position, l.stream, l.version, e.topic, e.payload
                  FROM {s}.stream_events l JOIN {s}.events e ON e.position = l.position
@@ -372,7 +512,7 @@ struct Statements {
     insert_links: Statement,
     upsert_streams: Statement,
     insert_outbox: Statement,
-    find_event: Statement,
+    stored_ids: Statement,
     read: Statement,
     read_all: Statement,
     stream_version: Statement,
@@ -391,7 +531,7 @@ impl Statements {
             insert_links: client.prepare(&sql.insert_links).await?,
             upsert_streams: client.prepare(&sql.upsert_streams).await?,
             insert_outbox: client.prepare(&sql.insert_outbox).await?,
-            find_event: client.prepare(&sql.find_event).await?,
+            stored_ids: client.prepare(&sql.stored_ids).await?,
             read: client.prepare(&sql.read).await?,
             read_all: client.prepare(&sql.read_all).await?,
             stream_version: client.prepare(&sql.stream_version).await?,
@@ -445,7 +585,12 @@ fn to_recorded(row: &Row) -> Result<RecordedEvent, StoreError> {
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
-        self.write(&commit).await
+        // Ids and JSON are worked out here, in the caller's task: the one writer only writes.
+        let event_ids = commit.events.iter().map(|new| new.event_id().cloned()).collect::<Result<_, _>>()?;
+        let payloads = commit.events.iter().map(|new| new.event.to_json()).collect();
+        let (reply, result) = oneshot::channel();
+        self.writer.send(Job { commit, event_ids, payloads, reply }).await.map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn read(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
