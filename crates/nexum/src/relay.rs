@@ -13,7 +13,7 @@ use eventbus::{BusError, EventBus};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::store::{EventStore, OutboxEntry, StoreError};
+use crate::store::{EventStore, StoreError};
 
 /// How the relay paces itself.
 #[derive(Clone, Copy, Debug)]
@@ -63,19 +63,20 @@ impl Relay {
         let _one_at_a_time = self.passing.lock().await;
         let entries = self.store.outbox_pending(self.config.batch).await?;
         let Some(last) = entries.last().map(|e| e.id) else { return Ok(0) };
-        for run in entries.chunk_by(|a, b| a.topic == b.topic) {
-            self.publish_run(run).await?;
+        let count = entries.len();
+        // Each run of one topic goes out as one batch, in order.
+        let mut entries = entries.into_iter().peekable();
+        while let Some(first) = entries.next() {
+            let topic = first.topic;
+            let (mut events, mut keys) = (vec![first.event], vec![first.key]);
+            while let Some(next) = entries.next_if(|e| e.topic == topic) {
+                events.push(next.event);
+                keys.push(next.key);
+            }
+            self.bus.publish_batch(&topic, events, Some(keys)).await?;
         }
         self.store.outbox_ack(last).await?;
-        Ok(entries.len())
-    }
-
-    async fn publish_run(&self, run: &[OutboxEntry]) -> Result<(), BusError> {
-        let topic = &run[0].topic;
-        let events = run.iter().map(|e| e.event.clone()).collect();
-        let keys = run.iter().map(|e| e.key.clone()).collect();
-        self.bus.publish_batch(topic, events, Some(keys)).await?;
-        Ok(())
+        Ok(count)
     }
 
     /// Publishes until the outbox is empty; returns how many entries were published.
