@@ -29,6 +29,9 @@ pub enum PublishError {
     /// The event does not match its schema; it was not sent. This is a bug in the caller.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// The interest portion is negative or larger than the payment: nothing was sent.
+    #[error("interest portion {interest_portion} does not fit in a payment of {payment_amount}")]
+    InvalidPayment { payment_amount: Decimal, interest_portion: Decimal },
     /// The bus refused or could not store the event.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -182,13 +185,17 @@ impl NexumEventPublisher {
         interest_portion: Decimal,
         transaction_id: &TransactionId,
     ) -> Result<EventSchema, PublishError> {
+        let principal_portion = payment_amount
+            .checked_sub(interest_portion)
+            .filter(|p| !p.is_sign_negative() && !interest_portion.is_sign_negative())
+            .ok_or(PublishError::InvalidPayment { payment_amount, interest_portion })?;
         let payment = LoanPaymentReceived {
             customer_id: loan.terms.customer_id.clone(),
             account_id: loan.terms.account_id.clone(),
             amount: payment_amount,
             currency: loan.terms.currency,
             interest_portion,
-            principal_portion: payment_amount - interest_portion,
+            principal_portion,
             outstanding_principal: loan.outstanding_principal,
             transaction_id: transaction_id.clone(),
         };

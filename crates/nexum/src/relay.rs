@@ -37,8 +37,10 @@ impl Default for RelayConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RelayError {
+    /// The store could not be read or the cursor not moved; the entries stay in the outbox.
     #[error("reading the outbox failed: {0}")]
     Store(#[from] StoreError),
+    /// The bus refused or is down; the entries stay in the outbox and go out on a later pass.
     #[error("publishing to the bus failed: {0}")]
     Bus(#[from] BusError),
 }

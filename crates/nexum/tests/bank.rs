@@ -294,11 +294,17 @@ async fn missed_payments_open_a_case_escalate_it_and_default_the_loan_and_a_paym
     assert_eq!(two_late.case_id.as_ref(), Some(&case_id));
     assert_eq!(f.bank.collection_case(&case_id).await.unwrap().unwrap().level, 2);
 
-    let payment = f.bank.loan(&loan_id).await.unwrap().unwrap().terms.schedule[0].payment;
-    f.bank.pay_loan(&nexum::Ctx::at(at(64, 9)), &loan_id, usd(&payment.to_string())).await.unwrap();
+    // A token payment does not bring the loan up to date: the case stays open.
+    f.bank.pay_loan(&nexum::Ctx::at(at(64, 9)), &loan_id, usd("0.01")).await.unwrap();
+    assert!(f.bank.collection_case(&case_id).await.unwrap().unwrap().open);
+    // Paying both overdue installments does, and resolves it.
+    let schedule = f.bank.loan(&loan_id).await.unwrap().unwrap().terms.schedule;
+    let catch_up = schedule[0].payment + schedule[1].payment - dec("0.01");
+    f.bank.pay_loan(&nexum::Ctx::at(at(64, 9)), &loan_id, usd(&catch_up.to_string())).await.unwrap();
     assert!(!f.bank.collection_case(&case_id).await.unwrap().unwrap().open);
+    assert_eq!(f.bank.loan(&loan_id).await.unwrap().unwrap().missed_payments, 0);
 
-    let defaulted = f.bank.check_overdue(&nexum::Ctx::at(at(130, 9)), &loan_id).await.unwrap();
+    let defaulted = f.bank.check_overdue(&nexum::Ctx::at(at(160, 9)), &loan_id).await.unwrap();
     assert!(defaulted.defaulted);
     assert_eq!(f.bank.loan(&loan_id).await.unwrap().unwrap().status, LoanStatus::Defaulted);
     let events = all_events(&*f.store).await;
@@ -317,7 +323,8 @@ async fn a_credit_account_gets_a_statement_with_a_minimum_payment_and_is_paid_fr
     let credit = account(&f.bank, &customer, AccountType::Credit, Some("5000.00")).await;
     f.bank.withdraw(&ctx(), &credit.id, usd("2000.00"), Some("Card purchases".into()), None).await.unwrap();
 
-    let statement = f.bank.generate_statement(&ctx(), &credit.id, at(30, 0).date_naive()).await.unwrap();
+    let statement =
+        f.bank.generate_statement(&nexum::Ctx::at(at(31, 9)), &credit.id, at(30, 0).date_naive()).await.unwrap();
     let paid = f.bank.pay_credit(&ctx(), &checking.id, &credit.id, usd("500.00")).await.unwrap();
 
     assert_eq!(statement.closing_balance, dec("-2000.00"));
@@ -328,8 +335,15 @@ async fn a_credit_account_gets_a_statement_with_a_minimum_payment_and_is_paid_fr
     let events = all_events(&*f.store).await;
     let payment = events.iter().find(|e| e.event.event_type.as_str() == "credit_payment_received").unwrap();
     assert_eq!(payment.event.data["new_balance"], "-1500.00");
-    let again = f.bank.generate_statement(&ctx(), &credit.id, at(30, 0).date_naive()).await;
+    let again = f.bank.generate_statement(&nexum::Ctx::at(at(31, 9)), &credit.id, at(30, 0).date_naive()).await;
     assert!(matches!(again, Err(BankError::InvalidState(_))));
+    let future = f.bank.generate_statement(&nexum::Ctx::at(at(31, 9)), &credit.id, at(90, 0).date_naive()).await;
+    assert!(matches!(future, Err(BankError::InvalidInput { field: "period_end", .. })));
+    let fresh = account(&f.bank, &customer, AccountType::Credit, Some("100.00")).await;
+    let ancient = f.bank.generate_statement(&nexum::Ctx::at(at(31, 9)), &fresh.id, chrono::NaiveDate::MIN).await;
+    assert!(matches!(ancient, Err(BankError::InvalidInput { field: "period_end", .. })));
+    let itself = f.bank.pay_credit(&ctx(), &credit.id, &credit.id, usd("1.00")).await;
+    assert!(matches!(itself, Err(BankError::InvalidInput { field: "from_account_id", .. })));
 }
 
 #[tokio::test]
@@ -525,4 +539,57 @@ async fn a_second_bank_over_the_same_store_sees_the_same_state_and_wins_races_by
     assert!(receipt.is_posted(), "{receipt:?}");
     assert_eq!(f.store.read(&nexum::store::StreamId::of("account", &account.id), 1).await.unwrap().len(), 4);
     assert_eq!(nexum::Bank::new(f.store.clone()).account(&account.id).await.unwrap().unwrap().balance, Decimal::ZERO);
+}
+
+#[tokio::test]
+async fn several_payments_in_one_installment_pay_its_interest_once() {
+    let f = bank();
+    let (customer, account) = funded(&f.bank, "0").await;
+    let LoanDecision::Approved { loan_id, .. } =
+        f.bank.originate_loan(&ctx(), application(&customer, &account, "1200.00")).await.unwrap()
+    else {
+        panic!("rejected")
+    };
+    f.bank.disburse_loan(&ctx(), &loan_id).await.unwrap();
+
+    for _ in 0..5 {
+        f.bank.pay_loan(&ctx(), &loan_id, usd("5.50")).await.unwrap();
+    }
+
+    let loan = f.bank.loan(&loan_id).await.unwrap().unwrap();
+    assert_eq!(loan.total_interest_paid, dec("5.50"), "one month of interest, charged once");
+    assert_eq!(loan.outstanding_principal, dec("1178.00"));
+    assert_eq!(nexum::Bank::new(f.store.clone()).loan(&loan_id).await.unwrap().unwrap(), loan);
+}
+
+#[tokio::test]
+async fn a_long_or_binary_description_is_refused() {
+    let f = bank();
+    let (_, account) = funded(&f.bank, "10.00").await;
+
+    let long = f.bank.deposit(&ctx(), &account.id, usd("1.00"), Some("x".repeat(501)), None).await;
+    let control = f.bank.withdraw(&ctx(), &account.id, usd("1.00"), None, Some("REF\u{0}".into())).await;
+
+    assert!(matches!(long, Err(BankError::InvalidInput { field: "description", .. })));
+    assert!(matches!(control, Err(BankError::InvalidInput { field: "reference", .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deposits_to_one_account_all_post_and_the_balance_is_their_sum() {
+    let f = bank();
+    let (_, account) = funded(&f.bank, "0").await;
+    let bank = std::sync::Arc::new(f.bank);
+
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (bank, id) = (bank.clone(), account.id.clone());
+            tokio::spawn(async move { bank.deposit(&ctx(), &id, usd("1.00"), None, None).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(task.await.unwrap().unwrap().is_posted());
+    }
+
+    assert_eq!(bank.account(&account.id).await.unwrap().unwrap().balance, dec("32.00"));
+    assert_eq!(nexum::Bank::new(f.store.clone()).account(&account.id).await.unwrap().unwrap().balance, dec("32.00"));
 }

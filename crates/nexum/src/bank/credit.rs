@@ -32,13 +32,24 @@ impl Bank {
             if state.account_type != AccountType::Credit {
                 return Err(BankError::invalid("account_id", format!("`{account_id}` is not a credit account")));
             }
+            if period_end > ctx.at.date_naive() {
+                return Err(BankError::invalid("period_end", "a statement period cannot end in the future"));
+            }
+            let out_of_range = || BankError::invalid("period_end", "out of the supported date range");
             let (period_start, opening_balance) = match state.last_statement {
                 Some((end, _)) if end >= period_end => {
                     return Err(BankError::InvalidState(format!("a statement up to {end} exists already")));
                 }
-                Some((end, closing)) => (end + Days::new(1), closing),
-                None => (period_end - Months::new(1) + Days::new(1), Decimal::ZERO),
+                Some((end, closing)) => (end.checked_add_days(Days::new(1)).ok_or_else(out_of_range)?, closing),
+                None => (
+                    period_end
+                        .checked_sub_months(Months::new(1))
+                        .and_then(|d| d.checked_add_days(Days::new(1)))
+                        .ok_or_else(out_of_range)?,
+                    Decimal::ZERO,
+                ),
             };
+            let due_date = period_end.checked_add_days(Days::new(PAYMENT_DUE_DAYS)).ok_or_else(out_of_range)?;
             let owed = (-state.balance).max(Decimal::ZERO);
             let dp = state.currency.minor_units();
             let minimum_payment = (owed * MINIMUM_PAYMENT_RATE).round_dp(dp).max(MINIMUM_PAYMENT_FLOOR).min(owed);
@@ -51,7 +62,7 @@ impl Bank {
                 opening_balance,
                 closing_balance: state.balance,
                 minimum_payment,
-                due_date: period_end + Days::new(PAYMENT_DUE_DAYS),
+                due_date,
             };
             let id = StatementId::new();
             let event = NexumEvent::new(&id, Payload::CreditStatementGenerated(statement.clone()));
@@ -72,6 +83,9 @@ impl Bank {
         amount: Money,
     ) -> Result<TransactionReceipt, BankError> {
         let amount = positive(amount)?;
+        if from == credit_account {
+            return Err(BankError::invalid("from_account_id", "a credit account cannot pay itself"));
+        }
         retrying!({
             let mut work = Work::new(ctx, "pay_credit");
             let mut credit = self.account_for(&mut work, credit_account).await?;

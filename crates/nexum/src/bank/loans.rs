@@ -302,7 +302,8 @@ impl Bank {
                     transaction_id: receipt.transaction_id.clone(),
                 };
                 work.record_in(&NexumEvent::new(loan_id, Payload::LoanPaymentReceived(paid)), &mut loan)?;
-                if let Some(case_id) = loan.state.open_case.clone() {
+                let up_to_date = loan.state.overdue_installments(ctx.at.date_naive()) == 0;
+                if let Some(case_id) = loan.state.open_case.clone().filter(|_| up_to_date) {
                     let mut open = self
                         .load_for(&mut work, &self.cases, case_id.as_str())
                         .await?
@@ -349,7 +350,13 @@ impl Bank {
                 case_id: loan.state.open_case.clone(),
                 defaulted: loan.state.status == LoanStatus::Defaulted,
             };
-            if loan.state.status != LoanStatus::Active || missed <= loan.state.missed_payments {
+            // Something new to record: an overdue loan without a case, or more missed since the
+            // case's last record.
+            let new = match loan.state.open_case {
+                None => missed > 0,
+                Some(_) => missed > loan.state.missed_payments,
+            };
+            if loan.state.status != LoanStatus::Active || !new {
                 return Ok(Some(unchanged));
             }
             let defaulted = missed >= DEFAULT_AFTER_MISSED;

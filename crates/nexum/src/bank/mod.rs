@@ -39,7 +39,14 @@ macro_rules! retrying {
             let result: Result<Option<_>, BankError> = async { $($attempt)* }.await;
             match result {
                 Ok(Some(done)) => break Ok(done),
-                Ok(None) if attempts < MAX_ATTEMPTS => attempts += 1,
+                Ok(None) if attempts < MAX_ATTEMPTS => {
+                    // Back off, with jitter, so that writers of one stream stop colliding.
+                    let jitter = u64::from(std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |t| t.subsec_nanos()) % 1000);
+                    tokio::time::sleep(std::time::Duration::from_micros((200 << attempts.min(6)) + jitter)).await;
+                    attempts += 1;
+                }
                 Ok(None) => break Err(BankError::Contention(MAX_ATTEMPTS)),
                 Err(error) => break Err(error),
             }
@@ -51,7 +58,7 @@ use retrying;
 /// The largest amount one operation may move, in units of its currency.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 /// A commit that loses a race is decided again at most this many times.
-const MAX_ATTEMPTS: u32 = 8;
+const MAX_ATTEMPTS: u32 = 12;
 
 /// Why the bank refused an operation. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +70,19 @@ pub enum BankError {
     /// A field is missing, too long or malformed; the message names it.
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: String },
+    /// An id is not 1 to 128 letters, digits, `_`, `-` or `.`.
     #[error(transparent)]
     InvalidId(#[from] IdError),
+    /// No customer has this id: create the customer first, or check the id.
     #[error("unknown customer `{0}`")]
     UnknownCustomer(CustomerId),
+    /// No account has this id: open the account first, or check the id.
     #[error("unknown account `{0}`")]
     UnknownAccount(AccountId),
+    /// No loan has this id: originate it first, or check the id.
     #[error("unknown loan `{0}`")]
     UnknownLoan(LoanId),
+    /// No collections case has this id.
     #[error("unknown collections case `{0}`")]
     UnknownCase(CaseId),
     /// The entity exists already; creating it twice is refused.
@@ -82,6 +94,10 @@ pub enum BankError {
     /// The operation does not apply in the entity's current state; the message says why.
     #[error("{0}")]
     InvalidState(String),
+    /// An event the bank built does not match its published schema. Nothing was written; this
+    /// is a bug in the bank, report it.
+    #[error(transparent)]
+    Schema(#[from] crate::schemas::SchemaError),
     /// The operation lost the race for its entities to concurrent changes every time it tried.
     /// Try again later.
     #[error("gave up after {0} concurrent changes to the same entities; try again")]
@@ -93,7 +109,7 @@ pub enum BankError {
         #[source]
         source: crate::events::DecodeError,
     },
-    /// The event store failed, or the operation lost the race for its streams too many times.
+    /// The event store failed; see the source.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -236,6 +252,7 @@ impl Work {
     fn record(&mut self, event: &NexumEvent, stream: StreamId) -> Result<&mut NewEvent, BankError> {
         let id = EventId::new();
         let schema = event.to_schema(id.clone(), self.ctx.at, &self.ctx.causation);
+        crate::schemas::validate(&schema)?;
         if self.subject.is_none() {
             self.subject = Some((event.info().entity_type, event.entity_id.clone()));
         }

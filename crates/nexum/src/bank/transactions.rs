@@ -54,6 +54,16 @@ pub(super) fn positive(amount: Money) -> Result<Money, BankError> {
     Err(BankError::InvalidAmount { amount: amount.amount().to_string(), reason: reason.into() })
 }
 
+/// A description or reference: at most 500 printable characters.
+pub(super) fn free_text(field: &'static str, text: Option<String>) -> Result<Option<String>, BankError> {
+    match text {
+        Some(text) if text.chars().count() > 500 || text.chars().any(char::is_control) => {
+            Err(BankError::invalid(field, "expected at most 500 printable characters"))
+        }
+        other => Ok(other),
+    }
+}
+
 fn transactional(account: &Loaded<Account>) -> Result<(), BankError> {
     if account.state.account_type.is_transactional() {
         return Ok(());
@@ -142,6 +152,7 @@ impl Bank {
         reference: Option<String>,
     ) -> Result<TransactionReceipt, BankError> {
         let amount = positive(amount)?;
+        let (description, reference) = (free_text("description", description)?, free_text("reference", reference)?);
         let command = if kind == TransactionType::Deposit { "deposit" } else { "withdraw" };
         retrying!({
             let mut work = Work::new(ctx, command);
@@ -179,6 +190,7 @@ impl Bank {
         reference: Option<String>,
     ) -> Result<TransactionReceipt, BankError> {
         let amount = positive(amount)?;
+        let (description, reference) = (free_text("description", description)?, free_text("reference", reference)?);
         if from == to {
             return Err(BankError::invalid("to_account_id", "a transfer needs two different accounts"));
         }

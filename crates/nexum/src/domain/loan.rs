@@ -30,8 +30,14 @@ pub struct Loan {
     pub installments_paid: u32,
     /// What has been paid towards the next installment.
     pub paid_towards_next: Decimal,
-    /// Installments found missed so far.
+    /// Installments found missed at the last check while a case was open; 0 once a payment
+    /// brought the loan up to date.
     pub missed_payments: u32,
+    /// The installment whose interest has been charged (0: none yet). Interest is charged once
+    /// per installment, when the first payment towards it arrives.
+    pub interest_charged_through: u32,
+    /// Interest charged and not yet paid.
+    pub interest_unpaid: Decimal,
     pub open_case: Option<CaseId>,
 }
 
@@ -48,10 +54,22 @@ impl Loan {
         self.terms.currency
     }
 
-    /// The interest due for one period on what is outstanding, in minor units.
-    pub fn interest_due(&self) -> Decimal {
+    /// One period's interest on what is outstanding, in minor units.
+    fn period_interest(&self) -> Decimal {
         (self.outstanding_principal * periodic_rate(self.terms.interest_rate, self.terms.payment_frequency))
             .round_dp(self.currency().minor_units())
+    }
+
+    /// Whether the next payment starts an installment whose interest is not charged yet.
+    fn charges_interest(&self) -> bool {
+        self.interest_charged_through <= self.installments_paid
+    }
+
+    /// The interest the next payment pays first: what is charged and unpaid, plus the current
+    /// installment's interest if it is not charged yet.
+    pub fn interest_due(&self) -> Decimal {
+        let new = if self.charges_interest() { self.period_interest() } else { Decimal::ZERO };
+        self.interest_unpaid + new
     }
 
     /// The next installment not yet covered, if any.
@@ -127,6 +145,8 @@ impl Aggregate for Loan {
             installments_paid: 0,
             paid_towards_next: Decimal::ZERO,
             missed_payments: 0,
+            interest_charged_through: 0,
+            interest_unpaid: Decimal::ZERO,
             open_case: None,
         })
     }
@@ -135,6 +155,11 @@ impl Aggregate for Loan {
         match &event.payload {
             Payload::LoanDisbursed(_) => self.status = LoanStatus::Active,
             Payload::LoanPaymentReceived(payment) => {
+                if self.charges_interest() {
+                    self.interest_unpaid += self.period_interest();
+                    self.interest_charged_through = self.installments_paid + 1;
+                }
+                self.interest_unpaid = (self.interest_unpaid - payment.interest_portion).max(Decimal::ZERO);
                 self.outstanding_principal = payment.outstanding_principal;
                 self.total_interest_paid += payment.interest_portion;
                 self.paid_towards_next += payment.amount;
@@ -152,12 +177,13 @@ impl Aggregate for Loan {
             }
             Payload::CollectionCaseCreated(case) => {
                 self.open_case = event.entity_id.parse().ok();
-                self.missed_payments = self.missed_payments.max(case.missed_payments);
+                self.missed_payments = case.missed_payments;
             }
-            Payload::CollectionCaseEscalated(case) => {
-                self.missed_payments = self.missed_payments.max(case.missed_payments)
+            Payload::CollectionCaseEscalated(case) => self.missed_payments = case.missed_payments,
+            Payload::CollectionCaseResolved(_) => {
+                self.open_case = None;
+                self.missed_payments = 0;
             }
-            Payload::CollectionCaseResolved(_) => self.open_case = None,
             _ => {}
         }
     }
