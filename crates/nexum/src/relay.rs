@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventbus::{BusError, EventBus};
+use eventbus::{BusError, EventBus, EventSchema, TopicName};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -75,7 +75,36 @@ impl Relay {
                 events.push(next.event);
                 keys.push(next.key);
             }
-            self.bus.publish_batch(&topic, events, Some(keys)).await?;
+            if let Err(error) = self.bus.publish_batch(&topic, events, Some(keys)).await {
+                return match error {
+                    // Some event of the batch is too large for the bus: find it, one by one.
+                    BusError::MessageTooLarge { .. } => self.pass_one_by_one().await,
+                    other => Err(other.into()),
+                };
+            }
+        }
+        self.store.outbox_ack(last).await?;
+        Ok(count)
+    }
+
+    /// Publishes the pending batch event by event. An event the bus will never take (larger
+    /// than its message limit) would block the outbox for good: it goes to `<topic>.dlq` as a
+    /// dead letter naming it instead. It stays in the event store, so nothing is lost. Events
+    /// of the batch published before may go out twice; consumers drop repeats by `event_id`.
+    async fn pass_one_by_one(&self) -> Result<usize, RelayError> {
+        let entries = self.store.outbox_pending(self.config.batch).await?;
+        let Some(last) = entries.last().map(|e| e.id) else { return Ok(0) };
+        let count = entries.len();
+        for entry in entries {
+            let (topic, key, event) = (entry.topic, entry.key, entry.event);
+            let letter = |size, max| dead_letter(&topic, &event, size, max);
+            match self.bus.publish(&topic, event.clone(), Some(&key)).await {
+                Err(BusError::MessageTooLarge { size, max }) => {
+                    tracing::error!(%topic, size, max, "Event too large for the bus; dead-lettered, kept in the store");
+                    self.bus.publish(&topic.dlq(), letter(size, max), Some(&key)).await?;
+                }
+                other => drop(other?),
+            }
         }
         self.store.outbox_ack(last).await?;
         Ok(count)
@@ -137,4 +166,16 @@ impl RelayHandle {
             tracing::error!(%error, "Outbox relay task failed");
         }
     }
+}
+
+/// The dead letter of an event the bus refused as too large.
+fn dead_letter(topic: &TopicName, event: &EventSchema, size: usize, max: usize) -> EventSchema {
+    let event_id = event.event_id.as_ref().map(ToString::to_string).unwrap_or_default();
+    let mut data = serde_json::Map::new();
+    data.insert("original_topic".into(), topic.as_str().into());
+    data.insert("original_event_id".into(), event_id.clone().into());
+    data.insert("original_event_type".into(), event.event_type.as_str().into());
+    data.insert("error_kind".into(), "oversized".into());
+    data.insert("error".into(), format!("message of {size} bytes exceeds the maximum of {max} bytes").into());
+    EventSchema::new(eventbus::DEAD_LETTERED, "dead_letter", event_id, data).with_source("nexum-relay")
 }

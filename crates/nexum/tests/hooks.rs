@@ -311,3 +311,44 @@ async fn every_on_method_of_the_seeds_publisher_sends_its_event_to_its_topic() {
     let payment = sent.iter().find(|e| e.event_type.as_str() == "loan_payment_received").unwrap();
     assert_eq!(payment.data["principal_portion"], "94.50");
 }
+
+#[tokio::test]
+async fn an_event_too_large_for_the_bus_is_dead_lettered_and_does_not_block_the_outbox() {
+    // Given a bus that takes messages of at most 1,500 bytes (a 12-month loan's schedule is more),
+    let f = bank();
+    let config = LocalConfig { max_message_bytes: 1500, ..LocalConfig::default() };
+    let bus = Arc::new(MemoryBus::memory(config).await.unwrap());
+    bus.start().await.unwrap();
+    let system = create_event_enabled_banking_system(bus.clone(), f.store.clone());
+    let (customer, account) = funded(system.bank(), "100.00").await;
+
+    // when the bank originates a loan and goes on working,
+    let application = nexum::bank::LoanApplication {
+        loan_id: None,
+        customer_id: customer.id.clone(),
+        account_id: account.id.clone(),
+        principal: usd("1200.00"),
+        interest_rate: "6".parse().unwrap(),
+        term_months: 12,
+        payment_frequency: nexum::domain::PaymentFrequency::Monthly,
+    };
+    system.bank().originate_loan(&ctx(), application).await.unwrap();
+    system.bank().deposit(&ctx(), &account.id, usd("1.00"), None, None).await.unwrap();
+    system.flush().await.unwrap();
+
+    // then the loan_originated event is dead-lettered with the reason, and everything after it
+    // is published.
+    assert_eq!(f.store.outbox_len().await.unwrap(), 0);
+    let letters = bus.get_events(Some(&Topic::LoansOriginated.dlq()));
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].1.data["original_event_type"], "loan_originated");
+    assert_eq!(letters[0].1.data["error_kind"], "oversized");
+    assert!(bus.get_events(Some(&Topic::LoansOriginated.name())).is_empty());
+    // At least once: what went out before the refused batch may go out again.
+    let mut posted: Vec<_> =
+        bus.get_events(Some(&Topic::TransactionsPosted.name())).iter().map(|(_, e)| e.event_id.clone()).collect();
+    posted.sort();
+    posted.dedup();
+    assert_eq!(posted.len(), 2);
+    system.shutdown().await;
+}
