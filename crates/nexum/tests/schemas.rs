@@ -1029,8 +1029,9 @@ impl Fault {
         let data = &mut document["data"];
         match self {
             Fault::AmountAsNumber => {
-                let amount: f64 = data["amount"].as_str().unwrap().parse().unwrap();
-                data["amount"] = json!(amount);
+                // The same digits as a JSON number instead of a string.
+                let number: Value = serde_json::from_str(data["amount"].as_str().unwrap()).unwrap();
+                data["amount"] = number;
             }
             Fault::AmountNotDecimal(text) => data["amount"] = json!(text),
             Fault::UnknownTransactionType(text) => data["transaction_type"] = json!(text),
