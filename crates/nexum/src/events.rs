@@ -362,10 +362,10 @@ macro_rules! catalog {
                 .expect("payloads serialise: their maps have string keys")
             }
 
-            fn from_data(event_type: &str, data: Value) -> Result<Self, DecodeError> {
+            fn from_data(event_type: &str, data: &Map<String, Value>) -> Result<Self, DecodeError> {
                 let payload = |source| DecodeError::Payload { event_type: event_type.to_owned(), source };
                 match event_type {
-                    $($event_type => Ok(Self::$variant(serde_json::from_value(data).map_err(payload)?)),)*
+                    $($event_type => Ok(Self::$variant(<$payload>::deserialize(data).map_err(payload)?)),)*
                     other => Err(DecodeError::UnknownType(other.to_owned())),
                 }
             }
@@ -505,9 +505,16 @@ impl NexumEvent {
                     known: info.major,
                 }
             })?;
-        let data = upcast(event_type, major, Value::Object(event.data.clone()));
         Payload::check_entity(event_type, &event.entity_id)?;
-        let payload = Payload::from_data(event_type, data)?;
+        // Only an older version needs its own copy of the payload, to upcast it.
+        let payload = if major == info.major {
+            Payload::from_data(event_type, &event.data)?
+        } else {
+            let Value::Object(data) = upcast(event_type, major, Value::Object(event.data.clone())) else {
+                unreachable!("upcasting keeps an object an object")
+            };
+            Payload::from_data(event_type, &data)?
+        };
         Ok(Self { entity_id: event.entity_id.clone(), payload })
     }
 }

@@ -218,6 +218,18 @@ fn application(
     }
 }
 
+/// A verified customer's 12-month loan of `principal` at 5.5%, paid out into a new checking account.
+async fn disbursed_loan(bank: &nexum::Bank, principal: &str) -> nexum::ids::LoanId {
+    let (customer, account) = funded(bank, "0").await;
+    let LoanDecision::Approved { loan_id, .. } =
+        bank.originate_loan(&ctx(), application(&customer, &account, principal)).await.unwrap()
+    else {
+        panic!("rejected")
+    };
+    bank.disburse_loan(&ctx(), &loan_id).await.unwrap();
+    loan_id
+}
+
 #[tokio::test]
 async fn a_loan_for_a_customer_without_verified_kyc_is_rejected_by_the_approval_workflow() {
     let f = bank();
@@ -274,13 +286,7 @@ async fn a_loan_is_approved_disbursed_repaid_in_interest_and_principal_and_paid_
 #[tokio::test]
 async fn missed_payments_open_a_case_escalate_it_and_default_the_loan_and_a_payment_resolves_it() {
     let f = bank();
-    let (customer, account) = funded(&f.bank, "0").await;
-    let LoanDecision::Approved { loan_id, .. } =
-        f.bank.originate_loan(&ctx(), application(&customer, &account, "1200.00")).await.unwrap()
-    else {
-        panic!("rejected")
-    };
-    f.bank.disburse_loan(&ctx(), &loan_id).await.unwrap();
+    let loan_id = disbursed_loan(&f.bank, "1200.00").await;
 
     let on_time = f.bank.check_overdue(&nexum::Ctx::at(at(20, 9)), &loan_id).await.unwrap();
     let one_late = f.bank.check_overdue(&nexum::Ctx::at(at(35, 9)), &loan_id).await.unwrap();
@@ -544,13 +550,7 @@ async fn a_second_bank_over_the_same_store_sees_the_same_state_and_wins_races_by
 #[tokio::test]
 async fn several_payments_in_one_installment_pay_its_interest_once() {
     let f = bank();
-    let (customer, account) = funded(&f.bank, "0").await;
-    let LoanDecision::Approved { loan_id, .. } =
-        f.bank.originate_loan(&ctx(), application(&customer, &account, "1200.00")).await.unwrap()
-    else {
-        panic!("rejected")
-    };
-    f.bank.disburse_loan(&ctx(), &loan_id).await.unwrap();
+    let loan_id = disbursed_loan(&f.bank, "1200.00").await;
 
     for _ in 0..5 {
         f.bank.pay_loan(&ctx(), &loan_id, usd("5.50")).await.unwrap();

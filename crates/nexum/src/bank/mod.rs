@@ -291,12 +291,11 @@ impl Work {
         targets: &mut [&mut dyn Linked],
     ) -> Result<(), BankError> {
         let at = self.ctx.at;
-        let mut new = self.record(event, stream)?.clone();
+        let recorded = self.record(event, stream)?;
         for target in targets.iter_mut() {
-            new = new.linked_to(target.stream().clone());
+            recorded.link(target.stream().clone());
             target.apply_linked(event, at);
         }
-        *self.commit.events.last_mut().expect("just recorded") = new;
         Ok(())
     }
 }

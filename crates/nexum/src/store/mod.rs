@@ -101,10 +101,15 @@ impl NewEvent {
     }
 
     pub fn linked_to(mut self, stream: StreamId) -> Self {
+        self.link(stream);
+        self
+    }
+
+    /// Links the event into `stream` too, unless it is in it already.
+    pub fn link(&mut self, stream: StreamId) {
         if stream != self.stream && !self.links.contains(&stream) {
             self.links.push(stream);
         }
-        self
     }
 
     pub(crate) fn event_id(&self) -> Result<&EventId, StoreError> {
