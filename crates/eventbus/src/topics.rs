@@ -143,6 +143,7 @@ catalog! {
     LoansPayment = "nexum.loans.payment", 3, Event;
     LoansPaidOff = "nexum.loans.paid_off", 3, Event;
     LoansDefaulted = "nexum.loans.defaulted", 3, Event;
+    LoansCancelled = "nexum.loans.cancelled", 3, Event;
     CreditStatementGenerated = "nexum.credit.statement_generated", 3, Event;
     CreditPayment = "nexum.credit.payment", 3, Event;
     CollectionsCaseCreated = "nexum.collections.case_created", 3, Event;
@@ -157,6 +158,7 @@ catalog! {
     CommandsTransactions = "nexum.commands.transactions", 3, Command;
     CommandsCustomers = "nexum.commands.customers", 3, Command;
     CommandsLoans = "nexum.commands.loans", 3, Command;
+    CommandsRejected = "nexum.commands.rejected", 3, Event;
     BankTransactions = "bank.transactions", 3, Event;
     MarketPriceUpdates = "market.price.updates", 3, Event;
     CaperaRecommendations = "capera.recommendations", 3, Event;

@@ -16,7 +16,8 @@ use crate::domain::{
     TransactionType,
 };
 use crate::ids::{
-    AccountId, AlertId, AuditId, CaseId, CustomerId, JournalEntryId, LoanId, StatementId, TransactionId, WorkflowId,
+    AccountId, AlertId, AuditId, CaseId, CommandId, CustomerId, JournalEntryId, LoanId, StatementId, TransactionId,
+    WorkflowId,
 };
 
 /// Why an `EventSchema` is not a Nexum event this code understands.
@@ -204,6 +205,17 @@ pub struct LoanPaidOff {
     pub total_interest_paid: Decimal,
 }
 
+/// An originated loan was cancelled before it was paid out, and its loan account closed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoanCancelled {
+    pub customer_id: CustomerId,
+    pub loan_account_id: AccountId,
+    pub principal: Decimal,
+    pub currency: eventbus::Currency,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoanDefaulted {
@@ -309,6 +321,24 @@ pub struct AuditEventRecorded {
     pub event_types: Vec<String>,
 }
 
+/// A command was refused: it was malformed, or core banking would not carry it out. Its
+/// `entity_id` is the command's `event_id`, and its `causation_id` too, so the sender can
+/// correlate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRejected {
+    /// The topic the command came from, e.g. `nexum.commands.transactions`.
+    pub topic: String,
+    /// The command's `event_type` as received, e.g. `transaction_command`.
+    pub command_type: String,
+    /// The command's `data.action`, if it had one.
+    pub action: Option<String>,
+    /// A stable, machine-readable class of the refusal, e.g. `malformed` or `unknown_account`.
+    pub error_code: String,
+    /// What was wrong, for people.
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowStepCompleted {
@@ -396,6 +426,7 @@ catalog! {
     LoanPaymentReceived(LoanPaymentReceived, LoanId) = "loan_payment_received", "loan", LoansPayment, 1;
     LoanPaidOff(LoanPaidOff, LoanId) = "loan_paid_off", "loan", LoansPaidOff, 1;
     LoanDefaulted(LoanDefaulted, LoanId) = "loan_defaulted", "loan", LoansDefaulted, 1;
+    LoanCancelled(LoanCancelled, LoanId) = "loan_cancelled", "loan", LoansCancelled, 1;
     CreditStatementGenerated(CreditStatementGenerated, StatementId) = "credit_statement_generated", "credit_statement", CreditStatementGenerated, 1;
     CreditPaymentReceived(CreditPaymentReceived, AccountId) = "credit_payment_received", "account", CreditPayment, 1;
     CollectionCaseCreated(CollectionCaseCreated, CaseId) = "collection_case_created", "collection_case", CollectionsCaseCreated, 1;
@@ -407,6 +438,7 @@ catalog! {
     WorkflowStepCompleted(WorkflowStepCompleted, WorkflowId) = "workflow_step_completed", "workflow", WorkflowsStepCompleted, 1;
     WorkflowCompleted(WorkflowCompleted, WorkflowId) = "workflow_completed", "workflow", WorkflowsCompleted, 1;
     WorkflowRejected(WorkflowRejected, WorkflowId) = "workflow_rejected", "workflow", WorkflowsRejected, 1;
+    CommandRejected(CommandRejected, CommandId) = "command_rejected", "command", CommandsRejected, 1;
 }
 
 /// What the catalog says about one event type.

@@ -95,6 +95,8 @@ ids! {
     WorkflowId = "wf_", "workflow";
     /// One audit record.
     AuditId = "aud_", "audit";
+    /// A command sent to core banking: its `event_id`, the key of its exactly-once effect.
+    CommandId = "cmd_", "command";
 }
 
 impl AccountId {

@@ -15,8 +15,13 @@
 //! - [`publisher`] — `NexumEventPublisher`, the seed's `on_*` methods.
 //! - [`hooks`] — `create_event_enabled_banking_system`.
 //! - [`consumer`] — a bus handler that receives typed, upcast events.
+//! - [`commands`] — the command format and `NexumCommandHandler`, which carries commands out
+//!   exactly once and answers each with its events or a rejection.
+//! - [`clock`] — the time services read: the system's, or a test's.
 
 pub mod bank;
+pub mod clock;
+pub mod commands;
 pub mod consumer;
 pub mod domain;
 pub mod events;
@@ -28,6 +33,7 @@ pub mod schemas;
 pub mod store;
 
 pub use bank::{Bank, BankError, Ctx};
+pub use commands::{CommandOutcome, NexumCommandHandler};
 pub use events::{Causation, NexumEvent, Payload};
 pub use hooks::{EventEnabledBank, create_event_enabled_banking_system};
 pub use publisher::{NexumEventPublisher, PublishError};

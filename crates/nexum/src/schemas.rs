@@ -85,6 +85,7 @@ embedded! {
     "loan_payment_received", 1;
     "loan_paid_off", 1;
     "loan_defaulted", 1;
+    "loan_cancelled", 1;
     "credit_statement_generated", 1;
     "credit_payment_received", 1;
     "collection_case_created", 1;
@@ -96,6 +97,7 @@ embedded! {
     "workflow_step_completed", 1;
     "workflow_completed", 1;
     "workflow_rejected", 1;
+    "command_rejected", 1;
 }
 
 struct Schema {

@@ -17,10 +17,11 @@ use nexum::domain::{
 };
 use nexum::events::{
     AccountCreated, AccountUpdated, AuditEventRecorded, Causation, CollectionCaseCreated, CollectionCaseEscalated,
-    CollectionCaseResolved, ComplianceAlertRaised, CreditPaymentReceived, CreditStatementGenerated, CustomerDetails,
-    EVENT_TYPES, Installment, KycStatusChanged, LoanDefaulted, LoanDisbursed, LoanOriginated, LoanPaidOff,
-    LoanPaymentReceived, NexumEvent, Payload, Posting, SuspiciousActivityDetected, TransactionCreated,
-    TransactionFailed, TransactionPosted, WorkflowCompleted, WorkflowRejected, WorkflowStepCompleted,
+    CollectionCaseResolved, CommandRejected, ComplianceAlertRaised, CreditPaymentReceived, CreditStatementGenerated,
+    CustomerDetails, EVENT_TYPES, Installment, KycStatusChanged, LoanCancelled, LoanDefaulted, LoanDisbursed,
+    LoanOriginated, LoanPaidOff, LoanPaymentReceived, NexumEvent, Payload, Posting, SuspiciousActivityDetected,
+    TransactionCreated, TransactionFailed, TransactionPosted, WorkflowCompleted, WorkflowRejected,
+    WorkflowStepCompleted,
 };
 use nexum::schemas::{SchemaError, SchemaRegistry};
 use proptest::prelude::*;
@@ -384,6 +385,26 @@ fn examples() -> Vec<NexumEvent> {
                 subject_id: "loan_124".into(),
                 step: "credit_check".into(),
                 reason: "score below 600".into(),
+            }),
+        ),
+        (
+            "loan_125",
+            Payload::LoanCancelled(LoanCancelled {
+                customer_id: parse("cust_123"),
+                loan_account_id: parse("acc_loan_125"),
+                principal: parse("5000.00"),
+                currency: usd(),
+                reason: "disbursement failed: account frozen".into(),
+            }),
+        ),
+        (
+            "0191e4a2-7c3b-7d40-8a9e-2f1c3b4d5e6f",
+            Payload::CommandRejected(CommandRejected {
+                topic: "nexum.commands.transactions".into(),
+                command_type: "transaction_command".into(),
+                action: Some("deposit".into()),
+                error_code: "unknown_account".into(),
+                reason: "unknown account `acc_nowhere`".into(),
             }),
         ),
     ];

@@ -78,9 +78,12 @@ impl Bank {
                 return Err(BankError::AlreadyExists { kind: "account", id: id.to_string() });
             }
             let mut work = Work::new(ctx, "open_account");
-            self.customer_for(&mut work, &new.customer_id).await?;
-            let account = work.create::<Account>(id.as_str(), &event, &mut [])?;
-            Ok(self.commit(work).await?.then(|| self.accounts.keep(account)))
+            let mut customer = self.customer_for(&mut work, &new.customer_id).await?;
+            let account = work.create::<Account>(id.as_str(), &event, &mut [&mut customer])?;
+            Ok(self.commit(work).await?.then(|| {
+                self.customers.put(customer);
+                self.accounts.keep(account)
+            }))
         })
     }
 

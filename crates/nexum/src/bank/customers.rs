@@ -1,9 +1,11 @@
 //! Customers: creation, updates and KYC changes.
 
 use super::{Bank, BankError, Ctx, MAX_ATTEMPTS, Work, retrying};
-use crate::domain::{Customer, KycStatus, KycTier};
+use eventbus::Currency;
+
+use crate::domain::{AccountType, Customer, KycStatus, KycTier};
 use crate::events::{CustomerDetails, KycStatusChanged, NexumEvent, Payload};
-use crate::ids::CustomerId;
+use crate::ids::{AccountId, CustomerId};
 
 /// A new customer. KYC starts `pending` at `tier_1`.
 #[derive(Clone, Debug, Default)]
@@ -127,5 +129,25 @@ impl Bank {
             work.record_in(&NexumEvent::new(id, Payload::KycStatusChanged(change)), &mut customer)?;
             Ok(self.commit(work).await?.then(|| self.customers.keep(customer)))
         })
+    }
+
+    /// Where a loan of `customer_id` in `currency` is paid out when no account is named: the
+    /// customer's oldest checking or savings account in that currency.
+    pub async fn payout_account(&self, customer_id: &CustomerId, currency: Currency) -> Result<AccountId, BankError> {
+        let customer =
+            self.customer(customer_id).await?.ok_or_else(|| BankError::UnknownCustomer(customer_id.clone()))?;
+        customer
+            .accounts
+            .iter()
+            .find(|account| {
+                matches!(account.account_type, AccountType::Checking | AccountType::Savings) && account.currency == currency
+            })
+            .map(|account| account.id.clone())
+            .ok_or_else(|| {
+                BankError::invalid(
+                    "account_id",
+                    format!("customer `{customer_id}` has no checking or savings account in {currency}: open one, or name the account"),
+                )
+            })
     }
 }

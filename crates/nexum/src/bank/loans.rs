@@ -7,13 +7,13 @@ use rust_decimal::Decimal;
 use super::transactions::{Movement, TransactionReceipt, TransactionStatus, positive};
 use super::{Bank, BankError, Ctx, Loaded, MAX_ATTEMPTS, Work, retrying};
 use crate::domain::{
-    Account, AccountStatus, AccountType, CaseReason, CollectionCase, KycStatus, Loan, LoanStatus, PaymentFrequency,
-    TransactionType, amortisation_schedule,
+    Account, AccountChange, AccountStatus, AccountType, CaseReason, CollectionCase, KycStatus, Loan, LoanStatus,
+    PaymentFrequency, TransactionType, amortisation_schedule,
 };
 use crate::events::{
-    AccountCreated, CollectionCaseCreated, CollectionCaseEscalated, CollectionCaseResolved, LoanDefaulted,
-    LoanDisbursed, LoanOriginated, LoanPaidOff, LoanPaymentReceived, NexumEvent, Payload, Posting, WorkflowCompleted,
-    WorkflowRejected, WorkflowStepCompleted,
+    AccountCreated, AccountUpdated, CollectionCaseCreated, CollectionCaseEscalated, CollectionCaseResolved,
+    LoanCancelled, LoanDefaulted, LoanDisbursed, LoanOriginated, LoanPaidOff, LoanPaymentReceived, NexumEvent, Payload,
+    Posting, WorkflowCompleted, WorkflowRejected, WorkflowStepCompleted,
 };
 use crate::ids::{AccountId, CaseId, CustomerId, LoanId, WorkflowId};
 use crate::store::StreamId;
@@ -85,7 +85,7 @@ impl Bank {
                 return Err(BankError::AlreadyExists { kind: "loan", id: loan_id.to_string() });
             }
             let mut work = Work::new(ctx, "originate_loan");
-            let customer = self.customer_for(&mut work, &application.customer_id).await?;
+            let mut customer = self.customer_for(&mut work, &application.customer_id).await?;
             let account = self.account_for(&mut work, &application.account_id).await?;
             if account.state.customer_id != application.customer_id {
                 return Err(BankError::invalid("account_id", "the account belongs to another customer"));
@@ -160,7 +160,7 @@ impl Bank {
             let loan_account = work.create::<Account>(
                 loan_account_id.as_str(),
                 &NexumEvent::new(&loan_account_id, Payload::AccountCreated(loan_account)),
-                &mut [],
+                &mut [&mut customer],
             )?;
             let schedule = amortisation_schedule(
                 principal.amount(),
@@ -189,6 +189,7 @@ impl Bank {
                 &mut [],
             )?;
             Ok(self.commit(work).await?.then(|| {
+                self.customers.put(customer);
                 self.accounts.put(loan_account);
                 self.loans.put(loan);
                 LoanDecision::Approved { workflow_id, loan_id: loan_id.clone(), loan_account_id }
@@ -235,6 +236,54 @@ impl Bank {
                 self.accounts.put(loan_account);
                 self.accounts.put(account);
                 receipt
+            }))
+        })
+    }
+
+    /// Cancels a loan that was originated and not paid out, and closes its loan account: the
+    /// compensation of a loan application that could not complete.
+    pub async fn cancel_loan(&self, ctx: &Ctx, loan_id: &LoanId, reason: &str) -> Result<Loan, BankError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(BankError::invalid("reason", "expected 1 to 500 characters"));
+        }
+        retrying!({
+            let mut work = Work::new(ctx, "cancel_loan");
+            let mut loan = self.loan_for(&mut work, loan_id).await?;
+            if loan.state.status != LoanStatus::Originated {
+                return Err(BankError::InvalidState(format!(
+                    "loan `{loan_id}` is {:?}; only a loan not yet disbursed can be cancelled",
+                    loan.state.status
+                )));
+            }
+            let terms = loan.state.terms.clone();
+            let mut loan_account = self.account_for(&mut work, &terms.loan_account_id).await?;
+            let cancelled = LoanCancelled {
+                customer_id: terms.customer_id.clone(),
+                loan_account_id: terms.loan_account_id.clone(),
+                principal: terms.principal,
+                currency: terms.currency,
+                reason: reason.to_owned(),
+            };
+            work.record_in(&NexumEvent::new(loan_id, Payload::LoanCancelled(cancelled)), &mut loan)?;
+            let state = &loan_account.state;
+            let closed = AccountUpdated {
+                customer_id: state.customer_id.clone(),
+                account_type: state.account_type,
+                currency: state.currency,
+                name: state.name.clone(),
+                change: AccountChange::Closed,
+                old_status: state.status,
+                status: AccountStatus::Closed,
+                overdraft_limit: Decimal::ZERO,
+            };
+            work.record_in(
+                &NexumEvent::new(&terms.loan_account_id, Payload::AccountUpdated(closed)),
+                &mut loan_account,
+            )?;
+            Ok(self.commit(work).await?.then(|| {
+                self.accounts.put(loan_account);
+                self.loans.keep(loan)
             }))
         })
     }

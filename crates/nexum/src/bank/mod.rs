@@ -7,6 +7,7 @@
 //! reason, and returned as such.
 
 mod accounts;
+mod commands;
 mod credit;
 mod customers;
 mod loans;
@@ -21,13 +22,13 @@ use tokio::sync::Notify;
 
 use crate::domain::{Account, Aggregate, CollectionCase, Customer, Loan};
 use crate::events::{AuditEventRecorded, Causation, NexumEvent, Payload};
-use crate::ids::{AccountId, AuditId, CaseId, CustomerId, IdError, LoanId};
+use crate::ids::{AccountId, AuditId, CaseId, CommandId, CustomerId, IdError, LoanId};
 use crate::store::{Commit, EventStore, ExpectedVersion, NewEvent, StoreError, StreamId};
 
 pub use accounts::{AccountUpdate, NewAccount};
 pub use customers::{CustomerUpdate, NewCustomer};
 pub use loans::{LoanApplication, LoanDecision, OverdueCheck};
-pub use transactions::{TransactionReceipt, TransactionStatus, parse_amount};
+pub use transactions::{TransactionReceipt, TransactionStatus, parse_amount, parse_currency};
 
 /// Runs the body (an attempt that returns `Ok(None)` when its commit lost a race) until its
 /// commit wins, at most [`MAX_ATTEMPTS`] times. A macro, not a function taking a closure, so
@@ -40,11 +41,13 @@ macro_rules! retrying {
             match result {
                 Ok(Some(done)) => break Ok(done),
                 Ok(None) if attempts < MAX_ATTEMPTS => {
-                    // Back off, with jitter, so that writers of one stream stop colliding.
-                    let jitter = u64::from(std::time::SystemTime::now()
+                    // Back off with full jitter (a random wait below a doubling bound), so that
+                    // writers of one stream spread out instead of colliding again in step.
+                    let bound = 250u64 << attempts.min(8);
+                    let random = u64::from(std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |t| t.subsec_nanos()) % 1000);
-                    tokio::time::sleep(std::time::Duration::from_micros((200 << attempts.min(6)) + jitter)).await;
+                        .map_or(0, |t| t.subsec_nanos()));
+                    tokio::time::sleep(std::time::Duration::from_micros(bound / 4 + random % bound)).await;
                     attempts += 1;
                 }
                 Ok(None) => break Err(BankError::Contention(MAX_ATTEMPTS)),
@@ -109,13 +112,44 @@ pub enum BankError {
         #[source]
         source: crate::events::DecodeError,
     },
+    /// The command was carried out before: its effect is recorded once, and this time nothing
+    /// was written.
+    #[error("command `{0}` was handled already")]
+    DuplicateCommand(CommandId),
     /// The event store failed; see the source.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl BankError {
-    fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+    /// A stable, machine-readable name of the error, for rejection events and API responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidAmount { .. } => "invalid_amount",
+            Self::InvalidInput { .. } => "invalid_input",
+            Self::InvalidId(_) => "invalid_id",
+            Self::UnknownCustomer(_) => "unknown_customer",
+            Self::UnknownAccount(_) => "unknown_account",
+            Self::UnknownLoan(_) => "unknown_loan",
+            Self::UnknownCase(_) => "unknown_case",
+            Self::AlreadyExists { .. } => "already_exists",
+            Self::AccountClosed(_) => "account_closed",
+            Self::InvalidState(_) => "invalid_state",
+            Self::Schema(_) => "schema_violation",
+            Self::Contention(_) => "contention",
+            Self::Corrupt { .. } => "corrupt_store",
+            Self::DuplicateCommand(_) => "duplicate_command",
+            Self::Store(_) => "store_unavailable",
+        }
+    }
+
+    /// Whether the same request may succeed later, unchanged: the store was unavailable or
+    /// writers kept colliding. Every other error is a refusal of this request.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Contention(_) | Self::Store(_))
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidInput { field, reason: reason.into() }
     }
 
@@ -130,6 +164,10 @@ impl BankError {
 pub struct Ctx {
     pub at: DateTime<Utc>,
     pub causation: Causation,
+    /// The command being carried out, if the request is one. Its effect is recorded at most
+    /// once: the commit that records it also creates the stream `command-<id>`, so a second
+    /// commit for the same command fails with [`BankError::DuplicateCommand`].
+    pub command: Option<CommandId>,
 }
 
 impl Ctx {
@@ -139,7 +177,7 @@ impl Ctx {
     }
 
     pub fn at(at: DateTime<Utc>) -> Self {
-        Self { at: at.trunc_subsecs(6), causation: Causation::default() }
+        Self { at: at.trunc_subsecs(6), causation: Causation::default(), command: None }
     }
 
     pub fn by_user(mut self, user_id: impl Into<String>) -> Self {
@@ -154,6 +192,12 @@ impl Ctx {
 
     pub fn caused_by(mut self, causation_id: impl Into<String>) -> Self {
         self.causation.causation_id = Some(causation_id.into());
+        self
+    }
+
+    /// Carries out command `id` at most once.
+    pub fn for_command(mut self, id: CommandId) -> Self {
+        self.command = Some(id);
         self
     }
 
@@ -431,11 +475,22 @@ impl Bank {
             }),
         );
         let day = StreamId::of("audit", work.ctx.at.date_naive());
-        work.record(&audit, day)?;
+        let command = work.ctx.command.clone();
+        let command_stream = command.as_ref().map(|id| StreamId::of("command", id));
+        let recorded = work.record(&audit, day)?;
+        if let Some(stream) = &command_stream {
+            recorded.link(stream.clone());
+            if !work.commit.expected.iter().any(|(expected, _)| expected == stream) {
+                work.expect_new(stream);
+            }
+        }
         match self.store.commit(work.commit).await {
             Ok(_) => {
                 self.committed.notify_one();
                 Ok(true)
+            }
+            Err(StoreError::Conflict { stream, .. }) if Some(&stream) == command_stream.as_ref() => {
+                Err(BankError::DuplicateCommand(command.expect("a command stream has a command")))
             }
             Err(StoreError::Conflict { stream, .. }) => {
                 tracing::debug!(%stream, command = work.command, "Concurrent change; deciding again");

@@ -2,7 +2,7 @@
 //! credit use too. A movement is recorded as created, then posted with its balanced journal
 //! entry, or failed with its reason. Posting also raises the compliance alerts it calls for.
 
-use eventbus::Money;
+use eventbus::{Currency, Money, MoneyError};
 use rust_decimal::Decimal;
 
 use super::{Bank, BankError, Ctx, Linked, Loaded, MAX_AMOUNT, MAX_ATTEMPTS, Work, retrying};
@@ -40,6 +40,11 @@ impl TransactionReceipt {
 /// no more decimals than the currency has, at most [`MAX_AMOUNT`].
 pub fn parse_amount(amount: &str, currency: &str) -> Result<Money, BankError> {
     positive(Money::parse(amount, currency).map_err(|e| BankError::amount(amount, e))?)
+}
+
+/// Reads an ISO 4217 currency code.
+pub fn parse_currency(currency: &str) -> Result<Currency, BankError> {
+    currency.parse().map_err(|e: MoneyError| BankError::invalid("currency", e.to_string()))
 }
 
 /// Refuses zero, negative and absurd amounts.

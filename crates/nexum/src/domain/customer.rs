@@ -2,14 +2,27 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Aggregate, KycStatus, KycTier};
+use eventbus::Currency;
+
+use super::{AccountType, Aggregate, KycStatus, KycTier};
 use crate::events::{CustomerDetails, NexumEvent, Payload};
-use crate::ids::CustomerId;
+use crate::ids::{AccountId, CustomerId};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Customer {
     pub id: CustomerId,
     pub details: CustomerDetails,
+    /// The customer's accounts, oldest first: each `account_created` is linked into the
+    /// customer's stream.
+    pub accounts: Vec<OwnedAccount>,
+}
+
+/// An account as its owner's record knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedAccount {
+    pub id: AccountId,
+    pub account_type: AccountType,
+    pub currency: Currency,
 }
 
 impl Customer {
@@ -27,7 +40,9 @@ impl Aggregate for Customer {
 
     fn create(entity_id: &str, event: &NexumEvent, _: DateTime<Utc>) -> Option<Self> {
         match &event.payload {
-            Payload::CustomerCreated(details) => Some(Self { id: entity_id.parse().ok()?, details: details.clone() }),
+            Payload::CustomerCreated(details) => {
+                Some(Self { id: entity_id.parse().ok()?, details: details.clone(), accounts: Vec::new() })
+            }
             _ => None,
         }
     }
@@ -38,6 +53,15 @@ impl Aggregate for Customer {
             Payload::KycStatusChanged(change) => {
                 self.details.kyc_status = change.new_status;
                 self.details.kyc_tier = change.new_tier;
+            }
+            Payload::AccountCreated(account) => {
+                if let Ok(id) = event.entity_id.parse() {
+                    self.accounts.push(OwnedAccount {
+                        id,
+                        account_type: account.account_type,
+                        currency: account.currency,
+                    });
+                }
             }
             _ => {}
         }

@@ -17,6 +17,8 @@ pub enum LoanStatus {
     Active,
     PaidOff,
     Defaulted,
+    /// Cancelled before it was paid out.
+    Cancelled,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +173,10 @@ impl Aggregate for Loan {
                 }
             }
             Payload::LoanPaidOff(_) => self.status = LoanStatus::PaidOff,
+            Payload::LoanCancelled(_) => {
+                self.status = LoanStatus::Cancelled;
+                self.outstanding_principal = Decimal::ZERO;
+            }
             Payload::LoanDefaulted(defaulted) => {
                 self.status = LoanStatus::Defaulted;
                 self.missed_payments = defaulted.missed_payments;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 pub use account::{Account, NEAR_THRESHOLD_BAND, REPORTING_THRESHOLD, STRUCTURING_COUNT, STRUCTURING_WINDOW_HOURS};
 pub use collections::CollectionCase;
-pub use customer::Customer;
+pub use customer::{Customer, OwnedAccount};
 pub use loan::{Loan, LoanStatus, amortisation_schedule, periodic_rate};
 pub use types::{
     AccountChange, AccountStatus, AccountType, CaseReason, FailureReason, KycStatus, KycTier, PaymentFrequency,

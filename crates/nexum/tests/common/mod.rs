@@ -159,4 +159,19 @@ pub async fn every_operation(bank: &Bank) {
     bank.withdraw(&day(60), &credit.id, usd("800.00"), None, None).await.unwrap();
     bank.generate_statement(&day(61), &credit.id, at(61, 0).date_naive()).await.unwrap();
     bank.pay_credit(&day(62), &checking.id, &credit.id, usd("300.00")).await.unwrap();
+
+    let LoanDecision::Approved { loan_id: unwanted, .. } =
+        bank.originate_loan(&day(63), loan(&customer, &checking)).await.unwrap()
+    else {
+        panic!("loan rejected")
+    };
+    bank.cancel_loan(&day(63), &unwanted, "Customer withdrew the application").await.unwrap();
+    let refused = nexum::events::CommandRejected {
+        topic: "nexum.commands.transactions".into(),
+        command_type: "transaction_command".into(),
+        action: Some("teleport".into()),
+        error_code: "unknown_action".into(),
+        reason: "unknown action `teleport`".into(),
+    };
+    bank.reject_command(&day(64).for_command(nexum::ids::CommandId::new()), refused).await.unwrap();
 }

@@ -1,0 +1,310 @@
+//! `NexumCommandHandler`: carries out the commands that arrive on the command topics.
+//!
+//! Every command gets an outcome event that carries the command's `event_id` as its
+//! `causation_id` and keeps its `correlation_id`: the domain events when it is carried out
+//! (a transaction that cannot go through is recorded as `transaction_failed`), or a
+//! `command_rejected` with the reason when it is not. A malformed command is also
+//! dead-lettered with the reason; one the bus could not even decode (invalid JSON) is rejected
+//! from its dead letter.
+//!
+//! Delivery is at least once, the effect exactly once: the commit that records a command's
+//! effect, or its rejection, also creates the stream `command-<event_id>`, so a redelivered
+//! command finds it and does nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventbus::{
+    BusError, EventBus, EventSchema, GroupId, HandlerError, Message, RetryPolicy, Subscription, TopicName, handler_fn,
+};
+use serde_json::Value;
+
+use super::{COMMAND_TOPICS, Command, CustomerCommand, Envelope, LoanCommand, TransactionCommand, parse};
+use crate::bank::{
+    Bank, BankError, Ctx, CustomerUpdate, LoanApplication, NewAccount, NewCustomer, parse_amount, parse_currency,
+};
+use crate::clock::Clock;
+use crate::domain::PaymentFrequency;
+use crate::events::CommandRejected;
+use crate::ids::CommandId;
+
+/// The consumer group of the command topics.
+pub const GROUP: &str = "nexum-command-handler";
+/// The consumer group that rejects the commands the bus dead-lettered before the handler saw
+/// them.
+pub const REJECTIONS_GROUP: &str = "nexum-command-rejections";
+/// The longest reason or field text copied into a rejection.
+const MAX_TEXT: usize = 1000;
+
+/// What became of one command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// Carried out now; its events are recorded.
+    Executed,
+    /// Carried out or rejected before; nothing was done this time.
+    Duplicate,
+    /// Refused, and recorded as `command_rejected` with this code and reason.
+    Rejected { code: &'static str, reason: String },
+}
+
+/// Consumes `nexum.commands.{transactions,customers,loans}` and carries the commands out on the
+/// bank.
+pub struct NexumCommandHandler {
+    bank: Arc<Bank>,
+    clock: Arc<dyn Clock>,
+}
+
+impl NexumCommandHandler {
+    pub fn new(bank: Arc<Bank>, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Self { bank, clock })
+    }
+
+    /// Subscribes to the command topics, and to their dead-letter topics to reject what the bus
+    /// could not decode.
+    pub async fn start(self: &Arc<Self>, bus: &dyn EventBus) -> Result<(), BusError> {
+        let topics: Vec<TopicName> = COMMAND_TOPICS.iter().map(|(topic, _)| topic.name()).collect();
+        // A store outage must not dead-letter valid commands: retry for minutes, then give up.
+        let patient = RetryPolicy {
+            max_attempts: 100,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        };
+        let handler = Arc::clone(self);
+        bus.subscribe(
+            subscription(topics.clone(), GROUP)?.with_retry(patient),
+            handler_fn(move |message: Message| {
+                let handler = Arc::clone(&handler);
+                async move {
+                    let place = format!("{}/{}/{}", message.topic, message.partition, message.offset);
+                    handler.handle(&message.topic, &message.event, &place).await.map(drop)
+                }
+            }),
+        )
+        .await?;
+        let handler = Arc::clone(self);
+        bus.subscribe(
+            subscription(topics.iter().map(TopicName::dlq).collect(), REJECTIONS_GROUP)?.with_retry(patient),
+            handler_fn(move |message: Message| {
+                let handler = Arc::clone(&handler);
+                async move { handler.reject_dead_letter(&message.event).await }
+            }),
+        )
+        .await
+    }
+
+    /// Handles one command received on `topic`; `place` names where it was read, to give a
+    /// command without an `event_id` a stable id.
+    ///
+    /// A malformed command is rejected and returned as a permanent error, so the bus
+    /// dead-letters it with the reason. A transient failure (the store is down) is returned as
+    /// an error to retry; nothing was recorded.
+    pub async fn handle(
+        &self,
+        topic: &TopicName,
+        event: &EventSchema,
+        place: &str,
+    ) -> Result<CommandOutcome, HandlerError> {
+        let envelope = Envelope::of(topic, event, place);
+        let ctx = self.ctx(&envelope);
+        let command = match parse(topic, event) {
+            Ok(command) => command,
+            Err(error) => {
+                tracing::warn!(%topic, command_id = %envelope.id, code = error.code(), %error, "Malformed command");
+                self.reject(&ctx, &envelope, error.code(), &error.to_string()).await?;
+                return Err(HandlerError::permanent(error));
+            }
+        };
+        if self.bank.command_handled(&envelope.id).await.map_err(HandlerError::from)? {
+            tracing::debug!(command_id = %envelope.id, "Command handled before; skipped");
+            return Ok(CommandOutcome::Duplicate);
+        }
+        match self.execute(&ctx, command).await {
+            Ok(()) => Ok(CommandOutcome::Executed),
+            Err(BankError::DuplicateCommand(_)) => Ok(CommandOutcome::Duplicate),
+            Err(error) if error.is_transient() => Err(error.into()),
+            Err(error) => {
+                let (code, reason) = (error.code(), error.to_string());
+                tracing::info!(command_id = %envelope.id, code, %reason, "Command rejected");
+                self.reject(&ctx, &envelope, code, &reason).await?;
+                if matches!(error, BankError::Schema(_) | BankError::Corrupt { .. }) {
+                    // A defect, not bad input: keep the command in the dead-letter topic too.
+                    return Err(HandlerError::permanent(error));
+                }
+                Ok(CommandOutcome::Rejected { code, reason })
+            }
+        }
+    }
+
+    /// Rejects a command from its dead letter, unless the handler rejected it already.
+    async fn reject_dead_letter(&self, letter: &EventSchema) -> Result<(), HandlerError> {
+        let text = |key: &str| letter.data.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+        if text("error_kind") == "rejected" {
+            return Ok(());
+        }
+        let topic = TopicName::new(&text("original_topic")).map_err(HandlerError::permanent)?;
+        let number = |key: &str| letter.data.get(key).and_then(Value::as_u64).unwrap_or_default();
+        let place = format!("{topic}/{}/{}", number("original_partition"), number("original_offset"));
+        let original = letter
+            .data
+            .get("original_event")
+            .and_then(|event| serde_json::from_value::<EventSchema>(event.clone()).ok());
+        let envelope = match &original {
+            Some(event) => Envelope::of(&topic, event, &place),
+            None => Envelope {
+                id: CommandId::derived(&place),
+                topic,
+                command_type: "undecodable".into(),
+                action: None,
+                correlation_id: None,
+                user_id: None,
+            },
+        };
+        let code = match text("error_kind").as_str() {
+            "undecodable" => "undecodable",
+            "oversized" => "oversized",
+            _ => "handler_failed",
+        };
+        self.reject(&self.ctx(&envelope), &envelope, code, &text("error")).await
+    }
+
+    /// Records the rejection, once.
+    async fn reject(
+        &self,
+        ctx: &Ctx,
+        envelope: &Envelope,
+        code: &'static str,
+        reason: &str,
+    ) -> Result<(), HandlerError> {
+        let rejection = CommandRejected {
+            topic: envelope.topic.to_string(),
+            command_type: clip(&envelope.command_type, 100),
+            action: envelope.action.as_deref().map(|action| clip(action, 100)),
+            error_code: code.to_owned(),
+            reason: clip(if reason.is_empty() { "no reason given" } else { reason }, MAX_TEXT),
+        };
+        match self.bank.reject_command(ctx, rejection).await {
+            Ok(()) | Err(BankError::DuplicateCommand(_)) => Ok(()),
+            Err(error) if error.is_transient() => Err(error.into()),
+            Err(error) => Err(HandlerError::permanent(error)),
+        }
+    }
+
+    /// The context of a command: now, caused by it, in its correlation (or its own, if it has
+    /// none), by its user.
+    fn ctx(&self, envelope: &Envelope) -> Ctx {
+        let correlation = envelope.correlation_id.clone().unwrap_or_else(|| envelope.id.to_string());
+        let ctx = Ctx::at(self.clock.now())
+            .caused_by(envelope.id.as_str())
+            .correlated(correlation)
+            .for_command(envelope.id.clone());
+        match &envelope.user_id {
+            Some(user) => ctx.by_user(clip(user, 128)),
+            None => ctx,
+        }
+    }
+
+    async fn execute(&self, ctx: &Ctx, command: Command) -> Result<(), BankError> {
+        let bank = &self.bank;
+        match command {
+            Command::Transaction(command) => match command {
+                TransactionCommand::Deposit { account_id, amount, currency, description, reference } => {
+                    let amount = parse_amount(&amount, &currency)?;
+                    bank.deposit(ctx, &account_id, amount, description, reference).await.map(drop)
+                }
+                TransactionCommand::Withdraw { account_id, amount, currency, description, reference } => {
+                    let amount = parse_amount(&amount, &currency)?;
+                    bank.withdraw(ctx, &account_id, amount, description, reference).await.map(drop)
+                }
+                TransactionCommand::Transfer {
+                    from_account_id,
+                    to_account_id,
+                    amount,
+                    currency,
+                    description,
+                    reference,
+                } => {
+                    let amount = parse_amount(&amount, &currency)?;
+                    bank.transfer(ctx, &from_account_id, &to_account_id, amount, description, reference).await.map(drop)
+                }
+            },
+            Command::Customer(command) => match command {
+                CustomerCommand::Create { customer_id, first_name, last_name, email, phone } => {
+                    let new = NewCustomer { id: customer_id, first_name, last_name, email, phone };
+                    bank.create_customer(ctx, new).await.map(drop)
+                }
+                CustomerCommand::Update { customer_id, first_name, last_name, email, phone } => {
+                    let update = CustomerUpdate { first_name, last_name, email, phone };
+                    bank.update_customer(ctx, &customer_id, update).await.map(drop)
+                }
+                CustomerCommand::Kyc { customer_id, kyc_status, kyc_tier } => {
+                    bank.change_kyc(ctx, &customer_id, kyc_status, kyc_tier).await.map(drop)
+                }
+                CustomerCommand::OpenAccount {
+                    customer_id,
+                    account_type,
+                    currency,
+                    account_id,
+                    name,
+                    overdraft_limit,
+                } => {
+                    let overdraft_limit = overdraft_limit.map(|limit| parse_amount(&limit, &currency)).transpose()?;
+                    let currency = parse_currency(&currency)?;
+                    let new = NewAccount { id: account_id, customer_id, account_type, currency, name, overdraft_limit };
+                    bank.open_account(ctx, new).await.map(drop)
+                }
+            },
+            Command::Loan(command) => match command {
+                LoanCommand::Originate {
+                    loan_id,
+                    customer_id,
+                    account_id,
+                    principal,
+                    currency,
+                    interest_rate,
+                    term_months,
+                    payment_frequency,
+                } => {
+                    let principal = parse_amount(&principal, &currency)?;
+                    let interest_rate = interest_rate.parse().map_err(|_| {
+                        BankError::invalid("interest_rate", "expected a decimal string such as \"5.5\"")
+                    })?;
+                    let account_id = match account_id {
+                        Some(id) => id,
+                        None => bank.payout_account(&customer_id, principal.currency()).await?,
+                    };
+                    let application = LoanApplication {
+                        loan_id,
+                        customer_id,
+                        account_id,
+                        principal,
+                        interest_rate,
+                        term_months,
+                        payment_frequency: payment_frequency.unwrap_or(PaymentFrequency::Monthly),
+                    };
+                    bank.originate_loan(ctx, application).await.map(drop)
+                }
+                LoanCommand::Disburse { loan_id } => bank.disburse_loan(ctx, &loan_id).await.map(drop),
+                LoanCommand::Payment { loan_id, amount, currency } => {
+                    let amount = parse_amount(&amount, &currency)?;
+                    bank.pay_loan(ctx, &loan_id, amount).await.map(drop)
+                }
+                LoanCommand::Cancel { loan_id, reason } => bank.cancel_loan(ctx, &loan_id, &reason).await.map(drop),
+                LoanCommand::CheckOverdue { loan_id } => bank.check_overdue(ctx, &loan_id).await.map(drop),
+                LoanCommand::EscalateCase { case_id, reason } => {
+                    bank.escalate_case(ctx, &case_id, &reason).await.map(drop)
+                }
+            },
+        }
+    }
+}
+
+fn subscription(topics: Vec<TopicName>, group: &str) -> Result<Subscription, BusError> {
+    let mut topics = topics.into_iter();
+    let first = topics.next().expect("at least one topic");
+    Ok(topics.fold(Subscription::new(first, GroupId::new(group)?), Subscription::and_topic))
+}
+
+/// At most `max` characters of `text`.
+fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}

@@ -1,0 +1,364 @@
+//! Commands other systems send to core banking over the bus, in the seed's format: an
+//! `EventSchema` on a `nexum.commands.*` topic whose `data.action` names what to do.
+//!
+//! ```json
+//! {"event_id": "…", "event_type": "transaction_command", "entity_type": "transaction", "entity_id": "acc_123",
+//!  "data": {"action": "deposit", "account_id": "acc_123", "amount": "100.00", "currency": "USD"}}
+//! ```
+//!
+//! Parsing is strict: a missing field, a field of the wrong type (an amount must be a decimal
+//! string, never a JSON number), an unknown field or an unknown action is refused with the
+//! reason. Amounts and ids are checked again by the bank.
+
+mod handler;
+
+use eventbus::{EventSchema, Topic, TopicName};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::{AccountType, KycStatus, KycTier, PaymentFrequency};
+use crate::ids::{AccountId, CaseId, CommandId, CustomerId, LoanId};
+
+pub use handler::{CommandOutcome, NexumCommandHandler};
+
+/// The command topics and the `event_type` each expects.
+pub const COMMAND_TOPICS: [(Topic, &str); 3] = [
+    (Topic::CommandsTransactions, "transaction_command"),
+    (Topic::CommandsCustomers, "customer_command"),
+    (Topic::CommandsLoans, "loan_command"),
+];
+
+/// Why a command could not be read. Each becomes a `command_rejected` event and a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The topic is not a command topic.
+    #[error("`{0}` is not a command topic")]
+    NotACommandTopic(String),
+    /// The `event_type` does not belong on the topic.
+    #[error("expected event_type `{expected}` on this topic, found `{found}`")]
+    WrongType { expected: &'static str, found: String },
+    /// A major version of the command format this handler does not know.
+    #[error("unsupported command version `{0}`: this handler reads version 1")]
+    UnsupportedVersion(String),
+    /// `event_id` is not usable as a command id.
+    #[error("invalid event_id: {0}")]
+    InvalidId(String),
+    /// `data.action` is missing or not a string.
+    #[error("data.action is missing: expected one of {0}")]
+    MissingAction(&'static str),
+    /// The action is not one of the topic's.
+    #[error("unknown action `{action}`: expected one of {expected}")]
+    UnknownAction { action: String, expected: &'static str },
+    /// The fields of the action are missing, of the wrong type, or unknown.
+    #[error("invalid `{action}` command: {reason}")]
+    InvalidFields { action: String, reason: String },
+}
+
+impl CommandError {
+    /// A stable, machine-readable name of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotACommandTopic(_) => "not_a_command_topic",
+            Self::WrongType { .. } => "wrong_event_type",
+            Self::UnsupportedVersion(_) => "unsupported_version",
+            Self::InvalidId(_) => "invalid_command_id",
+            Self::MissingAction(_) => "missing_action",
+            Self::UnknownAction { .. } => "unknown_action",
+            Self::InvalidFields { .. } => "malformed",
+        }
+    }
+}
+
+/// A command on `nexum.commands.transactions`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransactionCommand {
+    Deposit {
+        account_id: AccountId,
+        amount: String,
+        currency: String,
+        description: Option<String>,
+        reference: Option<String>,
+    },
+    Withdraw {
+        account_id: AccountId,
+        amount: String,
+        currency: String,
+        description: Option<String>,
+        reference: Option<String>,
+    },
+    Transfer {
+        from_account_id: AccountId,
+        to_account_id: AccountId,
+        amount: String,
+        currency: String,
+        description: Option<String>,
+        reference: Option<String>,
+    },
+}
+
+/// A command on `nexum.commands.customers`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CustomerCommand {
+    Create {
+        /// The id to give the customer; a fresh one if absent.
+        customer_id: Option<CustomerId>,
+        first_name: String,
+        last_name: String,
+        email: String,
+        phone: Option<String>,
+    },
+    Update {
+        customer_id: CustomerId,
+        first_name: Option<String>,
+        last_name: Option<String>,
+        email: Option<String>,
+        phone: Option<String>,
+    },
+    Kyc {
+        customer_id: CustomerId,
+        kyc_status: KycStatus,
+        kyc_tier: KycTier,
+    },
+    OpenAccount {
+        customer_id: CustomerId,
+        account_type: AccountType,
+        currency: String,
+        /// The id to give the account; a fresh one if absent.
+        account_id: Option<AccountId>,
+        name: Option<String>,
+        overdraft_limit: Option<String>,
+    },
+}
+
+/// A command on `nexum.commands.loans`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LoanCommand {
+    Originate {
+        /// The id to give the loan; a fresh one if absent.
+        loan_id: Option<LoanId>,
+        customer_id: CustomerId,
+        /// Where the principal is paid out; the customer's oldest account in the loan's
+        /// currency if absent.
+        account_id: Option<AccountId>,
+        principal: String,
+        currency: String,
+        /// Annual rate in percent, as a decimal string: `"5.5"`.
+        interest_rate: String,
+        term_months: u32,
+        payment_frequency: Option<PaymentFrequency>,
+    },
+    Disburse {
+        loan_id: LoanId,
+    },
+    Payment {
+        loan_id: LoanId,
+        amount: String,
+        currency: String,
+    },
+    /// Cancels a loan that was originated but not disbursed: the compensation of a loan
+    /// application that could not complete.
+    Cancel {
+        loan_id: LoanId,
+        reason: String,
+    },
+    /// Looks for missed installments: opens, escalates or defaults as they are found.
+    CheckOverdue {
+        loan_id: LoanId,
+    },
+    EscalateCase {
+        case_id: CaseId,
+        reason: String,
+    },
+}
+
+/// A command, read and checked for shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Transaction(TransactionCommand),
+    Customer(CustomerCommand),
+    Loan(LoanCommand),
+}
+
+/// What is known of a command even when it cannot be read: enough to reject it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Its `event_id`, or an id derived from its place in the log if it has no usable one.
+    pub id: CommandId,
+    pub topic: TopicName,
+    pub command_type: String,
+    pub action: Option<String>,
+    pub correlation_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl Envelope {
+    /// Reads the envelope of a command; `place` names where it was read, for a command without
+    /// an `event_id`.
+    pub fn of(topic: &TopicName, event: &EventSchema, place: &str) -> Self {
+        let id = event
+            .event_id
+            .as_ref()
+            .and_then(|id| id.as_str().parse().ok())
+            .unwrap_or_else(|| CommandId::derived(place));
+        let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+        Self {
+            id,
+            topic: topic.clone(),
+            command_type: event.event_type.as_str().to_owned(),
+            action: text(event.data.get("action")),
+            correlation_id: text(event.metadata.get("correlation_id")),
+            user_id: text(event.metadata.get("user_id")),
+        }
+    }
+}
+
+/// Reads the command `event` received on `topic`.
+pub fn parse(topic: &TopicName, event: &EventSchema) -> Result<Command, CommandError> {
+    let (topic_kind, expected) = COMMAND_TOPICS
+        .iter()
+        .find(|(t, _)| t.as_str() == topic.as_str())
+        .copied()
+        .ok_or_else(|| CommandError::NotACommandTopic(topic.to_string()))?;
+    if event.event_type.as_str() != expected {
+        return Err(CommandError::WrongType { expected, found: event.event_type.as_str().to_owned() });
+    }
+    let version = event.version();
+    if version.split('.').next() != Some("1") {
+        return Err(CommandError::UnsupportedVersion(version.to_owned()));
+    }
+    match &event.event_id {
+        Some(id) if id.as_str().parse::<CommandId>().is_err() => {
+            return Err(CommandError::InvalidId(format!(
+                "`{}` is not 1 to 128 letters, digits, `_`, `-` or `.`",
+                id.as_str().chars().take(128).collect::<String>()
+            )));
+        }
+        None => return Err(CommandError::InvalidId("missing: a command needs an event_id".into())),
+        Some(_) => {}
+    }
+    let data = Value::Object(event.data.clone());
+    match topic_kind {
+        Topic::CommandsTransactions => fields(&data, TRANSACTION_ACTIONS).map(Command::Transaction),
+        Topic::CommandsCustomers => fields(&data, CUSTOMER_ACTIONS).map(Command::Customer),
+        _ => fields(&data, LOAN_ACTIONS).map(Command::Loan),
+    }
+}
+
+const TRANSACTION_ACTIONS: &str = "deposit, withdraw, transfer";
+const CUSTOMER_ACTIONS: &str = "create, update, kyc, open_account";
+const LOAN_ACTIONS: &str = "originate, disburse, payment, cancel, check_overdue, escalate_case";
+
+/// Reads the fields of `data` as one of the actions listed in `actions`.
+fn fields<T: for<'de> Deserialize<'de>>(data: &Value, actions: &'static str) -> Result<T, CommandError> {
+    let action = match data.get("action") {
+        Some(Value::String(action)) => action.clone(),
+        _ => return Err(CommandError::MissingAction(actions)),
+    };
+    if !actions.split(", ").any(|known| known == action) {
+        return Err(CommandError::UnknownAction { action, expected: actions });
+    }
+    serde_json::from_value(data.clone())
+        .map_err(|error| CommandError::InvalidFields { action, reason: error.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn command(topic: Topic, event_type: &str, data: Value) -> (TopicName, EventSchema) {
+        let Value::Object(data) = data else { panic!("data is an object") };
+        let event = EventSchema::new(event_type, "transaction", "acc_1", data);
+        (topic.name(), event)
+    }
+
+    #[test]
+    fn the_seeds_transaction_command_is_read() {
+        let (topic, event) = command(
+            Topic::CommandsTransactions,
+            "transaction_command",
+            json!({"action": "deposit", "account_id": "acc_123", "amount": "100.00", "currency": "USD",
+                   "description": "External deposit"}),
+        );
+        let Command::Transaction(TransactionCommand::Deposit { account_id, amount, .. }) =
+            parse(&topic, &event).unwrap()
+        else {
+            panic!("a deposit")
+        };
+        assert_eq!((account_id.as_str(), amount.as_str()), ("acc_123", "100.00"));
+    }
+
+    #[test]
+    fn the_seeds_customer_and_loan_commands_are_read() {
+        let (topic, event) = command(
+            Topic::CommandsCustomers,
+            "customer_command",
+            json!({"action": "create", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}),
+        );
+        assert!(matches!(parse(&topic, &event), Ok(Command::Customer(CustomerCommand::Create { .. }))));
+        let (topic, event) = command(
+            Topic::CommandsLoans,
+            "loan_command",
+            json!({"action": "originate", "customer_id": "cust_123", "principal": "10000.00", "currency": "USD",
+                   "interest_rate": "5.5", "term_months": 60}),
+        );
+        assert!(matches!(parse(&topic, &event), Ok(Command::Loan(LoanCommand::Originate { .. }))));
+    }
+
+    #[test]
+    fn an_amount_as_a_json_number_is_refused_with_the_field_named() {
+        let (topic, event) = command(
+            Topic::CommandsTransactions,
+            "transaction_command",
+            json!({"action": "deposit", "account_id": "acc_1", "amount": 100.5, "currency": "USD"}),
+        );
+        let error = parse(&topic, &event).unwrap_err();
+        assert_eq!(error.code(), "malformed");
+        assert!(error.to_string().contains("expected a string"), "{error}");
+    }
+
+    #[test]
+    fn missing_unknown_and_misplaced_fields_are_refused_with_reasons() {
+        let cases = [
+            (json!({"action": "deposit", "amount": "1.00", "currency": "USD"}), "malformed", "account_id"),
+            (
+                json!({"action": "deposit", "account_id": "acc_1", "amount": "1.00", "currency": "USD", "ammount": "2"}),
+                "malformed",
+                "ammount",
+            ),
+            (json!({"action": "refund", "account_id": "acc_1"}), "unknown_action", "refund"),
+            (json!({"account_id": "acc_1"}), "missing_action", "deposit"),
+            (json!({"action": 7}), "missing_action", "deposit"),
+            (
+                json!({"action": "deposit", "account_id": "../x", "amount": "1.00", "currency": "USD"}),
+                "malformed",
+                "invalid account id",
+            ),
+        ];
+        for (data, code, mentions) in cases {
+            let (topic, event) = command(Topic::CommandsTransactions, "transaction_command", data.clone());
+            let error = parse(&topic, &event).unwrap_err();
+            assert_eq!(error.code(), code, "{data}");
+            assert!(error.to_string().contains(mentions), "{data}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_command_of_another_topic_type_or_version_is_refused() {
+        let data = json!({"action": "create", "first_name": "J", "last_name": "S", "email": "j@example.com"});
+        let (topic, event) = command(Topic::CommandsTransactions, "customer_command", data.clone());
+        assert_eq!(parse(&topic, &event).unwrap_err().code(), "wrong_event_type");
+        let (topic, mut event) = command(Topic::CommandsCustomers, "customer_command", data.clone());
+        event.version = Some("2.0".into());
+        assert_eq!(parse(&topic, &event).unwrap_err().code(), "unsupported_version");
+        let (topic, mut event) = command(Topic::CommandsCustomers, "customer_command", data);
+        event.event_id = None;
+        assert_eq!(parse(&topic, &event).unwrap_err().code(), "invalid_command_id");
+        let (_, event) = command(Topic::CommandsCustomers, "customer_command", json!({}));
+        assert_eq!(parse(&Topic::AuditEvents.name(), &event).unwrap_err().code(), "not_a_command_topic");
+    }
+}

@@ -1,0 +1,412 @@
+//! `NexumCommandHandler` over a real (in-memory) bus: every command gets an outcome event that
+//! names it as its cause, a redelivered command has one effect, and malformed commands are
+//! rejected and dead-lettered with the reason.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use eventbus::{EventBus, EventSchema, LocalConfig, MemoryBus, Topic, TopicName};
+use nexum::clock::ManualClock;
+use nexum::domain::AccountType;
+use nexum::ids::{AccountId, CustomerId};
+use nexum::store::{EventStore, SqliteStore, SqliteSync};
+use nexum::{CommandOutcome, EventEnabledBank, NexumCommandHandler, create_event_enabled_banking_system};
+use serde_json::{Value, json};
+
+struct Service {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    bus: Arc<MemoryBus>,
+    system: EventEnabledBank,
+    handler: Arc<NexumCommandHandler>,
+}
+
+async fn service() -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
+    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    bus.start().await.unwrap();
+    let system = create_event_enabled_banking_system(bus.clone(), store.clone());
+    let handler = NexumCommandHandler::new(system.bank().clone(), Arc::new(ManualClock::at(at(0, 12))));
+    handler.start(&*bus).await.unwrap();
+    Service { _dir: dir, store, bus, system, handler }
+}
+
+/// A command in the seed's format, with a fresh `event_id`.
+fn command(event_type: &str, entity_id: &str, data: Value) -> EventSchema {
+    let Value::Object(data) = data else { panic!("data is an object") };
+    EventSchema::new(event_type, event_type.trim_end_matches("_command"), entity_id, data)
+        .with_metadata("correlation_id", "corr-42")
+}
+
+/// The events of `topic` caused by `command`, once at least one has arrived (10 s at most).
+async fn caused_by(bus: &MemoryBus, topic: Topic, command: &EventSchema) -> Vec<EventSchema> {
+    let id = command.event_id.as_ref().unwrap().as_str().to_owned();
+    for _ in 0..1000 {
+        let events: Vec<EventSchema> = bus
+            .get_events(Some(&topic.name()))
+            .into_iter()
+            .map(|(_, event)| (*event).clone())
+            .filter(|event| event.metadata.get("causation_id").and_then(Value::as_str) == Some(id.as_str()))
+            .collect();
+        if !events.is_empty() {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no event on {topic} caused by command {id}")
+}
+
+/// The dead letters of `topic`, once there are `count` (10 s at most).
+async fn dead_letters(bus: &MemoryBus, topic: Topic, count: usize) -> Vec<EventSchema> {
+    for _ in 0..1000 {
+        let letters: Vec<EventSchema> =
+            bus.get_events(Some(&topic.dlq())).into_iter().map(|(_, e)| (*e).clone()).collect();
+        if letters.len() >= count {
+            return letters;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {count} dead letters on {}", topic.dlq())
+}
+
+async fn send(bus: &MemoryBus, topic: Topic, command: &EventSchema) {
+    bus.publish(&topic.name(), command.clone(), None).await.unwrap();
+}
+
+fn text<'a>(event: &'a EventSchema, key: &str) -> &'a str {
+    event.data.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A verified customer with a checking account holding `balance`, made through commands.
+async fn customer_with_account(s: &Service, balance: &str) -> (CustomerId, AccountId) {
+    let create = command(
+        "customer_command",
+        "new",
+        json!({"action": "create", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}),
+    );
+    send(&s.bus, Topic::CommandsCustomers, &create).await;
+    let created = caused_by(&s.bus, Topic::CustomersCreated, &create).await;
+    let customer: CustomerId = created[0].entity_id.parse().unwrap();
+    let kyc = command(
+        "customer_command",
+        customer.as_str(),
+        json!({"action": "kyc", "customer_id": customer, "kyc_status": "verified", "kyc_tier": "tier_2"}),
+    );
+    send(&s.bus, Topic::CommandsCustomers, &kyc).await;
+    caused_by(&s.bus, Topic::CustomersKycChanged, &kyc).await;
+    let open = command(
+        "customer_command",
+        customer.as_str(),
+        json!({"action": "open_account", "customer_id": customer, "account_type": "checking", "currency": "USD"}),
+    );
+    send(&s.bus, Topic::CommandsCustomers, &open).await;
+    let account: AccountId = caused_by(&s.bus, Topic::AccountsCreated, &open).await[0].entity_id.parse().unwrap();
+    if balance != "0" {
+        let deposit = command(
+            "transaction_command",
+            account.as_str(),
+            json!({"action": "deposit", "account_id": account, "amount": balance, "currency": "USD"}),
+        );
+        send(&s.bus, Topic::CommandsTransactions, &deposit).await;
+        caused_by(&s.bus, Topic::TransactionsPosted, &deposit).await;
+    }
+    (customer, account)
+}
+
+#[tokio::test]
+async fn a_deposit_command_posts_and_its_events_name_the_command_as_their_cause() {
+    let s = service().await;
+    let (_, account) = customer_with_account(&s, "0").await;
+
+    let deposit = command(
+        "transaction_command",
+        account.as_str(),
+        json!({"action": "deposit", "account_id": account, "amount": "100.00", "currency": "USD",
+               "description": "External deposit"}),
+    );
+    send(&s.bus, Topic::CommandsTransactions, &deposit).await;
+
+    let posted = caused_by(&s.bus, Topic::TransactionsPosted, &deposit).await;
+    assert_eq!(posted.len(), 1);
+    assert_eq!(text(&posted[0], "final_balance"), "100.00");
+    assert_eq!(posted[0].metadata["correlation_id"], "corr-42");
+    let created = caused_by(&s.bus, Topic::TransactionsCreated, &deposit).await;
+    assert_eq!(created[0].metadata["correlation_id"], "corr-42");
+    assert_eq!(s.system.bank().account(&account).await.unwrap().unwrap().balance, "100.00".parse().unwrap());
+}
+
+#[tokio::test]
+async fn every_action_of_every_command_topic_has_an_outcome_event() {
+    let s = service().await;
+    let (customer, account) = customer_with_account(&s, "500.00").await;
+    let update = command(
+        "customer_command",
+        customer.as_str(),
+        json!({"action": "update", "customer_id": customer, "phone": "+1555123456"}),
+    );
+    let savings = command(
+        "customer_command",
+        customer.as_str(),
+        json!({"action": "open_account", "customer_id": customer, "account_type": "savings", "currency": "USD",
+               "account_id": "acc_savings_1"}),
+    );
+    send(&s.bus, Topic::CommandsCustomers, &update).await;
+    send(&s.bus, Topic::CommandsCustomers, &savings).await;
+    assert_eq!(caused_by(&s.bus, Topic::CustomersUpdated, &update).await.len(), 1);
+    // The account_created of `open_account` is about the new account.
+    assert_eq!(caused_by(&s.bus, Topic::AccountsCreated, &savings).await[0].entity_id, "acc_savings_1");
+
+    let withdraw = command(
+        "transaction_command",
+        account.as_str(),
+        json!({"action": "withdraw", "account_id": account, "amount": "20.00", "currency": "USD"}),
+    );
+    let transfer = command(
+        "transaction_command",
+        account.as_str(),
+        json!({"action": "transfer", "from_account_id": account, "to_account_id": "acc_savings_1",
+               "amount": "30.00", "currency": "USD"}),
+    );
+    let overdraw = command(
+        "transaction_command",
+        account.as_str(),
+        json!({"action": "withdraw", "account_id": account, "amount": "9000.00", "currency": "USD"}),
+    );
+    for c in [&withdraw, &transfer, &overdraw] {
+        send(&s.bus, Topic::CommandsTransactions, c).await;
+    }
+    assert_eq!(text(&caused_by(&s.bus, Topic::TransactionsPosted, &withdraw).await[0], "final_balance"), "480.00");
+    assert_eq!(text(&caused_by(&s.bus, Topic::TransactionsPosted, &transfer).await[0], "final_balance"), "450.00");
+    // A transaction that cannot go through is answered with its failure.
+    let failed = caused_by(&s.bus, Topic::TransactionsFailed, &overdraw).await;
+    assert_eq!(text(&failed[0], "reason"), "insufficient_funds");
+
+    // The seed's loan command names no account: the customer's checking account receives it.
+    let originate = command(
+        "loan_command",
+        customer.as_str(),
+        json!({"action": "originate", "customer_id": customer, "principal": "1000.00", "currency": "USD",
+               "interest_rate": "5.5", "term_months": 12, "loan_id": "loan_cmd_1"}),
+    );
+    send(&s.bus, Topic::CommandsLoans, &originate).await;
+    let originated = caused_by(&s.bus, Topic::LoansOriginated, &originate).await;
+    assert_eq!(text(&originated[0], "account_id"), account.as_str());
+    let disburse = command("loan_command", "loan_cmd_1", json!({"action": "disburse", "loan_id": "loan_cmd_1"}));
+    send(&s.bus, Topic::CommandsLoans, &disburse).await;
+    caused_by(&s.bus, Topic::LoansDisbursed, &disburse).await;
+    let payment = command(
+        "loan_command",
+        "loan_cmd_1",
+        json!({"action": "payment", "loan_id": "loan_cmd_1", "amount": "100.00", "currency": "USD"}),
+    );
+    send(&s.bus, Topic::CommandsLoans, &payment).await;
+    caused_by(&s.bus, Topic::LoansPayment, &payment).await;
+    // Every command was audited under its own cause.
+    for c in [&update, &savings, &withdraw, &transfer, &overdraw, &originate, &disburse, &payment] {
+        assert_eq!(caused_by(&s.bus, Topic::AuditEvents, c).await.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_command_has_one_effect() {
+    let s = service().await;
+    let (_, account) = customer_with_account(&s, "0").await;
+    let deposit = command(
+        "transaction_command",
+        account.as_str(),
+        json!({"action": "deposit", "account_id": account, "amount": "10.00", "currency": "USD"}),
+    );
+
+    // Given a command carried out once,
+    send(&s.bus, Topic::CommandsTransactions, &deposit).await;
+    caused_by(&s.bus, Topic::TransactionsPosted, &deposit).await;
+    // when it is delivered again, to this handler and to a fresh one (as after a restart),
+    send(&s.bus, Topic::CommandsTransactions, &deposit).await;
+    let restarted = NexumCommandHandler::new(s.system.bank().clone(), Arc::new(ManualClock::at(at(1, 0))));
+    let topic = Topic::CommandsTransactions.name();
+    let again = restarted.handle(&topic, &deposit, "elsewhere").await.unwrap();
+    s.system.flush().await.unwrap();
+
+    // then it is recognised, and the money moved once.
+    assert_eq!(again, CommandOutcome::Duplicate);
+    assert_eq!(s.system.bank().account(&account).await.unwrap().unwrap().balance, "10.00".parse().unwrap());
+    assert_eq!(caused_by(&s.bus, Topic::TransactionsPosted, &deposit).await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_of_one_command_have_one_effect() {
+    let s = service().await;
+    let (_, account) = customer_with_account(&s, "0").await;
+    let deposit = command(
+        "transaction_command",
+        account.as_str(),
+        json!({"action": "deposit", "account_id": account, "amount": "10.00", "currency": "USD"}),
+    );
+    let topic = Topic::CommandsTransactions.name();
+
+    let deliveries: Vec<_> = (0..8)
+        .map(|i| {
+            let handler = NexumCommandHandler::new(s.system.bank().clone(), Arc::new(ManualClock::at(at(0, 12))));
+            let (topic, deposit) = (topic.clone(), deposit.clone());
+            tokio::spawn(async move { handler.handle(&topic, &deposit, &format!("copy/{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for delivery in deliveries {
+        outcomes.push(delivery.await.unwrap());
+    }
+
+    assert_eq!(outcomes.iter().filter(|o| **o == CommandOutcome::Executed).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, CommandOutcome::Executed | CommandOutcome::Duplicate)));
+    assert_eq!(s.system.bank().account(&account).await.unwrap().unwrap().balance, "10.00".parse().unwrap());
+}
+
+#[tokio::test]
+async fn a_command_the_bank_refuses_is_answered_with_a_rejection_naming_the_reason() {
+    let s = service().await;
+    let cases = [
+        (
+            json!({"action": "deposit", "account_id": "acc_nowhere", "amount": "1.00", "currency": "USD"}),
+            "unknown_account",
+        ),
+        (json!({"action": "deposit", "account_id": "acc_x", "amount": "-5", "currency": "USD"}), "invalid_amount"),
+        (json!({"action": "deposit", "account_id": "acc_x", "amount": "1e400", "currency": "USD"}), "invalid_amount"),
+        (
+            json!({"action": "deposit", "account_id": "acc_x", "amount": "99999999999999", "currency": "USD"}),
+            "invalid_amount",
+        ),
+        (json!({"action": "deposit", "account_id": "acc_x", "amount": "1.00", "currency": "XXQ"}), "invalid_amount"),
+    ];
+    for (data, code) in cases {
+        let refused = command("transaction_command", "acc_x", data.clone());
+        send(&s.bus, Topic::CommandsTransactions, &refused).await;
+
+        let rejection = &caused_by(&s.bus, Topic::CommandsRejected, &refused).await[0];
+        assert_eq!(text(rejection, "error_code"), code, "{data}");
+        assert_eq!(text(rejection, "action"), "deposit");
+        assert_eq!(rejection.entity_id, refused.event_id.as_ref().unwrap().as_str());
+        assert!(!text(rejection, "reason").is_empty());
+    }
+    // A refusal of valid input is not a malformed message: nothing is dead-lettered.
+    assert!(s.bus.get_events(Some(&Topic::CommandsTransactions.dlq())).is_empty());
+}
+
+#[tokio::test]
+async fn malformed_commands_are_rejected_and_dead_lettered_with_the_reason_and_the_handler_goes_on() {
+    let s = service().await;
+    let (_, account) = customer_with_account(&s, "0").await;
+    let malformed = [
+        (json!({"action": "deposit", "amount": "1.00", "currency": "USD"}), "malformed", "account_id"),
+        (
+            json!({"action": "deposit", "account_id": account, "amount": 1.5, "currency": "USD"}),
+            "malformed",
+            "expected a string",
+        ),
+        (json!({"action": "teleport", "account_id": account}), "unknown_action", "teleport"),
+        (json!({"account_id": account}), "missing_action", "deposit, withdraw, transfer"),
+    ];
+    let mut sent = Vec::new();
+    for (data, code, mentions) in malformed {
+        let bad = command("transaction_command", account.as_str(), data);
+        send(&s.bus, Topic::CommandsTransactions, &bad).await;
+        sent.push((bad, code, mentions));
+    }
+    // Invalid JSON never becomes an event: the bus dead-letters it, and it is rejected from there.
+    s.bus
+        .publish_bytes(&Topic::CommandsTransactions.name(), Some("k"), Bytes::from_static(b"{\"event_id\": "))
+        .await
+        .unwrap();
+    // A valid command after them is still carried out.
+    let deposit = command(
+        "transaction_command",
+        account.as_str(),
+        json!({"action": "deposit", "account_id": account, "amount": "5.00", "currency": "USD"}),
+    );
+    send(&s.bus, Topic::CommandsTransactions, &deposit).await;
+
+    for (bad, code, mentions) in &sent {
+        let rejection = &caused_by(&s.bus, Topic::CommandsRejected, bad).await[0];
+        assert_eq!(text(rejection, "error_code"), *code);
+        assert!(text(rejection, "reason").contains(mentions), "{}", text(rejection, "reason"));
+    }
+    let letters = dead_letters(&s.bus, Topic::CommandsTransactions, 5).await;
+    assert_eq!(letters.len(), 5);
+    for (bad, _, mentions) in &sent {
+        let letter = letters
+            .iter()
+            .find(|l| l.data["original_event"]["event_id"] == bad.event_id.as_ref().unwrap().as_str())
+            .expect("a dead letter per malformed command");
+        assert_eq!(text(letter, "error_kind"), "rejected");
+        assert!(text(letter, "error").contains(mentions));
+    }
+    let undecodable = letters.iter().find(|l| text(l, "error_kind") == "undecodable").expect("the invalid JSON");
+    let rejected_json = wait_for_rejection(&s.bus, |r| text(r, "error_code") == "undecodable").await;
+    assert_eq!(text(&rejected_json, "topic"), "nexum.commands.transactions");
+    assert!(!text(undecodable, "error").is_empty());
+    assert_eq!(text(&caused_by(&s.bus, Topic::TransactionsPosted, &deposit).await[0], "final_balance"), "5.00");
+}
+
+async fn wait_for_rejection(bus: &MemoryBus, matches: impl Fn(&EventSchema) -> bool) -> EventSchema {
+    for _ in 0..1000 {
+        if let Some((_, event)) =
+            bus.get_events(Some(&Topic::CommandsRejected.name())).into_iter().find(|(_, e)| matches(e))
+        {
+            return (*event).clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no such rejection")
+}
+
+#[tokio::test]
+async fn a_rejection_is_recorded_once_even_when_the_malformed_command_comes_again() {
+    let s = service().await;
+    let bad = command("customer_command", "x", json!({"action": "create", "first_name": "J"}));
+    let topic: TopicName = Topic::CommandsCustomers.name();
+
+    let first = s.handler.handle(&topic, &bad, "here").await;
+    let second = s.handler.handle(&topic, &bad, "here").await;
+    s.system.flush().await.unwrap();
+
+    assert!(first.unwrap_err().is_permanent());
+    assert!(second.unwrap_err().is_permanent(), "dead-lettered again: the first letter may have been lost");
+    assert_eq!(s.bus.get_events(Some(&Topic::CommandsRejected.name())).len(), 1);
+    let stored = s.store.read_all(1, 10_000).await.unwrap();
+    assert_eq!(stored.iter().filter(|e| e.event.event_type.as_str() == "command_rejected").count(), 1);
+}
+
+#[tokio::test]
+async fn a_loan_can_be_cancelled_before_it_is_paid_out_but_not_after() {
+    let f = bank();
+    let (customer, _) = funded(&f.bank, "100.00").await;
+    let application = nexum::bank::LoanApplication {
+        loan_id: None,
+        customer_id: customer.id.clone(),
+        account_id: f.bank.payout_account(&customer.id, "USD".parse().unwrap()).await.unwrap(),
+        principal: usd("1000.00"),
+        interest_rate: "5".parse().unwrap(),
+        term_months: 12,
+        payment_frequency: nexum::domain::PaymentFrequency::Monthly,
+    };
+    let nexum::bank::LoanDecision::Approved { loan_id, loan_account_id, .. } =
+        f.bank.originate_loan(&ctx(), application).await.unwrap()
+    else {
+        panic!("rejected")
+    };
+
+    let cancelled = f.bank.cancel_loan(&ctx(), &loan_id, "disbursement failed").await.unwrap();
+
+    assert_eq!(cancelled.status, nexum::domain::LoanStatus::Cancelled);
+    let loan_account = f.bank.account(&loan_account_id).await.unwrap().unwrap();
+    assert_eq!(loan_account.status, nexum::domain::AccountStatus::Closed);
+    assert!(f.bank.disburse_loan(&ctx(), &loan_id).await.is_err());
+    assert!(f.bank.cancel_loan(&ctx(), &loan_id, "again").await.is_err());
+    // The customer's record lists the loan account next to the checking account.
+    let accounts = f.bank.customer(&customer.id).await.unwrap().unwrap().accounts;
+    assert_eq!(accounts.iter().map(|a| a.account_type).collect::<Vec<_>>(), [AccountType::Checking, AccountType::Loan]);
+}
