@@ -15,6 +15,7 @@
 //! - [`publisher`] — `NexumEventPublisher`, the seed's `on_*` methods.
 //! - [`hooks`] — `create_event_enabled_banking_system`.
 //! - [`consumer`] — a bus handler that receives typed, upcast events.
+//! - [`projections`] — read models (balances, customers, loans, alerts) fed from the bus, in any order.
 
 pub mod bank;
 pub mod consumer;
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod events;
 pub mod hooks;
 pub mod ids;
+pub mod projections;
 pub mod publisher;
 pub mod relay;
 pub mod schemas;
@@ -30,6 +32,7 @@ pub mod store;
 pub use bank::{Bank, BankError, Ctx};
 pub use events::{Causation, NexumEvent, Payload};
 pub use hooks::{EventEnabledBank, create_event_enabled_banking_system};
+pub use projections::Projections;
 pub use publisher::{NexumEventPublisher, PublishError};
 pub use relay::{Relay, RelayConfig};
 pub use store::{EventStore, SqliteStore, StoreError};
