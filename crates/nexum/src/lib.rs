@@ -18,6 +18,7 @@
 //! - [`commands`] — the command format and `NexumCommandHandler`, which carries commands out
 //!   exactly once and answers each with its events or a rejection.
 //! - [`clock`] — the time services read: the system's, or a test's.
+//! - [`projections`] — read models (balances, customers, loans, alerts) fed from the bus, in any order.
 
 pub mod bank;
 pub mod clock;
@@ -27,6 +28,7 @@ pub mod domain;
 pub mod events;
 pub mod hooks;
 pub mod ids;
+pub mod projections;
 pub mod publisher;
 pub mod relay;
 pub mod schemas;
@@ -36,6 +38,7 @@ pub use bank::{Bank, BankError, Ctx};
 pub use commands::{CommandOutcome, NexumCommandHandler};
 pub use events::{Causation, NexumEvent, Payload};
 pub use hooks::{EventEnabledBank, create_event_enabled_banking_system};
+pub use projections::Projections;
 pub use publisher::{NexumEventPublisher, PublishError};
 pub use relay::{Relay, RelayConfig};
 pub use store::{EventStore, SqliteStore, StoreError};
