@@ -314,7 +314,8 @@ pub struct AuditEventRecorded {
     pub actor: String,
     pub entity_type: String,
     pub entity_id: String,
-    /// `accepted`, or `failed` for a transaction that was recorded as failed.
+    /// `accepted`; `failed` for a transaction recorded as failed; `rejected` for a refused command
+    /// or loan application; `unchanged` for a command that found nothing to do.
     pub outcome: String,
     /// The events the command recorded, in order.
     pub event_ids: Vec<EventId>,

@@ -17,6 +17,7 @@
 //! - [`consumer`] — a bus handler that receives typed, upcast events.
 //! - [`commands`] — the command format and `NexumCommandHandler`, which carries commands out
 //!   exactly once and answers each with its events or a rejection.
+//! - [`sagas`] — the loan application and collections sagas, which drive the bank by commands.
 //! - [`clock`] — the time services read: the system's, or a test's.
 //! - [`projections`] — read models (balances, customers, loans, alerts) fed from the bus, in any order.
 
@@ -31,6 +32,7 @@ pub mod ids;
 pub mod projections;
 pub mod publisher;
 pub mod relay;
+pub mod sagas;
 pub mod schemas;
 pub mod store;
 

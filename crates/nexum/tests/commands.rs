@@ -5,82 +5,17 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
+use common::service::*;
 use common::*;
-use eventbus::{EventBus, EventSchema, LocalConfig, MemoryBus, Topic, TopicName};
+use eventbus::{EventBus, Topic, TopicName};
 use nexum::clock::ManualClock;
 use nexum::domain::AccountType;
 use nexum::ids::{AccountId, CustomerId};
-use nexum::store::{EventStore, SqliteStore, SqliteSync};
-use nexum::{CommandOutcome, EventEnabledBank, NexumCommandHandler, create_event_enabled_banking_system};
-use serde_json::{Value, json};
-
-struct Service {
-    _dir: tempfile::TempDir,
-    store: Arc<SqliteStore>,
-    bus: Arc<MemoryBus>,
-    system: EventEnabledBank,
-    handler: Arc<NexumCommandHandler>,
-}
-
-async fn service() -> Service {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
-    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
-    bus.start().await.unwrap();
-    let system = create_event_enabled_banking_system(bus.clone(), store.clone());
-    let handler = NexumCommandHandler::new(system.bank().clone(), Arc::new(ManualClock::at(at(0, 12))));
-    handler.start(&*bus).await.unwrap();
-    Service { _dir: dir, store, bus, system, handler }
-}
-
-/// A command in the seed's format, with a fresh `event_id`.
-fn command(event_type: &str, entity_id: &str, data: Value) -> EventSchema {
-    let Value::Object(data) = data else { panic!("data is an object") };
-    EventSchema::new(event_type, event_type.trim_end_matches("_command"), entity_id, data)
-        .with_metadata("correlation_id", "corr-42")
-}
-
-/// The events of `topic` caused by `command`, once at least one has arrived (10 s at most).
-async fn caused_by(bus: &MemoryBus, topic: Topic, command: &EventSchema) -> Vec<EventSchema> {
-    let id = command.event_id.as_ref().unwrap().as_str().to_owned();
-    for _ in 0..1000 {
-        let events: Vec<EventSchema> = bus
-            .get_events(Some(&topic.name()))
-            .into_iter()
-            .map(|(_, event)| (*event).clone())
-            .filter(|event| event.metadata.get("causation_id").and_then(Value::as_str) == Some(id.as_str()))
-            .collect();
-        if !events.is_empty() {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no event on {topic} caused by command {id}")
-}
-
-/// The dead letters of `topic`, once there are `count` (10 s at most).
-async fn dead_letters(bus: &MemoryBus, topic: Topic, count: usize) -> Vec<EventSchema> {
-    for _ in 0..1000 {
-        let letters: Vec<EventSchema> =
-            bus.get_events(Some(&topic.dlq())).into_iter().map(|(_, e)| (*e).clone()).collect();
-        if letters.len() >= count {
-            return letters;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("fewer than {count} dead letters on {}", topic.dlq())
-}
-
-async fn send(bus: &MemoryBus, topic: Topic, command: &EventSchema) {
-    bus.publish(&topic.name(), command.clone(), None).await.unwrap();
-}
-
-fn text<'a>(event: &'a EventSchema, key: &str) -> &'a str {
-    event.data.get(key).and_then(Value::as_str).unwrap_or_default()
-}
+use nexum::store::EventStore;
+use nexum::{CommandOutcome, NexumCommandHandler};
+use serde_json::json;
 
 /// A verified customer with a checking account holding `balance`, made through commands.
 async fn customer_with_account(s: &Service, balance: &str) -> (CustomerId, AccountId) {
@@ -345,22 +280,10 @@ async fn malformed_commands_are_rejected_and_dead_lettered_with_the_reason_and_t
         assert!(text(letter, "error").contains(mentions));
     }
     let undecodable = letters.iter().find(|l| text(l, "error_kind") == "undecodable").expect("the invalid JSON");
-    let rejected_json = wait_for_rejection(&s.bus, |r| text(r, "error_code") == "undecodable").await;
+    let rejected_json = first(&s.bus, Topic::CommandsRejected, |r| text(r, "error_code") == "undecodable").await;
     assert_eq!(text(&rejected_json, "topic"), "nexum.commands.transactions");
     assert!(!text(undecodable, "error").is_empty());
     assert_eq!(text(&caused_by(&s.bus, Topic::TransactionsPosted, &deposit).await[0], "final_balance"), "5.00");
-}
-
-async fn wait_for_rejection(bus: &MemoryBus, matches: impl Fn(&EventSchema) -> bool) -> EventSchema {
-    for _ in 0..1000 {
-        if let Some((_, event)) =
-            bus.get_events(Some(&Topic::CommandsRejected.name())).into_iter().find(|(_, e)| matches(e))
-        {
-            return (*event).clone();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no such rejection")
 }
 
 #[tokio::test]

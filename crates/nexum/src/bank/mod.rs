@@ -12,6 +12,7 @@ mod credit;
 mod customers;
 mod loans;
 mod transactions;
+mod workflows;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -459,7 +460,10 @@ impl Bank {
     /// again on fresh state.
     async fn commit(&self, mut work: Work) -> Result<bool, BankError> {
         if work.recorded.is_empty() {
-            return Ok(true);
+            let Some(command) = &work.ctx.command else { return Ok(true) };
+            // A command that changed nothing still gets its answer: an audit record saying so.
+            work.outcome = "unchanged";
+            work.subject = Some(("command", command.to_string()));
         }
         let (entity_type, entity_id) = work.subject.clone().unwrap_or_default();
         let audit = NexumEvent::new(

@@ -14,19 +14,24 @@ pub struct CollectionCase {
     /// 1 when opened, one more per escalation.
     pub level: u32,
     pub open: bool,
+    /// When the case reached its current level: opened, or last escalated.
+    pub since: DateTime<Utc>,
 }
 
 impl Aggregate for CollectionCase {
     const KIND: &'static str = "case";
 
-    fn create(entity_id: &str, event: &NexumEvent, _: DateTime<Utc>) -> Option<Self> {
+    fn create(entity_id: &str, event: &NexumEvent, at: DateTime<Utc>) -> Option<Self> {
         let Payload::CollectionCaseCreated(created) = &event.payload else { return None };
-        Some(Self { id: entity_id.parse().ok()?, loan_id: created.loan_id.clone(), level: 1, open: true })
+        Some(Self { id: entity_id.parse().ok()?, loan_id: created.loan_id.clone(), level: 1, open: true, since: at })
     }
 
-    fn apply(&mut self, event: &NexumEvent, _: DateTime<Utc>) {
+    fn apply(&mut self, event: &NexumEvent, at: DateTime<Utc>) {
         match &event.payload {
-            Payload::CollectionCaseEscalated(escalated) => self.level = escalated.level,
+            Payload::CollectionCaseEscalated(escalated) => {
+                self.level = escalated.level;
+                self.since = at;
+            }
             Payload::CollectionCaseResolved(_) => self.open = false,
             _ => {}
         }

@@ -1,6 +1,8 @@
 //! Fixtures: a bank over a fresh SQLite store, customers and accounts, deterministic time.
 #![allow(dead_code)]
 
+pub mod service;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
