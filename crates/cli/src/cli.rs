@@ -89,6 +89,23 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Run core banking as a service on the bus: the command handler, the outbox relay, the
+    /// projections, the sagas and the recommender, until ctrl-c or SIGTERM.
+    Serve {
+        /// Keep events in PostgreSQL at this libpq connection string instead of SQLite in the
+        /// data directory.
+        #[arg(long, env = "EVENTBUS_POSTGRES")]
+        postgres: Option<String>,
+        /// The PostgreSQL schema of the event store.
+        #[arg(long, default_value = "nexum")]
+        postgres_schema: String,
+        /// Do not offer loans to newly verified customers (the loan application saga).
+        #[arg(long)]
+        no_loan_offers: bool,
+        /// Seconds between two looks of the collections saga at the loans.
+        #[arg(long, default_value_t = 60)]
+        collections_tick_secs: u64,
+    },
     /// List, show and check the JSON Schemas of the Nexum events.
     #[command(subcommand)]
     Schemas(Schemas),

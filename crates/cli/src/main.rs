@@ -103,6 +103,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Groups(command) => commands::groups::run(&config, command).await,
         Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
         Command::Schemas(command) => commands::schemas::run(command),
+        Command::Serve { postgres, postgres_schema, no_loan_offers, collections_tick_secs } => {
+            let options = commands::serve::Options {
+                postgres,
+                postgres_schema,
+                loan_offers: !no_loan_offers,
+                collections_tick_secs,
+            };
+            commands::serve::run(&config, options).await
+        }
         Command::Bench { events, latency_secs, latency_rate, only } => {
             commands::bench::run(&config, events, latency_secs, latency_rate, only).await
         }

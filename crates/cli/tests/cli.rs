@@ -526,3 +526,67 @@ fn schemas_validate_reports_malformed_json_per_line_without_panicking() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("cannot open"), "{}", stderr(&output));
 }
+
+/// Sends SIGTERM to `child`, as a service manager would.
+fn terminate(child: &std::process::Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigterm() {
+    // Given `eventbus serve` on the embedded backend
+    let env = Env::new();
+    let mut serve = env
+        .cmd(&["serve", "--no-loan-offers", "--collections-tick-secs", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(serve.stderr.take().unwrap());
+    let mut line = String::new();
+    log.read_line(&mut line).unwrap();
+    assert!(line.contains("Serving core banking on the embedded bus"), "{line}");
+
+    // When commands are published as JSON lines, a malformed one among them
+    let customers = [
+        r#"{"event_id": "cmd-c1", "event_type": "customer_command", "entity_type": "customer", "entity_id": "cust_cli", "data": {"action": "create", "customer_id": "cust_cli", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}}"#,
+        r#"{"event_id": "cmd-c2", "event_type": "customer_command", "entity_type": "customer", "entity_id": "cust_cli", "data": {"action": "open_account", "customer_id": "cust_cli", "account_type": "checking", "currency": "USD", "account_id": "acc_cli"}}"#,
+    ];
+    let output = env.run_with_stdin(&["publish", "nexum.commands.customers"], &customers.join("\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = env.run(&["tail", "nexum.accounts.created", "--from-beginning", "--max", "1", "--idle-exit", "30"]);
+    assert!(stdout(&output).contains("acc_cli"), "{}", stderr(&output));
+    let transactions = [
+        r#"{"event_id": "cmd-d1", "event_type": "transaction_command", "entity_type": "transaction", "entity_id": "acc_cli", "data": {"action": "deposit", "account_id": "acc_cli", "amount": "100.00", "currency": "USD", "description": "External deposit"}}"#,
+        r#"{"event_id": "cmd-bad", "event_type": "transaction_command", "entity_type": "transaction", "entity_id": "acc_cli", "data": {"action": "deposit", "account_id": "acc_cli", "amount": 100}}"#,
+    ];
+    let output = env.run_with_stdin(&["publish", "nexum.commands.transactions"], &transactions.join("\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // Then the outcomes can be tailed: the deposit posted, the malformed command rejected
+    let output = env.run(&["tail", "nexum.transactions.posted", "--from-beginning", "--max", "1", "--idle-exit", "30"]);
+    let posted: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(posted["metadata"]["causation_id"], "cmd-d1");
+    assert_eq!(posted["data"]["final_balance"], "100.00");
+    let output = env.run(&["tail", "nexum.commands.rejected", "--from-beginning", "--max", "1", "--idle-exit", "30"]);
+    let rejected: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(rejected["metadata"]["causation_id"], "cmd-bad");
+    assert_eq!(rejected["data"]["error_code"], "malformed");
+
+    // When it gets SIGTERM, it stops by itself, with success
+    terminate(&serve);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut log, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("Stopped"), "{rest}");
+}

@@ -18,6 +18,7 @@
 //! - [`commands`] — the command format and `NexumCommandHandler`, which carries commands out
 //!   exactly once and answers each with its events or a rejection.
 //! - [`sagas`] — the loan application and collections sagas, which drive the bank by commands.
+//! - [`service`] — all of it running on a bus, as `eventbus serve` runs it.
 //! - [`clock`] — the time services read: the system's, or a test's.
 //! - [`projections`] — read models (balances, customers, loans, alerts) fed from the bus, in any order.
 
@@ -34,6 +35,7 @@ pub mod publisher;
 pub mod relay;
 pub mod sagas;
 pub mod schemas;
+pub mod service;
 pub mod store;
 
 pub use bank::{Bank, BankError, Ctx};

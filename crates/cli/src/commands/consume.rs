@@ -60,7 +60,7 @@ impl Worker {
 /// Rebuilds the recommender's state from the events `group` has already handled (everything
 /// before its committed offsets), without publishing, so that a restarted consumer recommends
 /// exactly what an uninterrupted one would. Returns how many events it replayed.
-async fn warm_up(config: &Config, worker: &mut Worker, group: &GroupId) -> anyhow::Result<u64> {
+pub async fn warm_up(config: &Config, worker: &mut Worker, group: &GroupId) -> anyhow::Result<u64> {
     let bus = crate::open_bus(config).await?;
     let mut targets = HashMap::new();
     for topic in topics() {

@@ -9,6 +9,7 @@ pub mod produce;
 pub mod publish;
 pub mod replay;
 pub mod schemas;
+pub mod serve;
 pub mod tail;
 pub mod topics;
 

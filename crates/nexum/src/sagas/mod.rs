@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::ids::CommandId;
 
-pub use collections::{CollectionsConfig, CollectionsSaga};
+pub use collections::{CollectionsConfig, CollectionsError, CollectionsSaga, Tick};
 pub use loan_application::{LoanApplicationSaga, LoanOffer};
 
 /// A command a saga sends, in the seed's format.
