@@ -105,6 +105,12 @@ pub enum Command {
         /// Seconds between two looks of the collections saga at the loans.
         #[arg(long, default_value_t = 60)]
         collections_tick_secs: u64,
+        /// Where the HTTP API listens [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<String>,
+        /// Development mode: enables `POST /kafka/publish-test`.
+        #[arg(long)]
+        dev: bool,
     },
     /// List, show and check the JSON Schemas of the Nexum events.
     #[command(subcommand)]

@@ -25,6 +25,17 @@ pub struct Config {
     /// `[kafka]`: brokers, security, producer tuning and `[kafka.properties]` passed to librdkafka.
     pub kafka: KafkaConfig,
     pub consumer: ConsumerSection,
+    pub api: ApiSection,
+}
+
+/// `[api]`: the HTTP API of `eventbus serve`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// The bearer token every protected endpoint needs; `EVENTBUS_API_TOKEN` overrides it.
+    pub token: Option<String>,
+    /// Where to listen, `127.0.0.1:8080` by default; `--listen` overrides it.
+    pub listen: Option<String>,
 }
 
 /// `[embedded]`: the durable store.
@@ -69,6 +80,7 @@ impl Default for Config {
             embedded: EmbeddedSection::default(),
             kafka: KafkaConfig::default(),
             consumer: ConsumerSection::default(),
+            api: ApiSection::default(),
         }
     }
 }

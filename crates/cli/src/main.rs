@@ -8,6 +8,7 @@
 //!   Ctrl-C never commit a message the command did not finish.
 //! - `commands/*`: one file per subcommand.
 
+mod api;
 mod cli;
 mod commands;
 mod config;
@@ -103,12 +104,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Groups(command) => commands::groups::run(&config, command).await,
         Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
         Command::Schemas(command) => commands::schemas::run(command),
-        Command::Serve { postgres, postgres_schema, no_loan_offers, collections_tick_secs } => {
+        Command::Serve { postgres, postgres_schema, no_loan_offers, collections_tick_secs, listen, dev } => {
             let options = commands::serve::Options {
                 postgres,
                 postgres_schema,
                 loan_offers: !no_loan_offers,
                 collections_tick_secs,
+                listen,
+                dev,
             };
             commands::serve::run(&config, options).await
         }

@@ -538,16 +538,19 @@ fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigter
     // Given `eventbus serve` on the embedded backend
     let env = Env::new();
     let mut serve = env
-        .cmd(&["serve", "--no-loan-offers", "--collections-tick-secs", "1"])
+        .cmd(&["serve", "--no-loan-offers", "--collections-tick-secs", "1", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut log = BufReader::new(serve.stderr.take().unwrap());
-    let mut line = String::new();
-    log.read_line(&mut line).unwrap();
-    assert!(line.contains("Serving core banking on the embedded bus"), "{line}");
+    let mut lines = Vec::new();
+    while !lines.last().is_some_and(|l: &String| l.contains("Serving core banking on the embedded bus")) {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).unwrap() > 0 && lines.len() < 20, "serve did not start: {lines:?}");
+        lines.push(line);
+    }
 
     // When commands are published as JSON lines, a malformed one among them
     let customers = [

@@ -14,6 +14,7 @@ use nexum::service::{CoreBanking, ServiceConfig};
 use nexum::store::{EventStore, PostgresStore, SqliteStore, SqliteSync};
 
 use super::consume;
+use crate::api::{self, ApiConfig, ApiState};
 use crate::config::Config;
 
 /// The event store's file in the data directory.
@@ -25,7 +26,14 @@ pub struct Options {
     pub postgres_schema: String,
     pub loan_offers: bool,
     pub collections_tick_secs: u64,
+    /// Where the HTTP API listens.
+    pub listen: Option<String>,
+    /// Development mode: `POST /kafka/publish-test` works.
+    pub dev: bool,
 }
+
+/// Where the HTTP API listens unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -61,12 +69,42 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         },
         ..ServiceConfig::default()
     };
+    let listen = options.listen.or_else(|| config.api.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
     let service = CoreBanking::start(Arc::clone(&bus), store, Arc::new(SystemClock), service_config).await?;
     start_recommender(&bus, recommender, group, config).await?;
-    eprintln!("Serving core banking on the {} bus, events stored in {store_name}; ctrl-c or SIGTERM stops", config.bus);
+    let token = std::env::var("EVENTBUS_API_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| config.api.token.clone());
+    if token.is_none() {
+        tracing::warn!(
+            "No API token is configured: every endpoint but /health, /ready and /openapi.json refuses requests"
+        );
+    }
+    let api = ApiConfig { token, dev_mode: options.dev };
+    let state =
+        ApiState::new(Arc::clone(&bus), Arc::clone(service.bank()), Arc::clone(service.projections()), api).await?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    eprintln!(
+        "Serving core banking on the {} bus at http://{address}, events stored in {store_name}; ctrl-c or SIGTERM stops",
+        config.bus
+    );
 
     shutdown_signal().await?;
     eprintln!("Stopping: finishing in-flight work");
+    let _ = stop_http.send(());
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "The HTTP server stopped with an error"),
+        Err(error) => tracing::warn!(%error, "The HTTP server task failed"),
+    }
     let waiting = service.shutdown().await?;
     if waiting > 0 {
         eprintln!("Stopped; {waiting} event(s) wait in the outbox and are published at the next start");

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::domain::{AccountType, KycStatus, KycTier, PaymentFrequency};
 use crate::ids::{AccountId, CaseId, CommandId, CustomerId, LoanId};
 
-pub use handler::{CommandOutcome, NexumCommandHandler};
+pub use handler::{CommandOutcome, GROUP, NexumCommandHandler, REJECTIONS_GROUP};
 
 /// The command topics and the `event_type` each expects.
 pub const COMMAND_TOPICS: [(Topic, &str); 3] = [

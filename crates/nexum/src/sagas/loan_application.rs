@@ -102,9 +102,9 @@ impl LoanApplicationSaga {
         WorkflowId::derived(&format!("{WORKFLOW_TYPE}/{customer}"))
     }
 
-    /// Subscribes to the triggers and to the outcomes of the commands it sends.
-    pub async fn start(self: &Arc<Self>) -> Result<(), eventbus::BusError> {
-        let topics = [
+    /// The triggers, and the outcomes of the commands it sends.
+    pub fn topics() -> Vec<eventbus::TopicName> {
+        [
             Topic::CustomersCreated,
             Topic::CustomersKycChanged,
             Topic::LoansOriginated,
@@ -113,10 +113,17 @@ impl LoanApplicationSaga {
             Topic::WorkflowsRejected,
             Topic::TransactionsFailed,
             Topic::CommandsRejected,
-        ];
-        let subscription = topics[1..]
-            .iter()
-            .fold(Subscription::new(topics[0].name(), GroupId::new(GROUP)?), |s, t| s.and_topic(t.name()));
+        ]
+        .iter()
+        .map(|topic| topic.name())
+        .collect()
+    }
+
+    /// Subscribes to its [`topics`](Self::topics).
+    pub async fn start(self: &Arc<Self>) -> Result<(), eventbus::BusError> {
+        let mut topics = Self::topics().into_iter();
+        let first = topics.next().expect("the saga reads some topics");
+        let subscription = topics.fold(Subscription::new(first, GroupId::new(GROUP)?), Subscription::and_topic);
         let saga = Arc::clone(self);
         let handler = typed_handler(move |event: NexumEvent, message: Message| {
             let saga = Arc::clone(&saga);

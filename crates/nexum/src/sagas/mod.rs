@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 
 use crate::ids::CommandId;
 
-pub use collections::{CollectionsConfig, CollectionsError, CollectionsSaga, Tick};
-pub use loan_application::{LoanApplicationSaga, LoanOffer};
+pub use collections::{CollectionsConfig, CollectionsError, CollectionsSaga, GROUP as COLLECTIONS_GROUP, Tick};
+pub use loan_application::{GROUP as LOAN_APPLICATION_GROUP, LoanApplicationSaga, LoanOffer};
 
 /// A command a saga sends, in the seed's format.
 struct Outgoing {

@@ -1,0 +1,112 @@
+//! The HTTP API of `eventbus serve` (axum): the seed's `/kafka/*` endpoints, commands, read
+//! models, topics and groups, health, and the OpenAPI document.
+//!
+//! Safe by default: it listens on loopback; everything but `/health`, `/ready` and
+//! `/openapi.json` needs the bearer token (`EVENTBUS_API_TOKEN`), because read models and events
+//! carry personal data; without a configured token those endpoints refuse every request. Bodies
+//! are limited in size, CORS is off, and errors have one JSON shape without internals.
+
+mod auth;
+mod commands;
+mod error;
+mod kafka;
+mod meta;
+mod openapi;
+mod reads;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::middleware;
+use axum::routing::{get, post};
+use eventbus::EventBus;
+use nexum::Bank;
+use nexum::projections::Projections;
+use serde::de::DeserializeOwned;
+
+pub use error::ApiError;
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// How the API behaves.
+#[derive(Clone, Debug, Default)]
+pub struct ApiConfig {
+    /// The bearer token; `None` refuses every protected request.
+    pub token: Option<String>,
+    /// Enables `POST /kafka/publish-test`.
+    pub dev_mode: bool,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+struct Inner {
+    bus: Arc<dyn EventBus>,
+    bank: Arc<Bank>,
+    projections: Arc<Projections>,
+    config: ApiConfig,
+    outcomes: commands::Outcomes,
+}
+
+impl ApiState {
+    /// The state of an API over `bus` and the running core banking service. Subscribes to the
+    /// audit trail, to answer commands that wait for their outcome.
+    pub async fn new(
+        bus: Arc<dyn EventBus>,
+        bank: Arc<Bank>,
+        projections: Arc<Projections>,
+        config: ApiConfig,
+    ) -> Result<Self, eventbus::BusError> {
+        let outcomes = commands::Outcomes::start(&*bus).await?;
+        Ok(Self(Arc::new(Inner { bus, bank, projections, config, outcomes })))
+    }
+}
+
+/// Every route.
+pub fn router(state: ApiState) -> Router {
+    let protected = Router::new()
+        .route("/kafka/status", get(kafka::status))
+        .route("/kafka/publish-test", post(kafka::publish_test))
+        .route("/commands/{kind}", post(commands::submit))
+        .route("/accounts/{id}", get(reads::account))
+        .route("/customers/{id}", get(reads::customer))
+        .route("/loans/{id}", get(reads::loan))
+        .route("/compliance/alerts", get(reads::alerts))
+        .route("/topics", get(reads::topics))
+        .route("/consumer-groups", get(reads::consumer_groups))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/health", get(meta::health))
+        .route("/ready", get(meta::ready))
+        .route("/openapi.json", get(meta::openapi))
+        .merge(protected)
+        .fallback(meta::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A JSON body whose every failure (too large, not JSON, wrong shape) is an [`ApiError`].
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            ApiError::new(
+                rejection.status(),
+                "invalid_body",
+                format!("the request body cannot be read: {}", rejection.body_text()),
+            )
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| ApiError::bad_request("invalid_json", format!("the request body is not valid: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,85 @@
+//! The OpenAPI 3.1 document of the API, served at `/openapi.json`.
+
+use serde_json::{Value, json};
+
+fn op(summary: &str, tag: &str, responses: &[(&str, &str)]) -> Value {
+    let responses: serde_json::Map<String, Value> = responses
+        .iter()
+        .map(|(code, description)| {
+            let body = if code.starts_with('2') { "#/components/schemas/Any" } else { "#/components/schemas/Error" };
+            (
+                (*code).to_owned(),
+                json!({"description": description, "content": {"application/json": {"schema": {"$ref": body}}}}),
+            )
+        })
+        .collect();
+    json!({"summary": summary, "tags": [tag], "responses": responses})
+}
+
+fn path_param(name: &str) -> Value {
+    json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}])
+}
+
+pub fn document() -> Value {
+    let auth = [("401", "no bearer token"), ("403", "wrong token")];
+    let with = |mut base: Vec<(&'static str, &'static str)>| {
+        base.extend(auth);
+        base
+    };
+    let mut commands = op(
+        "Submit a command (the seed's data.action format); ?wait=true waits for its outcome",
+        "commands",
+        &with(vec![
+            ("200", "the outcome"),
+            ("202", "submitted, or still pending"),
+            ("400", "malformed command"),
+            ("404", "unknown command topic"),
+            ("413", "body too large"),
+        ]),
+    );
+    commands["parameters"] = json!([
+        {"name": "kind", "in": "path", "required": true, "schema": {"enum": ["transactions", "customers", "loans"]}},
+        {"name": "wait", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "timeout_ms", "in": "query", "schema": {"type": "integer", "maximum": 30000}},
+        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
+        {"name": "X-Correlation-Id", "in": "header", "schema": {"type": "string"}}
+    ]);
+    commands["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["action"], "properties": {"action": {"type": "string"}}}}}});
+    let read = |summary: &str, tag: &str, param: &str, missing: &'static str| {
+        let mut operation = op(summary, tag, &with(vec![("200", "found"), ("400", "invalid id"), ("404", missing)]));
+        operation["parameters"] = path_param(param);
+        operation
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "eventbus serve", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Core banking on the event bus. Every endpoint but /health, /ready and /openapi.json needs `Authorization: Bearer <token>`."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Any": {"type": "object"},
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                    "type": "object", "required": ["status", "code", "message"],
+                    "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}}}}}
+            }
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/health": {"get": op("The process is alive", "meta", &[("200", "alive")])},
+            "/ready": {"get": op("The bus runs and the event store answers", "meta", &[("200", "ready"), ("503", "not ready")])},
+            "/openapi.json": {"get": op("This document", "meta", &[("200", "the document")])},
+            "/kafka/status": {"get": op("Bus status (the seed's shape)", "kafka", &with(vec![("200", "status")]))},
+            "/kafka/publish-test": {"post": op("Publish a test event (dev mode only)", "kafka",
+                &with(vec![("201", "published"), ("400", "invalid event")]))},
+            "/commands/{kind}": {"post": commands},
+            "/accounts/{id}": {"get": read("An account: balance, status, latest statement", "read models", "id", "unknown account")},
+            "/customers/{id}": {"get": read("A customer of the directory", "read models", "id", "unknown customer")},
+            "/loans/{id}": {"get": read("A loan of the loan book", "read models", "id", "unknown loan")},
+            "/compliance/alerts": {"get": op("Compliance alerts, newest first (?limit=1..1000)", "read models",
+                &with(vec![("200", "alerts"), ("400", "invalid limit")]))},
+            "/topics": {"get": op("Topics with partitions and offsets", "bus", &with(vec![("200", "topics")]))},
+            "/consumer-groups": {"get": op("The service's consumer groups with lag per partition", "bus", &with(vec![("200", "groups")]))}
+        }
+    })
+}

@@ -1,0 +1,98 @@
+//! Read models, topics and consumer groups.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use eventbus::{GroupId, Topic, TopicName};
+use nexum::commands::COMMAND_TOPICS;
+use nexum::ids::{AccountId, CustomerId, LoanId};
+use nexum::projections::Projections;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+
+fn id<T: std::str::FromStr<Err = nexum::ids::IdError>>(text: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|error: nexum::ids::IdError| ApiError::bad_request("invalid_id", error.to_string()))
+}
+
+pub async fn account(State(state): State<ApiState>, Path(account): Path<String>) -> Result<Json<Value>, ApiError> {
+    let account: AccountId = id(&account)?;
+    let view = state.0.projections.account(&account).filter(|view| view.details.is_some());
+    let view = view.ok_or_else(|| ApiError::not_found("unknown_account", format!("unknown account `{account}`")))?;
+    Ok(Json(json!(view)))
+}
+
+pub async fn customer(State(state): State<ApiState>, Path(customer): Path<String>) -> Result<Json<Value>, ApiError> {
+    let customer: CustomerId = id(&customer)?;
+    let view = state.0.projections.customer(&customer).filter(|view| view.contact.is_some());
+    let view = view.ok_or_else(|| ApiError::not_found("unknown_customer", format!("unknown customer `{customer}`")))?;
+    Ok(Json(json!(view)))
+}
+
+pub async fn loan(State(state): State<ApiState>, Path(loan): Path<String>) -> Result<Json<Value>, ApiError> {
+    let loan: LoanId = id(&loan)?;
+    let view = state.0.projections.loan(&loan).filter(|view| view.terms.is_some());
+    let view = view.ok_or_else(|| ApiError::not_found("unknown_loan", format!("unknown loan `{loan}`")))?;
+    Ok(Json(json!(view)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    limit: Option<usize>,
+}
+
+pub async fn alerts(State(state): State<ApiState>, Query(query): Query<Limit>) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", "limit must be 1 to 1000"));
+    }
+    let alerts = state.0.projections.alerts(limit);
+    Ok(Json(json!({"alerts": alerts, "showing": alerts.len()})))
+}
+
+pub async fn topics(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let topics: Vec<Value> = state
+        .0
+        .bus
+        .list_topics()
+        .await?
+        .iter()
+        .map(|topic| {
+            json!({
+                "name": topic.name,
+                "partitions": topic.partitions.len(),
+                "retained": topic.retained(),
+                "dead_letter": topic.name.is_dlq(),
+                "offsets": topic.partitions,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"topics": topics})))
+}
+
+/// The consumer groups `serve` runs, with each one's committed offset and lag per partition.
+pub async fn consumer_groups(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let commands: Vec<TopicName> = COMMAND_TOPICS.iter().map(|(topic, _)| topic.name()).collect();
+    let groups: Vec<(&str, Vec<TopicName>)> = vec![
+        (nexum::commands::GROUP, commands.clone()),
+        (nexum::commands::REJECTIONS_GROUP, commands.iter().map(TopicName::dlq).collect()),
+        (nexum::service::PROJECTIONS_GROUP, Projections::topics()),
+        (nexum::sagas::LOAN_APPLICATION_GROUP, nexum::sagas::LoanApplicationSaga::topics()),
+        (nexum::sagas::COLLECTIONS_GROUP, vec![Topic::LoansDisbursed.name()]),
+        (crate::commands::consume::DEFAULT_GROUP, crate::commands::consume::topics()),
+    ];
+    let mut answer = Vec::new();
+    for (group, topics) in groups {
+        let group_id = GroupId::new(group).map_err(ApiError::from)?;
+        let (mut total, mut rows) = (0, Vec::new());
+        for topic in topics {
+            let partitions = state.0.bus.group_offsets(&group_id, &topic).await?;
+            let lag: u64 = partitions.iter().map(|p| p.lag).sum();
+            total += lag;
+            rows.push(json!({"topic": topic, "lag": lag, "partitions": partitions}));
+        }
+        answer.push(json!({"group": group, "lag": total, "topics": rows}));
+    }
+    Ok(Json(json!({"groups": answer})))
+}

@@ -1,0 +1,362 @@
+//! Every endpoint through the router (`oneshot`), error paths included, on a memory bus with
+//! core banking running over a SQLite event store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use eventbus::{EventBus, LocalConfig, MemoryBus};
+use http_body_util::BodyExt;
+use nexum::clock::SystemClock;
+use nexum::service::{CoreBanking, ServiceConfig};
+use nexum::store::{SqliteStore, SqliteSync};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{ApiConfig, ApiState, MAX_BODY_BYTES, router};
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Api {
+    _dir: tempfile::TempDir,
+    router: Router,
+    service: CoreBanking,
+}
+
+async fn api_with(config: ApiConfig) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    bus.start().await.unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
+    let service =
+        CoreBanking::start(bus.clone(), store, Arc::new(SystemClock), ServiceConfig::default()).await.unwrap();
+    let state = ApiState::new(bus, service.bank().clone(), service.projections().clone(), config).await.unwrap();
+    Api { _dir: dir, router: router(state), service }
+}
+
+async fn api() -> Api {
+    api_with(ApiConfig { token: Some(TOKEN.into()), dev_mode: true }).await
+}
+
+impl Api {
+    async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let body = body.map(|b| b.to_string());
+        self.raw(method, uri, token, body.as_deref().map(str::as_bytes).unwrap_or_default(), &[]).await
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self.router.clone().oneshot(request.body(Body::from(body.to_vec())).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, json)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, uri, Some(TOKEN), None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, uri, Some(TOKEN), Some(body)).await
+    }
+
+    /// A customer with a checking account, made through the API, waiting for each outcome.
+    async fn customer_with_account(&self, customer: &str, account: &str) {
+        let (status, answer) = self
+            .post(
+                "/commands/customers?wait=true",
+                json!({"action": "create", "customer_id": customer, "first_name": "Ada", "last_name": "Lovelace",
+                       "email": "ada@example.com"}),
+            )
+            .await;
+        assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("accepted")), "{answer}");
+        let (status, answer) = self
+            .post(
+                "/commands/customers?wait=true",
+                json!({"action": "open_account", "customer_id": customer, "account_type": "checking",
+                       "currency": "USD", "account_id": account}),
+            )
+            .await;
+        assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("accepted")), "{answer}");
+    }
+
+    /// Polls `uri` until it answers 200, at most 10 s.
+    async fn eventually(&self, uri: &str, check: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let (status, body) = self.get(uri).await;
+            if status == StatusCode::OK && check(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{uri} never answered as expected");
+    }
+}
+
+/// Asserts the one error shape.
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"]["status"], expected.as_u16(), "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+#[tokio::test]
+async fn health_ready_and_openapi_need_no_token() {
+    let api = api().await;
+    let (status, body) = api.call(Method::GET, "/health", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (status, body) = api.call(Method::GET, "/ready", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")), "{body}");
+    let (status, body) = api.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["openapi"], "3.1.0");
+    for path in ["/kafka/status", "/commands/{kind}", "/accounts/{id}", "/consumer-groups"] {
+        assert!(body["paths"].get(path).is_some(), "{path} is documented");
+    }
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn protected_endpoints_answer_401_without_a_token_and_403_with_a_wrong_one() {
+    let api = api().await;
+    for (method, uri) in [
+        (Method::GET, "/kafka/status"),
+        (Method::POST, "/kafka/publish-test"),
+        (Method::POST, "/commands/transactions"),
+        (Method::GET, "/accounts/acc_1"),
+        (Method::GET, "/customers/cust_1"),
+        (Method::GET, "/loans/loan_1"),
+        (Method::GET, "/compliance/alerts"),
+        (Method::GET, "/topics"),
+        (Method::GET, "/consumer-groups"),
+    ] {
+        let (status, body) = api.call(method.clone(), uri, None, Some(json!({}))).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+        let (status, body) = api.call(method, uri, Some("wrong"), Some(json!({}))).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    }
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_configured_token_protected_endpoints_refuse_everyone() {
+    let api = api_with(ApiConfig { token: None, dev_mode: false }).await;
+    let (status, body) = api.call(Method::GET, "/topics", Some("anything"), None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    assert!(body["error"]["message"].as_str().unwrap().contains("EVENTBUS_API_TOKEN"));
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn kafka_status_has_the_seeds_shape() {
+    let api = api().await;
+    let (status, body) = api.get("/kafka/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "running");
+    assert_eq!(body["type"], "InMemoryEventBus");
+    assert!(body["total_events"].is_u64());
+    assert!(body["events_by_topic"].is_object());
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn publish_test_publishes_in_dev_mode_only() {
+    let api = api().await;
+    let test = json!({"topic": "nexum.test.events", "event_type": "test_event", "entity_type": "test",
+                      "entity_id": "test_123", "data": {"message": "Hello Kafka"}});
+    let (status, body) = api.post("/kafka/publish-test", test.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "published");
+    let (_, status_body) = api.get("/kafka/status").await;
+    assert_eq!(status_body["events_by_topic"]["nexum.test.events"], 1);
+    let (status, body) = api
+        .post(
+            "/kafka/publish-test",
+            json!({"topic": "Bad Topic!", "event_type": "x",
+        "entity_type": "t", "entity_id": "1"}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_topic");
+    api.service.shutdown().await.unwrap();
+
+    let production = api_with(ApiConfig { token: Some(TOKEN.into()), dev_mode: false }).await;
+    let (status, body) = production.post("/kafka/publish-test", test).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "dev_mode_only");
+    production.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_command_waits_for_its_outcome_and_the_read_models_follow() {
+    let api = api().await;
+    api.customer_with_account("cust_api", "acc_api").await;
+
+    let (status, answer) = api
+        .post(
+            "/commands/transactions?wait=true",
+            json!({"action": "deposit", "account_id": "acc_api", "amount": "250.00", "currency": "USD"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    assert_eq!(answer["event_types"], json!(["transaction_created", "transaction_posted"]));
+
+    let account = api.eventually("/accounts/acc_api", |a| a["balance"] == "250.00").await;
+    assert_eq!(account["currency"], "USD");
+    let customer = api.eventually("/customers/cust_api", |c| c["account_ids"] == json!(["acc_api"])).await;
+    assert_eq!(customer["customer_id"], "cust_api");
+
+    let (status, answer) = api
+        .post(
+            "/commands/transactions?wait=true",
+            json!({"action": "withdraw", "account_id": "acc_api", "amount": "9000.00", "currency": "USD"}),
+        )
+        .await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("failed")), "{answer}");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_command_answers_with_its_code_and_reason() {
+    let api = api().await;
+    let (status, answer) = api
+        .post(
+            "/commands/transactions?wait=true",
+            json!({"action": "deposit", "account_id": "acc_nowhere", "amount": "1.00", "currency": "USD"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "rejected");
+    assert_eq!(answer["error_code"], "unknown_account");
+    assert!(answer["reason"].as_str().unwrap().contains("acc_nowhere"));
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_commands_are_400_before_they_reach_the_bus() {
+    let api = api().await;
+    let cases = [
+        (json!({"action": "deposit", "account_id": "acc_1", "amount": 5, "currency": "USD"}), "malformed"),
+        (json!({"action": "teleport"}), "unknown_action"),
+        (json!({"account_id": "acc_1"}), "missing_action"),
+    ];
+    for (body, code) in cases {
+        let (status, answer) = api.post("/commands/transactions", body).await;
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, code);
+    }
+    let (status, answer) = api.raw(Method::POST, "/commands/transactions", Some(TOKEN), b"{not json", &[]).await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_json");
+    let (status, answer) = api.post("/commands/payments", json!({"action": "deposit"})).await;
+    assert_error(status, &answer, StatusCode::NOT_FOUND, "unknown_command_topic");
+    let huge = vec![b' '; MAX_BODY_BYTES + 1];
+    let (status, answer) = api.raw(Method::POST, "/commands/transactions", Some(TOKEN), &huge, &[]).await;
+    assert_error(status, &answer, StatusCode::PAYLOAD_TOO_LARGE, "invalid_body");
+    let (_, status_body) = api.get("/kafka/status").await;
+    assert!(status_body["events_by_topic"].get("nexum.commands.transactions").is_none(), "{status_body}");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retried_command_one_command() {
+    let api = api().await;
+    api.customer_with_account("cust_idem", "acc_idem").await;
+    let deposit = json!({"action": "deposit", "account_id": "acc_idem", "amount": "10.00", "currency": "USD"});
+    let body = deposit.to_string();
+    let key = [("idempotency-key", "retry-42")];
+
+    let (_, first) =
+        api.raw(Method::POST, "/commands/transactions?wait=true", Some(TOKEN), body.as_bytes(), &key).await;
+    let (_, second) = api.raw(Method::POST, "/commands/transactions", Some(TOKEN), body.as_bytes(), &key).await;
+
+    assert_eq!(first["command_id"], second["command_id"]);
+    assert_eq!(first["status"], "accepted");
+    // Let the repeat be handled, then check that the money moved once.
+    let probe = json!({"action": "deposit", "account_id": "acc_idem", "amount": "1.00", "currency": "USD"});
+    let (_, answer) = api.post("/commands/transactions?wait=true", probe).await;
+    assert_eq!(answer["status"], "accepted");
+    api.eventually("/accounts/acc_idem", |a| a["balance"] == "11.00").await;
+    let (status, answer) = api
+        .raw(Method::POST, "/commands/transactions", Some(TOKEN), body.as_bytes(), &[("idempotency-key", "bad key")])
+        .await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_header");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn read_models_answer_404_for_unknown_ids_and_400_for_malformed_ones() {
+    let api = api().await;
+    for (uri, code) in [
+        ("/accounts/acc_unknown", "unknown_account"),
+        ("/customers/cust_unknown", "unknown_customer"),
+        ("/loans/loan_unknown", "unknown_loan"),
+    ] {
+        let (status, body) = api.get(uri).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, code);
+    }
+    let (status, body) = api.get("/accounts/acc%20bad").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_id");
+    let (status, body) = api.get("/compliance/alerts?limit=0").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_limit");
+    let (status, body) = api.get("/no/such/path").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn compliance_alerts_loans_topics_and_groups_are_listed() {
+    let api = api().await;
+    api.customer_with_account("cust_big", "acc_big").await;
+    let (_, answer) = api
+        .post(
+            "/commands/customers?wait=true",
+            json!({"action": "kyc", "customer_id": "cust_big", "kyc_status": "verified", "kyc_tier": "tier_3"}),
+        )
+        .await;
+    assert_eq!(answer["status"], "accepted");
+    let (_, answer) = api
+        .post(
+            "/commands/transactions?wait=true",
+            json!({"action": "deposit", "account_id": "acc_big", "amount": "15000.00", "currency": "USD"}),
+        )
+        .await;
+    assert_eq!(answer["status"], "accepted", "{answer}");
+    let (_, answer) = api
+        .post(
+            "/commands/loans?wait=true",
+            json!({"action": "originate", "loan_id": "loan_api", "customer_id": "cust_big", "principal": "5000.00",
+                   "currency": "USD", "interest_rate": "5.5", "term_months": 12}),
+        )
+        .await;
+    assert_eq!(answer["status"], "accepted", "{answer}");
+
+    let alerts = api.eventually("/compliance/alerts", |a| a["showing"] == 1).await;
+    assert_eq!(alerts["alerts"][0]["amount"], "15000.00");
+    let loan = api.eventually("/loans/loan_api", |l| l["outstanding_principal"] == "5000.00").await;
+    assert_eq!(loan["loan_id"], "loan_api");
+    let (status, topics) = api.get("/topics").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = topics["topics"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"nexum.commands.transactions") && names.contains(&"nexum.transactions.posted.dlq"));
+    let (status, groups) = api.get("/consumer-groups").await;
+    assert_eq!(status, StatusCode::OK);
+    let handler = groups["groups"].as_array().unwrap().iter().find(|g| g["group"] == "nexum-command-handler").unwrap();
+    assert_eq!(handler["topics"].as_array().unwrap().len(), 3);
+    assert!(handler["topics"][0]["partitions"][0]["lag"].is_u64());
+    api.service.shutdown().await.unwrap();
+}
