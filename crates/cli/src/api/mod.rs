@@ -13,6 +13,7 @@ mod kafka;
 mod meta;
 mod openapi;
 mod reads;
+mod tail;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ struct Inner {
     projections: Arc<Projections>,
     config: ApiConfig,
     outcomes: commands::Outcomes,
+    tail: Arc<tail::Tail>,
 }
 
 impl ApiState {
@@ -61,7 +63,13 @@ impl ApiState {
         config: ApiConfig,
     ) -> Result<Self, eventbus::BusError> {
         let outcomes = commands::Outcomes::start(&*bus).await?;
-        Ok(Self(Arc::new(Inner { bus, bank, projections, config, outcomes })))
+        let tail = tail::Tail::start(Arc::clone(&bus)).await?;
+        Ok(Self(Arc::new(Inner { bus, bank, projections, config, outcomes, tail })))
+    }
+
+    /// Ends the live streams, so that the server can stop.
+    pub fn close(&self) {
+        self.0.tail.close();
     }
 }
 
@@ -70,6 +78,9 @@ pub fn router(state: ApiState) -> Router {
     let protected = Router::new()
         .route("/kafka/status", get(kafka::status))
         .route("/kafka/publish-test", post(kafka::publish_test))
+        .route("/kafka/events", get(tail::events))
+        .route("/events/stream", get(tail::stream))
+        .route("/accounts", get(reads::accounts))
         .route("/commands/{kind}", post(commands::submit))
         .route("/accounts/{id}", get(reads::account))
         .route("/customers/{id}", get(reads::customer))

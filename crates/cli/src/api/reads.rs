@@ -22,6 +22,21 @@ pub async fn account(State(state): State<ApiState>, Path(account): Path<String>)
     Ok(Json(json!(view)))
 }
 
+/// `GET /accounts?limit=`: opened accounts with their balances, by id.
+pub async fn accounts(State(state): State<ApiState>, Query(query): Query<Limit>) -> Result<Json<Value>, ApiError> {
+    let limit = limit(query.limit)?;
+    let accounts = state.0.projections.accounts(limit);
+    Ok(Json(json!({"accounts": accounts, "showing": accounts.len()})))
+}
+
+fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", "limit must be 1 to 1000"));
+    }
+    Ok(limit)
+}
+
 pub async fn customer(State(state): State<ApiState>, Path(customer): Path<String>) -> Result<Json<Value>, ApiError> {
     let customer: CustomerId = id(&customer)?;
     let view = state.0.projections.customer(&customer).filter(|view| view.contact.is_some());
@@ -43,11 +58,7 @@ pub struct Limit {
 }
 
 pub async fn alerts(State(state): State<ApiState>, Query(query): Query<Limit>) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", "limit must be 1 to 1000"));
-    }
-    let alerts = state.0.projections.alerts(limit);
+    let alerts = state.0.projections.alerts(limit(query.limit)?);
     Ok(Json(json!({"alerts": alerts, "showing": alerts.len()})))
 }
 

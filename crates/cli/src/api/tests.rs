@@ -360,3 +360,59 @@ async fn compliance_alerts_loans_topics_and_groups_are_listed() {
     assert!(handler["topics"][0]["partitions"][0]["lag"].is_u64());
     api.service.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn recent_events_are_listed_newest_first_on_any_backend_in_the_seeds_shape() {
+    let api = api().await;
+    api.customer_with_account("cust_recent", "acc_recent").await;
+
+    let body = api.eventually("/kafka/events?topic=nexum.accounts.created&limit=10", |b| b["showing"] == 1).await;
+    assert_eq!(body["total"], 1);
+    let event = &body["events"][0];
+    assert_eq!(event["topic"], "nexum.accounts.created");
+    assert_eq!(event["event"]["entity_id"], "acc_recent");
+    assert!(event["offset"].is_u64() && event["partition"].is_u64());
+    let all = api.eventually("/kafka/events?limit=500", |b| b["showing"].as_u64() >= Some(4)).await;
+    let times: Vec<&str> = all["events"].as_array().unwrap().iter().map(|e| e["timestamp"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    for (uri, code) in [("/kafka/events?limit=0", "invalid_limit"), ("/kafka/events?topic=a,b", "invalid_topic")] {
+        let (status, body) = api.get(uri).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, code);
+    }
+    let (status, accounts) = api.get("/accounts?limit=10").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(accounts["accounts"][0]["account_id"], "acc_recent");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_new_events_of_the_topics_asked_for() {
+    let api = api().await;
+    let request = Request::get("/events/stream?topic=nexum.test.events")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+
+    // An event of another topic, then one of the topic asked for
+    api.customer_with_account("cust_live", "acc_live").await;
+    let test = json!({"topic": "nexum.test.events", "event_type": "test_event", "entity_type": "test",
+                      "entity_id": "live_1", "data": {"message": "Hello"}});
+    assert_eq!(api.post("/kafka/publish-test", test).await.0, StatusCode::CREATED);
+
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("live_1") {
+        let frame = tokio::time::timeout_at(deadline, body.frame()).await.expect("an event within 10 s");
+        let frame = frame.expect("the stream stays open").unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.contains("event: event"), "{text}");
+    assert!(!text.contains("acc_live"), "only the topic asked for: {text}");
+    api.service.shutdown().await.unwrap();
+}

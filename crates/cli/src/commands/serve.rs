@@ -85,8 +85,9 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     let state =
         ApiState::new(Arc::clone(&bus), Arc::clone(service.bank()), Arc::clone(service.projections()), api).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = api::router(state.clone());
     let http = tokio::spawn(async move {
-        axum::serve(listener, api::router(state))
+        axum::serve(listener, router)
             .with_graceful_shutdown(async {
                 let _ = http_stopped.await;
             })
@@ -99,6 +100,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
 
     shutdown_signal().await?;
     eprintln!("Stopping: finishing in-flight work");
+    state.close();
     let _ = stop_http.send(());
     match http.await {
         Ok(Ok(())) => {}

@@ -283,6 +283,12 @@ impl Projections {
         self.read().accounts.get(id).cloned()
     }
 
+    /// Up to `limit` opened accounts, by account id.
+    pub fn accounts(&self, limit: usize) -> Vec<AccountView> {
+        let models = self.read();
+        models.accounts.entries().values().filter(|view| view.details.is_some()).take(limit).cloned().collect()
+    }
+
     /// The accounts of a customer, by account id.
     pub fn accounts_of(&self, customer: &CustomerId) -> Vec<AccountView> {
         let models = self.read();

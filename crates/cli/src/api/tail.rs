@@ -1,0 +1,214 @@
+//! Recent events of every topic, on every backend: `GET /kafka/events` and the live tail
+//! `GET /events/stream` (Server-Sent Events).
+//!
+//! The API follows every topic that exists at start, from an hour back, in its own group, like
+//! Kafka UI's live mode. It keeps the last [`KEEP_PER_TOPIC`] events of each topic in memory
+//! and hands each new one to the live streams.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::{DateTime, Utc};
+use eventbus::{EventBus, EventSchema, GroupId, Message, Offset, Partition, StartPosition, Subscription, TopicName};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+use super::{ApiError, ApiState};
+
+/// Events kept per topic.
+pub const KEEP_PER_TOPIC: usize = 500;
+/// The group the API follows the topics in.
+pub const GROUP: &str = "eventbus-api-tail";
+/// How often the API looks for topics created since it started.
+const NEW_TOPICS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How far back the API starts reading when it starts.
+const LOOK_BACK: chrono::Duration = chrono::Duration::hours(1);
+
+/// One event as the API shows it: where it is in the log, and the event.
+#[derive(Debug, Serialize)]
+pub struct Delivered {
+    pub topic: TopicName,
+    pub partition: Partition,
+    pub offset: Offset,
+    pub timestamp: DateTime<Utc>,
+    pub key: Option<Arc<str>>,
+    pub event: Arc<EventSchema>,
+}
+
+pub struct Tail {
+    recent: Mutex<HashMap<TopicName, VecDeque<Arc<Delivered>>>>,
+    live: broadcast::Sender<Arc<Delivered>>,
+    closed: watch::Sender<bool>,
+}
+
+impl Tail {
+    /// Follows every topic of `bus`, and each topic created later (looked for every few
+    /// seconds until [`close`](Self::close)).
+    pub async fn start(bus: Arc<dyn EventBus>) -> Result<Arc<Self>, eventbus::BusError> {
+        let (live, _) = broadcast::channel(4096);
+        let tail = Arc::new(Self { recent: Mutex::default(), live, closed: watch::channel(false).0 });
+        let mut followed = HashSet::new();
+        tail.follow_new(&*bus, &mut followed, StartPosition::Timestamp(Utc::now() - LOOK_BACK)).await?;
+        let (watcher, mut closed) = (Arc::clone(&tail), tail.closed.subscribe());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(NEW_TOPICS_EVERY) => {}
+                    _ = closed.wait_for(|closed| *closed) => return,
+                }
+                if let Err(error) = watcher.follow_new(&*bus, &mut followed, StartPosition::Earliest).await {
+                    tracing::debug!(%error, "Cannot look for new topics; trying again");
+                }
+            }
+        });
+        Ok(tail)
+    }
+
+    /// Subscribes to the topics of `bus` not in `followed` yet, from `start`.
+    async fn follow_new(
+        self: &Arc<Self>,
+        bus: &dyn EventBus,
+        followed: &mut HashSet<TopicName>,
+        start: StartPosition,
+    ) -> Result<(), eventbus::BusError> {
+        let new: Vec<TopicName> =
+            bus.list_topics().await?.into_iter().map(|t| t.name).filter(|name| !followed.contains(name)).collect();
+        let mut topics = new.iter().cloned();
+        let Some(first) = topics.next() else { return Ok(()) };
+        let subscription =
+            topics.fold(Subscription::new(first, GroupId::new(GROUP)?), Subscription::and_topic).from(start);
+        let keeper = Arc::clone(self);
+        bus.subscribe(
+            subscription,
+            eventbus::handler_fn(move |message: Message| {
+                let keeper = Arc::clone(&keeper);
+                async move {
+                    keeper.keep(message);
+                    Ok(())
+                }
+            }),
+        )
+        .await?;
+        followed.extend(new);
+        Ok(())
+    }
+
+    fn keep(&self, message: Message) {
+        let delivered = Arc::new(Delivered {
+            topic: message.topic,
+            partition: message.partition,
+            offset: message.offset,
+            timestamp: message.timestamp,
+            key: message.key,
+            event: message.event,
+        });
+        {
+            let mut recent = self.lock();
+            let kept = recent.entry(delivered.topic.clone()).or_default();
+            if kept.len() == KEEP_PER_TOPIC {
+                kept.pop_front();
+            }
+            kept.push_back(Arc::clone(&delivered));
+        }
+        // No live stream listening is fine.
+        let _ = self.live.send(delivered);
+    }
+
+    /// Ends every live stream, so that the server can stop.
+    pub fn close(&self) {
+        let _ = self.closed.send(true);
+    }
+
+    /// The newest `limit` events of `topic`, or of all topics, newest first; and how many are
+    /// kept in all.
+    fn recent(&self, topic: Option<&TopicName>, limit: usize) -> (Vec<Arc<Delivered>>, usize) {
+        let recent = self.lock();
+        let mut events: Vec<Arc<Delivered>> = match topic {
+            Some(topic) => recent.get(topic).map(|kept| kept.iter().cloned().collect()).unwrap_or_default(),
+            None => recent.values().flatten().cloned().collect(),
+        };
+        events.sort_by(|a, b| (b.timestamp, &b.topic, b.offset).cmp(&(a.timestamp, &a.topic, a.offset)));
+        let total = events.len();
+        events.truncate(limit);
+        (events, total)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicName, VecDeque<Arc<Delivered>>>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recent {
+    topic: Option<String>,
+    limit: Option<usize>,
+}
+
+fn topic_filter(topic: Option<&str>) -> Result<Vec<TopicName>, ApiError> {
+    topic
+        .into_iter()
+        .flat_map(|list| list.split(','))
+        .filter(|name| !name.is_empty())
+        .map(|name| TopicName::new(name).map_err(|e| ApiError::bad_request("invalid_topic", e.to_string())))
+        .collect()
+}
+
+/// `GET /kafka/events?topic=&limit=`: the seed's shape, `{"events": [...], "total", "showing"}`.
+pub async fn events(State(state): State<ApiState>, Query(query): Query<Recent>) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=KEEP_PER_TOPIC).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {KEEP_PER_TOPIC}")));
+    }
+    let topics = topic_filter(query.topic.as_deref())?;
+    if topics.len() > 1 {
+        return Err(ApiError::bad_request("invalid_topic", "name one topic, or none for all"));
+    }
+    let (events, total) = state.0.tail.recent(topics.first(), limit);
+    Ok(Json(json!({"events": events, "total": total, "showing": events.len()})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Live {
+    /// Topics to follow, comma-separated; all if absent.
+    topic: Option<String>,
+}
+
+/// `GET /events/stream?topic=a,b`: every new event as an SSE `event` message whose data is the
+/// JSON of [`Delivered`]. A client too slow to keep up gets a `lagged` message saying how many
+/// events it missed.
+pub async fn stream(
+    State(state): State<ApiState>,
+    Query(query): Query<Live>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let topics = topic_filter(query.topic.as_deref())?;
+    let tail = Arc::clone(&state.0.tail);
+    let start = (tail.live.subscribe(), tail.closed.subscribe(), topics);
+    let stream = futures::stream::unfold(start, |(mut live, mut closed, topics)| async move {
+        loop {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                _ = closed.wait_for(|closed| *closed) => return None,
+            };
+            let event = match received {
+                Ok(delivered) if topics.is_empty() || topics.contains(&delivered.topic) => {
+                    Event::default().event("event").json_data(&*delivered).unwrap_or_else(|_| Event::default())
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Event::default().event("lagged").data(missed.to_string())
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), (live, closed, topics)));
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
