@@ -593,3 +593,53 @@ fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigter
     assert!(status.success(), "{rest}");
     assert!(rest.contains("Stopped"), "{rest}");
 }
+
+#[test]
+fn serve_answers_http_on_a_real_socket() {
+    // Given `eventbus serve` with an API token, on a free loopback port
+    let env = Env::new();
+    let mut serve = env
+        .cmd(&["serve", "--no-loan-offers", "--listen", "127.0.0.1:0"])
+        .env("EVENTBUS_API_TOKEN", "socket-test-token")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(serve.stderr.take().unwrap());
+    let mut address = None;
+    for _ in 0..20 {
+        let mut line = String::new();
+        if log.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(rest) = line.split("http://").nth(1) {
+            address = rest.split(',').next().map(str::to_owned);
+            break;
+        }
+    }
+    let address = address.expect("serve prints its address");
+
+    // When a client talks HTTP/1.1 to it
+    let request = |raw: String| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        response
+    };
+    let health = request(format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"));
+    let denied = request(format!("GET /topics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"));
+    let topics = request(format!(
+        "GET /topics HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer socket-test-token\r\nConnection: close\r\n\r\n"
+    ));
+
+    // Then it answers: health openly, protected endpoints only with the token
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    assert!(denied.contains(r#""code":"unauthorized""#), "{denied}");
+    assert!(topics.starts_with("HTTP/1.1 200") && topics.contains("nexum.commands.transactions"), "{topics}");
+    terminate(&serve);
+    assert!(serve.wait().unwrap().success());
+}

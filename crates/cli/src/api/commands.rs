@@ -117,6 +117,7 @@ pub async fn submit(
     let topic = topic.name();
     nexum::commands::parse(&topic, &event).map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
 
+    let submitted = std::time::Instant::now();
     let outcome = wait.wait.then(|| state.0.outcomes.register(&id));
     if let Err(error) = state.0.bus.publish(&topic, event, Some(&key)).await {
         state.0.outcomes.forget(&id);
@@ -127,7 +128,10 @@ pub async fn submit(
     };
     let limit = wait.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
     match tokio::time::timeout(limit, outcome).await {
-        Ok(Ok(audit)) => Ok(Json(answer(&state, &id, &audit).await?).into_response()),
+        Ok(Ok(audit)) => {
+            state.0.metrics.command_outcome.observe(submitted.elapsed());
+            Ok(Json(answer(&state, &id, &audit).await?).into_response())
+        }
         _ => {
             state.0.outcomes.forget(&id);
             Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "pending"}))).into_response())

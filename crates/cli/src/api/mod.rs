@@ -11,6 +11,7 @@ mod commands;
 mod error;
 mod kafka;
 mod meta;
+mod metrics;
 mod openapi;
 mod reads;
 mod tail;
@@ -51,6 +52,7 @@ struct Inner {
     config: ApiConfig,
     outcomes: commands::Outcomes,
     tail: Arc<tail::Tail>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl ApiState {
@@ -63,8 +65,9 @@ impl ApiState {
         config: ApiConfig,
     ) -> Result<Self, eventbus::BusError> {
         let outcomes = commands::Outcomes::start(&*bus).await?;
-        let tail = tail::Tail::start(Arc::clone(&bus)).await?;
-        Ok(Self(Arc::new(Inner { bus, bank, projections, config, outcomes, tail })))
+        let metrics = Arc::new(metrics::Metrics::default());
+        let tail = tail::Tail::start(Arc::clone(&bus), Arc::clone(&metrics)).await?;
+        Ok(Self(Arc::new(Inner { bus, bank, projections, config, outcomes, tail, metrics })))
     }
 
     /// Ends the live streams, so that the server can stop.
@@ -88,11 +91,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/compliance/alerts", get(reads::alerts))
         .route("/topics", get(reads::topics))
         .route("/consumer-groups", get(reads::consumer_groups))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track));
     Router::new()
         .route("/health", get(meta::health))
         .route("/ready", get(meta::ready))
         .route("/openapi.json", get(meta::openapi))
+        .route("/metrics", get(metrics::render))
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .merge(protected)
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -82,19 +82,24 @@ pub async fn topics(State(state): State<ApiState>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({"topics": topics})))
 }
 
-/// The consumer groups `serve` runs, with each one's committed offset and lag per partition.
-pub async fn consumer_groups(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// The consumer groups `serve` runs, and their topics.
+pub fn service_groups() -> Vec<(&'static str, Vec<TopicName>)> {
     let commands: Vec<TopicName> = COMMAND_TOPICS.iter().map(|(topic, _)| topic.name()).collect();
-    let groups: Vec<(&str, Vec<TopicName>)> = vec![
+    vec![
         (nexum::commands::GROUP, commands.clone()),
         (nexum::commands::REJECTIONS_GROUP, commands.iter().map(TopicName::dlq).collect()),
         (nexum::service::PROJECTIONS_GROUP, Projections::topics()),
         (nexum::sagas::LOAN_APPLICATION_GROUP, nexum::sagas::LoanApplicationSaga::topics()),
         (nexum::sagas::COLLECTIONS_GROUP, vec![Topic::LoansDisbursed.name()]),
         (crate::commands::consume::DEFAULT_GROUP, crate::commands::consume::topics()),
-    ];
+    ]
+}
+
+/// `GET /consumer-groups`: the groups `serve` runs, with each one's committed offset and lag per
+/// partition. (The bus has no call to list every group; these are the ones this service owns.)
+pub async fn consumer_groups(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let mut answer = Vec::new();
-    for (group, topics) in groups {
+    for (group, topics) in service_groups() {
         let group_id = GroupId::new(group).map_err(ApiError::from)?;
         let (mut total, mut rows) = (0, Vec::new());
         for topic in topics {

@@ -42,6 +42,7 @@ pub struct Delivered {
 }
 
 pub struct Tail {
+    metrics: Arc<super::metrics::Metrics>,
     recent: Mutex<HashMap<TopicName, VecDeque<Arc<Delivered>>>>,
     live: broadcast::Sender<Arc<Delivered>>,
     closed: watch::Sender<bool>,
@@ -50,9 +51,12 @@ pub struct Tail {
 impl Tail {
     /// Follows every topic of `bus`, and each topic created later (looked for every few
     /// seconds until [`close`](Self::close)).
-    pub async fn start(bus: Arc<dyn EventBus>) -> Result<Arc<Self>, eventbus::BusError> {
+    pub async fn start(
+        bus: Arc<dyn EventBus>,
+        metrics: Arc<super::metrics::Metrics>,
+    ) -> Result<Arc<Self>, eventbus::BusError> {
         let (live, _) = broadcast::channel(4096);
-        let tail = Arc::new(Self { recent: Mutex::default(), live, closed: watch::channel(false).0 });
+        let tail = Arc::new(Self { metrics, recent: Mutex::default(), live, closed: watch::channel(false).0 });
         let mut followed = HashSet::new();
         tail.follow_new(&*bus, &mut followed, StartPosition::Timestamp(Utc::now() - LOOK_BACK)).await?;
         let (watcher, mut closed) = (Arc::clone(&tail), tail.closed.subscribe());
@@ -100,6 +104,11 @@ impl Tail {
     }
 
     fn keep(&self, message: Message) {
+        if let Some(at) = message.event.timestamp
+            && let Ok(age) = (Utc::now() - at).to_std()
+        {
+            self.metrics.delivery.observe(age);
+        }
         let delivered = Arc::new(Delivered {
             topic: message.topic,
             partition: message.partition,

@@ -416,3 +416,43 @@ async fn the_live_stream_sends_new_events_of_the_topics_asked_for() {
     assert!(!text.contains("acc_live"), "only the topic asked for: {text}");
     api.service.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_are_in_the_prometheus_format_and_count_what_happened() {
+    let api = api().await;
+    api.customer_with_account("cust_metrics", "acc_metrics").await;
+    let (status, _) = api.get("/accounts/acc_unknown").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "public, like most scrape targets");
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+
+    for family in [
+        "eventbus_up",
+        "eventbus_topic_events",
+        "eventbus_dead_letters",
+        "eventbus_consumer_group_offset",
+        "eventbus_consumer_group_lag",
+        "nexum_outbox_backlog",
+        "eventbus_http_request_duration_seconds",
+        "eventbus_event_delivery_seconds",
+        "nexum_command_outcome_seconds",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
+    }
+    assert!(text.contains(r#"eventbus_topic_events{topic="nexum.customers.created"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"eventbus_http_responses_total{method="GET",route="/accounts/{id}",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("nexum_command_outcome_seconds_count 2"), "{text}");
+    // Every sample line is `name{labels} value` with a number for the value.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+    }
+    api.service.shutdown().await.unwrap();
+}
