@@ -7,6 +7,9 @@ use anyhow::Context;
 use eventbus::{BackendKind, EmbeddedConfig, KafkaConfig, LocalConfig, RetryPolicy, SyncMode};
 use serde::Deserialize;
 
+/// The config file in the data directory, read when no other is named.
+pub const DATA_DIR_CONFIG: &str = "eventbus.toml";
+
 /// The whole configuration file. Every field is optional; the defaults run with no setup.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

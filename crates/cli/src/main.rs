@@ -57,7 +57,12 @@ fn main() -> ExitCode {
 fn configure(global: &Global) -> anyhow::Result<Config> {
     let mut config = match &global.config {
         Some(path) => Config::load(path)?,
-        None => Config::default(),
+        None => {
+            // Without a named file, the data directory's own (where `serve` keeps a bus switch).
+            let dir = global.data_dir.clone().unwrap_or_else(|| Config::default().data_dir);
+            let own = dir.join(config::DATA_DIR_CONFIG);
+            if own.exists() { Config::load(&own)? } else { Config::default() }
+        }
     };
     if let Some(bus) = global.bus {
         config.bus = bus;
@@ -112,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 collections_tick_secs,
                 listen,
                 dev,
+                config_file: cli.global.config.clone(),
             };
             commands::serve::run(&config, options).await
         }

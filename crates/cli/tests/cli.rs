@@ -640,6 +640,29 @@ fn serve_answers_http_on_a_real_socket() {
     assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
     assert!(denied.contains(r#""code":"unauthorized""#), "{denied}");
     assert!(topics.starts_with("HTTP/1.1 200") && topics.contains("nexum.commands.transactions"), "{topics}");
+
+    // When the bus is switched at runtime (to the log backend), then it runs on it, the change
+    // is in the data directory's config file, and commands still work
+    let post = |path: &str, body: &str| {
+        request(format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer socket-test-token\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    let switched = post("/kafka/config", r#"{"bus_type": "log", "client_id": "nexum"}"#);
+    assert!(switched.starts_with("HTTP/1.1 200") && switched.contains(r#""previous":"embedded""#), "{switched}");
+    let status = request(format!(
+        "GET /kafka/status HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer socket-test-token\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(status.contains(r#""type":"LogEventBus""#), "{status}");
+    let persisted = std::fs::read_to_string(env.dir.path().join("data").join("eventbus.toml")).unwrap();
+    assert!(persisted.contains(r#"bus = "log""#), "{persisted}");
+    let created = post(
+        "/commands/customers?wait=true",
+        r#"{"action": "create", "customer_id": "cust_switch", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}"#,
+    );
+    assert!(created.starts_with("HTTP/1.1 200") && created.contains(r#""status":"accepted""#), "{created}");
     terminate(&serve);
     assert!(serve.wait().unwrap().success());
 }

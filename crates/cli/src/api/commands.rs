@@ -89,6 +89,7 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(data): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
+    let backend = state.backend();
     let (topic, event_type, entity_type) = match kind.as_str() {
         "transactions" => (Topic::CommandsTransactions, "transaction_command", "transaction"),
         "customers" => (Topic::CommandsCustomers, "customer_command", "customer"),
@@ -118,9 +119,9 @@ pub async fn submit(
     nexum::commands::parse(&topic, &event).map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
 
     let submitted = std::time::Instant::now();
-    let outcome = wait.wait.then(|| state.0.outcomes.register(&id));
-    if let Err(error) = state.0.bus.publish(&topic, event, Some(&key)).await {
-        state.0.outcomes.forget(&id);
+    let outcome = wait.wait.then(|| backend.outcomes.register(&id));
+    if let Err(error) = backend.bus.publish(&topic, event, Some(&key)).await {
+        backend.outcomes.forget(&id);
         return Err(error.into());
     }
     let Some(outcome) = outcome else {
@@ -133,7 +134,7 @@ pub async fn submit(
             Ok(Json(answer(&state, &id, &audit).await?).into_response())
         }
         _ => {
-            state.0.outcomes.forget(&id);
+            backend.outcomes.forget(&id);
             Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "pending"}))).into_response())
         }
     }
@@ -151,7 +152,8 @@ async fn answer(state: &ApiState, id: &CommandId, audit: &EventSchema) -> Result
         "event_types": field("event_types"),
     });
     if audit.data.get("outcome").and_then(Value::as_str) == Some("rejected") {
-        let store = state.0.bank.store();
+        let backend = state.backend();
+        let store = backend.bank.store();
         let recorded = store
             .read(&StreamId::of("command", id), 1)
             .await

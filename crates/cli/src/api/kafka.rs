@@ -21,7 +21,7 @@ fn type_name(backend: BackendKind) -> &'static str {
 
 /// `GET /kafka/status`: the seed's shape, plus the backend and the Kafka outbox backlog.
 pub async fn status(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let status = state.0.bus.status().await?;
+    let status = state.backend().bus.status().await?;
     Ok(Json(json!({
         "status": if status.running { "running" } else { "stopped" },
         "type": type_name(status.backend),
@@ -68,10 +68,10 @@ pub async fn publish_test(
     let mut event = EventSchema::new("test_event", test.entity_type, test.entity_id, test.data);
     event.event_type = event_type;
     let id = event.event_id.clone();
-    let published = match state.0.bus.publish(&topic, event.clone(), None).await {
+    let published = match state.backend().bus.publish(&topic, event.clone(), None).await {
         Err(BusError::UnknownTopic(_)) => {
-            state.0.bus.create_topic(&topic, 3).await?;
-            state.0.bus.publish(&topic, event, None).await?
+            state.backend().bus.create_topic(&topic, 3).await?;
+            state.backend().bus.publish(&topic, event, None).await?
         }
         other => other?,
     };

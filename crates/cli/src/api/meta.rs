@@ -15,8 +15,8 @@ pub async fn health() -> Json<Value> {
 
 /// Ready: the bus runs and the event store answers.
 pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
-    let bus = state.0.bus.is_running();
-    let store = state.0.bank.store().outbox_len().await;
+    let bus = state.backend().bus.is_running();
+    let store = state.backend().bank.store().outbox_len().await;
     if let Err(error) = &store {
         tracing::warn!(%error, "Readiness: the event store does not answer");
     }

@@ -99,8 +99,9 @@ fn label(value: &str) -> String {
 
 pub async fn render(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let inner = &state.0;
+    let backend = state.backend();
     let mut out = String::new();
-    let status = inner.bus.status().await?;
+    let status = backend.bus.status().await?;
 
     out.push_str("# HELP eventbus_up Whether the bus is running.\n# TYPE eventbus_up gauge\n");
     let _ = writeln!(out, "eventbus_up{{backend=\"{}\"}} {}", status.backend, u8::from(status.running));
@@ -124,7 +125,7 @@ pub async fn render(State(state): State<ApiState>) -> Result<Response, ApiError>
     for (group, topics) in super::reads::service_groups() {
         let group_id = eventbus::GroupId::new(group)?;
         for topic in topics {
-            let partitions = inner.bus.group_offsets(&group_id, &topic).await?;
+            let partitions = backend.bus.group_offsets(&group_id, &topic).await?;
             let consumed: u64 = partitions.iter().map(|p| p.offset.0).sum();
             let lag: u64 = partitions.iter().map(|p| p.lag).sum();
             let labels = format!("group=\"{}\",topic=\"{}\"", label(group), label(topic.as_str()));
@@ -136,14 +137,14 @@ pub async fn render(State(state): State<ApiState>) -> Result<Response, ApiError>
     out.push_str("# TYPE eventbus_consumer_group_lag gauge\n");
     out.push_str(&lags);
 
-    let backlog = inner.bank.store().outbox_len().await.map_err(|e| ApiError::unavailable("the event store", &e))?;
+    let backlog = backend.bank.store().outbox_len().await.map_err(|e| ApiError::unavailable("the event store", &e))?;
     out.push_str("# HELP nexum_outbox_backlog Committed events the relay has yet to publish.\n");
     let _ = writeln!(out, "# TYPE nexum_outbox_backlog gauge\nnexum_outbox_backlog {backlog}");
     out.push_str("# HELP nexum_projection_events_applied_total Events that changed the read models.\n");
     let _ = writeln!(
         out,
         "# TYPE nexum_projection_events_applied_total counter\nnexum_projection_events_applied_total {}",
-        inner.projections.applied()
+        backend.projections.applied()
     );
 
     let metrics = &inner.metrics;

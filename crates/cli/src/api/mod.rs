@@ -8,6 +8,7 @@
 
 mod auth;
 mod commands;
+pub mod config;
 mod error;
 mod kafka;
 mod meta;
@@ -16,7 +17,7 @@ mod openapi;
 mod reads;
 mod tail;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
@@ -26,6 +27,7 @@ use eventbus::EventBus;
 use nexum::Bank;
 use nexum::projections::Projections;
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 
 pub use error::ApiError;
 
@@ -46,33 +48,73 @@ pub struct ApiConfig {
 pub struct ApiState(Arc<Inner>);
 
 struct Inner {
-    bus: Arc<dyn EventBus>,
-    bank: Arc<Bank>,
-    projections: Arc<Projections>,
     config: ApiConfig,
+    metrics: Arc<metrics::Metrics>,
+    /// The bus and the service on it; replaced when `POST /kafka/config` switches the bus.
+    current: RwLock<Arc<Backend>>,
+    /// Where bus switches are asked for; `None` where nothing can switch the bus.
+    switch: Option<mpsc::Sender<config::Switch>>,
+}
+
+/// The bus and the core banking service the handlers talk to.
+pub struct Backend {
+    pub bus: Arc<dyn EventBus>,
+    pub bank: Arc<Bank>,
+    pub projections: Arc<Projections>,
     outcomes: commands::Outcomes,
     tail: Arc<tail::Tail>,
-    metrics: Arc<metrics::Metrics>,
 }
 
 impl ApiState {
-    /// The state of an API over `bus` and the running core banking service. Subscribes to the
-    /// audit trail, to answer commands that wait for their outcome.
+    /// The state of an API over `bus` and the running core banking service. `switch` receives
+    /// the requests of `POST /kafka/config`.
     pub async fn new(
         bus: Arc<dyn EventBus>,
         bank: Arc<Bank>,
         projections: Arc<Projections>,
         config: ApiConfig,
+        switch: Option<mpsc::Sender<config::Switch>>,
     ) -> Result<Self, eventbus::BusError> {
-        let outcomes = commands::Outcomes::start(&*bus).await?;
         let metrics = Arc::new(metrics::Metrics::default());
-        let tail = tail::Tail::start(Arc::clone(&bus), Arc::clone(&metrics)).await?;
-        Ok(Self(Arc::new(Inner { bus, bank, projections, config, outcomes, tail, metrics })))
+        let backend = Backend::start(bus, bank, projections, &metrics).await?;
+        Ok(Self(Arc::new(Inner { config, metrics, current: RwLock::new(Arc::new(backend)), switch })))
+    }
+
+    /// The bus and service of this moment.
+    fn backend(&self) -> Arc<Backend> {
+        Arc::clone(&self.0.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Points the API at a new bus and the service running on it.
+    pub async fn replace(
+        &self,
+        bus: Arc<dyn EventBus>,
+        bank: Arc<Bank>,
+        projections: Arc<Projections>,
+    ) -> Result<(), eventbus::BusError> {
+        let backend = Arc::new(Backend::start(bus, bank, projections, &self.0.metrics).await?);
+        let old = std::mem::replace(&mut *self.0.current.write().unwrap_or_else(|e| e.into_inner()), backend);
+        old.tail.close();
+        Ok(())
     }
 
     /// Ends the live streams, so that the server can stop.
     pub fn close(&self) {
-        self.0.tail.close();
+        self.backend().tail.close();
+    }
+}
+
+impl Backend {
+    /// Follows the audit trail (for commands that wait) and every topic (for recent events).
+    async fn start(
+        bus: Arc<dyn EventBus>,
+        bank: Arc<Bank>,
+        projections: Arc<Projections>,
+        metrics: &Arc<metrics::Metrics>,
+    ) -> Result<Self, eventbus::BusError> {
+        let outcomes = commands::Outcomes::start(&*bus).await?;
+        let tail = tail::Tail::start(Arc::clone(&bus), Arc::clone(metrics)).await?;
+        Ok(Self { bus, bank, projections, outcomes, tail })
     }
 }
 
@@ -81,6 +123,7 @@ pub fn router(state: ApiState) -> Router {
     let protected = Router::new()
         .route("/kafka/status", get(kafka::status))
         .route("/kafka/publish-test", post(kafka::publish_test))
+        .route("/kafka/config", post(config::change))
         .route("/kafka/events", get(tail::events))
         .route("/events/stream", get(tail::stream))
         .route("/accounts", get(reads::accounts))

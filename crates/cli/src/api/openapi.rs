@@ -54,7 +54,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "eventbus serve", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Core banking on the event bus. Every endpoint but /health, /ready and /openapi.json needs `Authorization: Bearer <token>`."},
+                 "description": "Core banking on the event bus. Every endpoint but /health, /ready, /metrics, /openapi.json and the dashboard needs `Authorization: Bearer <token>`."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -70,6 +70,13 @@ pub fn document() -> Value {
             "/ready": {"get": op("The bus runs and the event store answers", "meta", &[("200", "ready"), ("503", "not ready")])},
             "/openapi.json": {"get": op("This document", "meta", &[("200", "the document")])},
             "/kafka/status": {"get": op("Bus status (the seed's shape)", "kafka", &with(vec![("200", "status")]))},
+            "/kafka/events": {"get": op("Recent events, newest first (?topic=&limit=1..500), on every backend", "kafka",
+                &with(vec![("200", "events"), ("400", "invalid topic or limit")]))},
+            "/kafka/config": {"post": op("Switch the bus at runtime: drain, switch, resume; written to the config file", "kafka",
+                &with(vec![("200", "switched"), ("400", "invalid request"), ("409", "cannot switch here"), ("502", "new bus unreachable; nothing changed")]))},
+            "/events/stream": {"get": op("Live tail as Server-Sent Events (?topic=a,b)", "kafka", &with(vec![("200", "text/event-stream")]))},
+            "/metrics": {"get": op("Prometheus metrics (text format 0.0.4)", "meta", &[("200", "metrics")])},
+            "/accounts": {"get": op("Accounts with balances (?limit=1..1000)", "read models", &with(vec![("200", "accounts")]))},
             "/kafka/publish-test": {"post": op("Publish a test event (dev mode only)", "kafka",
                 &with(vec![("201", "published"), ("400", "invalid event")]))},
             "/commands/{kind}": {"post": commands},

@@ -17,7 +17,7 @@ fn id<T: std::str::FromStr<Err = nexum::ids::IdError>>(text: &str) -> Result<T, 
 
 pub async fn account(State(state): State<ApiState>, Path(account): Path<String>) -> Result<Json<Value>, ApiError> {
     let account: AccountId = id(&account)?;
-    let view = state.0.projections.account(&account).filter(|view| view.details.is_some());
+    let view = state.backend().projections.account(&account).filter(|view| view.details.is_some());
     let view = view.ok_or_else(|| ApiError::not_found("unknown_account", format!("unknown account `{account}`")))?;
     Ok(Json(json!(view)))
 }
@@ -25,7 +25,7 @@ pub async fn account(State(state): State<ApiState>, Path(account): Path<String>)
 /// `GET /accounts?limit=`: opened accounts with their balances, by id.
 pub async fn accounts(State(state): State<ApiState>, Query(query): Query<Limit>) -> Result<Json<Value>, ApiError> {
     let limit = limit(query.limit)?;
-    let accounts = state.0.projections.accounts(limit);
+    let accounts = state.backend().projections.accounts(limit);
     Ok(Json(json!({"accounts": accounts, "showing": accounts.len()})))
 }
 
@@ -39,14 +39,14 @@ fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
 
 pub async fn customer(State(state): State<ApiState>, Path(customer): Path<String>) -> Result<Json<Value>, ApiError> {
     let customer: CustomerId = id(&customer)?;
-    let view = state.0.projections.customer(&customer).filter(|view| view.contact.is_some());
+    let view = state.backend().projections.customer(&customer).filter(|view| view.contact.is_some());
     let view = view.ok_or_else(|| ApiError::not_found("unknown_customer", format!("unknown customer `{customer}`")))?;
     Ok(Json(json!(view)))
 }
 
 pub async fn loan(State(state): State<ApiState>, Path(loan): Path<String>) -> Result<Json<Value>, ApiError> {
     let loan: LoanId = id(&loan)?;
-    let view = state.0.projections.loan(&loan).filter(|view| view.terms.is_some());
+    let view = state.backend().projections.loan(&loan).filter(|view| view.terms.is_some());
     let view = view.ok_or_else(|| ApiError::not_found("unknown_loan", format!("unknown loan `{loan}`")))?;
     Ok(Json(json!(view)))
 }
@@ -58,13 +58,13 @@ pub struct Limit {
 }
 
 pub async fn alerts(State(state): State<ApiState>, Query(query): Query<Limit>) -> Result<Json<Value>, ApiError> {
-    let alerts = state.0.projections.alerts(limit(query.limit)?);
+    let alerts = state.backend().projections.alerts(limit(query.limit)?);
     Ok(Json(json!({"alerts": alerts, "showing": alerts.len()})))
 }
 
 pub async fn topics(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let topics: Vec<Value> = state
-        .0
+        .backend()
         .bus
         .list_topics()
         .await?
@@ -103,7 +103,7 @@ pub async fn consumer_groups(State(state): State<ApiState>) -> Result<Json<Value
         let group_id = GroupId::new(group).map_err(ApiError::from)?;
         let (mut total, mut rows) = (0, Vec::new());
         for topic in topics {
-            let partitions = state.0.bus.group_offsets(&group_id, &topic).await?;
+            let partitions = state.backend().bus.group_offsets(&group_id, &topic).await?;
             let lag: u64 = partitions.iter().map(|p| p.lag).sum();
             total += lag;
             rows.push(json!({"topic": topic, "lag": lag, "partitions": partitions}));

@@ -179,7 +179,7 @@ pub async fn events(State(state): State<ApiState>, Query(query): Query<Recent>) 
     if topics.len() > 1 {
         return Err(ApiError::bad_request("invalid_topic", "name one topic, or none for all"));
     }
-    let (events, total) = state.0.tail.recent(topics.first(), limit);
+    let (events, total) = state.backend().tail.recent(topics.first(), limit);
     Ok(Json(json!({"events": events, "total": total, "showing": events.len()})))
 }
 
@@ -198,7 +198,7 @@ pub async fn stream(
     Query(query): Query<Live>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let topics = topic_filter(query.topic.as_deref())?;
-    let tail = Arc::clone(&state.0.tail);
+    let tail = Arc::clone(&state.backend().tail);
     let start = (tail.live.subscribe(), tail.closed.subscribe(), topics);
     let stream = futures::stream::unfold(start, |(mut live, mut closed, topics)| async move {
         loop {

@@ -32,7 +32,7 @@ async fn api_with(config: ApiConfig) -> Api {
     let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
     let service =
         CoreBanking::start(bus.clone(), store, Arc::new(SystemClock), ServiceConfig::default()).await.unwrap();
-    let state = ApiState::new(bus, service.bank().clone(), service.projections().clone(), config).await.unwrap();
+    let state = ApiState::new(bus, service.bank().clone(), service.projections().clone(), config, None).await.unwrap();
     Api { _dir: dir, router: router(state), service }
 }
 
@@ -453,6 +453,28 @@ async fn metrics_are_in_the_prometheus_format_and_count_what_happened() {
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+    }
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bus_switch_is_checked_before_anything_changes() {
+    let api = api().await;
+    let cases = [
+        (json!({"bus_type": "carrier-pigeon"}), StatusCode::BAD_REQUEST, "invalid_bus_type"),
+        (json!({"bus_type": "kafka"}), StatusCode::BAD_REQUEST, "invalid_bootstrap_servers"),
+        (
+            json!({"bus_type": "kafka", "bootstrap_servers": "a b"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_bootstrap_servers",
+        ),
+        (json!({"bus_type": "memory", "extra": 1}), StatusCode::BAD_REQUEST, "invalid_json"),
+        // This router was built without a serve loop behind it.
+        (json!({"bus_type": "memory"}), StatusCode::CONFLICT, "switch_unavailable"),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = api.post("/kafka/config", body).await;
+        assert_error(got, &answer, status, code);
     }
     api.service.shutdown().await.unwrap();
 }

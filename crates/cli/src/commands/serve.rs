@@ -3,18 +3,22 @@
 //! ctrl-c or SIGTERM, then stops gracefully: in-flight messages are finished, and what was
 //! committed is published or waits in the durable outbox for the next start.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::StatusCode;
 use eventbus::{EventBus, GroupId, Message, handler_fn};
 use nexum::clock::SystemClock;
 use nexum::sagas::{CollectionsConfig, LoanOffer};
 use nexum::service::{CoreBanking, ServiceConfig};
 use nexum::store::{EventStore, PostgresStore, SqliteStore, SqliteSync};
+use serde_json::{Value, json};
 
 use super::consume;
-use crate::api::{self, ApiConfig, ApiState};
+use crate::api::config::Target;
+use crate::api::{self, ApiConfig, ApiError, ApiState};
 use crate::config::Config;
 
 /// The event store's file in the data directory.
@@ -30,6 +34,8 @@ pub struct Options {
     pub listen: Option<String>,
     /// Development mode: `POST /kafka/publish-test` works.
     pub dev: bool,
+    /// The config file in use, where a bus switch is written; `None`: the data directory's.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Where the HTTP API listens unless told otherwise: loopback only.
@@ -55,12 +61,6 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             (Arc::new(store), path.display().to_string())
         }
     };
-    let mut recommender = consume::Worker::new();
-    let group = GroupId::new(consume::DEFAULT_GROUP)?;
-    let rebuilt = consume::warm_up(config, &mut recommender, &group).await?;
-    tracing::info!(rebuilt, "Recommender state rebuilt");
-
-    let bus = crate::open_bus(config).await?;
     let service_config = ServiceConfig {
         loan_offer: options.loan_offers.then(LoanOffer::default),
         collections: CollectionsConfig {
@@ -73,8 +73,11 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    let service = CoreBanking::start(Arc::clone(&bus), store, Arc::new(SystemClock), service_config).await?;
-    start_recommender(&bus, recommender, group, config).await?;
+    let bus = crate::open_bus(config).await?;
+    let service = start_on(config, &bus, &store, &service_config).await?;
+    let (bank, projections) = (Arc::clone(service.bank()), Arc::clone(service.projections()));
+    let mut running = Running { config: config.clone(), service: Some(service) };
+
     let token = std::env::var("EVENTBUS_API_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| config.api.token.clone());
     if token.is_none() {
         tracing::warn!(
@@ -82,8 +85,8 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         );
     }
     let api = ApiConfig { token, dev_mode: options.dev };
-    let state =
-        ApiState::new(Arc::clone(&bus), Arc::clone(service.bank()), Arc::clone(service.projections()), api).await?;
+    let (switches, mut switch_requests) = tokio::sync::mpsc::channel(1);
+    let state = ApiState::new(Arc::clone(&bus), bank, projections, api, Some(switches)).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = api::router(state.clone());
     let http = tokio::spawn(async move {
@@ -98,7 +101,20 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         config.bus
     );
 
-    shutdown_signal().await?;
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            result = &mut signal => {
+                result?;
+                break;
+            }
+            Some(switch) = switch_requests.recv() => {
+                let result = running.switch(switch.target, &store, &service_config, &state, options.config_file.as_deref()).await;
+                let _ = switch.done.send(result);
+            }
+        }
+    }
     eprintln!("Stopping: finishing in-flight work");
     state.close();
     let _ = stop_http.send(());
@@ -107,13 +123,149 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         Ok(Err(error)) => tracing::warn!(%error, "The HTTP server stopped with an error"),
         Err(error) => tracing::warn!(%error, "The HTTP server task failed"),
     }
-    let waiting = service.shutdown().await?;
+    let waiting = match running.service.take() {
+        Some(service) => service.shutdown().await?,
+        None => 0,
+    };
     if waiting > 0 {
         eprintln!("Stopped; {waiting} event(s) wait in the outbox and are published at the next start");
     } else {
         eprintln!("Stopped");
     }
     Ok(())
+}
+
+/// The service and the configuration of the bus it runs on.
+struct Running {
+    config: Config,
+    /// `None` only if a switch failed and the old bus could not be resumed either.
+    service: Option<CoreBanking>,
+}
+
+impl Running {
+    /// Switches to the bus `target` describes: opens it first (if it cannot be opened, nothing
+    /// changes), drains and stops the service on the old bus, starts it on the new one, points
+    /// the API at it, and writes the change to the config file.
+    async fn switch(
+        &mut self,
+        target: Target,
+        store: &Arc<dyn EventStore>,
+        service_config: &ServiceConfig,
+        state: &ApiState,
+        config_file: Option<&Path>,
+    ) -> Result<Value, ApiError> {
+        let mut next = self.config.clone();
+        next.bus = target.backend;
+        if let Some(brokers) = &target.brokers {
+            next.kafka.brokers = brokers.clone();
+        }
+        if let Some(client_id) = &target.client_id {
+            next.kafka.client_id = client_id.clone();
+        }
+        let bus = crate::open_bus(&next).await.map_err(|error| {
+            tracing::warn!(error = %format!("{error:#}"), "Cannot open the bus to switch to; nothing changed");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bus_unreachable",
+                format!("cannot open the {} bus; nothing changed", next.bus),
+            )
+        })?;
+        let previous = self.config.bus;
+        tracing::info!(from = %previous, to = %next.bus, "Switching the bus: draining");
+        let waiting = match self.service.take() {
+            Some(old) => old.shutdown().await.map_err(|e| ApiError::unavailable("draining the old bus", &e))?,
+            None => 0,
+        };
+        let service = match start_on(&next, &bus, store, service_config).await {
+            Ok(service) => service,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "Cannot start on the new bus; resuming on the old one");
+                self.resume(store, service_config, state).await;
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "switch_failed",
+                    format!("cannot start on the {} bus; the service resumed on the {} bus", next.bus, previous),
+                ));
+            }
+        };
+        state
+            .replace(bus, Arc::clone(service.bank()), Arc::clone(service.projections()))
+            .await
+            .map_err(ApiError::from)?;
+        self.service = Some(service);
+        let persisted = persist(&next, config_file).map_err(|error| {
+            tracing::error!(error = %format!("{error:#}"), "The bus switched but the config file was not written");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "not_persisted",
+                "the bus switched, but the change could not be written to the config file",
+            )
+        })?;
+        self.config = next;
+        tracing::info!(to = %self.config.bus, persisted = %persisted.display(), "Bus switched");
+        Ok(json!({
+            "status": "switched",
+            "bus_type": self.config.bus,
+            "previous": previous,
+            "outbox_waiting": waiting,
+            "persisted_to": persisted.display().to_string(),
+        }))
+    }
+
+    /// After a failed switch: the service on the bus of the current configuration again.
+    async fn resume(&mut self, store: &Arc<dyn EventStore>, service_config: &ServiceConfig, state: &ApiState) {
+        let resumed = async {
+            let bus = crate::open_bus(&self.config).await?;
+            let service = start_on(&self.config, &bus, store, service_config).await?;
+            state.replace(bus, Arc::clone(service.bank()), Arc::clone(service.projections())).await?;
+            anyhow::Ok(service)
+        };
+        match resumed.await {
+            Ok(service) => self.service = Some(service),
+            Err(error) => tracing::error!(error = %format!("{error:#}"), "Cannot resume on the old bus either"),
+        }
+    }
+}
+
+/// Core banking and the recommender on `bus`.
+async fn start_on(
+    config: &Config,
+    bus: &Arc<dyn EventBus>,
+    store: &Arc<dyn EventStore>,
+    service_config: &ServiceConfig,
+) -> anyhow::Result<CoreBanking> {
+    let mut recommender = consume::Worker::new();
+    let group = GroupId::new(consume::DEFAULT_GROUP)?;
+    let rebuilt = consume::warm_up(config, &mut recommender, &group).await?;
+    tracing::info!(rebuilt, "Recommender state rebuilt");
+    let service =
+        CoreBanking::start(Arc::clone(bus), Arc::clone(store), Arc::new(SystemClock), service_config.clone()).await?;
+    start_recommender(bus, recommender, group, config).await?;
+    Ok(service)
+}
+
+/// Writes the bus of `config` into the config file (`config_file`, or `eventbus.toml` in the
+/// data directory, which is read at start when no other file is named), keeping everything else
+/// in it. Returns the file's path.
+fn persist(config: &Config, config_file: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = config_file.map_or_else(|| config.data_dir.join(crate::config::DATA_DIR_CONFIG), Path::to_path_buf);
+    let mut table: toml::Table = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    table.insert("bus".into(), toml::Value::String(config.bus.to_string()));
+    if config.bus == eventbus::BackendKind::Kafka {
+        let kafka = table.entry("kafka").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let kafka = kafka.as_table_mut().context("[kafka] in the config file is not a table")?;
+        kafka.insert("brokers".into(), toml::Value::String(config.kafka.brokers.clone()));
+        kafka.insert("client_id".into(), toml::Value::String(config.kafka.client_id.clone()));
+    }
+    let text = toml::to_string_pretty(&table)?;
+    let partial = path.with_extension("toml.partial");
+    std::fs::write(&partial, text).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(path)
 }
 
 /// The recommender of `eventbus consume recommendations`, as a background consumer.
