@@ -130,6 +130,15 @@ pub enum Command {
         #[arg(long, value_parser = parse_backend)]
         only: Option<BackendKind>,
     },
+    /// Measure commands accepted per second through `POST /commands/transactions`, and latency.
+    BenchHttp {
+        /// Commands to send.
+        #[arg(long, default_value_t = 100_000)]
+        commands: u64,
+        /// Keep-alive connections sending at once.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
     /// Measure the banking core: deposits from command to published event, and replay time.
     BenchBank {
         /// Deposits per store.

@@ -124,6 +124,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { events, latency_secs, latency_rate, only } => {
             commands::bench::run(&config, events, latency_secs, latency_rate, only).await
         }
+        Command::BenchHttp { commands, connections } => {
+            commands::bench_http::run(commands::bench_http::Options { commands, connections }).await
+        }
         Command::BenchBank { deposits, concurrency, replay_events, postgres } => {
             let options = commands::bench_bank::Options { deposits, concurrency, replay_events, postgres };
             commands::bench_bank::run(options).await

@@ -666,3 +666,16 @@ fn serve_answers_http_on_a_real_socket() {
     terminate(&serve);
     assert!(serve.wait().unwrap().success());
 }
+
+#[test]
+fn bench_http_sends_every_command_and_reports_a_rate() {
+    let env = Env::new();
+    let output = env.run(&["bench-http", "--commands", "200", "--connections", "4"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let row = stdout(&output).lines().find(|l| l.starts_with("| 200 |")).map(str::to_owned).expect("a result row");
+    let rate: f64 = row.split('|').nth(4).unwrap().trim().parse().unwrap();
+    assert!(rate > 0.0, "{row}");
+    let output = env.run(&["bench-http", "--connections", "0"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--connections must be 1 to 1024"));
+}
