@@ -478,3 +478,21 @@ async fn a_bus_switch_is_checked_before_anything_changes() {
     }
     api.service.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn cross_origin_requests_get_no_cors_permission() {
+    let api = api().await;
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/commands/transactions")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(preflight).await.unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+    let simple = Request::get("/health").header("origin", "https://evil.example").body(Body::empty()).unwrap();
+    let response = api.router.clone().oneshot(simple).await.unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+    api.service.shutdown().await.unwrap();
+}

@@ -109,7 +109,9 @@ impl NexumCommandHandler {
         let command = match parse(topic, event) {
             Ok(command) => command,
             Err(error) => {
-                tracing::warn!(%topic, command_id = %envelope.id, code = error.code(), %error, "Malformed command");
+                // The reason goes into the rejection and the dead letter, not into the log: it may
+                // name input fields.
+                tracing::warn!(%topic, command_id = %envelope.id, code = error.code(), "Malformed command");
                 self.reject(&ctx, &envelope, error.code(), &error.to_string()).await?;
                 return Err(HandlerError::permanent(error));
             }
@@ -124,7 +126,7 @@ impl NexumCommandHandler {
             Err(error) if error.is_transient() => Err(error.into()),
             Err(error) => {
                 let (code, reason) = (error.code(), error.to_string());
-                tracing::info!(command_id = %envelope.id, code, %reason, "Command rejected");
+                tracing::info!(command_id = %envelope.id, code, "Command rejected");
                 self.reject(&ctx, &envelope, code, &reason).await?;
                 if matches!(error, BankError::Schema(_) | BankError::Corrupt { .. }) {
                     // A defect, not bad input: keep the command in the dead-letter topic too.

@@ -262,7 +262,25 @@ fn fields<T: for<'de> Deserialize<'de>>(data: &Value, actions: &'static str) -> 
         return Err(CommandError::UnknownAction { action, expected: actions });
     }
     serde_json::from_value(data.clone())
-        .map_err(|error| CommandError::InvalidFields { action, reason: error.to_string() })
+        .map_err(|error| CommandError::InvalidFields { action, reason: without_values(&error.to_string()) })
+}
+
+/// serde names the value of a field it refuses (`invalid type: string "jane@…", expected u32`,
+/// `unknown variant `jane@…``), and the value may be personal data that must not reach a log
+/// or a dead letter: keep what was wrong, drop the value.
+fn without_values(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (mark, close) in [("string \"", '"'), ("variant `", '`')] {
+        let (mut kept, mut rest) = (String::with_capacity(out.len()), out.as_str());
+        while let Some(at) = rest.find(mark) {
+            kept.push_str(&rest[..at + mark.len() - 2]);
+            rest = &rest[at + mark.len()..];
+            rest = rest.find(close).map_or("", |end| &rest[end + 1..]);
+        }
+        kept.push_str(rest);
+        out = kept;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -345,6 +363,27 @@ mod tests {
             assert_eq!(error.code(), code, "{data}");
             assert!(error.to_string().contains(mentions), "{data}: {error}");
         }
+    }
+
+    #[test]
+    fn a_reason_never_repeats_the_value_of_a_field() {
+        let (topic, event) = command(
+            Topic::CommandsCustomers,
+            "customer_command",
+            json!({"action": "kyc", "customer_id": "cust_1", "kyc_status": "verified", "kyc_tier": "jane@example.com"}),
+        );
+        let error = parse(&topic, &event).unwrap_err().to_string();
+        assert!(!error.contains("jane@example.com"), "{error}");
+        let (topic, event) = command(
+            Topic::CommandsLoans,
+            "loan_command",
+            json!({"action": "payment", "loan_id": "loan_1", "amount": "1.00", "currency": "USD", "loan_id2": 1}),
+        );
+        assert!(parse(&topic, &event).is_err());
+        assert_eq!(
+            without_values(r#"invalid type: string "x@y.z", expected u32"#),
+            "invalid type: string, expected u32"
+        );
     }
 
     #[test]
