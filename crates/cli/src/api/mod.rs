@@ -1,8 +1,8 @@
 //! The HTTP API of `eventbus serve` (axum): the seed's `/kafka/*` endpoints, commands, read
-//! models, topics and groups, health, and the OpenAPI document.
+//! models, topics and groups, the live tail, metrics, health, and the OpenAPI document.
 //!
-//! Safe by default: it listens on loopback; everything but `/health`, `/ready` and
-//! `/openapi.json` needs the bearer token (`EVENTBUS_API_TOKEN`), because read models and events
+//! Safe by default: it listens on loopback; everything but `/health`, `/ready`, `/metrics`,
+//! `/openapi.json` and the dashboard's files needs the bearer token (`EVENTBUS_API_TOKEN`), because read models and events
 //! carry personal data; without a configured token those endpoints refuse every request. Bodies
 //! are limited in size, CORS is off, and errors have one JSON shape without internals.
 

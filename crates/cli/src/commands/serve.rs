@@ -81,7 +81,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     let token = std::env::var("EVENTBUS_API_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| config.api.token.clone());
     if token.is_none() {
         tracing::warn!(
-            "No API token is configured: every endpoint but /health, /ready and /openapi.json refuses requests"
+            "No API token is configured: every endpoint but /health, /ready, /metrics, /openapi.json and the dashboard refuses requests"
         );
     }
     let api = ApiConfig { token, dev_mode: options.dev };
