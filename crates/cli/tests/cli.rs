@@ -418,7 +418,7 @@ fn schemas_list_shows_every_event_type_with_its_versions_and_topic() {
     let out = stdout(&output);
     let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows[0], ["EVENT_TYPE", "VERSION", "TOPIC"]);
-    assert_eq!(rows.len(), 1 + 25, "{out}");
+    assert_eq!(rows.len(), 1 + 27, "{out}");
     assert!(rows.contains(&vec!["transaction_posted", "1", "nexum.transactions.posted"]), "{out}");
     assert!(rows.contains(&vec!["transaction_posted", "2", "nexum.transactions.posted"]), "{out}");
     assert!(rows.contains(&vec!["kyc_status_changed", "1", "nexum.customers.kyc_changed"]), "{out}");
