@@ -8,6 +8,7 @@
 
 mod auth;
 mod commands;
+mod dashboard;
 mod error;
 mod kafka;
 mod meta;
@@ -93,6 +94,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(meta::health))
         .route("/ready", get(meta::ready))
         .route("/openapi.json", get(meta::openapi))
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
         .merge(protected)
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
