@@ -5,7 +5,9 @@
 # - tansu, a Kafka-protocol broker, from the crate registry (about 10 minutes to build the first
 #   time; the binary in ~/.cargo/bin is reused after that), on a free 127.0.0.1 port;
 # - the C toolchain pieces librdkafka builds with (make, perl, libssl-dev) from Debian, if absent;
-# - the Python clients confluent-kafka and kafka-python from PyPI, for the interop tests.
+# - the Python clients confluent-kafka and kafka-python from PyPI, for the interop tests;
+# - for the dashboard's browser test: Chromium from Debian (/usr/bin/chromium) and, with npm,
+#   the pinned playwright-core of tests/browser (node 20 or later must be installed).
 # PostgreSQL (127.0.0.1:5432, trust auth, database `test`) runs on the machine for the event-store
 # tests; it is started with `service postgresql start` if it is down. Each test uses its own
 # schema and drops it. NEXUM_TEST_POSTGRES overrides the libpq connection string.
@@ -68,3 +70,17 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+
+command -v node >/dev/null && command -v npm >/dev/null \
+  || { echo "node 20+ and npm are required for the dashboard browser test" >&2; exit 1; }
+if [ ! -x /usr/bin/chromium ]; then
+  echo "==> apt-get install chromium"
+  apt-get update -qq || echo "apt-get update failed; installing from the package lists at hand" >&2
+  apt-get install -y -qq chromium
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "==> npm ci (tests/browser: playwright-core)"
+  (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+echo "==> dashboard browser test (headless Chromium)"
+EVENTBUS_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/eventbus" node tests/browser/dashboard.test.mjs

@@ -9,6 +9,7 @@
 mod auth;
 mod commands;
 pub mod config;
+mod dashboard;
 mod error;
 mod kafka;
 mod meta;
@@ -141,6 +142,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ready", get(meta::ready))
         .route("/openapi.json", get(meta::openapi))
         .route("/metrics", get(metrics::render))
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .merge(protected)
         .fallback(meta::not_found)

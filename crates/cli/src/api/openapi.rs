@@ -66,6 +66,7 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}],
         "paths": {
+            "/": {"get": op("The dashboard (HTML; its files under /assets/)", "dashboard", &[("200", "text/html")])},
             "/health": {"get": op("The process is alive", "meta", &[("200", "alive")])},
             "/ready": {"get": op("The bus runs and the event store answers", "meta", &[("200", "ready"), ("503", "not ready")])},
             "/openapi.json": {"get": op("This document", "meta", &[("200", "the document")])},

@@ -496,3 +496,62 @@ async fn cross_origin_requests_get_no_cors_permission() {
     assert!(response.headers().get("access-control-allow-origin").is_none());
     api.service.shutdown().await.unwrap();
 }
+/// A GET without a token, answered in full: status, headers and body.
+async fn get_without_token(api: &Api, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let request = Request::get(uri).body(Body::empty()).unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// The headers every dashboard answer carries.
+fn assert_locked_down(uri: &str, headers: &axum::http::HeaderMap) {
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("default-src 'self'"), "{uri}: {policy}");
+    assert!(policy.contains("script-src 'self'"), "{uri}: {policy}");
+    assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{uri}: {policy}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{uri}");
+}
+
+#[tokio::test]
+async fn the_dashboard_page_needs_no_token_and_allows_no_inline_script() {
+    let api = api().await;
+    let (status, headers, html) = get_without_token(&api, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_locked_down("/", &headers);
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    assert!(html.contains(r#"<script src="/assets/app.js" defer></script>"#));
+    assert_eq!(html.matches("<script").count(), 1, "one script, from a file");
+    assert!(!html.contains(" style=") && !html.contains("<style"), "no inline style");
+    assert!(!html.contains("http://") && !html.contains("https://"), "nothing from elsewhere");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_dashboard_asset_has_its_content_type_and_an_unknown_one_is_a_json_404() {
+    let api = api().await;
+    for (uri, content_type) in [
+        ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/app.css", "text/css; charset=utf-8"),
+        ("/assets/favicon.svg", "image/svg+xml"),
+    ] {
+        let (status, headers, body) = get_without_token(&api, uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert_eq!(headers["content-type"], content_type, "{uri}");
+        assert_locked_down(uri, &headers);
+        assert!(!body.is_empty(), "{uri}");
+    }
+    // Every asset the page names is served.
+    let (_, _, html) = get_without_token(&api, "/").await;
+    for reference in html.split("\"/assets/").skip(1) {
+        let uri = format!("/assets/{}", &reference[..reference.find('"').unwrap()]);
+        assert_eq!(get_without_token(&api, &uri).await.0, StatusCode::OK, "{uri}");
+    }
+    for uri in ["/assets/nope.js", "/assets/..%2Fmod.rs", "/assets/index.html"] {
+        let (status, body) = api.call(Method::GET, uri, None, None).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_asset");
+    }
+    api.service.shutdown().await.unwrap();
+}

@@ -1,0 +1,812 @@
+// The eventbus dashboard: plain JavaScript, no dependencies, no build step.
+//
+// Everything the server sends is put into the page with textContent or as attribute values,
+// never parsed as HTML: events carry customer data. The API token lives in sessionStorage (this
+// tab only) and travels in the Authorization header, never in a URL.
+'use strict';
+
+(() => {
+  const TOKEN_KEY = 'eventbus.dashboard.token';
+  /** Events kept in the list. */
+  const MAX_EVENTS = 200;
+  /** Recommendations kept in the feed. */
+  const MAX_RECOMMENDATIONS = 100;
+  /** Seconds shown by the rate chart. */
+  const WINDOW = 60;
+  const RECOMMENDATIONS_TOPIC = 'capera.recommendations';
+  const EVERY = { status: 2000, groups: 3000, accounts: 3000 };
+  const PALETTE = ['#1f6feb', '#d1242f', '#1a7f37', '#bf8700', '#8250df', '#0a7ea4', '#cf4a00', '#bf3989'];
+  const OTHER_COLOR = '#8c959f';
+  /** Topics drawn with their own line, one per colour; the others are summed into one. */
+  const MAX_LINES = PALETTE.length;
+
+  const $ = (id) => document.getElementById(id);
+  const number = new Intl.NumberFormat('en-US');
+
+  /** The server refused the token (401 or 403). */
+  class AuthError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  /** The running session: its token, and what stops its loops and requests. */
+  let session = null;
+
+  // ---------------------------------------------------------------- requests
+
+  async function errorText(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error && body.error.message) {
+        return `${body.error.message} (${response.status} ${body.error.code})`;
+      }
+    } catch (_) {
+      // Not our JSON error shape.
+    }
+    return `${response.status} ${response.statusText}`;
+  }
+
+  async function api(s, path) {
+    const response = await fetch(path, {
+      headers: { Authorization: `Bearer ${s.token}`, Accept: 'application/json' },
+      signal: s.abort.signal,
+      cache: 'no-store',
+    });
+    if (response.status === 401 || response.status === 403) {
+      throw new AuthError(response.status, await errorText(response));
+    }
+    if (!response.ok) {
+      throw new Error(await errorText(response));
+    }
+    return response.json();
+  }
+
+  function sleep(ms, signal) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve();
+      }, { once: true });
+    });
+  }
+
+  function showError(id, error) {
+    const element = $(id);
+    element.hidden = !error;
+    element.textContent = error ? String(error.message || error) : '';
+  }
+
+  /**
+   * Handles a failed request of session `s`. Returns false when the session is over (signed
+   * out, or the token was refused), true when the caller should go on.
+   */
+  function failed(s, error, errorId) {
+    if (s.abort.signal.aborted) {
+      return false;
+    }
+    if (error instanceof AuthError) {
+      signOut(error);
+      return false;
+    }
+    if (errorId) {
+      showError(errorId, error);
+    }
+    return true;
+  }
+
+  /** Calls `load` every `every` ms while session `s` lasts. */
+  async function every(s, ms, errorId, load) {
+    while (session === s) {
+      try {
+        await load();
+        if (errorId) {
+          showError(errorId, null);
+        }
+      } catch (error) {
+        if (!failed(s, error, errorId)) {
+          return;
+        }
+      }
+      await sleep(ms, s.abort.signal);
+    }
+  }
+
+  // ---------------------------------------------------------------- session
+
+  function authMessage(error) {
+    if (error instanceof AuthError && error.status === 401) {
+      return `The server asks for a token: ${error.message}`;
+    }
+    if (error instanceof AuthError) {
+      return `The token was refused: ${error.message}`;
+    }
+    return `The server cannot be reached: ${error.message || error}`;
+  }
+
+  async function signIn(token) {
+    stop();
+    const s = { token, abort: new AbortController() };
+    session = s;
+    $('token-submit').disabled = true;
+    showError('auth-message', null);
+    let status;
+    try {
+      status = await api(s, '/kafka/status');
+    } catch (error) {
+      if (session === s) {
+        signOut(error);
+      }
+      return;
+    } finally {
+      $('token-submit').disabled = false;
+    }
+    if (session !== s) {
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('token-input').value = '';
+    $('login').hidden = true;
+    $('dashboard').hidden = false;
+    $('forget-token').hidden = false;
+    renderStatus(status);
+    follow(s);
+    fillEvents(s);
+    fillRecommendations(s);
+    every(s, EVERY.status, null, async () => {
+      try {
+        renderStatus(await api(s, '/kafka/status'));
+      } catch (error) {
+        if (!(error instanceof AuthError)) {
+          setText('bus-running', 'unreachable', 'down');
+        }
+        throw error;
+      }
+    });
+    every(s, EVERY.groups, 'groups-error', async () => renderGroups(await api(s, '/consumer-groups')));
+    every(s, EVERY.accounts, 'accounts-error', async () => renderAccounts(await api(s, '/accounts?limit=100')));
+  }
+
+  /** Ends the session and clears what it showed: the page shows customer data. */
+  function stop() {
+    if (session) {
+      session.abort.abort();
+      session = null;
+    }
+    events.clear();
+    recommendations.clear();
+    rates.clear();
+    pending.length = 0;
+    missed = 0;
+    $('event-list').replaceChildren();
+    $('recommendation-list').replaceChildren();
+    $('account-table').replaceChildren();
+    $('group-table').replaceChildren();
+    $('rate-legend').replaceChildren();
+    balances.clear();
+    for (const id of ['bus-running', 'bus-backend', 'bus-total-events', 'bus-outbox']) {
+      setText(id, '–');
+    }
+    setText('stream-state', 'off');
+    updateCounts();
+  }
+
+  /** Back to the token form, with why if `error` is given. */
+  function signOut(error) {
+    stop();
+    sessionStorage.removeItem(TOKEN_KEY);
+    $('dashboard').hidden = true;
+    $('forget-token').hidden = true;
+    $('login').hidden = false;
+    showError('auth-message', error ? authMessage(error) : null);
+    $('token-input').focus();
+  }
+
+  function setText(id, text, className) {
+    const element = $(id);
+    element.textContent = text;
+    element.className = className || '';
+  }
+
+  // ---------------------------------------------------------------- status
+
+  function renderStatus(status) {
+    setText('bus-running', status.status, status.status === 'running' ? 'running' : 'stopped');
+    setText('bus-backend', `${status.backend} (${status.type})`);
+    setText('bus-total-events', number.format(status.total_events));
+    $('bus-total-events').dataset.value = String(status.total_events);
+    setText('bus-outbox', status.outbox_backlog == null ? '–' : number.format(status.outbox_backlog));
+  }
+
+  // ---------------------------------------------------------------- live stream
+
+  /** Reads the live stream while session `s` lasts, reconnecting with back-off. */
+  async function follow(s) {
+    let delay = 1000;
+    let first = true;
+    while (session === s) {
+      setText('stream-state', first ? 'connecting' : 'reconnecting', 'reconnecting');
+      try {
+        const response = await fetch('/events/stream', {
+          headers: { Authorization: `Bearer ${s.token}`, Accept: 'text/event-stream' },
+          signal: s.abort.signal,
+          cache: 'no-store',
+        });
+        if (response.status === 401 || response.status === 403) {
+          throw new AuthError(response.status, await errorText(response));
+        }
+        if (!response.ok || !response.body) {
+          throw new Error(await errorText(response));
+        }
+        setText('stream-state', 'live', 'running');
+        if (!first) {
+          // Catch up with what was published while the stream was down.
+          fillEvents(s);
+          fillRecommendations(s);
+        }
+        first = false;
+        delay = 1000;
+        await readFrames(response.body, onFrame);
+      } catch (error) {
+        if (!failed(s, error, null)) {
+          return;
+        }
+      }
+      if (session !== s) {
+        return;
+      }
+      setText('stream-state', 'reconnecting', 'reconnecting');
+      await sleep(delay, s.abort.signal);
+      delay = Math.min(delay * 2, 15000);
+    }
+  }
+
+  /** Splits a Server-Sent Events body into frames: `onFrame(eventName, data)`. */
+  async function readFrames(body, onFrame) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) {
+        return;
+      }
+      buffer += value;
+      // Line ends may be \r\n, \r or \n; a \r at the end of a chunk may be the start of \r\n.
+      const held = buffer.endsWith('\r') ? '\r' : '';
+      buffer = buffer.slice(0, buffer.length - held.length).replace(/\r\n?/g, '\n');
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = 'message';
+        const data = [];
+        for (const line of frame.split('\n')) {
+          if (line === '' || line.startsWith(':')) {
+            continue; // Keep-alive comments.
+          }
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let text = colon < 0 ? '' : line.slice(colon + 1);
+          if (text.startsWith(' ')) {
+            text = text.slice(1);
+          }
+          if (field === 'event') {
+            name = text;
+          } else if (field === 'data') {
+            data.push(text);
+          }
+        }
+        if (data.length > 0) {
+          onFrame(name, data.join('\n'));
+        }
+      }
+      buffer += held;
+      if (buffer.length > 4 * 1024 * 1024) {
+        throw new Error('the live stream sent a frame too large to read');
+      }
+    }
+  }
+
+  let missed = 0;
+
+  function onFrame(name, data) {
+    if (name === 'lagged') {
+      missed += Number(data) || 0;
+      setText('stream-state', `live, ${number.format(missed)} missed`, 'reconnecting');
+      return;
+    }
+    if (name !== 'event') {
+      return;
+    }
+    let delivered;
+    try {
+      delivered = JSON.parse(data);
+    } catch (_) {
+      return;
+    }
+    rates.count(delivered.topic);
+    if (paused) {
+      pending.push(delivered);
+      if (pending.length > MAX_EVENTS) {
+        pending.shift();
+      }
+      updatePauseButton();
+    } else {
+      addEvent(delivered, true);
+    }
+    if (delivered.topic === RECOMMENDATIONS_TOPIC) {
+      addRecommendation(delivered, true);
+    }
+  }
+
+  // ---------------------------------------------------------------- recent events
+
+  /** The listed events by `topic/partition/offset`, and in display order (newest first). */
+  const events = {
+    byKey: new Map(),
+    order: [],
+    clear() {
+      this.byKey.clear();
+      this.order = [];
+    },
+  };
+  let paused = false;
+  const pending = [];
+
+  const keyOf = (d) => `${d.topic}/${d.partition}/${d.offset}`;
+  const timeOf = (d) => Date.parse(d.timestamp) || 0;
+
+  /** Newer first: by time, then topic, then offset, as the server orders them. */
+  function newer(a, b) {
+    if (a.time !== b.time) {
+      return a.time > b.time;
+    }
+    if (a.topic !== b.topic) {
+      return a.topic > b.topic;
+    }
+    return a.offset > b.offset;
+  }
+
+  async function fillEvents(s) {
+    try {
+      const body = await api(s, `/kafka/events?limit=${MAX_EVENTS}`);
+      if (session !== s) {
+        return;
+      }
+      for (const delivered of body.events.slice().reverse()) {
+        addEvent(delivered, false);
+      }
+      showError('events-error', null);
+    } catch (error) {
+      failed(s, error, 'events-error');
+    }
+  }
+
+  function addEvent(delivered, live) {
+    const key = keyOf(delivered);
+    if (events.byKey.has(key)) {
+      return;
+    }
+    const event = delivered.event || {};
+    const entry = {
+      key,
+      time: timeOf(delivered),
+      topic: String(delivered.topic),
+      offset: Number(delivered.offset),
+      text: `${delivered.topic} ${event.event_type || ''} ${event.entity_id || ''}`.toLowerCase(),
+      element: eventElement(delivered, live),
+    };
+    let index = 0;
+    while (index < events.order.length && !newer(entry, events.order[index])) {
+      index += 1;
+    }
+    if (index >= MAX_EVENTS) {
+      return; // Older than everything kept.
+    }
+    const list = $('event-list');
+    list.insertBefore(entry.element, index < events.order.length ? events.order[index].element : null);
+    events.order.splice(index, 0, entry);
+    events.byKey.set(key, entry);
+    entry.element.hidden = !matchesFilter(entry);
+    while (events.order.length > MAX_EVENTS) {
+      const dropped = events.order.pop();
+      dropped.element.remove();
+      events.byKey.delete(dropped.key);
+    }
+    updateCounts();
+  }
+
+  function eventElement(delivered, live) {
+    const event = delivered.event || {};
+    const item = $('event-template').content.firstElementChild.cloneNode(true);
+    item.dataset.key = keyOf(delivered);
+    item.dataset.topic = String(delivered.topic);
+    item.dataset.eventType = String(event.event_type || '');
+    item.dataset.entityId = String(event.entity_id || '');
+    const time = item.querySelector('.ts');
+    time.textContent = clock(delivered.timestamp);
+    time.dateTime = String(delivered.timestamp);
+    time.title = String(delivered.timestamp);
+    item.querySelector('.topic').textContent = String(delivered.topic);
+    item.querySelector('.type').textContent = String(event.event_type || '');
+    item.querySelector('.entity').textContent = String(event.entity_id || '');
+    item.querySelector('.json').textContent = JSON.stringify(delivered, null, 2);
+    if (live) {
+      item.classList.add('fresh');
+    }
+    return item;
+  }
+
+  function clock(timestamp) {
+    const date = new Date(timestamp);
+    if (Number.isNaN(date.getTime())) {
+      return String(timestamp);
+    }
+    const pad = (n, width = 2) => String(n).padStart(width, '0');
+    return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
+  }
+
+  function matchesFilter(entry) {
+    const filter = $('event-filter').value.trim().toLowerCase();
+    return !filter || entry.text.includes(filter);
+  }
+
+  function applyFilter() {
+    for (const entry of events.order) {
+      entry.element.hidden = !matchesFilter(entry);
+    }
+    updateCounts();
+  }
+
+  function updateCounts() {
+    const shown = events.order.filter((entry) => !entry.element.hidden).length;
+    $('events-count').textContent = events.order.length ? `${shown} of the last ${events.order.length}` : '';
+  }
+
+  function updatePauseButton() {
+    const button = $('events-pause');
+    button.setAttribute('aria-pressed', String(paused));
+    button.textContent = paused ? `Resume${pending.length ? ` (${pending.length} new)` : ''}` : 'Pause';
+  }
+
+  function togglePause() {
+    paused = !paused;
+    if (!paused) {
+      for (const delivered of pending.splice(0)) {
+        addEvent(delivered, true);
+      }
+    }
+    updatePauseButton();
+  }
+
+  // ---------------------------------------------------------------- rate chart
+
+  /** Events per topic per second, for the last WINDOW seconds, counted as they arrive. */
+  const rates = {
+    series: new Map(),
+    colors: new Map(),
+    head: 0,
+    clear() {
+      this.series.clear();
+      this.colors.clear();
+      this.head = 0;
+    },
+    /** Moves the window so that its last slot is the current second. */
+    advance(now = Math.floor(Date.now() / 1000)) {
+      const shift = Math.min(now - this.head, WINDOW);
+      if (shift > 0) {
+        for (const counts of this.series.values()) {
+          counts.splice(0, shift);
+          counts.push(...new Array(shift).fill(0));
+        }
+      }
+      this.head = Math.max(this.head, now);
+    },
+    count(topic) {
+      this.advance();
+      if (!this.series.has(topic)) {
+        this.series.set(topic, new Array(WINDOW).fill(0));
+      }
+      this.series.get(topic)[WINDOW - 1] += 1;
+    },
+    /** The lines to draw: the busiest topics, then the rest summed. Each point is one complete second. */
+    lines() {
+      this.advance();
+      const all = [...this.series.entries()]
+        .map(([topic, counts]) => ({ topic, counts: counts.slice(0, WINDOW - 1) }))
+        .map((line) => ({ ...line, total: line.counts.reduce((a, b) => a + b, 0) }))
+        .filter((line) => line.total > 0);
+      for (const [topic, counts] of this.series) {
+        if (counts.every((c) => c === 0)) {
+          this.series.delete(topic);
+        }
+      }
+      all.sort((a, b) => b.total - a.total || (a.topic < b.topic ? -1 : 1));
+      const lines = all.slice(0, MAX_LINES);
+      // A topic keeps its colour while it is drawn; one that comes in takes a colour no drawn
+      // topic holds, so no two lines look alike.
+      const drawn = new Set(lines.map((line) => line.topic));
+      for (const topic of [...this.colors.keys()]) {
+        if (!drawn.has(topic)) {
+          this.colors.delete(topic);
+        }
+      }
+      const held = new Set(this.colors.values());
+      for (const line of lines) {
+        if (!this.colors.has(line.topic)) {
+          const free = PALETTE.find((color) => !held.has(color)) || OTHER_COLOR;
+          this.colors.set(line.topic, free);
+          held.add(free);
+        }
+        line.color = this.colors.get(line.topic);
+      }
+      const rest = all.slice(MAX_LINES);
+      if (rest.length) {
+        const counts = new Array(WINDOW - 1).fill(0);
+        for (const line of rest) {
+          line.counts.forEach((c, i) => { counts[i] += c; });
+        }
+        lines.push({
+          topic: `${rest.length} other topics`,
+          counts,
+          total: counts.reduce((a, b) => a + b, 0),
+          color: OTHER_COLOR,
+          other: true,
+        });
+      }
+      return lines;
+    },
+  };
+
+  function drawRates() {
+    const canvas = $('rate-chart');
+    if (!session || $('dashboard').hidden) {
+      return;
+    }
+    const lines = rates.lines();
+    const ratio = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth;
+    const height = canvas.clientHeight;
+    if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+      canvas.width = Math.round(width * ratio);
+      canvas.height = Math.round(height * ratio);
+    }
+    const g = canvas.getContext('2d');
+    g.setTransform(ratio, 0, 0, ratio, 0, 0);
+    g.clearRect(0, 0, width, height);
+
+    const style = getComputedStyle(canvas);
+    const muted = style.color;
+    const pad = { left: 44, right: 12, top: 10, bottom: 22 };
+    const plotW = Math.max(1, width - pad.left - pad.right);
+    const plotH = Math.max(1, height - pad.top - pad.bottom);
+    const peak = Math.max(1, ...lines.map((line) => Math.max(...line.counts)));
+    const top = niceCeiling(peak);
+    const x = (i) => pad.left + (i / (WINDOW - 2)) * plotW;
+    const y = (v) => pad.top + plotH - (v / top) * plotH;
+
+    g.font = `11px ${style.fontFamily || 'sans-serif'}`;
+    g.fillStyle = muted;
+    g.strokeStyle = muted;
+    g.globalAlpha = 0.25;
+    g.lineWidth = 1;
+    for (const fraction of [0, 0.5, 1]) {
+      const at = Math.round(y(top * fraction)) + 0.5;
+      g.beginPath();
+      g.moveTo(pad.left, at);
+      g.lineTo(pad.left + plotW, at);
+      g.stroke();
+    }
+    g.globalAlpha = 1;
+    g.textAlign = 'right';
+    g.textBaseline = 'middle';
+    for (const fraction of [0, 0.5, 1]) {
+      g.fillText(formatRate(top * fraction), pad.left - 6, y(top * fraction));
+    }
+    g.textBaseline = 'top';
+    g.textAlign = 'left';
+    g.fillText(`-${WINDOW} s`, pad.left, pad.top + plotH + 6);
+    g.textAlign = 'center';
+    g.fillText(`-${WINDOW / 2} s`, pad.left + plotW / 2, pad.top + plotH + 6);
+    g.textAlign = 'right';
+    g.fillText('now', pad.left + plotW, pad.top + plotH + 6);
+
+    if (!lines.length) {
+      g.textAlign = 'center';
+      g.textBaseline = 'middle';
+      g.fillText('no events in the last minute', pad.left + plotW / 2, pad.top + plotH / 2);
+    }
+    g.lineWidth = 1.75;
+    g.lineJoin = 'round';
+    for (const line of lines) {
+      g.strokeStyle = line.color;
+      g.setLineDash(line.other ? [4, 3] : []);
+      g.beginPath();
+      line.counts.forEach((count, i) => (i === 0 ? g.moveTo(x(i), y(count)) : g.lineTo(x(i), y(count))));
+      g.stroke();
+    }
+    g.setLineDash([]);
+    canvas.dataset.lines = String(lines.length);
+    renderLegend(lines);
+  }
+
+  function niceCeiling(value) {
+    const magnitude = 10 ** Math.floor(Math.log10(value));
+    for (const step of [1, 2, 2.5, 5, 10]) {
+      if (step * magnitude >= value) {
+        return step * magnitude;
+      }
+    }
+    return 10 * magnitude;
+  }
+
+  function formatRate(value) {
+    return Number.isInteger(value) ? String(value) : value.toFixed(1);
+  }
+
+  function renderLegend(lines) {
+    const items = lines.map((line) => {
+      const item = document.createElement('li');
+      item.dataset.testid = 'rate-topic';
+      item.dataset.topic = line.topic;
+      item.dataset.windowTotal = String(line.total);
+      const swatch = document.createElement('span');
+      swatch.className = 'swatch';
+      swatch.style.background = line.color; // CSSOM, allowed by the CSP unlike a style attribute.
+      const name = document.createElement('span');
+      name.textContent = line.topic;
+      const rate = document.createElement('span');
+      rate.className = 'rate';
+      rate.textContent = `${line.counts[line.counts.length - 1]}/s now, ${number.format(line.total)} in ${WINDOW} s`;
+      item.append(swatch, name, rate);
+      return item;
+    });
+    $('rate-legend').replaceChildren(...items);
+  }
+
+  // ---------------------------------------------------------------- accounts and groups
+
+  const balances = new Map();
+
+  function cell(text, className) {
+    const td = document.createElement('td');
+    td.textContent = text == null ? '' : String(text);
+    if (className) {
+      td.className = className;
+    }
+    return td;
+  }
+
+  function renderAccounts(body) {
+    const rows = body.accounts.map((account) => {
+      const row = document.createElement('tr');
+      row.dataset.testid = 'account';
+      row.dataset.accountId = String(account.account_id);
+      const balance = cell(`${account.balance} ${account.currency || ''}`.trim(), 'num');
+      balance.dataset.testid = 'balance';
+      balance.dataset.balance = String(account.balance);
+      const before = balances.get(account.account_id);
+      if (before !== undefined && before !== account.balance) {
+        row.classList.add('fresh');
+      }
+      balances.set(account.account_id, account.balance);
+      row.append(
+        cell(account.account_id),
+        cell(account.customer_id),
+        cell(account.account_type),
+        cell(account.status),
+        balance,
+      );
+      return row;
+    });
+    $('account-table').replaceChildren(...rows);
+    $('accounts-empty').hidden = rows.length > 0;
+  }
+
+  function renderGroups(body) {
+    const rows = body.groups.map((group) => {
+      const row = document.createElement('tr');
+      row.dataset.testid = 'group';
+      row.dataset.group = String(group.group);
+      const lag = cell(number.format(group.lag), group.lag > 0 ? 'num lagging' : 'num');
+      lag.dataset.testid = 'group-lag';
+      lag.dataset.lag = String(group.lag);
+      const lagging = group.topics.filter((topic) => topic.lag > 0);
+      const topics = cell(
+        lagging.length
+          ? lagging.map((topic) => `${topic.topic}: ${number.format(topic.lag)}`).join(', ')
+          : `${group.topics.length} topics, caught up`,
+        'group-topics',
+      );
+      row.append(cell(group.group), lag, topics);
+      return row;
+    });
+    $('group-table').replaceChildren(...rows);
+  }
+
+  // ---------------------------------------------------------------- recommendations
+
+  const recommendations = new Map();
+
+  async function fillRecommendations(s) {
+    try {
+      const body = await api(s, `/kafka/events?topic=${encodeURIComponent(RECOMMENDATIONS_TOPIC)}&limit=50`);
+      if (session !== s) {
+        return;
+      }
+      for (const delivered of body.events.slice().reverse()) {
+        addRecommendation(delivered, false);
+      }
+      showError('recommendations-error', null);
+    } catch (error) {
+      failed(s, error, 'recommendations-error');
+    }
+  }
+
+  const words = (text) => {
+    const spaced = String(text || '').replace(/_/g, ' ');
+    return spaced.charAt(0).toUpperCase() + spaced.slice(1);
+  };
+
+  function addRecommendation(delivered, live) {
+    const event = delivered.event || {};
+    const data = event.data || {};
+    const id = String(data.recommendation_id || event.event_id || keyOf(delivered));
+    if (recommendations.has(id)) {
+      return;
+    }
+    const item = document.createElement('li');
+    item.className = live ? 'recommendation fresh' : 'recommendation';
+    item.dataset.testid = 'recommendation';
+    item.dataset.recommendationId = id;
+    const action = document.createElement('span');
+    action.className = 'action';
+    action.textContent = words(data.action || event.event_type);
+    const subject = document.createElement('span');
+    subject.className = 'subject';
+    subject.textContent = `${data.subject_type || ''} ${data.subject_id || event.entity_id || ''} · ${data.rule || ''}`;
+    const time = document.createElement('time');
+    time.textContent = clock(delivered.timestamp);
+    time.dateTime = String(delivered.timestamp);
+    const reason = document.createElement('span');
+    reason.className = 'reason';
+    reason.textContent = String(data.reason || '');
+    item.append(action, subject, reason, time);
+    const list = $('recommendation-list');
+    list.prepend(item);
+    recommendations.set(id, item);
+    while (list.children.length > MAX_RECOMMENDATIONS) {
+      const last = list.lastElementChild;
+      recommendations.delete(last.dataset.recommendationId);
+      last.remove();
+    }
+    $('recommendations-empty').hidden = true;
+  }
+
+  // ---------------------------------------------------------------- start
+
+  function start() {
+    $('token-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const token = $('token-input').value.trim();
+      if (token) {
+        signIn(token);
+      }
+    });
+    $('forget-token').addEventListener('click', () => signOut(null));
+    $('event-filter').addEventListener('input', applyFilter);
+    $('events-pause').addEventListener('click', togglePause);
+    setInterval(drawRates, 1000);
+    window.addEventListener('resize', drawRates);
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) {
+      signIn(token);
+    } else {
+      $('token-input').focus();
+    }
+  }
+
+  start();
+})();

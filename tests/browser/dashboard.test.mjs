@@ -1,0 +1,331 @@
+// The dashboard of `eventbus serve`, in headless Chromium.
+//
+// Starts the `eventbus` binary (EVENTBUS_BIN; by default debug/eventbus in $CARGO_TARGET_DIR or
+// target/) on a free loopback port with a fresh data directory and a random API token, opens the
+// dashboard, refuses a wrong token, signs in, drives core banking through the API (a customer, an
+// account, a deposit, a test event whose text is HTML, a bank transaction that triggers a
+// recommendation), and checks that the page shows them live. Saves a screenshot
+// (DASHBOARD_SCREENSHOT, default target/dashboard.png), then stops the server with SIGTERM.
+// CHROMIUM names another browser than /usr/bin/chromium.
+//
+// Every wait is bounded; the script exits non-zero on the first failure.
+//
+//   (cd tests/browser && npm ci) && node tests/browser/dashboard.test.mjs
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+// Paths from the environment are relative to the working directory; the defaults to the repository.
+const BIN = process.env.EVENTBUS_BIN
+  ? resolve(process.env.EVENTBUS_BIN)
+  : resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target', 'debug/eventbus');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SCREENSHOT = process.env.DASHBOARD_SCREENSHOT
+  ? resolve(process.env.DASHBOARD_SCREENSHOT)
+  : resolve(ROOT, 'target/dashboard.png');
+
+/** The longest the server may take to be ready. */
+const READY_MS = 60_000;
+/** The longest one step of the test may wait for the page. */
+const STEP_MS = 20_000;
+/** The longest the server may take to stop after SIGTERM. */
+const STOP_MS = 20_000;
+/** The longest the whole test may take. */
+const TOTAL_MS = 240_000;
+
+const started = Date.now();
+const since = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+const log = (message) => console.log(`[${since()}] ${message}`);
+
+class Failure extends Error {}
+
+function check(condition, message) {
+  if (!condition) {
+    throw new Failure(message);
+  }
+}
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** The server, with the tail of its output for the failure report. */
+function startServer(dataDir, port, token) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('EVENTBUS_')));
+  env.EVENTBUS_API_TOKEN = token;
+  const child = spawn(BIN, ['--data-dir', dataDir, 'serve', '--listen', `127.0.0.1:${port}`, '--dev'], {
+    cwd: dataDir,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = [];
+  const keep = (chunk) => {
+    output.push(...chunk.toString().split('\n').filter(Boolean));
+    output.splice(0, Math.max(0, output.length - 200));
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolveExit) => {
+    child.on('exit', (code, signal) => resolveExit({ code, signal }));
+    child.on('error', (error) => resolveExit({ code: null, signal: null, error }));
+  });
+  return { child, output, exited, running: true };
+}
+
+async function waitReady(server, base) {
+  const deadline = Date.now() + READY_MS;
+  let exit = null;
+  server.exited.then((result) => { exit = result; });
+  while (Date.now() < deadline) {
+    if (exit) {
+      throw new Failure(`the server exited before it was ready: ${JSON.stringify(exit)} ${exit.error || ''}`);
+    }
+    try {
+      const response = await fetch(`${base}/ready`, { signal: AbortSignal.timeout(2000) });
+      if (response.ok) {
+        return;
+      }
+    } catch (_) {
+      // Not listening yet.
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Failure(`the server was not ready within ${READY_MS / 1000} s`);
+}
+
+async function stopServer(server) {
+  if (!server.running) {
+    return;
+  }
+  server.running = false;
+  server.child.kill('SIGTERM');
+  const timeout = new Promise((r) => setTimeout(() => r(null), STOP_MS).unref());
+  const exit = await Promise.race([server.exited, timeout]);
+  if (!exit) {
+    server.child.kill('SIGKILL');
+    throw new Failure(`the server did not stop within ${STOP_MS / 1000} s of SIGTERM`);
+  }
+  check(exit.code === 0, `the server stopped with ${JSON.stringify(exit)}`);
+}
+
+async function main() {
+  const dataDir = await mkdtemp(join(tmpdir(), 'eventbus-dashboard-'));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const token = randomBytes(24).toString('hex');
+  const suffix = randomBytes(4).toString('hex');
+  const ids = {
+    customer: `cust_dash_${suffix}`,
+    account: `acc_dash_${suffix}`,
+    probe: `xss_${suffix}`,
+    external: `ext_${suffix}`,
+  };
+  log(`starting ${BIN} on ${base} (data in ${dataDir})`);
+  const server = startServer(dataDir, port, token);
+  let browser = null;
+  const watchdog = setTimeout(() => {
+    console.error(`FAIL: the test took longer than ${TOTAL_MS / 1000} s`);
+    server.child.kill('SIGKILL');
+    process.exit(1);
+  }, TOTAL_MS);
+  watchdog.unref();
+
+  try {
+    await waitReady(server, base);
+    log('server ready');
+
+    const call = async (method, path, body) => {
+      const response = await fetch(`${base}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(STEP_MS),
+      });
+      const answer = await response.json();
+      check(response.ok, `${method} ${path}: ${response.status} ${JSON.stringify(answer)}`);
+      return answer;
+    };
+    const command = async (kind, data) => {
+      const answer = await call('POST', `/commands/${kind}?wait=true&timeout_ms=15000`, data);
+      check(answer.status === 'accepted', `${kind} ${data.action}: ${JSON.stringify(answer)}`);
+    };
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: STEP_MS });
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_MS);
+    page.setDefaultNavigationTimeout(STEP_MS);
+    const problems = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    page.on('console', (message) => {
+      const text = message.text();
+      // The wrong token is refused on purpose; Chromium logs the refused request.
+      const refused = /Failed to load resource: the server responded with a status of 40[13]/.test(text);
+      if (message.type() === 'error' && !refused) {
+        problems.push(`console error: ${text}`);
+      }
+    });
+
+    const response = await page.goto(`${base}/`);
+    check(response.status() === 200, `GET / answered ${response.status()}`);
+    const policy = response.headers()['content-security-policy'] || '';
+    check(policy.includes("default-src 'self'"), `Content-Security-Policy: ${policy}`);
+    await page.getByTestId('token-input').waitFor({ state: 'visible' });
+    check(await page.getByTestId('dashboard').isHidden(), 'the dashboard is hidden before sign-in');
+    log('page loaded, token asked for');
+
+    await page.getByTestId('token-input').fill('not-the-token');
+    await page.getByTestId('token-submit').click();
+    const message = page.getByTestId('auth-message');
+    await message.waitFor({ state: 'visible' });
+    const refusal = await message.textContent();
+    check(/refused/i.test(refusal) && refusal.includes('403'), `the wrong token's message: ${refusal}`);
+    check(await page.getByTestId('dashboard').isHidden(), 'a wrong token does not open the dashboard');
+    log(`wrong token refused: "${refusal}"`);
+
+    await page.getByTestId('token-input').fill(token);
+    await page.getByTestId('token-submit').click();
+    await page.getByTestId('dashboard').waitFor({ state: 'visible' });
+    check(await message.isHidden(), 'the refusal is gone after signing in');
+    await page.waitForFunction(() => document.getElementById('bus-running').textContent === 'running');
+    await page.waitForFunction(() => document.getElementById('stream-state').textContent === 'live');
+    const backend = await page.getByTestId('bus-backend').textContent();
+    check(backend.includes('embedded'), `backend: ${backend}`);
+    check(!page.url().includes(token), 'the token is not in the URL');
+    const stored = await page.evaluate(() => sessionStorage.getItem('eventbus.dashboard.token'));
+    check(stored === token, 'the token is kept in sessionStorage');
+    log(`signed in; bus running on ${backend}; live stream connected`);
+
+    await command('customers', {
+      action: 'create', customer_id: ids.customer, first_name: 'Ada', last_name: 'Lovelace',
+      email: `ada.${suffix}@example.com`,
+    });
+    await command('customers', {
+      action: 'open_account', customer_id: ids.customer, account_type: 'checking', currency: 'USD',
+      account_id: ids.account,
+    });
+    await command('transactions', { action: 'deposit', account_id: ids.account, amount: '125.50', currency: 'USD' });
+    const html = `<img src=x onerror="window.__injected=1"><script>window.__injected=2</script>`;
+    await call('POST', '/kafka/publish-test', {
+      topic: 'nexum.test.events', event_type: 'test_event', entity_type: 'test', entity_id: ids.probe,
+      data: { message: html },
+    });
+    // A 2,000.00 credit on a new account is a savings opportunity for the recommender.
+    await call('POST', '/kafka/publish-test', {
+      topic: 'bank.transactions', event_type: 'bank_transaction_recorded', entity_type: 'bank_transaction',
+      entity_id: `btx_${suffix}`,
+      data: { account_id: ids.external, direction: 'credit', amount: '2000.00', currency: 'USD', merchant: 'Payroll' },
+    });
+    log('events generated: customer, account, deposit, test event, bank transaction');
+
+    const event = (type, entity) => page.locator(
+      `[data-testid="event"][data-event-type="${type}"][data-entity-id="${entity}"]`,
+    );
+    await event('customer_created', ids.customer).waitFor();
+    const opened = event('account_created', ids.account);
+    await opened.waitFor();
+    await page.waitForFunction((account) => [...document.querySelectorAll(
+      '[data-testid="event"][data-event-type="transaction_posted"] [data-testid="event-json"]',
+    )].some((json) => json.textContent.includes(account)), ids.account, { timeout: STEP_MS });
+    log('customer_created, account_created and transaction_posted are in the live list');
+
+    await opened.locator('summary').click();
+    const json = opened.getByTestId('event-json');
+    await json.waitFor({ state: 'visible' });
+    const shown = JSON.parse(await json.textContent());
+    check(shown.event.entity_id === ids.account && shown.topic === 'nexum.accounts.created',
+      `the expanded event: ${JSON.stringify(shown)}`);
+    log('an event expands to its JSON');
+
+    const probe = event('test_event', ids.probe);
+    await probe.waitFor();
+    const probeJson = JSON.parse(await probe.getByTestId('event-json').textContent());
+    check(probeJson.event.data.message === html, `event text is shown as text: ${JSON.stringify(probeJson)}`);
+    check(await page.evaluate(() => window.__injected === undefined), 'event text is never run as HTML');
+    check(await page.locator('#event-list img, #event-list script').count() === 0, 'no element from event text');
+    log('HTML in event data is shown as text and not run');
+
+    const balance = page.locator(`[data-testid="account"][data-account-id="${ids.account}"] [data-testid="balance"]`);
+    await balance.waitFor();
+    await page.waitForFunction(
+      (account) => document.querySelector(`[data-testid="account"][data-account-id="${account}"] [data-testid="balance"]`)
+        ?.dataset.balance === '125.50',
+      ids.account,
+      { timeout: STEP_MS },
+    );
+    log(`balance shown: ${await balance.textContent()}`);
+
+    await page.locator('[data-testid="group"][data-group="nexum-command-handler"] [data-testid="group-lag"]').waitFor();
+    log('consumer groups shown');
+
+    await page.locator('[data-testid="recommendation"]', { hasText: ids.external }).waitFor();
+    log('recommendation shown');
+
+    await page.locator('[data-testid="rate-topic"][data-topic="nexum.accounts.created"]').waitFor();
+    const inked = await page.evaluate(() => {
+      const canvas = document.getElementById('rate-chart');
+      const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let count = 0;
+      for (let i = 3; i < pixels.length; i += 4) {
+        count += pixels[i] > 0 ? 1 : 0;
+      }
+      return { count, lines: Number(canvas.dataset.lines) };
+    });
+    check(inked.count > 0 && inked.lines > 0, `the rate chart is drawn: ${JSON.stringify(inked)}`);
+    const total = Number(await page.getByTestId('bus-total-events').getAttribute('data-value'));
+    check(total > 0, `total events: ${total}`);
+    log(`rate chart drawn (${inked.lines} lines); ${total} events on the bus`);
+
+    await mkdir(dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    log(`screenshot: ${SCREENSHOT}`);
+
+    await page.getByTestId('forget-token').click();
+    await page.getByTestId('token-input').waitFor({ state: 'visible' });
+    check(await page.evaluate(() => sessionStorage.getItem('eventbus.dashboard.token')) === null, 'token forgotten');
+    check(await page.locator('[data-testid="event"], [data-testid="account"]').count() === 0,
+      'customer data is cleared on sign-out');
+    log('forget token: back to the form, data cleared');
+
+    check(problems.length === 0, `the page reported problems:\n  ${problems.join('\n  ')}`);
+    await browser.close();
+    browser = null;
+    await stopServer(server);
+    log('server stopped on SIGTERM');
+    console.log(`PASS dashboard browser test (${since()})`);
+  } catch (error) {
+    console.error(`FAIL: ${error instanceof Failure ? error.message : error.stack || error}`);
+    console.error(`--- server output (last lines) ---\n${server.output.join('\n')}`);
+    process.exitCode = 1;
+  } finally {
+    clearTimeout(watchdog);
+    if (browser) {
+      await browser.close().catch(() => {});
+    }
+    if (server.running) {
+      server.running = false;
+      server.child.kill('SIGTERM');
+      await Promise.race([server.exited, new Promise((r) => setTimeout(r, STOP_MS).unref())]);
+      server.child.kill('SIGKILL');
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
