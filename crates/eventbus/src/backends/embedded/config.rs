@@ -20,7 +20,10 @@ pub struct EmbeddedConfig {
     pub sync: SyncMode,
     /// Records older than this are deleted; `None` keeps everything.
     pub retention: Option<Duration>,
-    /// How often idle consumers look for records from other processes.
+    /// How often idle consumers look for records from other processes. Records of this process
+    /// wake its consumers at once; the interval bounds only the delay for other processes'
+    /// records, and each look costs one query per subscribed partition, so a service with many
+    /// subscriptions spends its idle time here if it is short.
     pub poll_interval: Duration,
     /// How long a write waits for another process's lock before failing.
     pub busy_timeout: Duration,
@@ -35,7 +38,7 @@ impl Default for EmbeddedConfig {
             data_dir: PathBuf::from("./data"),
             sync: SyncMode::Full,
             retention: None,
-            poll_interval: Duration::from_millis(20),
+            poll_interval: Duration::from_millis(100),
             busy_timeout: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(10),
         }
