@@ -154,6 +154,22 @@ pub enum Command {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Measure commands end to end on the embedded backend: commands/s from publishing a command
+    /// to seeing its outcome event, and the latency of each.
+    BenchCommands {
+        /// Deposit, withdraw and transfer commands to send.
+        #[arg(long, default_value_t = 10_000)]
+        commands: u64,
+        /// Commands sent and not yet answered, at most [default: 256].
+        #[arg(long, conflicts_with = "rate")]
+        in_flight: Option<usize>,
+        /// Send this many commands per second whatever is in flight (open loop).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Funded accounts the commands spread over.
+        #[arg(long, default_value_t = 1000)]
+        accounts: usize,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -131,5 +131,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = commands::bench_bank::Options { deposits, concurrency, replay_events, postgres };
             commands::bench_bank::run(options).await
         }
+        Command::BenchCommands { commands, in_flight, rate, accounts } => {
+            let options = commands::bench_commands::Options { commands, in_flight, rate, accounts };
+            commands::bench_commands::run(&config, options).await
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_bank;
+pub mod bench_commands;
 pub mod bench_http;
 pub mod consume;
 pub mod demo;

@@ -1,0 +1,518 @@
+//! `eventbus bench-commands`: commands per second end to end on the embedded backend, and the
+//! latency from sending a command to seeing its outcome event.
+//!
+//! The service is assembled as in production: an embedded bus (durable, group commit), a SQLite
+//! event store with `synchronous=FULL`, the event-enabled bank with its outbox relay, and
+//! `NexumCommandHandler` consuming `nexum.commands.*`. A load generator publishes deposit,
+//! withdraw and transfer commands in the seed's format to `nexum.commands.transactions`; a
+//! watcher in its own group reads `nexum.transactions.{posted,failed}` and
+//! `nexum.commands.rejected` and matches each outcome to its command by `causation_id`. Every
+//! command must get exactly one outcome, and none may be rejected. Prints a Markdown table.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use eventbus::{
+    BackendKind, EmbeddedBus, EventBus, EventId, EventSchema, GroupId, Message, Money, StartPosition, Subscription,
+    Topic, TopicName, handler_fn,
+};
+use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use nexum::bank::{Bank, NewAccount, NewCustomer};
+use nexum::clock::SystemClock;
+use nexum::domain::{AccountType, KycStatus, KycTier};
+use nexum::ids::AccountId;
+use nexum::store::{EventStore, SqliteStore, SqliteSync};
+use nexum::{Ctx, NexumCommandHandler, create_event_enabled_banking_system};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore};
+
+use super::bench::progress;
+use crate::config::Config;
+
+/// Commands in flight when neither `--in-flight` nor `--rate` is given.
+pub const DEFAULT_IN_FLIGHT: usize = 256;
+/// The watcher's consumer group.
+const WATCHER_GROUP: &str = "bench-commands-watcher";
+/// How long the run waits without a single new outcome before it gives up.
+const STALL: Duration = Duration::from_secs(60);
+/// Accounts opened at once while seeding, so that their commits share fsyncs.
+const SEED_CONCURRENCY: usize = 64;
+/// Each account's opening balance: below the reporting threshold, so seeding raises no alerts,
+/// and far above what the withdrawals and transfers of a run take out.
+const OPENING_BALANCE: &str = "5000.00";
+/// How many rejections or duplicate outcomes the error names.
+const SHOWN_PROBLEMS: usize = 5;
+
+pub struct Options {
+    pub commands: u64,
+    /// Commands sent and not yet answered, at most; `None` with a rate (open loop).
+    pub in_flight: Option<usize>,
+    /// Commands per second, sent whatever is in flight (open loop).
+    pub rate: Option<f64>,
+    pub accounts: usize,
+}
+
+/// How the load generator paces itself.
+#[derive(Clone, Copy, Debug)]
+enum Pace {
+    /// At most this many commands without an outcome.
+    InFlight(usize),
+    /// This many commands per second, whatever is in flight.
+    Rate(f64),
+}
+
+impl std::fmt::Display for Pace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InFlight(n) => write!(f, "{n} in flight"),
+            Self::Rate(rate) => write!(f, "open loop {rate}/s"),
+        }
+    }
+}
+
+pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
+    let pace = validate(config, &options)?;
+    let dir = tempfile::Builder::new()
+        .prefix("eventbus-bench-commands-")
+        .tempdir()
+        .context("cannot create a scratch directory")?;
+    let mut embedded = config.embedded();
+    embedded.data_dir = dir.path().join("bus");
+    let sync = embedded.sync;
+    let bus = Arc::new(EmbeddedBus::embedded(config.local(), embedded).await.context("cannot open the embedded bus")?);
+    bus.start().await?;
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Full)?);
+    let system = create_event_enabled_banking_system(bus.clone(), store.clone());
+
+    let accounts = seed(system.bank(), options.accounts).await?;
+    system.flush().await?;
+    tracing::info!(accounts = accounts.len(), "Accounts opened and funded");
+    NexumCommandHandler::new(Arc::clone(system.bank()), Arc::new(SystemClock)).start(&*bus).await?;
+
+    let bar = progress(options.commands, "commands → outcomes");
+    let tracker = Tracker::new(pace, bar.clone())?;
+    watch_outcomes(&*bus, &tracker).await?;
+    let result = drive(&*bus, store.as_ref(), &tracker, &accounts, options.commands, pace).await;
+    bar.finish_and_clear();
+    system.shutdown().await;
+    bus.stop().await?;
+    let report = result?;
+
+    println!();
+    println!(
+        "Embedded bus (sync={}, group commit), SQLite event store (synchronous=FULL), {} funded accounts. \
+         Commands: 70% deposit, 20% withdraw, 10% transfer, {pace}.",
+        format!("{sync:?}").to_lowercase(),
+        options.accounts,
+    );
+    println!();
+    println!("| commands | posted | failed | seconds | commands/s | p50 ms | p99 ms | p99.9 ms | max ms |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    let h = &report.latency;
+    println!(
+        "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        options.commands,
+        report.posted,
+        report.failed,
+        report.elapsed.as_secs_f64(),
+        options.commands as f64 / report.elapsed.as_secs_f64(),
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max()),
+    );
+    Ok(())
+}
+
+fn validate(config: &Config, options: &Options) -> anyhow::Result<Pace> {
+    anyhow::ensure!(
+        config.bus == BackendKind::Embedded,
+        "bench-commands measures the embedded backend; drop --bus {} (or EVENTBUS_BUS)",
+        config.bus
+    );
+    anyhow::ensure!((1..=10_000_000).contains(&options.commands), "--commands must be 1 to 10000000");
+    anyhow::ensure!((2..=100_000).contains(&options.accounts), "--accounts must be 2 to 100000");
+    match (options.in_flight, options.rate) {
+        (Some(_), Some(_)) => anyhow::bail!("--in-flight and --rate exclude each other: pick one"),
+        (_, Some(rate)) => {
+            anyhow::ensure!(
+                rate.is_finite() && (1.0..=1_000_000.0).contains(&rate),
+                "--rate must be 1 to 1000000 commands per second"
+            );
+            Ok(Pace::Rate(rate))
+        }
+        (in_flight, None) => {
+            let in_flight = in_flight.unwrap_or(DEFAULT_IN_FLIGHT);
+            anyhow::ensure!((1..=65_536).contains(&in_flight), "--in-flight must be 1 to 65536");
+            Ok(Pace::InFlight(in_flight))
+        }
+    }
+}
+
+/// Opens `count` verified customers with one funded checking account each, directly through the
+/// bank.
+async fn seed(bank: &Arc<Bank>, count: usize) -> anyhow::Result<Vec<AccountId>> {
+    let bar = progress(count as u64, "opening funded accounts");
+    let opening = Money::parse(OPENING_BALANCE, "USD")?;
+    let accounts = futures::stream::iter(0..count)
+        .map(|n| {
+            let bar = bar.clone();
+            async move {
+                let ctx = Ctx::now().by_user("bench-commands");
+                let new = NewCustomer {
+                    first_name: "Bench".into(),
+                    last_name: format!("Customer {n}"),
+                    email: format!("bench{n}@example.com"),
+                    ..Default::default()
+                };
+                let customer = bank.create_customer(&ctx, new).await?;
+                bank.change_kyc(&ctx, &customer.id, KycStatus::Verified, KycTier::Tier3).await?;
+                let new = NewAccount {
+                    id: None,
+                    customer_id: customer.id,
+                    account_type: AccountType::Checking,
+                    currency: "USD".parse()?,
+                    name: None,
+                    overdraft_limit: None,
+                };
+                let account = bank.open_account(&ctx, new).await?;
+                let receipt = bank.deposit(&ctx, &account.id, opening, None, None).await?;
+                anyhow::ensure!(receipt.is_posted(), "the opening deposit failed: {receipt:?}");
+                bar.inc(1);
+                anyhow::Ok(account.id)
+            }
+        })
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_collect()
+        .await?;
+    bar.finish_and_clear();
+    Ok(accounts)
+}
+
+/// What the watcher knows of one command.
+enum Entry {
+    /// Sent at this instant; no outcome yet.
+    Sent(Instant),
+    /// Answered by this outcome event.
+    Answered(Option<EventId>),
+}
+
+/// The commands sent and their outcomes, shared by the generator and the watcher.
+struct Tracker {
+    state: Mutex<State>,
+    /// Notified on every outcome.
+    outcome: Notify,
+    /// Free places in flight, in closed loop; the watcher gives one back per outcome.
+    places: Option<Semaphore>,
+    bar: ProgressBar,
+}
+
+struct State {
+    commands: HashMap<String, Entry>,
+    latency: Histogram<u64>,
+    answered: u64,
+    posted: u64,
+    failed: u64,
+    last_outcome: Option<Instant>,
+    rejections: Vec<String>,
+    duplicates: Vec<String>,
+}
+
+impl Tracker {
+    fn new(pace: Pace, bar: ProgressBar) -> anyhow::Result<Arc<Self>> {
+        let state = State {
+            commands: HashMap::new(),
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)?,
+            answered: 0,
+            posted: 0,
+            failed: 0,
+            last_outcome: None,
+            rejections: Vec::new(),
+            duplicates: Vec::new(),
+        };
+        let places = match pace {
+            Pace::InFlight(n) => Some(Semaphore::new(n)),
+            Pace::Rate(_) => None,
+        };
+        Ok(Arc::new(Self { state: Mutex::new(state), outcome: Notify::new(), places, bar }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("the tracker's lock is never poisoned: nothing panics while holding it")
+    }
+
+    /// Records an outcome event received on `topic`.
+    fn observe(&self, topic: &TopicName, event: &EventSchema, kind: Outcome) {
+        let Some(cause) = event.metadata.get("causation_id").and_then(Value::as_str) else { return };
+        let now = Instant::now();
+        let mut state = self.state();
+        let state = &mut *state;
+        let Some(entry) = state.commands.get_mut(cause) else {
+            // An outcome of the seeding, not of a command.
+            return;
+        };
+        match entry {
+            Entry::Sent(sent) => {
+                let micros = now.duration_since(*sent).as_micros() as u64;
+                state.latency.saturating_record(micros.max(1));
+                *entry = Entry::Answered(event.event_id.clone());
+                state.answered += 1;
+                state.last_outcome = Some(now);
+                match kind {
+                    Outcome::Posted => state.posted += 1,
+                    Outcome::Failed => state.failed += 1,
+                    Outcome::Rejected => {
+                        let text = |key: &str| event.data.get(key).and_then(Value::as_str).unwrap_or_default();
+                        state.rejections.push(format!("{cause}: {} ({})", text("reason"), text("error_code")));
+                    }
+                }
+                if let Some(places) = &self.places {
+                    places.add_permits(1);
+                }
+                self.bar.inc(1);
+                self.outcome.notify_waiters();
+            }
+            // The same outcome delivered again: at least once is the bus's promise.
+            Entry::Answered(first) if first.is_some() && *first == event.event_id => {}
+            Entry::Answered(_) => {
+                let id = event.event_id.as_ref().map(EventId::as_str).unwrap_or("none");
+                state.duplicates.push(format!("{cause}: a second outcome {id} on {topic}"));
+                self.outcome.notify_waiters();
+            }
+        }
+    }
+
+    /// Fails if a command was rejected or answered twice.
+    fn check(&self) -> anyhow::Result<()> {
+        let state = self.state();
+        let shown = |list: &[String]| list.iter().take(SHOWN_PROBLEMS).cloned().collect::<Vec<_>>().join("; ");
+        anyhow::ensure!(
+            state.rejections.is_empty(),
+            "{} command(s) were rejected, e.g. {}",
+            state.rejections.len(),
+            shown(&state.rejections)
+        );
+        anyhow::ensure!(
+            state.duplicates.is_empty(),
+            "{} command(s) got more than one outcome, e.g. {}",
+            state.duplicates.len(),
+            shown(&state.duplicates)
+        );
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Outcome {
+    Posted,
+    Failed,
+    Rejected,
+}
+
+/// Subscribes the watcher, in its own group, from the beginning of the outcome topics.
+async fn watch_outcomes(bus: &dyn EventBus, tracker: &Arc<Tracker>) -> anyhow::Result<()> {
+    let topics = [
+        (Topic::TransactionsPosted.name(), Outcome::Posted),
+        (Topic::TransactionsFailed.name(), Outcome::Failed),
+        (Topic::CommandsRejected.name(), Outcome::Rejected),
+    ];
+    let subscription = Subscription::new(topics[0].0.clone(), GroupId::new(WATCHER_GROUP)?)
+        .and_topic(topics[1].0.clone())
+        .and_topic(topics[2].0.clone())
+        .from(StartPosition::Earliest);
+    let tracker = Arc::clone(tracker);
+    let handler = handler_fn(move |message: Message| {
+        let kind = topics.iter().find(|(topic, _)| *topic == message.topic).map(|(_, kind)| *kind);
+        if let Some(kind) = kind {
+            tracker.observe(&message.topic, &message.event, kind);
+        }
+        async { Ok(()) }
+    });
+    bus.subscribe(subscription, handler).await?;
+    Ok(())
+}
+
+struct Report {
+    elapsed: Duration,
+    posted: u64,
+    failed: u64,
+    latency: Histogram<u64>,
+}
+
+/// Sends the commands, waits for every outcome, and checks that each command got exactly one.
+async fn drive(
+    bus: &dyn EventBus,
+    store: &dyn EventStore,
+    tracker: &Tracker,
+    accounts: &[AccountId],
+    total: u64,
+    pace: Pace,
+) -> anyhow::Result<Report> {
+    let topic = Topic::CommandsTransactions.name();
+    let mut publishing = FuturesUnordered::new();
+    let started = Instant::now();
+    for n in 0..total {
+        // Wait for a place in flight, or for the command's time, meanwhile collecting the
+        // acknowledgements of the commands sent.
+        let due = wait_turn(tracker, pace, started, n);
+        tokio::pin!(due);
+        loop {
+            tokio::select! {
+                biased;
+                Some(published) = publishing.next() => {
+                    let published: Result<eventbus::Published, eventbus::BusError> = published;
+                    published.context("publishing a command failed")?;
+                }
+                result = &mut due => break result?,
+            }
+        }
+        tracker.check()?;
+        let command = command(n, accounts);
+        let id = command.event_id.as_ref().map(|id| id.as_str().to_owned()).context("a command has an id")?;
+        tracker.state().commands.insert(id, Entry::Sent(Instant::now()));
+        let topic = &topic;
+        publishing.push(async move { bus.publish(topic, command, None).await });
+    }
+    let acknowledged = async {
+        while let Some(published) = publishing.next().await {
+            published.context("publishing a command failed")?;
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(STALL, acknowledged)
+        .await
+        .with_context(|| format!("the bus did not acknowledge the last commands within {} s", STALL.as_secs()))??;
+    tracing::info!(commands = total, seconds = started.elapsed().as_secs_f64(), "All commands published");
+
+    // Every command answered, with no stall longer than STALL.
+    loop {
+        tracker.check()?;
+        let notified = tracker.outcome.notified();
+        let (answered, last) = {
+            let state = tracker.state();
+            (state.answered, state.last_outcome)
+        };
+        if answered == total {
+            break;
+        }
+        let since = last.unwrap_or(started).elapsed();
+        anyhow::ensure!(
+            since < STALL,
+            "{} of {total} commands got no outcome: nothing arrived for {} s",
+            total - answered,
+            STALL.as_secs()
+        );
+        let _ = tokio::time::timeout(STALL - since, notified).await;
+    }
+    let last = tracker.state().last_outcome.unwrap_or_else(Instant::now);
+    let elapsed = last.duration_since(started);
+    tracing::info!(commands = total, seconds = elapsed.as_secs_f64(), "Every command answered");
+
+    // Exactly one: let everything committed reach the watcher, then look for second outcomes.
+    settle(bus, store).await?;
+    tracing::info!("Outbox empty and every outcome read");
+    tracker.check()?;
+    let state = tracker.state();
+    Ok(Report { elapsed, posted: state.posted, failed: state.failed, latency: state.latency.clone() })
+}
+
+/// Waits for a place in flight (closed loop) or for command `n`'s time (open loop).
+async fn wait_turn(tracker: &Tracker, pace: Pace, started: Instant, n: u64) -> anyhow::Result<()> {
+    match (pace, &tracker.places) {
+        (Pace::InFlight(in_flight), Some(places)) => {
+            let permit = tokio::time::timeout(STALL, places.acquire())
+                .await
+                .with_context(|| format!("no outcome for {} s with {in_flight} commands in flight", STALL.as_secs()))?;
+            // Given back by the watcher when the command's outcome arrives.
+            permit.context("the semaphore is never closed")?.forget();
+            Ok(())
+        }
+        (Pace::Rate(rate), _) => {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+            Ok(())
+        }
+        (Pace::InFlight(_), None) => anyhow::bail!("a closed-loop run has places in flight"),
+    }
+}
+
+/// Waits until the relay has published everything the bank committed and the watcher has read
+/// it all, so that a second outcome of any command would have been seen.
+async fn settle(bus: &dyn EventBus, store: &dyn EventStore) -> anyhow::Result<()> {
+    let group = GroupId::new(WATCHER_GROUP)?;
+    let topics = [Topic::TransactionsPosted, Topic::TransactionsFailed, Topic::CommandsRejected].map(Topic::name);
+    let deadline = Instant::now() + STALL;
+    loop {
+        let mut behind = store.outbox_len().await?;
+        for topic in &topics {
+            behind += bus.group_offsets(&group, topic).await?.iter().map(|p| p.lag).sum::<u64>();
+        }
+        if behind == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{behind} events still unpublished or unread by the watcher after {} s",
+            STALL.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Command `n` in the seed's format: 70% deposits, 20% withdrawals, 10% transfers, spread over
+/// the accounts by a hash of `n`.
+fn command(n: u64, accounts: &[AccountId]) -> EventSchema {
+    let pick = |salt: u64| &accounts[(mix(n ^ salt) % accounts.len() as u64) as usize];
+    let account = pick(0);
+    let data = match n % 10 {
+        0..=6 => json!({"action": "deposit", "account_id": account, "amount": "25.00", "currency": "USD",
+                        "description": "Cash deposit"}),
+        7 | 8 => json!({"action": "withdraw", "account_id": account, "amount": "10.00", "currency": "USD",
+                        "description": "ATM withdrawal"}),
+        _ => {
+            let mut to = pick(0x5eed);
+            if to == account {
+                to = &accounts[(accounts.iter().position(|a| a == account).unwrap_or(0) + 1) % accounts.len()];
+            }
+            json!({"action": "transfer", "from_account_id": account, "to_account_id": to, "amount": "5.00",
+                   "currency": "USD", "description": "Rent share"})
+        }
+    };
+    let Value::Object(data) = data else { unreachable!("a json! object is an object") };
+    EventSchema::new("transaction_command", "transaction", account.as_str(), data)
+        .with_source("bench-commands")
+        .with_metadata("user_id", "bench-commands")
+}
+
+/// splitmix64: spreads consecutive numbers over the accounts.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mix_is_mostly_deposits_and_every_command_parses() {
+        let accounts: Vec<AccountId> = (0..10).map(|n| AccountId::derived(&format!("bench-{n}"))).collect();
+        let topic = Topic::CommandsTransactions.name();
+        let mut actions: HashMap<String, u64> = HashMap::new();
+        for n in 0..1000 {
+            let event = command(n, &accounts);
+            assert!(nexum::commands::parse(&topic, &event).is_ok(), "{event:?}");
+            *actions.entry(event.data["action"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        assert_eq!(actions["deposit"], 700);
+        assert_eq!(actions["withdraw"], 200);
+        assert_eq!(actions["transfer"], 100);
+    }
+}

@@ -1,0 +1,80 @@
+//! `eventbus bench-commands` end to end: a tiny run prints its table with a rate, and bad flags
+//! are refused with clear errors.
+
+use std::process::{Command, Output, Stdio};
+
+fn eventbus(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_eventbus"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(args)
+        .env_remove("EVENTBUS_BUS")
+        .env_remove("EVENTBUS_CONFIG")
+        .env("EVENTBUS_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The cells of the table's one data row.
+fn row(table: &str) -> Vec<String> {
+    let mut rows = table.lines().filter(|line| line.starts_with('|')).skip(2);
+    let row = rows.next().unwrap_or_else(|| panic!("no data row in:\n{table}"));
+    assert!(rows.next().is_none(), "one data row expected in:\n{table}");
+    row.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect()
+}
+
+#[test]
+fn a_small_run_answers_every_command_and_prints_a_rate() {
+    // Given a run of 200 commands over 20 accounts
+    let output = eventbus(&["bench-commands", "--commands", "200", "--accounts", "20", "--in-flight", "32"]);
+    // Then it succeeds and prints the table
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(table.contains("| commands | posted | failed | seconds | commands/s | p50 ms | p99 ms |"), "{table}");
+    assert!(table.contains("70% deposit, 20% withdraw, 10% transfer, 32 in flight"), "{table}");
+    let cells = row(&table);
+    // And every command was answered by a posted transaction, at a non-zero rate
+    assert_eq!(&cells[..3], ["200", "200", "0"], "{table}");
+    let rate: f64 = cells[4].parse().unwrap();
+    assert!(rate > 0.0, "{table}");
+    let (p50, max): (f64, f64) = (cells[5].parse().unwrap(), cells[8].parse().unwrap());
+    assert!(p50 > 0.0 && p50 <= max, "{table}");
+}
+
+#[test]
+fn an_open_loop_run_at_a_rate_answers_every_command() {
+    let output = eventbus(&["bench-commands", "--commands", "100", "--accounts", "10", "--rate", "200"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(table.contains("open loop 200/s"), "{table}");
+    assert_eq!(&row(&table)[..3], ["100", "100", "0"], "{table}");
+}
+
+#[test]
+fn bad_options_are_refused_with_clear_errors() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["--commands", "0"], "--commands must be 1 to 10000000"),
+        (&["--accounts", "1"], "--accounts must be 2 to 100000"),
+        (&["--in-flight", "0"], "--in-flight must be 1 to 65536"),
+        (&["--rate", "0"], "--rate must be 1 to 1000000"),
+        (&["--rate", "NaN"], "--rate must be 1 to 1000000"),
+        (&["--in-flight", "8", "--rate", "100"], "cannot be used with"),
+    ];
+    for (args, expected) in cases {
+        let output = eventbus(&[&["bench-commands"], args].concat());
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+    }
+    let output = eventbus(&["--bus", "memory", "bench-commands", "--commands", "1"]);
+    assert!(stderr(&output).contains("bench-commands measures the embedded backend"), "{}", stderr(&output));
+}
