@@ -14,7 +14,7 @@ use nexum::domain::{AccountType, KycStatus, KycTier, TransactionType};
 use nexum::events::{NexumEvent, Payload, Posting, TransactionPosted};
 use nexum::ids::{AccountId, JournalEntryId, TransactionId};
 use nexum::store::{Commit, EventStore, NewEvent, PostgresStore, SqliteStore, SqliteSync, StreamId};
-use nexum::{Causation, Ctx, RelayConfig};
+use nexum::{Bank, Causation, Ctx, RelayConfig};
 use rust_decimal::Decimal;
 
 use super::bench::progress;
@@ -76,6 +76,28 @@ struct Row {
     seconds: f64,
 }
 
+/// A verified customer (tier 3) with a checking account in USD, opened directly on the bank: the
+/// setup of the benchmarks, not measured.
+pub async fn open_customer_account(bank: &Bank, ctx: &Ctx, n: usize) -> anyhow::Result<AccountId> {
+    let new = NewCustomer {
+        first_name: "Bench".into(),
+        last_name: format!("Customer {n}"),
+        email: format!("bench{n}@example.com"),
+        ..Default::default()
+    };
+    let customer = bank.create_customer(ctx, new).await?;
+    bank.change_kyc(ctx, &customer.id, KycStatus::Verified, KycTier::Tier3).await?;
+    let account = NewAccount {
+        id: None,
+        customer_id: customer.id,
+        account_type: AccountType::Checking,
+        currency: "USD".parse()?,
+        name: None,
+        overdraft_limit: None,
+    };
+    Ok(bank.open_account(ctx, account).await?.id)
+}
+
 /// Deposits from `concurrency` tasks over [`ACCOUNTS`] accounts, through the bank and its
 /// outbox relay to a memory bus. The clock stops when the last deposit is published.
 async fn deposits(store_name: &'static str, store: Arc<dyn EventStore>, options: &Options) -> anyhow::Result<Row> {
@@ -88,32 +110,7 @@ async fn deposits(store_name: &'static str, store: Arc<dyn EventStore>, options:
     let setup = progress(ACCOUNTS as u64, &format!("opening accounts ({store_name})"));
     let mut accounts = Vec::with_capacity(ACCOUNTS);
     for n in 0..ACCOUNTS {
-        let customer = bank
-            .create_customer(
-                &ctx,
-                NewCustomer {
-                    first_name: "Bench".into(),
-                    last_name: format!("Customer {n}"),
-                    email: format!("bench{n}@example.com"),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        bank.change_kyc(&ctx, &customer.id, KycStatus::Verified, KycTier::Tier3).await?;
-        let account = bank
-            .open_account(
-                &ctx,
-                NewAccount {
-                    id: None,
-                    customer_id: customer.id,
-                    account_type: AccountType::Checking,
-                    currency: "USD".parse()?,
-                    name: None,
-                    overdraft_limit: None,
-                },
-            )
-            .await?;
-        accounts.push(account.id);
+        accounts.push(open_customer_account(&bank, &ctx, n).await?);
         setup.inc(1);
     }
     setup.finish_and_clear();

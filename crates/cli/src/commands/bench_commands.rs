@@ -21,9 +21,8 @@ use eventbus::{
 use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
-use nexum::bank::{Bank, NewAccount, NewCustomer};
+use nexum::bank::Bank;
 use nexum::clock::SystemClock;
-use nexum::domain::{AccountType, KycStatus, KycTier};
 use nexum::ids::AccountId;
 use nexum::store::{EventStore, SqliteStore, SqliteSync};
 use nexum::{Ctx, NexumCommandHandler, create_event_enabled_banking_system};
@@ -164,27 +163,11 @@ async fn seed(bank: &Arc<Bank>, count: usize) -> anyhow::Result<Vec<AccountId>> 
             let bar = bar.clone();
             async move {
                 let ctx = Ctx::now().by_user("bench-commands");
-                let new = NewCustomer {
-                    first_name: "Bench".into(),
-                    last_name: format!("Customer {n}"),
-                    email: format!("bench{n}@example.com"),
-                    ..Default::default()
-                };
-                let customer = bank.create_customer(&ctx, new).await?;
-                bank.change_kyc(&ctx, &customer.id, KycStatus::Verified, KycTier::Tier3).await?;
-                let new = NewAccount {
-                    id: None,
-                    customer_id: customer.id,
-                    account_type: AccountType::Checking,
-                    currency: "USD".parse()?,
-                    name: None,
-                    overdraft_limit: None,
-                };
-                let account = bank.open_account(&ctx, new).await?;
-                let receipt = bank.deposit(&ctx, &account.id, opening, None, None).await?;
+                let account = super::bench_bank::open_customer_account(bank, &ctx, n).await?;
+                let receipt = bank.deposit(&ctx, &account, opening, None, None).await?;
                 anyhow::ensure!(receipt.is_posted(), "the opening deposit failed: {receipt:?}");
                 bar.inc(1);
-                anyhow::Ok(account.id)
+                anyhow::Ok(account)
             }
         })
         .buffer_unordered(SEED_CONCURRENCY)

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use eventbus::{EmbeddedBus, EmbeddedConfig, EventBus, LocalConfig};
 use hdrhistogram::Histogram;
-use nexum::bank::{NewAccount, NewCustomer};
 use nexum::clock::SystemClock;
-use nexum::domain::{AccountType, KycStatus, KycTier};
 use nexum::service::{CoreBanking, ServiceConfig};
 use nexum::store::{SqliteStore, SqliteSync};
 use nexum::{Ctx, EventStore};
@@ -100,23 +98,7 @@ async fn open_accounts(service: &CoreBanking) -> anyhow::Result<Vec<String>> {
     let setup = progress(ACCOUNTS as u64, "opening accounts");
     let mut accounts = Vec::with_capacity(ACCOUNTS);
     for n in 0..ACCOUNTS {
-        let new = NewCustomer {
-            first_name: "Bench".into(),
-            last_name: format!("Customer {n}"),
-            email: format!("bench{n}@example.com"),
-            ..Default::default()
-        };
-        let customer = bank.create_customer(&ctx, new).await?;
-        bank.change_kyc(&ctx, &customer.id, KycStatus::Verified, KycTier::Tier3).await?;
-        let account = NewAccount {
-            id: None,
-            customer_id: customer.id,
-            account_type: AccountType::Checking,
-            currency: "USD".parse()?,
-            name: None,
-            overdraft_limit: None,
-        };
-        accounts.push(bank.open_account(&ctx, account).await?.id.to_string());
+        accounts.push(super::bench_bank::open_customer_account(bank, &ctx, n).await?.to_string());
         setup.inc(1);
     }
     setup.finish_and_clear();
