@@ -527,6 +527,18 @@ fn schemas_validate_reports_malformed_json_per_line_without_panicking() {
     assert!(stderr(&output).contains("cannot open"), "{}", stderr(&output));
 }
 
+/// A child process that is killed if the test panics before it stops it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Sends SIGTERM to `child`, as a service manager would.
 fn terminate(child: &std::process::Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -537,14 +549,15 @@ fn terminate(child: &std::process::Child) {
 fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigterm() {
     // Given `eventbus serve` on the embedded backend
     let env = Env::new();
-    let mut serve = env
-        .cmd(&["serve", "--no-loan-offers", "--collections-tick-secs", "1", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(serve.stderr.take().unwrap());
+    let mut serve = Running(
+        env.cmd(&["serve", "--no-loan-offers", "--collections-tick-secs", "1", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut log = BufReader::new(serve.0.stderr.take().unwrap());
     let mut lines = Vec::new();
     while !lines.last().is_some_and(|l: &String| l.contains("Serving core banking on the embedded bus")) {
         let mut line = String::new();
@@ -579,10 +592,10 @@ fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigter
     assert_eq!(rejected["data"]["error_code"], "malformed");
 
     // When it gets SIGTERM, it stops by itself, with success
-    terminate(&serve);
+    terminate(&serve.0);
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = serve.try_wait().unwrap() {
+        if let Some(status) = serve.0.try_wait().unwrap() {
             break status;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "serve did not stop");
@@ -598,15 +611,16 @@ fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigter
 fn serve_answers_http_on_a_real_socket() {
     // Given `eventbus serve` with an API token, on a free loopback port
     let env = Env::new();
-    let mut serve = env
-        .cmd(&["serve", "--no-loan-offers", "--listen", "127.0.0.1:0"])
-        .env("EVENTBUS_API_TOKEN", "socket-test-token")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(serve.stderr.take().unwrap());
+    let mut serve = Running(
+        env.cmd(&["serve", "--no-loan-offers", "--listen", "127.0.0.1:0"])
+            .env("EVENTBUS_API_TOKEN", "socket-test-token")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut log = BufReader::new(serve.0.stderr.take().unwrap());
     let mut address = None;
     for _ in 0..20 {
         let mut line = String::new();
@@ -663,8 +677,8 @@ fn serve_answers_http_on_a_real_socket() {
         r#"{"action": "create", "customer_id": "cust_switch", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}"#,
     );
     assert!(created.starts_with("HTTP/1.1 200") && created.contains(r#""status":"accepted""#), "{created}");
-    terminate(&serve);
-    assert!(serve.wait().unwrap().success());
+    terminate(&serve.0);
+    assert!(serve.0.wait().unwrap().success());
 }
 
 #[test]
