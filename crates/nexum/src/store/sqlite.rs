@@ -104,6 +104,9 @@ fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StoreErr
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Keep a cached statement's plan: without this, the statements with a bound `LIMIT ?`
+    // (`read_all`, `outbox_pending`) are prepared again on every use.
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", if sync == SqliteSync::Full { "FULL" } else { "NORMAL" })?;
     Ok(connection)

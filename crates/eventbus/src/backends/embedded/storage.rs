@@ -101,6 +101,9 @@ fn connect(config: &EmbeddedConfig, path: &Path) -> Result<Connection, EmbeddedE
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
     conn.busy_timeout(config.busy_timeout).map_err(classify)?;
+    // Keep a cached statement's plan: without this, a statement with a bound `LIMIT ?` is
+    // prepared again on every use, and consumers run such reads for every partition they poll.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(classify)?;
     let sync = match config.sync {
         SyncMode::Full => "FULL",
         SyncMode::Normal => "NORMAL",
