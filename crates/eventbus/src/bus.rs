@@ -167,8 +167,8 @@ impl Subscription {
     }
 }
 
-/// One delivered event with its place in the log.
-#[derive(Clone, Debug)]
+/// One delivered event with its place in the log. Its JSON is what the HTTP API's tail shows.
+#[derive(Clone, Debug, Serialize)]
 pub struct Message {
     pub topic: TopicName,
     pub partition: Partition,

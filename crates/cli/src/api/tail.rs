@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use chrono::{DateTime, Utc};
-use eventbus::{EventBus, EventSchema, GroupId, Message, Offset, Partition, StartPosition, Subscription, TopicName};
+use chrono::Utc;
+use eventbus::{EventBus, GroupId, Message, StartPosition, Subscription, TopicName};
 use futures::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
@@ -30,21 +30,10 @@ const NEW_TOPICS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// How far back the API starts reading when it starts.
 const LOOK_BACK: chrono::Duration = chrono::Duration::hours(1);
 
-/// One event as the API shows it: where it is in the log, and the event.
-#[derive(Debug, Serialize)]
-pub struct Delivered {
-    pub topic: TopicName,
-    pub partition: Partition,
-    pub offset: Offset,
-    pub timestamp: DateTime<Utc>,
-    pub key: Option<Arc<str>>,
-    pub event: Arc<EventSchema>,
-}
-
 pub struct Tail {
     metrics: Arc<super::metrics::Metrics>,
-    recent: Mutex<HashMap<TopicName, VecDeque<Arc<Delivered>>>>,
-    live: broadcast::Sender<Arc<Delivered>>,
+    recent: Mutex<HashMap<TopicName, VecDeque<Arc<Message>>>>,
+    live: broadcast::Sender<Arc<Message>>,
     closed: watch::Sender<bool>,
 }
 
@@ -109,14 +98,7 @@ impl Tail {
         {
             self.metrics.delivery.observe(age);
         }
-        let delivered = Arc::new(Delivered {
-            topic: message.topic,
-            partition: message.partition,
-            offset: message.offset,
-            timestamp: message.timestamp,
-            key: message.key,
-            event: message.event,
-        });
+        let delivered = Arc::new(message);
         {
             let mut recent = self.lock();
             let kept = recent.entry(delivered.topic.clone()).or_default();
@@ -136,9 +118,9 @@ impl Tail {
 
     /// The newest `limit` events of `topic`, or of all topics, newest first; and how many are
     /// kept in all.
-    fn recent(&self, topic: Option<&TopicName>, limit: usize) -> (Vec<Arc<Delivered>>, usize) {
+    fn recent(&self, topic: Option<&TopicName>, limit: usize) -> (Vec<Arc<Message>>, usize) {
         let recent = self.lock();
-        let mut events: Vec<Arc<Delivered>> = match topic {
+        let mut events: Vec<Arc<Message>> = match topic {
             Some(topic) => recent.get(topic).map(|kept| kept.iter().cloned().collect()).unwrap_or_default(),
             None => recent.values().flatten().cloned().collect(),
         };
@@ -148,7 +130,7 @@ impl Tail {
         (events, total)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicName, VecDeque<Arc<Delivered>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicName, VecDeque<Arc<Message>>>> {
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -191,7 +173,7 @@ pub struct Live {
 }
 
 /// `GET /events/stream?topic=a,b`: every new event as an SSE `event` message whose data is the
-/// JSON of [`Delivered`]. A client too slow to keep up gets a `lagged` message saying how many
+/// JSON of [`Message`]. A client too slow to keep up gets a `lagged` message saying how many
 /// events it missed.
 pub async fn stream(
     State(state): State<ApiState>,
