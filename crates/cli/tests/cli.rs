@@ -539,6 +539,31 @@ impl Drop for Running {
     }
 }
 
+/// Starts `eventbus serve` with `args` (plus `--listen 127.0.0.1:0`) and waits for the line
+/// that says it serves; returns the process, the rest of its log and its address.
+fn start_serve(cmd: &mut Command, args: &[&str]) -> (Running, BufReader<std::process::ChildStderr>, String) {
+    let mut serve = Running(
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut log = BufReader::new(serve.0.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).unwrap() > 0 && lines.len() < 20, "serve did not start: {lines:?}");
+        if line.contains("Serving core banking") {
+            let address = line.split("http://").nth(1).and_then(|rest| rest.split(',').next()).unwrap().to_owned();
+            return (serve, log, address);
+        }
+        lines.push(line);
+    }
+}
+
 /// Sends SIGTERM to `child`, as a service manager would.
 fn terminate(child: &std::process::Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -549,21 +574,8 @@ fn terminate(child: &std::process::Child) {
 fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigterm() {
     // Given `eventbus serve` on the embedded backend
     let env = Env::new();
-    let mut serve = Running(
-        env.cmd(&["serve", "--no-loan-offers", "--collections-tick-secs", "1", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut log = BufReader::new(serve.0.stderr.take().unwrap());
-    let mut lines = Vec::new();
-    while !lines.last().is_some_and(|l: &String| l.contains("Serving core banking on the embedded bus")) {
-        let mut line = String::new();
-        assert!(log.read_line(&mut line).unwrap() > 0 && lines.len() < 20, "serve did not start: {lines:?}");
-        lines.push(line);
-    }
+    let (mut serve, mut log, _) = start_serve(&mut env.cmd(&[]), &["--no-loan-offers", "--collections-tick-secs", "1"]);
+    assert!(serve.0.try_wait().unwrap().is_none());
 
     // When commands are published as JSON lines, a malformed one among them
     let customers = [
@@ -611,28 +623,9 @@ fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigter
 fn serve_answers_http_on_a_real_socket() {
     // Given `eventbus serve` with an API token, on a free loopback port
     let env = Env::new();
-    let mut serve = Running(
-        env.cmd(&["serve", "--no-loan-offers", "--listen", "127.0.0.1:0"])
-            .env("EVENTBUS_API_TOKEN", "socket-test-token")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut log = BufReader::new(serve.0.stderr.take().unwrap());
-    let mut address = None;
-    for _ in 0..20 {
-        let mut line = String::new();
-        if log.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if let Some(rest) = line.split("http://").nth(1) {
-            address = rest.split(',').next().map(str::to_owned);
-            break;
-        }
-    }
-    let address = address.expect("serve prints its address");
+    let mut cmd = env.cmd(&[]);
+    cmd.env("EVENTBUS_API_TOKEN", "socket-test-token");
+    let (mut serve, _log, address) = start_serve(&mut cmd, &["--no-loan-offers"]);
 
     // When a client talks HTTP/1.1 to it
     let request = |raw: String| {
