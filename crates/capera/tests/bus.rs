@@ -8,13 +8,13 @@ use std::time::Duration;
 use capera::{BankTransactionSimulator, MarketPriceSimulator, Recommendation, Recommender};
 use chrono::{TimeZone, Utc};
 use eventbus::{
-    EventBus, EventId, GroupId, HandlerError, LocalConfig, MemoryBus, StartPosition, Subscription, handler_fn,
+    BusConfig, EventBus, EventId, GroupId, HandlerError, MemoryBus, StartPosition, Subscription, handler_fn,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recommendations_from_the_bus_match_those_of_a_sequential_run() {
     // Given a running in-memory bus with the catalog topics
-    let bus = MemoryBus::memory(LocalConfig::default()).await.unwrap();
+    let bus = MemoryBus::memory(BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
 
     // And 600 bank transactions and 600 price updates published, keyed by account and symbol

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use eventbus::{BackendKind, EmbeddedConfig, KafkaConfig, LocalConfig, RetryPolicy, SyncMode};
+use eventbus::{BackendKind, BusConfig, EmbeddedConfig, KafkaConfig, RetryPolicy, SyncMode};
 use serde::Deserialize;
 
 /// The config file in the data directory, read when no other is named.
@@ -73,13 +73,13 @@ pub struct ConsumerSection {
 
 impl Default for Config {
     fn default() -> Self {
-        let local = LocalConfig::default();
+        let defaults = BusConfig::default();
         Self {
             bus: BackendKind::Embedded,
             data_dir: PathBuf::from("./data"),
-            auto_create_topics: local.auto_create_topics,
-            default_partitions: local.default_partitions,
-            max_message_bytes: local.max_message_bytes,
+            auto_create_topics: defaults.auto_create_topics,
+            default_partitions: defaults.default_partitions,
+            max_message_bytes: defaults.max_message_bytes,
             embedded: EmbeddedSection::default(),
             kafka: KafkaConfig::default(),
             consumer: ConsumerSection::default(),
@@ -120,8 +120,8 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
-    pub fn local(&self) -> LocalConfig {
-        LocalConfig {
+    pub fn bus_config(&self) -> BusConfig {
+        BusConfig {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             max_message_bytes: self.max_message_bytes,
@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(config.bus, BackendKind::Memory);
         assert_eq!(config.embedded().retention, Some(Duration::from_secs(7 * 24 * 3600)));
         assert_eq!(config.retry().max_attempts, 3);
-        assert!(config.local().auto_create_topics);
+        assert!(config.bus_config().auto_create_topics);
     }
 
     #[test]

@@ -82,15 +82,17 @@ fn configure(global: &Global) -> anyhow::Result<Config> {
 /// Opens the configured backend, started.
 pub async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn EventBus>> {
     let bus: Arc<dyn EventBus> = match config.bus {
-        BackendKind::Memory => Arc::new(MemoryBus::memory(config.local()).await?),
-        BackendKind::Log => Arc::new(LogBus::log(config.local()).await?),
+        BackendKind::Memory => Arc::new(MemoryBus::memory(config.bus_config()).await?),
+        BackendKind::Log => Arc::new(LogBus::log(config.bus_config()).await?),
         BackendKind::Embedded => Arc::new(
-            EmbeddedBus::embedded(config.local(), config.embedded()).await.context("cannot open the embedded store")?,
+            EmbeddedBus::embedded(config.bus_config(), config.embedded())
+                .await
+                .context("cannot open the embedded store")?,
         ),
         BackendKind::Kafka => {
             let mut kafka = config.kafka.clone();
             kafka.outbox_dir.get_or_insert_with(|| config.data_dir.join("kafka-outbox"));
-            Arc::new(KafkaBus::connect(kafka, config.local()).await.context("cannot use the Kafka backend")?)
+            Arc::new(KafkaBus::connect(kafka, config.bus_config()).await.context("cannot use the Kafka backend")?)
         }
     };
     bus.start().await?;

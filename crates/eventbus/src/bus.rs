@@ -384,14 +384,22 @@ pub enum BusError {
     /// The message is larger than the configured maximum.
     #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
     MessageTooLarge { size: usize, max: usize },
-    /// The embedded store failed; the message says whether it is locked, corrupt or unreachable.
+    /// The backend's store or broker failed. The source is the backend's own error
+    /// (`EmbeddedError`, `KafkaError`), and its message says whether the store is locked,
+    /// corrupt or unreachable, or whether the broker is unreachable, refused or did not
+    /// acknowledge in time. [`BusError::backend_error`] gives it back to branch on its kind.
     #[error(transparent)]
-    Embedded(#[from] crate::backends::embedded::EmbeddedError),
-    /// Kafka failed; the message says whether it is unreachable, refused a topic or did not
-    /// acknowledge in time.
-    #[cfg(feature = "kafka")]
-    #[error(transparent)]
-    Kafka(#[from] crate::backends::kafka::KafkaError),
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl BusError {
+    /// The backend's own error, if this is a [`BusError::Backend`] of type `E`.
+    pub fn backend_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Backend(source) => source.downcast_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// The event bus: publish events to topics and consume them in groups.

@@ -2,40 +2,48 @@
 //!
 //! # Layout
 //!
-//! - [`envelope`]: the seed's `EventSchema`, CloudEvents 1.0 (structured JSON and Kafka binary
-//!   headers), masking of personal data.
-//! - [`money`]: decimal amounts with an ISO 4217 currency.
-//! - [`topics`]: topic names and the catalog.
-//! - `bus`: the [`EventBus`] trait and its types.
-//! - `partitioner`: Kafka's murmur2 rule.
-//! - `storage`, `local`, `consumer`: the engine under the local backends: partitioned logs, the
-//!   bus over them, and the consumer runtime (groups, retry, dead letters, dedup).
-//! - [`backends`]: `memory`, `log` and `embedded`, one folder each.
+//! The modules depend on each other in one direction, from the leaves down to Kafka:
+//!
+//! - leaves:
+//!   - [`envelope`]: the seed's `EventSchema`, CloudEvents 1.0 (structured JSON and Kafka binary
+//!     headers), masking of personal data.
+//!   - [`money`]: decimal amounts with an ISO 4217 currency.
+//!   - [`topics`]: topic names and the catalog.
+//!   - `partitioner`: Kafka's murmur2 rule.
+//! - `bus`: the [`EventBus`] trait and its vocabulary (ids, subscriptions, messages, status,
+//!   [`BusError`]). It names no backend.
+//! - `runtime`: what every backend shares: [`BusConfig`], the records, the [`Backend`] trait, the
+//!   rules of the bus written once over any backend ([`Bus`]), the processor (retry, dead letters,
+//!   dedup) and the lifecycle.
+//! - `local`: the [`Storage`] the local backends share, their polling consumer, and one folder per
+//!   storage: `memory`, `log`, `embedded`.
+//! - `kafka` (feature `kafka`): [`KafkaBus`] on rdkafka, fronted by a durable local outbox.
 
-pub mod backends;
 mod bus;
-mod consumer;
 pub mod envelope;
-mod lifecycle;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod local;
 pub mod money;
 mod partitioner;
-mod processor;
-mod storage;
+mod runtime;
 pub mod topics;
 
-pub use backends::embedded::{EmbeddedBus, EmbeddedConfig, EmbeddedError, SyncMode};
-#[cfg(feature = "kafka")]
-pub use backends::kafka::{KafkaBus, KafkaConfig, KafkaError, Secret};
-pub use backends::log::LogBus;
-pub use backends::memory::MemoryBus;
 pub use bus::{
     BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, HandlerError, Message, Offset,
     Partition, PartitionInfo, Published, RetryPolicy, StartPosition, Subscription, TopicDescription, handler_fn,
 };
 pub use envelope::{EventId, EventSchema, EventType};
-pub use local::{DEFAULT_MAX_MESSAGE_BYTES, LocalBus, LocalConfig};
+#[cfg(feature = "kafka")]
+pub use kafka::{Kafka, KafkaBus, KafkaConfig, KafkaError, Secret};
+pub use local::Storage;
+pub use local::embedded::{EmbeddedBus, EmbeddedConfig, EmbeddedError, EmbeddedStorage, SyncMode};
+pub use local::log::{LogBus, LogStorage};
+pub use local::memory::{MemoryBus, MemoryStorage};
 pub use money::{Currency, Money, MoneyError};
 pub use partitioner::{murmur2, partition_for_key};
-pub use processor::DEAD_LETTERED;
+pub use runtime::{
+    Backend, Bus, BusConfig, Consumer, DEAD_LETTERED, DEFAULT_MAX_MESSAGE_BYTES, NewRecord, Payload, Processor,
+    StoredRecord,
+};
 pub use topics::{Topic, TopicName};

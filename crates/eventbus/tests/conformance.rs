@@ -10,8 +10,8 @@ use bytes::Bytes;
 use chrono::Utc;
 use common::{Backend, Collector, fast_retry, open, random_group, random_topic, settle, transaction, wait_until};
 use eventbus::{
-    BusError, DEAD_LETTERED, EventBus, HandlerError, LocalConfig, Offset, Partition, StartPosition, Subscription,
-    Topic, handler_fn, partition_for_key,
+    BusConfig, BusError, DEAD_LETTERED, EventBus, HandlerError, Offset, Partition, StartPosition, Subscription, Topic,
+    handler_fn, partition_for_key,
 };
 
 macro_rules! conformance {
@@ -57,20 +57,20 @@ conformance!(
     deleting_a_group_forgets_its_offsets,
 );
 
-async fn running(backend: Backend, config: LocalConfig) -> (Arc<dyn EventBus>, Option<tempfile::TempDir>) {
+async fn running(backend: Backend, config: BusConfig) -> (Arc<dyn EventBus>, Option<tempfile::TempDir>) {
     common::init_tracing();
     let (bus, dir) = open(backend, config).await;
     bus.start().await.unwrap();
     (bus, dir)
 }
 
-fn auto_create() -> LocalConfig {
-    LocalConfig { auto_create_topics: true, default_partitions: 3, ..LocalConfig::default() }
+fn auto_create() -> BusConfig {
+    BusConfig { auto_create_topics: true, default_partitions: 3, ..BusConfig::default() }
 }
 
 async fn catalog_topics_exist_from_the_start(backend: Backend) {
     // Given a fresh bus
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     // When its topics are listed
     let topics = bus.list_topics().await.unwrap();
     // Then every catalog topic and its dead-letter topic are there, with their partition counts
@@ -118,7 +118,7 @@ async fn events_arrive_in_key_order_on_the_murmur2_partition(backend: Backend) {
 
 async fn unknown_topic_is_refused_unless_auto_create_is_on(backend: Backend) {
     // Given a bus without auto-create
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("typo");
     // When an event goes to a topic nobody created
     let result = bus.publish(&topic, transaction("acc_1", 1), None).await;
@@ -140,7 +140,7 @@ async fn unknown_topic_is_refused_unless_auto_create_is_on(backend: Backend) {
 
 async fn publishing_needs_a_running_bus(backend: Backend) {
     // Given a bus that was never started
-    let (bus, _dir) = open(backend, LocalConfig::default()).await;
+    let (bus, _dir) = open(backend, BusConfig::default()).await;
     assert!(!bus.is_running());
     // When an event is published
     let result = bus.publish(&Topic::TransactionsCreated.name(), transaction("acc_1", 1), None).await;
@@ -153,7 +153,7 @@ async fn publishing_needs_a_running_bus(backend: Backend) {
 }
 
 async fn batch_keys_must_match_events(backend: Backend) {
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("keys");
     bus.create_topic(&topic, 1).await.unwrap();
     let events = vec![transaction("acc_1", 1), transaction("acc_2", 2)];
@@ -188,7 +188,7 @@ async fn a_restarted_consumer_resumes_from_its_committed_offset(backend: Backend
 
 async fn start_positions_pick_where_reading_begins(backend: Backend) {
     // Given a one-partition topic holding 10 events published before and 10 after a moment
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("positions");
     bus.create_topic(&topic, 1).await.unwrap();
     for n in 0..10 {
@@ -231,7 +231,7 @@ async fn start_positions_pick_where_reading_begins(backend: Backend) {
 
 async fn a_failing_handler_is_retried_then_dead_lettered_and_the_partition_moves_on(backend: Backend) {
     // Given a handler that fails twice on event 1, always on event 2, and never otherwise
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("retry");
     bus.create_topic(&topic, 1).await.unwrap();
     let calls = Arc::new(AtomicU32::new(0));
@@ -288,7 +288,7 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_the_partition_moves
 }
 
 async fn a_panicking_handler_is_dead_lettered_not_fatal(backend: Backend) {
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("panic");
     bus.create_topic(&topic, 1).await.unwrap();
     let seen = Collector::default();
@@ -317,7 +317,7 @@ async fn a_panicking_handler_is_dead_lettered_not_fatal(backend: Backend) {
 
 async fn a_message_that_is_not_an_event_is_dead_lettered_with_its_parse_error(backend: Backend) {
     // Given a consumer, and a foreign producer that writes junk and an event without event_type
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("junk");
     bus.create_topic(&topic, 1).await.unwrap();
     let seen = Collector::default();
@@ -343,7 +343,7 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_with_its_parse_error(ba
 }
 
 async fn a_repeated_event_id_is_handled_once(backend: Backend) {
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("dedup");
     bus.create_topic(&topic, 1).await.unwrap();
     let seen = Collector::default();
@@ -361,7 +361,7 @@ async fn a_repeated_event_id_is_handled_once(backend: Backend) {
 
 async fn status_counts_events_per_topic(backend: Backend) {
     // Given two topics with 3 and 1 events, and an empty one (other tests may share the broker)
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let (created, customers, empty) = (random_topic("status"), random_topic("status"), random_topic("status"));
     for topic in [&created, &customers, &empty] {
         bus.create_topic(topic, 2).await.unwrap();
@@ -383,7 +383,7 @@ async fn status_counts_events_per_topic(backend: Backend) {
 }
 
 async fn topics_are_created_listed_and_described(backend: Backend) {
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("admin");
     bus.create_topic(&topic, 4).await.unwrap();
     assert!(matches!(bus.create_topic(&topic, 4).await, Err(BusError::TopicExists(_))));
@@ -402,7 +402,7 @@ async fn topics_are_created_listed_and_described(backend: Backend) {
 
 async fn resetting_offsets_replays_a_group(backend: Backend) {
     // Given a group that consumed 5 events and stopped
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("replay");
     bus.create_topic(&topic, 2).await.unwrap();
     let group = random_group("replay");
@@ -428,7 +428,7 @@ async fn resetting_offsets_replays_a_group(backend: Backend) {
 }
 
 async fn oversized_messages_are_refused(backend: Backend) {
-    let config = LocalConfig { max_message_bytes: 1024, ..LocalConfig::default() };
+    let config = BusConfig { max_message_bytes: 1024, ..BusConfig::default() };
     let (bus, _dir) = running(backend, config).await;
     let topic = random_topic("oversized");
     bus.create_topic(&topic, 1).await.unwrap();
@@ -441,7 +441,7 @@ async fn oversized_messages_are_refused(backend: Backend) {
 }
 
 async fn missing_event_id_and_timestamp_are_filled_in(backend: Backend) {
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = Topic::CommandsLoans.name();
     let seen = Collector::default();
     bus.subscribe(Subscription::new(topic.clone(), random_group("fill")), seen.handler()).await.unwrap();
@@ -458,7 +458,7 @@ async fn missing_event_id_and_timestamp_are_filled_in(backend: Backend) {
 
 async fn a_dead_letter_of_a_message_near_the_size_limit_keeps_its_place_and_prefix(backend: Backend) {
     // Given a 2 KB size limit, an event just under it, and a handler that always fails on it
-    let config = LocalConfig { max_message_bytes: 2048, ..LocalConfig::default() };
+    let config = BusConfig { max_message_bytes: 2048, ..BusConfig::default() };
     let (bus, _dir) = running(backend, config).await;
     let topic = random_topic("large");
     bus.create_topic(&topic, 1).await.unwrap();
@@ -495,7 +495,7 @@ async fn a_dead_letter_of_a_message_near_the_size_limit_keeps_its_place_and_pref
 
 async fn deleting_a_group_forgets_its_offsets(backend: Backend) {
     // Given a group that consumed three events and stopped
-    let (bus, _dir) = running(backend, LocalConfig::default()).await;
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
     let topic = random_topic("delete");
     bus.create_topic(&topic, 1).await.unwrap();
     let group = random_group("delete");

@@ -9,10 +9,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{Collector, kafka_config, random_group, random_topic, transaction, wait_until};
-use eventbus::{EventBus, KafkaBus, LocalConfig, Subscription};
+use eventbus::{BusConfig, EventBus, KafkaBus, Subscription};
 
 async fn member() -> KafkaBus {
-    let bus = KafkaBus::connect(kafka_config(), LocalConfig::default()).await.unwrap();
+    let bus = KafkaBus::connect(kafka_config(), BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
     bus
 }

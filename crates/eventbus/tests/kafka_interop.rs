@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::process::Command;
 
 use common::{Collector, kafka_brokers, kafka_config, random_group, random_topic, transaction};
-use eventbus::{EventBus, KafkaBus, LocalConfig, Subscription, partition_for_key};
+use eventbus::{BusConfig, EventBus, KafkaBus, Subscription, partition_for_key};
 use serde_json::Value;
 
 fn python(script: &str, args: &[&str]) -> String {
@@ -24,7 +24,7 @@ fn python(script: &str, args: &[&str]) -> String {
 }
 
 async fn bus() -> KafkaBus {
-    let bus = KafkaBus::connect(kafka_config(), LocalConfig::default()).await.unwrap();
+    let bus = KafkaBus::connect(kafka_config(), BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
     bus
 }
@@ -93,7 +93,7 @@ async fn the_bus_consumes_what_kafka_python_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_json_and_oversized_messages_from_another_producer_are_dead_lettered() {
     // Given a bus that accepts messages up to 2 KB, and a topic another producer writes junk to
-    let local = LocalConfig { max_message_bytes: 2048, ..LocalConfig::default() };
+    let local = BusConfig { max_message_bytes: 2048, ..BusConfig::default() };
     let bus = KafkaBus::connect(kafka_config(), local).await.unwrap();
     bus.start().await.unwrap();
     let topic = random_topic("interop.bad");

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Collector, random_group, random_topic, transaction};
-use eventbus::{EventBus, KafkaBus, KafkaConfig, LocalConfig, StartPosition, Subscription};
+use eventbus::{BusConfig, EventBus, KafkaBus, KafkaConfig, StartPosition, Subscription};
 
 /// A tansu broker of this test's own, on the SQLite engine so that it keeps its data across a
 /// restart.
@@ -82,7 +82,7 @@ async fn events_published_while_the_broker_is_down_arrive_once_and_in_key_order(
     kafka.outbox_dir = Some(dir.path().join("outbox"));
     kafka.properties.insert("batch.num.messages".into(), "1".into());
     kafka.properties.insert("reconnect.backoff.max.ms".into(), "500".into());
-    let bus = KafkaBus::connect(kafka, LocalConfig::default()).await.unwrap();
+    let bus = KafkaBus::connect(kafka, BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
     let topic = random_topic("outage");
     bus.create_topic(&topic, 3).await.unwrap();

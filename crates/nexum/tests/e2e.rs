@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventbus::{
-    EmbeddedBus, EmbeddedConfig, EventBus, EventSchema, GroupId, KafkaBus, KafkaConfig, LocalConfig, StartPosition,
+    BusConfig, EmbeddedBus, EmbeddedConfig, EventBus, EventSchema, GroupId, KafkaBus, KafkaConfig, StartPosition,
     Subscription, Topic, handler_fn,
 };
 use nexum::clock::SystemClock;
@@ -180,7 +180,7 @@ async fn commands_flow_through_the_bus_into_the_projections(bus: Arc<dyn EventBu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_embedded_backend() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = EmbeddedBus::embedded(LocalConfig::default(), EmbeddedConfig::at(dir.path().join("bus"))).await.unwrap();
+    let bus = EmbeddedBus::embedded(BusConfig::default(), EmbeddedConfig::at(dir.path().join("bus"))).await.unwrap();
     bus.start().await.unwrap();
     let store = SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap();
     commands_flow_through_the_bus_into_the_projections(Arc::new(bus), Arc::new(store)).await;
@@ -196,7 +196,7 @@ async fn on_kafka() {
     kafka.outbox_dir = Some(dir.path().join("outbox"));
     // tansu takes one record per batch.
     kafka.properties.insert("batch.num.messages".into(), "1".into());
-    let bus = KafkaBus::connect(kafka, LocalConfig::default()).await.unwrap();
+    let bus = KafkaBus::connect(kafka, BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
     let store = SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap();
     commands_flow_through_the_bus_into_the_projections(Arc::new(bus), Arc::new(store)).await;

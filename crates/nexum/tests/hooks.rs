@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use eventbus::{EventBus, GroupId, LocalConfig, MemoryBus, Subscription, Topic, TopicName};
+use eventbus::{BusConfig, EventBus, GroupId, MemoryBus, Subscription, Topic, TopicName};
 use nexum::store::{EventStore, SqliteStore, SqliteSync};
 use nexum::{NexumEventPublisher, PublishError, create_event_enabled_banking_system};
 
 async fn started_bus() -> Arc<MemoryBus> {
-    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    let bus = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
     bus.start().await.unwrap();
     bus
 }
@@ -115,7 +115,7 @@ async fn events_are_keyed_by_entity_so_one_entity_keeps_its_order_on_the_bus() {
 #[tokio::test]
 async fn a_bus_that_is_down_fails_no_banking_operation_and_loses_no_event() {
     let f = bank();
-    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    let bus = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
     // Given a bus that refuses every publish (it is not started),
     let system = create_event_enabled_banking_system(bus.clone(), f.store.clone());
 
@@ -147,7 +147,7 @@ async fn a_bus_that_is_down_fails_no_banking_operation_and_loses_no_event() {
 async fn the_relay_resumes_after_a_restart_from_what_was_not_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bank.db");
-    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    let bus = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
     {
         // Given events committed while the bus was down, and the process stopped,
         let store = Arc::new(SqliteStore::open(&path, SqliteSync::Full).unwrap());
@@ -316,7 +316,7 @@ async fn every_on_method_of_the_seeds_publisher_sends_its_event_to_its_topic() {
 async fn an_event_too_large_for_the_bus_is_dead_lettered_and_does_not_block_the_outbox() {
     // Given a bus that takes messages of at most 1,500 bytes (a 12-month loan's schedule is more),
     let f = bank();
-    let config = LocalConfig { max_message_bytes: 1500, ..LocalConfig::default() };
+    let config = BusConfig { max_message_bytes: 1500, ..BusConfig::default() };
     let bus = Arc::new(MemoryBus::memory(config).await.unwrap());
     bus.start().await.unwrap();
     let system = create_event_enabled_banking_system(bus.clone(), f.store.clone());

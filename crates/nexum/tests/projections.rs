@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use common::*;
-use eventbus::{EventBus, EventSchema, GroupId, LocalConfig, MemoryBus, Subscription, Topic};
+use eventbus::{BusConfig, EventBus, EventSchema, GroupId, MemoryBus, Subscription, Topic};
 use nexum::bank::{CustomerUpdate, LoanApplication, LoanDecision};
 use nexum::domain::{AccountType, KycStatus, KycTier, PaymentFrequency};
 use nexum::events::DecodeError;
@@ -276,7 +276,7 @@ fn an_event_of_an_unknown_type_or_version_is_refused_and_changes_nothing() {
 async fn the_handler_on_a_bus_keeps_the_projection_up_to_date_and_counts_a_redelivery_once() {
     // Given a bank publishing through the relay to a memory bus, and the projections subscribed,
     let f = bank();
-    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    let bus = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
     bus.start().await.unwrap();
     let system = create_event_enabled_banking_system(bus.clone(), f.store.clone());
     let projections = Arc::new(Projections::new());

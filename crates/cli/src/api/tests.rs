@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use eventbus::{EventBus, LocalConfig, MemoryBus};
+use eventbus::{BusConfig, EventBus, MemoryBus};
 use http_body_util::BodyExt;
 use nexum::clock::SystemClock;
 use nexum::service::{CoreBanking, ServiceConfig};
@@ -27,7 +27,7 @@ struct Api {
 
 async fn api_with(config: ApiConfig) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
     bus.start().await.unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
     let service =

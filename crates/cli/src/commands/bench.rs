@@ -103,7 +103,7 @@ impl Drop for BenchDir {
 }
 
 async fn open(config: &Config, backend: BackendKind, dir: &BenchDir) -> anyhow::Result<Arc<dyn EventBus>> {
-    let mut local = config.local();
+    let mut local = config.bus_config();
     local.auto_create_topics = true;
     let bus: Arc<dyn EventBus> = match backend {
         BackendKind::Kafka => Arc::new(KafkaBus::connect(config.kafka.clone(), local).await?),
@@ -308,7 +308,7 @@ async fn raw_kafka(config: &Config, events: u64) -> anyhow::Result<Row> {
 
     let producer: FutureProducer = config.kafka.producer().create()?;
     let topic = TopicName::new(&format!("bench.raw.{}", EventId::new()))?;
-    let admin = KafkaBus::connect(config.kafka.clone(), config.local()).await?;
+    let admin = KafkaBus::connect(config.kafka.clone(), config.bus_config()).await?;
     admin.create_topic(&topic, 3).await?;
     let (headers, value) = eventbus::envelope::to_binary(&sample_event(0, 0))?;
     let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);

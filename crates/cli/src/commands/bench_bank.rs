@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use eventbus::{EventBus, EventId, LocalConfig, MemoryBus, Money};
+use eventbus::{BusConfig, EventBus, EventId, MemoryBus, Money};
 use nexum::bank::{NewAccount, NewCustomer};
 use nexum::domain::{AccountType, KycStatus, KycTier, TransactionType};
 use nexum::events::{NexumEvent, Payload, Posting, TransactionPosted};
@@ -101,7 +101,7 @@ pub async fn open_customer_account(bank: &Bank, ctx: &Ctx, n: usize) -> anyhow::
 /// Deposits from `concurrency` tasks over [`ACCOUNTS`] accounts, through the bank and its
 /// outbox relay to a memory bus. The clock stops when the last deposit is published.
 async fn deposits(store_name: &'static str, store: Arc<dyn EventStore>, options: &Options) -> anyhow::Result<Row> {
-    let bus = Arc::new(MemoryBus::memory_bounded(LocalConfig::default(), 10_000).await?);
+    let bus = Arc::new(MemoryBus::memory_bounded(BusConfig::default(), 10_000).await?);
     bus.start().await?;
     let system =
         nexum::hooks::create_with(bus.clone(), store.clone(), RelayConfig { batch: 5000, ..RelayConfig::default() });

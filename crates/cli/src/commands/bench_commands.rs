@@ -82,7 +82,8 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     let mut embedded = config.embedded();
     embedded.data_dir = dir.path().join("bus");
     let sync = embedded.sync;
-    let bus = Arc::new(EmbeddedBus::embedded(config.local(), embedded).await.context("cannot open the embedded bus")?);
+    let bus =
+        Arc::new(EmbeddedBus::embedded(config.bus_config(), embedded).await.context("cannot open the embedded bus")?);
     bus.start().await?;
     let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Full)?);
     let system = create_event_enabled_banking_system(bus.clone(), store.clone());

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use eventbus::{EmbeddedBus, EmbeddedConfig, EventBus, LocalConfig};
+use eventbus::{BusConfig, EmbeddedBus, EmbeddedConfig, EventBus};
 use hdrhistogram::Histogram;
 use nexum::clock::SystemClock;
 use nexum::service::{CoreBanking, ServiceConfig};
@@ -34,7 +34,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     anyhow::ensure!((1..=1024).contains(&options.connections), "--connections must be 1 to 1024");
     let dir = tempfile::tempdir().context("cannot create a scratch directory")?;
     let bus: Arc<dyn EventBus> =
-        Arc::new(EmbeddedBus::embedded(LocalConfig::default(), EmbeddedConfig::at(dir.path().join("bus"))).await?);
+        Arc::new(EmbeddedBus::embedded(BusConfig::default(), EmbeddedConfig::at(dir.path().join("bus"))).await?);
     bus.start().await?;
     let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.path().join("events.db"), SqliteSync::Full)?);
     let service = CoreBanking::start(Arc::clone(&bus), store, Arc::new(SystemClock), ServiceConfig::default()).await?;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventbus::{EmbeddedBus, EmbeddedConfig, EventSchema, LocalConfig, LogBus, MemoryBus, Message, RetryPolicy};
+use eventbus::{BusConfig, EmbeddedBus, EmbeddedConfig, EventSchema, LogBus, MemoryBus, Message, RetryPolicy};
 use serde_json::json;
 
 /// A topic name no other test uses.
@@ -67,7 +67,7 @@ pub fn kafka_brokers() -> String {
 
 /// A bus of the given backend; the embedded one lives in a temporary directory kept alive by the
 /// returned guard.
-pub async fn open(backend: Backend, config: LocalConfig) -> (Arc<dyn eventbus::EventBus>, Option<tempfile::TempDir>) {
+pub async fn open(backend: Backend, config: BusConfig) -> (Arc<dyn eventbus::EventBus>, Option<tempfile::TempDir>) {
     match backend {
         Backend::Memory => (Arc::new(MemoryBus::memory(config).await.unwrap()), None),
         Backend::Log => (Arc::new(LogBus::log(config).await.unwrap()), None),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventbus::{EventBus, EventSchema, LocalConfig, MemoryBus, Topic};
+use eventbus::{BusConfig, EventBus, EventSchema, MemoryBus, Topic};
 use nexum::clock::ManualClock;
 use nexum::store::{SqliteStore, SqliteSync};
 use nexum::{EventEnabledBank, NexumCommandHandler, create_event_enabled_banking_system};
@@ -26,7 +26,7 @@ pub struct Service {
 pub async fn service() -> Service {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
-    let bus = Arc::new(MemoryBus::memory(LocalConfig::default()).await.unwrap());
+    let bus = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
     bus.start().await.unwrap();
     let system = create_event_enabled_banking_system(bus.clone(), store.clone());
     let clock = ManualClock::at(at(0, 12));

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,11 +12,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::{Inner, Outgoing};
-use crate::backends::embedded::{EmbeddedConfig, EmbeddedStorage};
+use super::{Kafka, KafkaError, Outgoing};
 use crate::bus::{BusError, GroupId, Offset, Partition, Published};
 use crate::envelope::Header;
-use crate::storage::{NewRecord, Payload, Storage};
+use crate::local::Storage;
+use crate::local::embedded::{EmbeddedConfig, EmbeddedStorage};
+use crate::runtime::{Backend, NewRecord, Payload};
 use crate::topics::TopicName;
 
 /// Entries the relay sends at once.
@@ -36,6 +38,8 @@ pub(super) struct Outbox {
     storage: EmbeddedStorage,
     topic: TopicName,
     relay: GroupId,
+    /// The first entry the broker has not acknowledged; only the relay moves it.
+    next: AtomicU64,
     acks: Mutex<Acks>,
 }
 
@@ -48,12 +52,15 @@ struct Acks {
 impl Outbox {
     pub(super) async fn open(dir: &Path) -> Result<Self, BusError> {
         let config = EmbeddedConfig::at(dir);
-        let storage = tokio::task::spawn_blocking(move || EmbeddedStorage::open(config))
-            .await
-            .map_err(|e| super::KafkaError::Task(e.to_string()))??;
+        let storage =
+            tokio::task::spawn_blocking(move || EmbeddedStorage::open(config)).await.map_err(KafkaError::Task)??;
         let topic = TopicName::new("kafka.outbox")?;
         storage.ensure_topics(vec![(topic.clone(), 1)]).await?;
-        Ok(Self { storage, topic, relay: GroupId::new("relay")?, acks: Mutex::default() })
+        let relay = GroupId::new("relay")?;
+        let description =
+            storage.describe(Some(&topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
+        let next = storage.committed(&relay, &description).await?.get(&Partition(0)).map_or(0, |o| o.0);
+        Ok(Self { storage, topic, relay, next: AtomicU64::new(next), acks: Mutex::default() })
     }
 
     /// Stores messages durably, in order; returns their outbox offsets.
@@ -120,16 +127,23 @@ impl Outbox {
         }
     }
 
-    async fn next_offset(&self) -> Result<u64, BusError> {
-        let committed = self.storage.committed(&self.relay, &self.topic).await?;
-        Ok(committed.get(&Partition(0)).map_or(0, |o| o.0))
+    fn next_offset(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    /// Records that the broker acknowledged every entry before `next`, and forgets them.
+    async fn advance(&self, next: u64) -> Result<(), BusError> {
+        self.storage.commit(&self.relay, &self.topic, vec![(Partition(0), Offset(next))]).await?;
+        self.next.store(next, Ordering::Release);
+        // What the broker acknowledged need not stay on disk.
+        self.storage.truncate(&self.topic, Partition(0), Offset(next)).await
     }
 
     /// Events stored but not yet acknowledged by the broker.
     pub(super) async fn backlog(&self) -> Result<u64, BusError> {
         let description = self.storage.describe(Some(&self.topic)).await?;
         let end = description.first().and_then(|d| d.partitions.first()).map_or(0, |p| p.latest.0);
-        Ok(end.saturating_sub(self.next_offset().await?))
+        Ok(end.saturating_sub(self.next_offset()))
     }
 }
 
@@ -143,17 +157,17 @@ fn decode(bytes: &[u8]) -> Option<(TopicName, Outgoing)> {
 
 /// Sends what waits in the outbox, in order, until the bus is dropped. After a failure it retries
 /// from the first message not acknowledged, with a backoff that doubles up to 5 s.
-pub(super) async fn relay(inner: Weak<Inner>) {
+async fn relay(kafka: Weak<Kafka>) {
     let mut backoff = Duration::from_millis(100);
-    let mut changes = match inner.upgrade().and_then(|i| i.outbox.as_ref().map(|o| o.storage.changes())) {
+    let mut changes = match kafka.upgrade().and_then(|k| k.outbox.as_ref().map(|o| o.storage.changes())) {
         Some(changes) => changes,
         None => return,
     };
     loop {
-        let Some(bus) = inner.upgrade() else { return };
+        let Some(bus) = kafka.upgrade() else { return };
         let Some(outbox) = bus.outbox.as_ref() else { return };
         let step = async {
-            let next = outbox.next_offset().await?;
+            let next = outbox.next_offset();
             let records = outbox.storage.read(&outbox.topic, Partition(0), Offset(next), RELAY_BATCH).await?;
             if records.is_empty() {
                 return Ok::<_, BusError>(None);
@@ -189,9 +203,7 @@ pub(super) async fn relay(inner: Weak<Inner>) {
                 done = records.last().map_or(done, |r| r.offset.0 + 1);
             }
             if done > next {
-                outbox.storage.commit(&outbox.relay, &outbox.topic, vec![(Partition(0), Offset(done))]).await?;
-                // What the broker acknowledged need not stay on disk.
-                outbox.storage.truncate(&outbox.topic, Partition(0), Offset(done)).await?;
+                outbox.advance(done).await?;
             }
             Ok(Some(failure))
         };
@@ -216,9 +228,10 @@ pub(super) async fn relay(inner: Weak<Inner>) {
     }
 }
 
-/// Keeps `Arc` in the signature of callers that hold the bus strongly.
-pub(super) fn spawn(inner: &Arc<Inner>) {
-    if inner.outbox.is_some() {
-        tokio::spawn(relay(Arc::downgrade(inner)));
+/// Starts the relay if there is an outbox. It holds the backend weakly and ends once the bus is
+/// dropped.
+pub(super) fn spawn(kafka: &Arc<Kafka>) {
+    if kafka.outbox.is_some() {
+        tokio::spawn(relay(Arc::downgrade(kafka)));
     }
 }

@@ -5,10 +5,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, PartitionInfo, Published, TopicDescription};
 use crate::envelope::EventSchema;
-use crate::storage::{NewRecord, Payload, Storage, StoredRecord};
+use crate::local::consumer;
+use crate::local::storage::Storage;
+use crate::runtime::{Backend, Consumer, NewRecord, Payload, StoredRecord};
 use crate::topics::TopicName;
 
 /// Partitioned logs in memory.
@@ -73,7 +76,7 @@ impl MemoryStorage {
 }
 
 #[async_trait]
-impl Storage for MemoryStorage {
+impl Backend for MemoryStorage {
     fn kind(&self) -> BackendKind {
         BackendKind::Memory
     }
@@ -166,35 +169,31 @@ impl Storage for MemoryStorage {
         Ok(published)
     }
 
-    async fn read(
+    async fn offsets_for_time(
         &self,
-        topic: &TopicName,
-        partition: Partition,
-        from: Offset,
-        max: usize,
-    ) -> Result<Vec<StoredRecord>, BusError> {
-        let log = self.topic(topic)?;
-        let log = log.partitions.get(partition.0 as usize).ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
-        let log = log.lock().expect("partition lock");
-        let skip = from.0.saturating_sub(log.start).min(log.records.len() as u64) as usize;
-        let end = skip.saturating_add(max).min(log.records.len());
-        Ok(log.records.range(skip..end).cloned().collect())
-    }
-
-    async fn offset_for_time(
-        &self,
-        topic: &TopicName,
-        partition: Partition,
+        topic: &TopicDescription,
         time: DateTime<Utc>,
-    ) -> Result<Offset, BusError> {
-        let log = self.topic(topic)?;
-        let log = log.partitions[partition.0 as usize].lock().expect("partition lock");
-        Ok(Offset(log.start + log.records.partition_point(|r| r.timestamp < time) as u64))
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
+        let log = self.topic(&topic.name)?;
+        Ok(log
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, log)| {
+                let log = log.lock().expect("partition lock");
+                let offset = log.start + log.records.partition_point(|r| r.timestamp < time) as u64;
+                (Partition(i as u32), Offset(offset))
+            })
+            .collect())
     }
 
-    async fn committed(&self, group: &GroupId, topic: &TopicName) -> Result<HashMap<Partition, Offset>, BusError> {
+    async fn committed(
+        &self,
+        group: &GroupId,
+        topic: &TopicDescription,
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
         let offsets = self.offsets.lock().expect("offsets lock");
-        Ok(offsets.get(&(group.clone(), topic.clone())).cloned().unwrap_or_default())
+        Ok(offsets.get(&(group.clone(), topic.name.clone())).cloned().unwrap_or_default())
     }
 
     async fn commit(
@@ -211,6 +210,28 @@ impl Storage for MemoryStorage {
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
         self.offsets.lock().expect("offsets lock").retain(|(g, _), _| g != group);
         Ok(())
+    }
+
+    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
+        consumer::spawn(self, consumer)
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, BusError> {
+        let log = self.topic(topic)?;
+        let log = log.partitions.get(partition.0 as usize).ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
+        let log = log.lock().expect("partition lock");
+        let skip = from.0.saturating_sub(log.start).min(log.records.len() as u64) as usize;
+        let end = skip.saturating_add(max).min(log.records.len());
+        Ok(log.records.range(skip..end).cloned().collect())
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

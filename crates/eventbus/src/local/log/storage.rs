@@ -1,14 +1,18 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::backends::memory::MemoryStorage;
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
 use crate::envelope::{EventSchema, masked};
-use crate::storage::{NewRecord, Payload, Storage, StoredRecord};
+use crate::local::consumer;
+use crate::local::memory::MemoryStorage;
+use crate::local::storage::Storage;
+use crate::runtime::{Backend, Consumer, NewRecord, Payload, StoredRecord};
 use crate::topics::TopicName;
 
 /// Memory storage that logs each append.
@@ -51,7 +55,7 @@ fn log_record(topic: &TopicName, record: &NewRecord, published: &Published) {
 }
 
 #[async_trait]
-impl Storage for LogStorage {
+impl Backend for LogStorage {
     fn kind(&self) -> BackendKind {
         BackendKind::Log
     }
@@ -85,26 +89,19 @@ impl Storage for LogStorage {
         Ok(published)
     }
 
-    async fn read(
+    async fn offsets_for_time(
         &self,
-        topic: &TopicName,
-        partition: Partition,
-        from: Offset,
-        max: usize,
-    ) -> Result<Vec<StoredRecord>, BusError> {
-        self.memory.read(topic, partition, from, max).await
-    }
-
-    async fn offset_for_time(
-        &self,
-        topic: &TopicName,
-        partition: Partition,
+        topic: &TopicDescription,
         time: DateTime<Utc>,
-    ) -> Result<Offset, BusError> {
-        self.memory.offset_for_time(topic, partition, time).await
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
+        self.memory.offsets_for_time(topic, time).await
     }
 
-    async fn committed(&self, group: &GroupId, topic: &TopicName) -> Result<HashMap<Partition, Offset>, BusError> {
+    async fn committed(
+        &self,
+        group: &GroupId,
+        topic: &TopicDescription,
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
         self.memory.committed(group, topic).await
     }
 
@@ -119,6 +116,23 @@ impl Storage for LogStorage {
 
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
         self.memory.delete_group(group).await
+    }
+
+    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
+        consumer::spawn(self, consumer)
+    }
+}
+
+#[async_trait]
+impl Storage for LogStorage {
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, BusError> {
+        self.memory.read(topic, partition, from, max).await
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

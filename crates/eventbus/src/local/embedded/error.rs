@@ -1,35 +1,9 @@
-//! `embedded`, the default: durable logs in SQLite (WAL mode) under a data directory.
-//!
-//! - Writes go through one writer thread per process that commits everything waiting in one
-//!   transaction (group commit), so `publish` returns `Ok` only after the fsync.
-//! - Several processes may share a data directory: SQLite serialises their writes, and idle
-//!   consumers poll for records appended by the others.
-//! - Retention, if set, deletes records older than it from the head of each partition.
+//! Errors of the embedded store, each with what to do about it.
 
-mod config;
-mod schema;
-mod storage;
-
-pub use config::{EmbeddedConfig, SyncMode};
-pub use storage::EmbeddedStorage;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::bus::BusError;
-use crate::local::{LocalBus, LocalConfig};
-
-/// The default, durable backend.
-pub type EmbeddedBus = LocalBus<EmbeddedStorage>;
-
-impl LocalBus<EmbeddedStorage> {
-    /// Opens (or creates) the store under `embedded.data_dir`.
-    pub async fn embedded(config: LocalConfig, embedded: EmbeddedConfig) -> Result<Self, BusError> {
-        let storage = tokio::task::spawn_blocking(move || EmbeddedStorage::open(embedded))
-            .await
-            .map_err(|e| EmbeddedError::Thread(e.to_string()))??;
-        Self::open(storage, config).await
-    }
-}
 
 /// Errors of the embedded store.
 #[derive(Debug, thiserror::Error)]
@@ -37,31 +11,59 @@ impl LocalBus<EmbeddedStorage> {
 pub enum EmbeddedError {
     /// The data directory cannot be created or opened. Check the path and its permissions.
     #[error("cannot use data directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The data directory.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// The store file is not a SQLite database, or is damaged. Restore it from a backup or move it
     /// away to start empty.
     #[error("data directory {path} holds a corrupt store ({source}); restore it from a backup or move it away")]
-    Corrupt { path: PathBuf, source: rusqlite::Error },
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
     /// Another process holds the store's write lock for longer than the busy timeout.
     #[error("data directory {path} is locked by another process ({source}); stop it or raise busy_timeout_ms")]
-    Locked { path: PathBuf, source: rusqlite::Error },
+    Locked {
+        /// The store file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
     /// The store was written by a newer version of this program.
     #[error("data directory {path} has store format {found}; this program reads format {expected}")]
-    Format { path: PathBuf, found: i64, expected: i64 },
+    Format {
+        /// The store file.
+        path: PathBuf,
+        /// The format the store was written in.
+        found: i64,
+        /// The format this program reads.
+        expected: i64,
+    },
     /// The transaction that held this write failed as a whole; the write was not stored.
     #[error("write transaction failed: {0}")]
-    Transaction(#[source] std::sync::Arc<EmbeddedError>),
+    Transaction(#[source] Arc<EmbeddedError>),
     /// Any other SQLite failure.
     #[error("embedded store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The writer thread could not be started: the process is out of threads or memory.
+    #[error("cannot start the embedded store's writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
     /// The writer thread is gone, which happens only if it panicked. Restart the process.
-    #[error("embedded store writer stopped: {0}")]
-    Thread(String),
+    #[error("the embedded store's writer thread stopped")]
+    WriterGone,
+    /// A read on the blocking pool did not finish: it panicked or the runtime is shutting down.
+    #[error("embedded store read failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl EmbeddedError {
     /// Gives the raw SQLite error its meaning for the store at `path`.
-    pub(crate) fn classify(path: &std::path::Path, error: rusqlite::Error) -> Self {
+    pub(crate) fn classify(path: &Path, error: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseCorrupt, DatabaseLocked, NotADatabase};
         let path = path.to_path_buf();
         match error.sqlite_error_code() {
@@ -72,5 +74,8 @@ impl EmbeddedError {
     }
 }
 
-#[cfg(test)]
-mod tests;
+impl From<EmbeddedError> for BusError {
+    fn from(error: EmbeddedError) -> Self {
+        BusError::Backend(Box::new(error))
+    }
+}

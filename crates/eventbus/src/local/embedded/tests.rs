@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{EmbeddedBus, EmbeddedConfig, EmbeddedError};
-use crate::bus::{BusError, EventBus, GroupId, Offset, StartPosition, Subscription};
+use crate::bus::{EventBus, GroupId, Offset, StartPosition, Subscription};
 use crate::envelope::EventSchema;
-use crate::local::LocalConfig;
+use crate::runtime::BusConfig;
 use crate::topics::{Topic, TopicName};
 
 fn event(n: u64) -> EventSchema {
@@ -18,7 +18,7 @@ fn event(n: u64) -> EventSchema {
 }
 
 async fn open(dir: &std::path::Path) -> EmbeddedBus {
-    let bus = EmbeddedBus::embedded(LocalConfig::default(), EmbeddedConfig::at(dir)).await.unwrap();
+    let bus = EmbeddedBus::embedded(BusConfig::default(), EmbeddedConfig::at(dir)).await.unwrap();
     bus.start().await.unwrap();
     bus
 }
@@ -101,7 +101,7 @@ async fn retention_drops_old_records_from_the_head() {
     // Given a store with a 300 ms retention and 10 old events
     let dir = tempfile::tempdir().unwrap();
     let config = EmbeddedConfig { retention: Some(Duration::from_millis(300)), ..EmbeddedConfig::at(dir.path()) };
-    let bus = EmbeddedBus::embedded(LocalConfig::default(), config).await.unwrap();
+    let bus = EmbeddedBus::embedded(BusConfig::default(), config).await.unwrap();
     bus.start().await.unwrap();
     let topic = TopicName::new("retained").unwrap();
     bus.create_topic(&topic, 1).await.unwrap();
@@ -128,8 +128,8 @@ async fn retention_drops_old_records_from_the_head() {
 async fn a_corrupt_store_is_reported_as_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("eventbus.db"), vec![0x42; 8192]).unwrap();
-    let error = EmbeddedBus::embedded(LocalConfig::default(), EmbeddedConfig::at(dir.path())).await.err().unwrap();
-    assert!(matches!(error, BusError::Embedded(EmbeddedError::Corrupt { .. })), "{error:?}");
+    let error = EmbeddedBus::embedded(BusConfig::default(), EmbeddedConfig::at(dir.path())).await.err().unwrap();
+    assert!(matches!(error.backend_error::<EmbeddedError>(), Some(EmbeddedError::Corrupt { .. })), "{error:?}");
     assert!(error.to_string().contains("corrupt"), "{error}");
 }
 
@@ -142,9 +142,9 @@ async fn a_store_locked_by_another_process_is_reported_as_locked() {
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     // When the store is opened with a short busy timeout
     let config = EmbeddedConfig { busy_timeout: Duration::from_millis(100), ..EmbeddedConfig::at(dir.path()) };
-    let error = EmbeddedBus::embedded(LocalConfig::default(), config).await.err().unwrap();
+    let error = EmbeddedBus::embedded(BusConfig::default(), config).await.err().unwrap();
     // Then the error says it is locked and what to do
-    assert!(matches!(error, BusError::Embedded(EmbeddedError::Locked { .. })), "{error:?}");
+    assert!(matches!(error.backend_error::<EmbeddedError>(), Some(EmbeddedError::Locked { .. })), "{error:?}");
     assert!(error.to_string().contains("locked by another process"), "{error}");
 }
 
@@ -153,9 +153,8 @@ async fn a_data_dir_that_cannot_be_created_is_reported_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
-    let error =
-        EmbeddedBus::embedded(LocalConfig::default(), EmbeddedConfig::at(file.join("data"))).await.err().unwrap();
-    assert!(matches!(error, BusError::Embedded(EmbeddedError::Io { .. })), "{error:?}");
+    let error = EmbeddedBus::embedded(BusConfig::default(), EmbeddedConfig::at(file.join("data"))).await.err().unwrap();
+    assert!(matches!(error.backend_error::<EmbeddedError>(), Some(EmbeddedError::Io { .. })), "{error:?}");
     assert!(error.to_string().contains("not-a-dir"), "{error}");
 }
 
@@ -165,8 +164,11 @@ async fn a_store_of_a_newer_format_is_refused() {
     drop(open(dir.path()).await);
     let conn = rusqlite::Connection::open(dir.path().join("eventbus.db")).unwrap();
     conn.execute("UPDATE meta SET value = 99 WHERE key = 'format'", []).unwrap();
-    let error = EmbeddedBus::embedded(LocalConfig::default(), EmbeddedConfig::at(dir.path())).await.err().unwrap();
-    assert!(matches!(error, BusError::Embedded(EmbeddedError::Format { found: 99, .. })), "{error:?}");
+    let error = EmbeddedBus::embedded(BusConfig::default(), EmbeddedConfig::at(dir.path())).await.err().unwrap();
+    assert!(
+        matches!(error.backend_error::<EmbeddedError>(), Some(EmbeddedError::Format { found: 99, .. })),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -175,13 +177,14 @@ async fn truncating_a_partition_deletes_what_came_before_and_keeps_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let storage = super::EmbeddedStorage::open(EmbeddedConfig::at(dir.path())).unwrap();
     let topic = TopicName::new("outbox").unwrap();
-    use crate::storage::Storage;
+    use crate::local::Storage;
+    use crate::runtime::Backend;
     storage.ensure_topics(vec![(topic.clone(), 1)]).await.unwrap();
     let records = (0..10)
-        .map(|n| crate::storage::NewRecord {
+        .map(|n| crate::runtime::NewRecord {
             partition: crate::bus::Partition(0),
             key: None,
-            payload: crate::storage::Payload::Bytes(bytes::Bytes::from(format!("{n}"))),
+            payload: crate::runtime::Payload::Bytes(bytes::Bytes::from(format!("{n}"))),
         })
         .collect();
     storage.append(&topic, records).await.unwrap();
@@ -200,8 +203,8 @@ async fn one_process_of_a_group_consumes_and_another_takes_over_when_it_stops() 
     // Given two buses on one directory, as two processes, each subscribed in the same group
     let dir = tempfile::tempdir().unwrap();
     let config = EmbeddedConfig { lease_ttl: Duration::from_millis(600), ..EmbeddedConfig::at(dir.path()) };
-    let first = EmbeddedBus::embedded(LocalConfig::default(), config.clone()).await.unwrap();
-    let second = EmbeddedBus::embedded(LocalConfig::default(), config).await.unwrap();
+    let first = EmbeddedBus::embedded(BusConfig::default(), config.clone()).await.unwrap();
+    let second = EmbeddedBus::embedded(BusConfig::default(), config).await.unwrap();
     let topic = Topic::BankTransactions.name();
     let group = GroupId::new("recommender").unwrap();
     let collect = |seen: Arc<Mutex<Vec<u64>>>| {
@@ -242,12 +245,12 @@ async fn a_lease_left_by_a_dead_process_expires_and_a_consumer_takes_over() {
     // Given a group's lease held by a process that died without releasing it
     let dir = tempfile::tempdir().unwrap();
     let config = EmbeddedConfig { lease_ttl: Duration::from_millis(800), ..EmbeddedConfig::at(dir.path()) };
-    let bus = EmbeddedBus::embedded(LocalConfig::default(), config).await.unwrap();
+    let bus = EmbeddedBus::embedded(BusConfig::default(), config).await.unwrap();
     bus.start().await.unwrap();
     let topic = Topic::BankTransactions.name();
     let group = GroupId::new("recommender").unwrap();
-    use crate::storage::Storage;
-    assert!(bus.storage().acquire_lease(&group, std::slice::from_ref(&topic), "dead-process").await.unwrap());
+    use crate::local::Storage;
+    assert!(bus.inner().acquire_lease(&group, std::slice::from_ref(&topic), "dead-process").await.unwrap());
     let seen = Arc::new(Mutex::new(0usize));
     let sink = Arc::clone(&seen);
     let handler = crate::bus::handler_fn(move |_| {

@@ -6,35 +6,34 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use super::{Inner, KafkaError};
-use crate::bus::{BusError, Handler, Offset, Partition, Subscription};
+use super::{Kafka, KafkaError};
+use crate::bus::{BusError, Offset, Partition, Subscription};
 use crate::envelope::{Header, from_binary};
-use crate::processor::{DeadLetterSink, Processor, STORAGE_RETRY, Stopped, wait_or_stop};
-use crate::storage::{Payload, StoredRecord};
+use crate::runtime::{Consumer, Payload, STORAGE_RETRY, Stopped, StoredRecord, wait_or_stop};
 use crate::topics::TopicName;
 
-async fn connect(inner: &Inner, subscription: &Subscription) -> Result<StreamConsumer, BusError> {
+async fn connect(kafka: &Kafka, subscription: &Subscription) -> Result<StreamConsumer, BusError> {
     let consumer: StreamConsumer =
-        inner.config.consumer(subscription.group.as_str()).create().map_err(KafkaError::Client)?;
+        kafka.config.consumer(subscription.group.as_str()).create().map_err(KafkaError::Client)?;
     let topics: Vec<&str> = subscription.topics.iter().map(TopicName::as_str).collect();
     consumer.subscribe(&topics).map_err(KafkaError::Client)?;
     Ok(consumer)
 }
 
-/// Runs one subscription until `stop` turns true.
-pub(super) async fn run(
-    inner: Arc<Inner>,
-    subscription: Subscription,
-    handler: Arc<dyn Handler>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Starts the task that runs one subscription until its stop signal.
+pub(super) fn spawn(kafka: Arc<Kafka>, consumer: Consumer) -> JoinHandle<()> {
+    tokio::spawn(run(kafka, consumer))
+}
+
+async fn run(kafka: Arc<Kafka>, consumer: Consumer) {
+    let Consumer { subscription, mut processor, mut stop } = consumer;
     let group = subscription.group.clone();
     let consumer = loop {
-        match connect(&inner, &subscription).await {
+        match connect(&kafka, &subscription).await {
             Ok(consumer) => break consumer,
             Err(error) => {
                 tracing::error!(%group, %error, "Cannot start the Kafka consumer; retrying");
@@ -44,9 +43,7 @@ pub(super) async fn run(
             }
         }
     };
-    let max = inner.local.max_message_bytes;
-    let sink = Arc::clone(&inner) as Arc<dyn DeadLetterSink>;
-    let mut processor = Processor::new(group.clone(), subscription.retry, handler, sink, max);
+    let max = processor.max_message_bytes();
     tracing::info!(%group, "Kafka consumer started");
     loop {
         let received = tokio::select! {

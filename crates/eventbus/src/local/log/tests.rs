@@ -8,7 +8,7 @@ use serde_json::json;
 use super::LogBus;
 use crate::bus::EventBus;
 use crate::envelope::EventSchema;
-use crate::local::LocalConfig;
+use crate::runtime::BusConfig;
 use crate::topics::Topic;
 
 #[derive(Clone, Default)]
@@ -31,7 +31,7 @@ async fn a_publish_is_logged_as_json_without_personal_data() {
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let bus = LogBus::log(LocalConfig::default()).await.unwrap();
+    let bus = LogBus::log(BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
     // When a customer_created event with personal data is published
     let data = json!({"first_name": "John", "last_name": "Doe", "email": "john@example.com",

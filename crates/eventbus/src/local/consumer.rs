@@ -1,16 +1,18 @@
 //! The consumer loop of the local backends: reads each partition in order from the storage,
-//! hands each record to the [`Processor`], and commits offsets only after it is done with them.
+//! hands each record to the [`Processor`](crate::runtime::Processor), and commits offsets only
+//! after it is done with them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::bus::{BusError, Handler, Offset, Partition, Subscription};
+use super::storage::Storage;
+use crate::bus::{BusError, GroupId, Offset, Partition, StartPosition};
 use crate::envelope::EventId;
-use crate::local::Inner;
-use crate::processor::{DeadLetterSink, Processor, STORAGE_RETRY, Stopped, wait_or_stop};
-use crate::storage::Storage;
+use crate::runtime::{Consumer, Processor, STORAGE_RETRY, Stopped, start_offsets, wait_or_stop};
 use crate::topics::TopicName;
 
 /// Records read from one partition at a time.
@@ -22,28 +24,24 @@ struct Cursor {
     next: Offset,
 }
 
-/// Runs one subscription until `stop` turns true.
-pub(crate) async fn run<S: Storage>(
-    inner: Arc<Inner<S>>,
-    subscription: Subscription,
-    handler: Arc<dyn Handler>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Starts the task that runs one subscription on `storage` until its stop signal.
+pub(super) fn spawn<S: Storage>(storage: Arc<S>, consumer: Consumer) -> JoinHandle<()> {
+    tokio::spawn(run(storage, consumer))
+}
+
+async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
+    let Consumer { subscription, mut processor, mut stop } = consumer;
     let group = subscription.group.clone();
-    let sink = Arc::clone(&inner) as Arc<dyn DeadLetterSink>;
-    let max = inner.config.max_message_bytes;
-    let processor = Processor::new(group.clone(), subscription.retry, handler, sink, max);
-    let mut consumer = Consumer { inner, subscription, processor };
     let owner = EventId::new().to_string();
-    let topics = consumer.subscription.topics.clone();
-    let mut changes = consumer.inner.storage.changes();
-    let poll = consumer.inner.storage.poll_interval();
-    let lease_ttl = consumer.inner.storage.lease_ttl();
-    let renew_every = lease_ttl.map_or(Duration::MAX, |ttl| ttl / 3);
+    let topics = subscription.topics.clone();
+    let mut changes = storage.changes();
+    let poll = storage.poll_interval();
+    let renew_every = storage.lease_ttl().map_or(Duration::MAX, |ttl| ttl / 3);
+    let mut reader = Reader { storage: Arc::clone(&storage), group: group.clone() };
     // Each pass is one term as the group's consumer of these topics; another process sharing the
     // store may hold them, and then this one waits on standby.
     'term: while !*stop.borrow() {
-        match consumer.inner.storage.acquire_lease(&group, &topics, &owner).await {
+        match storage.acquire_lease(&group, &topics, &owner).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::debug!(%group, "Another process consumes these topics for the group; standing by");
@@ -57,7 +55,7 @@ pub(crate) async fn run<S: Storage>(
             }
         }
         let mut renewed = Instant::now();
-        let mut cursors = match consumer.cursors().await {
+        let mut cursors = match reader.cursors(&topics).await {
             Ok(cursors) => cursors,
             Err(error) => {
                 tracing::error!(%group, %error, "Cannot resolve start offsets; retrying");
@@ -68,7 +66,7 @@ pub(crate) async fn run<S: Storage>(
         tracing::info!(%group, partitions = cursors.len(), "Consumer started");
         while !*stop.borrow() {
             if renewed.elapsed() >= renew_every {
-                match consumer.inner.storage.acquire_lease(&group, &topics, &owner).await {
+                match storage.acquire_lease(&group, &topics, &owner).await {
                     Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         tracing::warn!(%group, "Lease lost to another process; standing by");
@@ -80,7 +78,7 @@ pub(crate) async fn run<S: Storage>(
             changes.borrow_and_update();
             let mut progressed = false;
             for cursor in &mut cursors {
-                match consumer.poll(cursor, &mut stop).await {
+                match reader.poll(cursor, &mut processor, &mut stop).await {
                     Ok(n) => progressed |= n > 0,
                     Err(Stopped) => break,
                 }
@@ -94,23 +92,27 @@ pub(crate) async fn run<S: Storage>(
             }
         }
     }
-    if let Err(error) = consumer.inner.storage.release_lease(&group, &topics, &owner).await {
+    if let Err(error) = storage.release_lease(&group, &topics, &owner).await {
         tracing::warn!(%group, %error, "Cannot release the group's lease; it expires by itself");
     }
     tracing::info!(%group, "Consumer stopped");
 }
 
-struct Consumer<S> {
-    inner: Arc<Inner<S>>,
-    subscription: Subscription,
-    processor: Processor,
+/// Reads partitions for one group and commits what was handled.
+struct Reader<S> {
+    storage: Arc<S>,
+    group: GroupId,
 }
 
-impl<S: Storage> Consumer<S> {
-    async fn cursors(&self) -> Result<Vec<Cursor>, BusError> {
+impl<S: Storage> Reader<S> {
+    /// A cursor at the group's committed offset in every partition of `topics`.
+    async fn cursors(&self, topics: &[TopicName]) -> Result<Vec<Cursor>, BusError> {
         let mut cursors = Vec::new();
-        for topic in &self.subscription.topics {
-            let positions = self.inner.resolve(&self.subscription.group, topic, self.subscription.start).await?;
+        for topic in topics {
+            let description =
+                self.storage.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
+            let committed = self.storage.committed(&self.group, &description).await?;
+            let positions = start_offsets(StartPosition::Committed, &description, &committed, &HashMap::new());
             cursors.extend(positions.into_iter().map(|(partition, next)| Cursor {
                 topic: topic.clone(),
                 partition,
@@ -121,8 +123,13 @@ impl<S: Storage> Consumer<S> {
     }
 
     /// Handles the next batch of one partition and commits it. Returns how many were handled.
-    async fn poll(&mut self, cursor: &mut Cursor, stop: &mut watch::Receiver<bool>) -> Result<usize, Stopped> {
-        let read = self.inner.storage.read(&cursor.topic, cursor.partition, cursor.next, BATCH).await;
+    async fn poll(
+        &mut self,
+        cursor: &mut Cursor,
+        processor: &mut Processor,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<usize, Stopped> {
+        let read = self.storage.read(&cursor.topic, cursor.partition, cursor.next, BATCH).await;
         let records = match read {
             Ok(records) => records,
             Err(error) => {
@@ -145,7 +152,7 @@ impl<S: Storage> Consumer<S> {
                 break;
             }
             let offset = record.offset;
-            if let Err(stopped) = self.processor.process(&cursor.topic, record, stop).await {
+            if let Err(stopped) = processor.process(&cursor.topic, record, stop).await {
                 outcome = Err(stopped);
                 break;
             }
@@ -159,9 +166,9 @@ impl<S: Storage> Consumer<S> {
     }
 
     async fn commit(&self, cursor: &Cursor, stop: &mut watch::Receiver<bool>) {
-        let group = &self.subscription.group;
+        let group = &self.group;
         loop {
-            match self.inner.storage.commit(group, &cursor.topic, vec![(cursor.partition, cursor.next)]).await {
+            match self.storage.commit(group, &cursor.topic, vec![(cursor.partition, cursor.next)]).await {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::error!(%group, topic = %cursor.topic, %error, "Offset commit failed; retrying");

@@ -1,18 +1,22 @@
 //! Topics, metadata, watermarks and group offsets: the `kafka-topics` and
 //! `kafka-consumer-groups` side of the backend.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
-use super::{Inner, KafkaError};
-use crate::bus::{BusError, GroupId, GroupOffset, Offset, Partition, PartitionInfo, StartPosition, TopicDescription};
+use super::{Kafka, KafkaError};
+use crate::bus::{BusError, GroupId, Offset, Partition, PartitionInfo, TopicDescription};
 use crate::topics::TopicName;
 
-impl Inner {
+/// How long a created topic may take to show in the metadata.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(5);
+
+impl Kafka {
     /// Fails with `Unreachable` unless a broker answers within the request timeout.
     pub(super) async fn ping(&self) -> Result<(), BusError> {
         let timeout = self.config.request_timeout();
@@ -26,11 +30,11 @@ impl Inner {
     }
 
     /// Creates whichever of these topics are missing.
-    pub(super) async fn ensure_topics(&self, topics: Vec<(TopicName, u32)>) -> Result<(), BusError> {
-        let existing: std::collections::HashSet<String> = self.metadata_topics().await?.into_keys().collect();
+    pub(super) async fn ensure(&self, topics: Vec<(TopicName, u32)>) -> Result<(), BusError> {
+        let existing: HashSet<String> = self.metadata_topics().await?.into_keys().collect();
         let missing: Vec<_> = topics.into_iter().filter(|(name, _)| !existing.contains(name.as_str())).collect();
         for (name, partitions) in missing {
-            match self.create_topic(&name, partitions).await {
+            match self.create(&name, partitions).await {
                 Ok(()) | Err(BusError::TopicExists(_)) => {}
                 Err(error) => return Err(error),
             }
@@ -38,7 +42,8 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
+    /// Creates a topic and waits until the metadata shows it.
+    pub(super) async fn create(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
         let replication = TopicReplication::Fixed(self.config.replication_factor);
         let topic = NewTopic::new(name.as_str(), partitions as i32, replication);
         let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout()));
@@ -47,23 +52,22 @@ impl Inner {
             match result {
                 Ok(_) => {}
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Err(BusError::TopicExists(name.clone())),
-                Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, reason: code.to_string() }.into()),
+                Err((topic, source)) => return Err(KafkaError::CreateTopic { topic, source }.into()),
             }
         }
         // The broker may need a moment before metadata shows the new topic.
-        for _ in 0..50 {
+        let step = Duration::from_millis(100);
+        for _ in 0..VISIBLE_WITHIN.as_millis() / step.as_millis() {
             if self.metadata_topics().await?.contains_key(name.as_str()) {
-                self.partitions.write().expect("partitions lock").insert(name.clone(), partitions);
                 return Ok(());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(step).await;
         }
-        Err(KafkaError::CreateTopic { topic: name.to_string(), reason: "not visible in metadata after 5 s".into() }
-            .into())
+        Err(KafkaError::TopicNotVisible { topic: name.to_string(), waited: VISIBLE_WITHIN }.into())
     }
 
     /// Topic name → partition count, for every topic the cluster reports.
-    async fn metadata_topics(&self) -> Result<HashMap<String, u32>, BusError> {
+    pub(super) async fn metadata_topics(&self) -> Result<HashMap<String, u32>, BusError> {
         let timeout = self.config.request_timeout();
         self.blocking(move |meta| {
             let metadata = meta.fetch_metadata(None, timeout).map_err(KafkaError::Client)?;
@@ -77,26 +81,8 @@ impl Inner {
         .await
     }
 
-    /// The partition count of a topic; creates the topic if auto-create is on.
-    pub(super) async fn partition_count(&self, topic: &TopicName) -> Result<u32, BusError> {
-        if let Some(&n) = self.partitions.read().expect("partitions lock").get(topic) {
-            return Ok(n);
-        }
-        let n = match self.metadata_topics().await?.get(topic.as_str()) {
-            Some(&n) => n,
-            None if self.local.auto_create_topics => {
-                let n = topic.auto_partitions(self.local.default_partitions);
-                self.ensure_topics(topic.with_dlq(n)).await?;
-                n
-            }
-            None => return Err(BusError::UnknownTopic(topic.clone())),
-        };
-        self.partitions.write().expect("partitions lock").insert(topic.clone(), n);
-        Ok(n)
-    }
-
     /// One topic, or every topic but Kafka's internal ones, with watermarks per partition.
-    pub(super) async fn describe(&self, only: Option<&TopicName>) -> Result<Vec<TopicDescription>, BusError> {
+    pub(super) async fn watermarks(&self, only: Option<&TopicName>) -> Result<Vec<TopicDescription>, BusError> {
         let timeout = self.config.request_timeout();
         let only = only.map(|t| t.to_string());
         self.blocking(move |meta| {
@@ -126,15 +112,13 @@ impl Inner {
         .await
     }
 
-    pub(super) async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+    pub(super) async fn remove_group(&self, group: &GroupId) -> Result<(), BusError> {
         let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout()));
         let results = self.admin.delete_groups(&[group.as_str()], &options).await.map_err(KafkaError::Client)?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
-                Err((name, code)) => {
-                    return Err(KafkaError::DeleteGroup { group: name, reason: code.to_string() }.into());
-                }
+                Err((group, source)) => return Err(KafkaError::DeleteGroup { group, source }.into()),
             }
         }
         Ok(())
@@ -145,81 +129,44 @@ impl Inner {
         Ok(self.config.consumer(group.as_str()).create().map_err(KafkaError::Client)?)
     }
 
-    pub(super) async fn group_offsets(&self, group: &GroupId, topic: &TopicName) -> Result<Vec<GroupOffset>, BusError> {
-        let description =
-            self.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
-        let client = self.group_client(group)?;
-        let timeout = self.config.request_timeout();
-        let name = topic.to_string();
-        let committed = tokio::task::spawn_blocking(move || {
-            let mut tpl = TopicPartitionList::new();
-            for p in &description.partitions {
-                tpl.add_partition(&name, p.partition.0 as i32);
-            }
-            let committed = client.committed_offsets(tpl, timeout).map_err(KafkaError::Client)?;
-            let offsets = description
-                .partitions
-                .iter()
-                .filter_map(|info| {
-                    let elem = committed.find_partition(&name, info.partition.0 as i32)?;
-                    let KafkaOffset::Offset(offset) = elem.offset() else { return None };
-                    let offset = Offset(offset.max(0) as u64);
-                    Some(GroupOffset { partition: info.partition, offset, lag: info.latest.0.saturating_sub(offset.0) })
-                })
-                .collect::<Vec<_>>();
-            Ok::<_, BusError>(offsets)
-        })
-        .await
-        .map_err(|e| KafkaError::Task(e.to_string()))??;
-        Ok(committed)
-    }
-
-    /// Where `start` points in each partition of `topic`, for `group`.
-    pub(super) async fn resolve(
+    /// The offsets `group` committed in the partitions of `topic`.
+    pub(super) async fn committed_offsets(
         &self,
         group: &GroupId,
-        topic: &TopicName,
-        start: StartPosition,
-    ) -> Result<Vec<(Partition, Offset)>, BusError> {
-        let description =
-            self.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
-        let committed: HashMap<Partition, Offset> = match start {
-            StartPosition::Committed => {
-                self.group_offsets(group, topic).await?.into_iter().map(|o| (o.partition, o.offset)).collect()
+        topic: &TopicDescription,
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
+        let client = self.group_client(group)?;
+        let timeout = self.config.request_timeout();
+        let name = topic.name.to_string();
+        let partitions: Vec<Partition> = topic.partitions.iter().map(|p| p.partition).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                tpl.add_partition(&name, p.0 as i32);
             }
-            _ => HashMap::new(),
-        };
-        let by_time = match start {
-            StartPosition::Timestamp(time) => {
-                self.offsets_for_time(topic, &description, time.timestamp_millis()).await?
-            }
-            _ => HashMap::new(),
-        };
-        Ok(description
-            .partitions
-            .iter()
-            .map(|info| {
-                let offset = match start {
-                    StartPosition::Committed => committed.get(&info.partition).copied().unwrap_or(info.earliest),
-                    StartPosition::Earliest => info.earliest,
-                    StartPosition::Latest => info.latest,
-                    StartPosition::Offset(n) => n,
-                    StartPosition::Timestamp(_) => by_time.get(&info.partition).copied().unwrap_or(info.latest),
-                };
-                (info.partition, offset.clamp(info.earliest, info.latest))
-            })
-            .collect())
+            let committed = client.committed_offsets(tpl, timeout).map_err(KafkaError::Client)?;
+            Ok(partitions
+                .iter()
+                .filter_map(|p| {
+                    let elem = committed.find_partition(&name, p.0 as i32)?;
+                    let KafkaOffset::Offset(offset) = elem.offset() else { return None };
+                    Some((*p, Offset(offset.max(0) as u64)))
+                })
+                .collect())
+        })
+        .await
+        .map_err(KafkaError::Task)?
     }
 
-    async fn offsets_for_time(
+    /// For each partition of `topic`, the first offset at or after `millis` since the epoch.
+    pub(super) async fn offsets_at(
         &self,
-        topic: &TopicName,
-        description: &TopicDescription,
+        topic: &TopicDescription,
         millis: i64,
     ) -> Result<HashMap<Partition, Offset>, BusError> {
         let timeout = self.config.request_timeout();
-        let name = topic.to_string();
-        let partitions: Vec<Partition> = description.partitions.iter().map(|p| p.partition).collect();
+        let name = topic.name.to_string();
+        let partitions: Vec<Partition> = topic.partitions.iter().map(|p| p.partition).collect();
         self.blocking(move |meta| {
             let mut tpl = TopicPartitionList::new();
             for p in &partitions {
@@ -239,7 +186,7 @@ impl Inner {
     }
 
     /// Commits offsets for a group that has no live member, like `--reset-offsets --execute`.
-    pub(super) async fn commit(
+    pub(super) async fn commit_offsets(
         &self,
         group: &GroupId,
         topic: &TopicName,
@@ -257,6 +204,6 @@ impl Inner {
             Ok::<_, BusError>(())
         })
         .await
-        .map_err(|e| KafkaError::Task(e.to_string()))?
+        .map_err(KafkaError::Task)?
     }
 }

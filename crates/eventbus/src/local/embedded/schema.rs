@@ -1,8 +1,45 @@
-//! The store's tables. Bump `FORMAT` when they change.
+//! The store's tables, and the check that a store was written in the format this program reads.
+//! Bump `FORMAT` when the tables change.
 
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+/// The format of the tables below.
 pub const FORMAT: i64 = 1;
 
-pub const CREATE: &str = "
+/// Why a store cannot be used as it is.
+pub(super) enum MigrateError {
+    Sqlite(rusqlite::Error),
+    /// The store has another format, written by another version of this program.
+    Format {
+        found: i64,
+    },
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(error)
+    }
+}
+
+/// Creates the tables that are missing and records the format of a new store; refuses a store of
+/// another format.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(CREATE)?;
+    let found: Option<i64> =
+        tx.query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0)).optional()?;
+    match found {
+        None => {
+            tx.execute("INSERT INTO meta (key, value) VALUES ('format', ?1)", [FORMAT])?;
+        }
+        Some(found) if found != FORMAT => return Err(MigrateError::Format { found }),
+        Some(_) => {}
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL

@@ -12,9 +12,9 @@ use futures::FutureExt;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+use super::record::{Payload, StoredRecord};
 use crate::bus::{BusError, GroupId, Handler, Message, RetryPolicy};
 use crate::envelope::{EventId, EventSchema};
-use crate::storage::{Payload, StoredRecord};
 use crate::topics::TopicName;
 
 /// Event ids remembered per subscription to drop repeats.
@@ -29,7 +29,7 @@ const ORIGINAL_PREFIX_CHARS: usize = 512;
 pub const DEAD_LETTERED: &str = "dead_lettered";
 
 /// The consumer was asked to stop before it finished the message; it will be delivered again.
-pub(crate) struct Stopped;
+pub struct Stopped;
 
 /// Where dead letters go: `<topic>.dlq` on the same bus.
 #[async_trait]
@@ -46,7 +46,8 @@ pub(crate) async fn wait_or_stop(stop: &mut watch::Receiver<bool>, delay: Durati
     *stop.borrow()
 }
 
-pub(crate) struct Processor {
+/// Takes each message of one subscription from delivery to done.
+pub struct Processor {
     group: GroupId,
     retry: RetryPolicy,
     handler: Arc<dyn Handler>,
@@ -64,6 +65,12 @@ impl Processor {
         max_message_bytes: usize,
     ) -> Self {
         Self { group, retry, handler, sink, max_message_bytes, dedup: Dedup::default() }
+    }
+
+    /// The largest message the subscription takes; a larger one is dead-lettered unread.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 
     /// Handles one record to the end: success, or a stored dead letter.

@@ -1,0 +1,261 @@
+//! `kafka`: the bus on a Kafka cluster through rdkafka (librdkafka).
+//!
+//! - Publishing waits for the broker's acknowledgement (`acks=all`, idempotent producer) and
+//!   partitions with murmur2, so a key lands where the other backends put it.
+//! - Messages carry the seed's flat EventSchema JSON as the value and CloudEvents binary-mode
+//!   `ce_*` headers; consumers read binary and structured mode.
+//! - Consumers store an offset only after the handler is done with the message; librdkafka
+//!   commits stored offsets every 500 ms, on rebalance and on close (at least once).
+//! - With an outbox directory, publishes are durable on local disk first and a relay sends them
+//!   in order, so a broker outage delays events without failing the caller.
+//!
+//! Files: `config` (settings and the librdkafka properties they make), `error`, `admin` (topics,
+//! metadata, watermarks, group offsets), `consumer` (the consumer loop), `outbox` (the durable
+//! outbox and its relay).
+
+mod admin;
+mod config;
+mod consumer;
+mod error;
+mod outbox;
+
+pub use config::{KafkaConfig, Secret};
+pub use error::KafkaError;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::task::JoinHandle;
+
+use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
+use crate::envelope::{Header, to_binary};
+use crate::runtime::{Backend, Bus, BusConfig, Consumer, NewRecord, Payload};
+use crate::topics::TopicName;
+
+/// The bus on Kafka. Cheap to clone; clones share the producer and consumers.
+pub type KafkaBus = Bus<Kafka>;
+
+impl Bus<Kafka> {
+    /// Connects, checks that a broker answers within `request_timeout_ms`, and creates the catalog
+    /// topics and their dead-letter topics that are missing.
+    pub async fn connect(config: KafkaConfig, bus: BusConfig) -> Result<Self, BusError> {
+        let kafka = Arc::new(Kafka::new(config).await?);
+        kafka.ping().await?;
+        let opened = Self::open(Arc::clone(&kafka), bus).await?;
+        outbox::spawn(&kafka);
+        Ok(opened)
+    }
+
+    /// Events waiting in the local outbox for the broker; answers while the broker is down.
+    pub async fn outbox_backlog(&self) -> Result<u64, BusError> {
+        Ok(self.inner().outbox_backlog().await?.unwrap_or(0))
+    }
+}
+
+/// The Kafka backend: a producer, an admin client, a metadata client and, if configured, the
+/// durable local outbox.
+pub struct Kafka {
+    config: KafkaConfig,
+    /// Replaced after a failed delivery: a fresh producer gets a new producer id, which brokers
+    /// that cannot resume an idempotent producer's sequence after a restart need.
+    producer: RwLock<FutureProducer>,
+    admin: AdminClient<DefaultClientContext>,
+    /// Metadata and watermarks; belongs to no group.
+    meta: Arc<BaseConsumer>,
+    /// Where publishes wait for the broker; `None` sends directly.
+    outbox: Option<outbox::Outbox>,
+}
+
+/// A message ready for the producer.
+struct Outgoing {
+    key: Option<String>,
+    value: Vec<u8>,
+    headers: Vec<Header>,
+}
+
+impl Kafka {
+    async fn new(config: KafkaConfig) -> Result<Self, BusError> {
+        let producer: FutureProducer = config.producer().create().map_err(KafkaError::Client)?;
+        let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(KafkaError::Client)?;
+        let meta: BaseConsumer = config.client().create().map_err(KafkaError::Client)?;
+        let outbox = match &config.outbox_dir {
+            Some(dir) => Some(outbox::Outbox::open(dir).await?),
+            None => None,
+        };
+        Ok(Self { config, producer: RwLock::new(producer), admin, meta: Arc::new(meta), outbox })
+    }
+
+    /// Runs a blocking client call on the blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, BusError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&BaseConsumer) -> Result<T, BusError> + Send + 'static,
+    {
+        let meta = Arc::clone(&self.meta);
+        tokio::task::spawn_blocking(move || f(&meta)).await.map_err(KafkaError::Task)?
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer.read().expect("producer lock").clone()
+    }
+
+    /// Starts over with a new producer (and producer id) after deliveries failed.
+    fn renew_producer(&self) {
+        match self.config.producer().create::<FutureProducer>() {
+            Ok(producer) => *self.producer.write().expect("producer lock") = producer,
+            Err(error) => tracing::error!(%error, "Cannot create a new Kafka producer; keeping the old one"),
+        }
+    }
+
+    /// Sends messages in order, all in flight at once, and waits for every acknowledgement.
+    async fn send_each(&self, messages: Vec<(TopicName, Outgoing)>) -> Vec<Result<Published, BusError>> {
+        let timeout = Duration::from_millis(self.config.delivery_timeout_ms);
+        let producer = self.producer();
+        let sends = messages.iter().map(|(topic, m)| {
+            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+            for h in &m.headers {
+                headers = headers.insert(KafkaHeader { key: &h.name, value: Some(h.value.as_bytes()) });
+            }
+            let mut record = FutureRecord::<str, [u8]>::to(topic.as_str()).payload(&m.value).headers(headers);
+            if let Some(key) = &m.key {
+                record = record.key(key.as_str());
+            }
+            producer.send(record, timeout)
+        });
+        let results = futures::future::join_all(sends).await;
+        results
+            .into_iter()
+            .zip(&messages)
+            .map(|(result, (topic, _))| match result {
+                Ok(delivery) => Ok(Published::at(Partition(delivery.partition as u32), Offset(delivery.offset as u64))),
+                Err((source, _)) => Err(KafkaError::Delivery { topic: topic.to_string(), source }.into()),
+            })
+            .collect()
+    }
+}
+
+/// The message for a record: an event's flat JSON with its CloudEvents headers, or raw bytes as
+/// they were given.
+fn outgoing(record: NewRecord) -> Result<Outgoing, BusError> {
+    let key = record.key.map(|k| k.to_string());
+    Ok(match record.payload {
+        Payload::Event(event) => {
+            let (headers, value) = to_binary(&event)?;
+            Outgoing { key, value, headers }
+        }
+        Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => {
+            Outgoing { key, value: bytes.to_vec(), headers: Vec::new() }
+        }
+    })
+}
+
+#[async_trait]
+impl Backend for Kafka {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Kafka
+    }
+
+    fn stores_bytes(&self) -> bool {
+        false
+    }
+
+    async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
+        self.create(name, partitions).await
+    }
+
+    async fn ensure_topics(&self, topics: Vec<(TopicName, u32)>) -> Result<(), BusError> {
+        self.ensure(topics).await
+    }
+
+    async fn partition_count(&self, name: &TopicName) -> Result<Option<u32>, BusError> {
+        Ok(self.metadata_topics().await?.get(name.as_str()).copied())
+    }
+
+    async fn describe(&self, name: Option<&TopicName>) -> Result<Vec<TopicDescription>, BusError> {
+        self.watermarks(name).await
+    }
+
+    /// Delivers records through the outbox if there is one (an outage then yields `Published`
+    /// without an offset once `delivery_timeout_ms` passes), else directly.
+    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
+        // Until the broker acknowledges, a keyed event is where its key maps; an unkeyed one is
+        // placed by the producer and reads partition 0.
+        let expected: Vec<Partition> =
+            records.iter().map(|r| if r.key.is_some() { r.partition } else { Partition(0) }).collect();
+        let messages = records.into_iter().map(outgoing).collect::<Result<Vec<_>, _>>()?;
+        let tagged = messages.into_iter().map(|m| (topic.clone(), m)).collect();
+        let Some(outbox) = &self.outbox else {
+            return self.send_each(tagged).await.into_iter().collect();
+        };
+        let offsets = outbox.append(tagged).await?;
+        let timeout = Duration::from_millis(self.config.delivery_timeout_ms);
+        let acknowledged = outbox.wait(&offsets, timeout).await;
+        Ok(acknowledged
+            .into_iter()
+            .zip(expected)
+            .map(|(published, partition)| published.unwrap_or(Published { partition, offset: None }))
+            .collect())
+    }
+
+    async fn offsets_for_time(
+        &self,
+        topic: &TopicDescription,
+        time: DateTime<Utc>,
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
+        self.offsets_at(topic, time.timestamp_millis()).await
+    }
+
+    async fn committed(
+        &self,
+        group: &GroupId,
+        topic: &TopicDescription,
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
+        self.committed_offsets(group, topic).await
+    }
+
+    async fn commit(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        offsets: Vec<(Partition, Offset)>,
+    ) -> Result<(), BusError> {
+        self.commit_offsets(group, topic, offsets).await
+    }
+
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        self.remove_group(group).await
+    }
+
+    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
+        consumer::spawn(self, consumer)
+    }
+
+    /// Flushes the producer: what it holds is sent before the bus reports stopped.
+    async fn flush(&self) -> Result<(), BusError> {
+        let producer = self.producer();
+        let timeout = self.config.request_timeout();
+        tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout))
+            .await
+            .map_err(KafkaError::Task)?
+            .map_err(KafkaError::Client)?;
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> Result<Option<u64>, BusError> {
+        match &self.outbox {
+            Some(outbox) => Ok(Some(outbox.backlog().await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

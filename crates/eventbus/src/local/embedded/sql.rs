@@ -1,0 +1,299 @@
+//! Every SQL statement of the store: the read queries, and the writes the writer thread applies
+//! inside its transactions.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::config::{EmbeddedConfig, SyncMode};
+use super::error::EmbeddedError;
+use crate::bus::{GroupId, Offset, Partition, Published};
+use crate::runtime::{Payload, StoredRecord};
+use crate::topics::TopicName;
+
+/// Records retention deletes from one partition in one pass.
+const RETENTION_CHUNK: u64 = 10_000;
+
+/// A topic as the store knows it.
+#[derive(Clone, Copy)]
+pub(super) struct TopicRow {
+    /// The topic's key in the other tables.
+    pub(super) id: i64,
+    pub(super) partitions: u32,
+}
+
+pub(super) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A connection to the store in WAL mode, with the configured sync and busy timeout.
+pub(super) fn connect(config: &EmbeddedConfig, path: &Path) -> Result<Connection, EmbeddedError> {
+    let classify = |e| EmbeddedError::classify(path, e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+    conn.busy_timeout(config.busy_timeout).map_err(classify)?;
+    // Keep a cached statement's plan: without this, a statement with a bound `LIMIT ?` is
+    // prepared again on every use, and consumers run such reads for every partition they poll.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(classify)?;
+    let sync = match config.sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    };
+    // Reading the journal mode touches the file header: a file that is not a database fails here.
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0)).map_err(classify)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), %mode, "Store is not in WAL mode");
+    }
+    conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;")).map_err(classify)?;
+    Ok(conn)
+}
+
+/// The topic named `name`, if it exists.
+pub(super) fn topic(conn: &Connection, name: &str) -> rusqlite::Result<Option<TopicRow>> {
+    conn.query_row("SELECT id, partitions FROM topics WHERE name = ?1", [name], |r| {
+        Ok(TopicRow { id: r.get(0)?, partitions: r.get(1)? })
+    })
+    .optional()
+}
+
+/// Each partition of one topic (or of all when `name` is `None`) as (topic, partition, log
+/// start, next offset), ordered by topic and partition.
+pub(super) fn partitions(conn: &Connection, name: Option<String>) -> rusqlite::Result<Vec<(String, u32, u64, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.name, p.partition, p.log_start, p.next_offset FROM topics t
+         JOIN partitions p ON p.topic_id = t.id
+         WHERE ?1 IS NULL OR t.name = ?1 ORDER BY t.name, p.partition",
+    )?;
+    let rows = stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    rows.collect()
+}
+
+/// Up to `max` records of a partition from offset `from` on.
+pub(super) fn read(
+    conn: &Connection,
+    topic_id: i64,
+    partition: Partition,
+    from: Offset,
+    max: usize,
+) -> rusqlite::Result<Vec<StoredRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT offset, ts_ms, key, value FROM records
+         WHERE topic_id = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![topic_id, partition.0, from.0, max as i64], |r| {
+        Ok(StoredRecord {
+            partition,
+            offset: Offset(r.get(0)?),
+            timestamp: Utc.timestamp_millis_opt(r.get(1)?).single().unwrap_or_default(),
+            key: r.get::<_, Option<String>>(2)?.map(Arc::from),
+            payload: Payload::Bytes(Bytes::from(r.get::<_, Vec<u8>>(3)?)),
+        })
+    })?;
+    rows.collect()
+}
+
+/// The offsets `group` committed in a topic.
+pub(super) fn committed(conn: &Connection, group: &str, topic_id: i64) -> rusqlite::Result<HashMap<Partition, Offset>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT partition, offset FROM group_offsets WHERE group_id = ?1 AND topic_id = ?2")?;
+    let rows = stmt.query_map(params![group, topic_id], |r| Ok((Partition(r.get(0)?), Offset(r.get(1)?))))?;
+    rows.collect()
+}
+
+/// The first offset with a timestamp at or after `target`. Timestamps never decrease within a
+/// partition (each append takes the later of now and the last timestamp), so a binary search over
+/// the retained offsets finds it.
+pub(super) fn first_at_or_after(
+    conn: &Connection,
+    topic_id: i64,
+    partition: Partition,
+    target: i64,
+) -> rusqlite::Result<Offset> {
+    let (mut low, mut high): (u64, u64) = conn.query_row(
+        "SELECT log_start, next_offset FROM partitions WHERE topic_id = ?1 AND partition = ?2",
+        params![topic_id, partition.0],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT ts_ms FROM records WHERE topic_id = ?1 AND partition = ?2 AND offset = ?3")?;
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let ts: Option<i64> = stmt.query_row(params![topic_id, partition.0, mid], |r| r.get(0)).optional()?;
+        match ts {
+            Some(ts) if ts < target => low = mid + 1,
+            Some(_) => high = mid,
+            // Deleted by retention meanwhile: everything before is older still.
+            None => low = mid + 1,
+        }
+    }
+    Ok(Offset(low))
+}
+
+/// Takes the lease on every topic, or on none if another owner holds any of them unexpired.
+pub(super) fn lease(
+    conn: &Connection,
+    group: &GroupId,
+    topic_ids: &[i64],
+    owner: &str,
+    expires_ms: i64,
+) -> rusqlite::Result<bool> {
+    let now = now_ms();
+    let mut held =
+        conn.prepare_cached("SELECT owner, expires_ms FROM group_leases WHERE group_id = ?1 AND topic_id = ?2")?;
+    for topic_id in topic_ids {
+        let holder: Option<(String, i64)> =
+            held.query_row(params![group.as_str(), topic_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        if holder.is_some_and(|(holder, expires)| holder != owner && expires > now) {
+            return Ok(false);
+        }
+    }
+    let mut take = conn.prepare_cached(
+        "INSERT INTO group_leases (group_id, topic_id, owner, expires_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (group_id, topic_id) DO UPDATE SET owner = excluded.owner, expires_ms = excluded.expires_ms",
+    )?;
+    for topic_id in topic_ids {
+        take.execute(params![group.as_str(), topic_id, owner, expires_ms])?;
+    }
+    Ok(true)
+}
+
+pub(super) fn delete_group(conn: &Connection, group: &GroupId) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM group_offsets WHERE group_id = ?1", [group.as_str()])?;
+    conn.execute("DELETE FROM group_leases WHERE group_id = ?1", [group.as_str()])?;
+    Ok(())
+}
+
+pub(super) fn release(conn: &Connection, group: &GroupId, topic_ids: &[i64], owner: &str) -> rusqlite::Result<()> {
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM group_leases WHERE group_id = ?1 AND topic_id = ?2 AND owner = ?3")?;
+    for topic_id in topic_ids {
+        stmt.execute(params![group.as_str(), topic_id, owner])?;
+    }
+    Ok(())
+}
+
+pub(super) fn truncate(conn: &Connection, topic_id: i64, partition: Partition, before: Offset) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM records WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",
+        params![topic_id, partition.0, before.0],
+    )?;
+    conn.execute(
+        "UPDATE partitions SET log_start = MAX(log_start, MIN(?3, next_offset)) WHERE topic_id = ?1 AND partition = ?2",
+        params![topic_id, partition.0, before.0],
+    )?;
+    Ok(())
+}
+
+pub(super) fn append(
+    conn: &Connection,
+    topic_id: i64,
+    records: Vec<(Partition, Option<Arc<str>>, Bytes)>,
+) -> rusqlite::Result<Vec<Published>> {
+    let now = now_ms();
+    let mut heads: HashMap<Partition, (u64, i64)> = HashMap::new();
+    let mut head_stmt =
+        conn.prepare_cached("SELECT next_offset, last_ts_ms FROM partitions WHERE topic_id = ?1 AND partition = ?2")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO records (topic_id, partition, offset, ts_ms, key, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut published = Vec::with_capacity(records.len());
+    for (partition, key, value) in records {
+        let head = match heads.get_mut(&partition) {
+            Some(head) => head,
+            None => {
+                let head = head_stmt.query_row(params![topic_id, partition.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                heads.entry(partition).or_insert(head)
+            }
+        };
+        let (offset, last_ts) = *head;
+        let ts = now.max(last_ts);
+        insert.execute(params![topic_id, partition.0, offset, ts, key.as_deref(), &value[..]])?;
+        *head = (offset + 1, ts);
+        published.push(Published::at(partition, Offset(offset)));
+    }
+    let mut update = conn.prepare_cached(
+        "UPDATE partitions SET next_offset = ?3, last_ts_ms = ?4 WHERE topic_id = ?1 AND partition = ?2",
+    )?;
+    for (partition, (next, ts)) in heads {
+        update.execute(params![topic_id, partition.0, next, ts])?;
+    }
+    Ok(published)
+}
+
+pub(super) fn commit(
+    conn: &Connection,
+    group: &GroupId,
+    topic_id: i64,
+    offsets: &[(Partition, Offset)],
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO group_offsets (group_id, topic_id, partition, offset, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET offset = excluded.offset, updated_ms = excluded.updated_ms",
+    )?;
+    let now = now_ms();
+    for (partition, offset) in offsets {
+        stmt.execute(params![group.as_str(), topic_id, partition.0, offset.0, now])?;
+    }
+    Ok(())
+}
+
+pub(super) fn create_topics(conn: &Connection, topics: &[(TopicName, u32)]) -> rusqlite::Result<Vec<TopicName>> {
+    let mut existing = Vec::new();
+    let now = now_ms();
+    for (name, partitions) in topics {
+        let found: Option<i64> =
+            conn.query_row("SELECT id FROM topics WHERE name = ?1", [name.as_str()], |r| r.get(0)).optional()?;
+        if found.is_some() {
+            existing.push(name.clone());
+            continue;
+        }
+        conn.execute(
+            "INSERT INTO topics (name, partitions, created_ms) VALUES (?1, ?2, ?3)",
+            params![name.as_str(), partitions, now],
+        )?;
+        let id = conn.last_insert_rowid();
+        let mut stmt = conn.prepare_cached("INSERT INTO partitions (topic_id, partition) VALUES (?1, ?2)")?;
+        for partition in 0..*partitions {
+            stmt.execute(params![id, partition])?;
+        }
+    }
+    Ok(existing)
+}
+
+/// Deletes, from the head of each partition, the records older than the retention period.
+pub(super) fn apply_retention(conn: &mut Connection, retention: Duration) -> rusqlite::Result<()> {
+    let cutoff = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let heads: Vec<(i64, u32, u64)> = {
+        let mut stmt =
+            tx.prepare("SELECT topic_id, partition, log_start FROM partitions WHERE next_offset > log_start")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?
+    };
+    let mut deleted = 0;
+    for (topic_id, partition, log_start) in heads {
+        // At most RETENTION_CHUNK records per partition per pass keeps the write lock short; the
+        // next pass deletes more.
+        let keep_from =
+            first_at_or_after(&tx, topic_id, Partition(partition), cutoff)?.0.min(log_start + RETENTION_CHUNK);
+        if keep_from > log_start {
+            deleted += tx.execute(
+                "DELETE FROM records WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",
+                params![topic_id, partition, keep_from],
+            )?;
+            tx.execute(
+                "UPDATE partitions SET log_start = ?3 WHERE topic_id = ?1 AND partition = ?2",
+                params![topic_id, partition, keep_from],
+            )?;
+        }
+    }
+    tx.commit()?;
+    if deleted > 0 {
+        tracing::info!(deleted, "Retention deleted expired records");
+    }
+    Ok(())
+}

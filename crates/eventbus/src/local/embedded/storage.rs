@@ -1,0 +1,279 @@
+//! [`EmbeddedStorage`]: the store as the bus sees it. Reads run on pooled connections on the
+//! blocking pool; every write goes to the writer thread.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::config::EmbeddedConfig;
+use super::error::EmbeddedError;
+use super::schema;
+use super::sql::{self, TopicRow};
+use super::writer::{self, Reply, WriteOp};
+use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, PartitionInfo, Published, TopicDescription};
+use crate::local::consumer;
+use crate::local::storage::Storage;
+use crate::runtime::{Backend, Consumer, NewRecord, Payload, StoredRecord};
+use crate::topics::TopicName;
+
+/// Read connections kept open for reuse.
+const READERS: usize = 2;
+
+/// Durable partitioned logs in a SQLite file.
+pub struct EmbeddedStorage {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<WriteOp>,
+    /// Ticks after each commit of the writer that appended records.
+    changes: watch::Receiver<u64>,
+}
+
+struct Shared {
+    path: PathBuf,
+    config: EmbeddedConfig,
+    readers: Mutex<Vec<Connection>>,
+    topics: RwLock<HashMap<TopicName, TopicRow>>,
+}
+
+impl EmbeddedStorage {
+    /// Opens or creates the store, checks its format, and starts the writer thread.
+    pub fn open(config: EmbeddedConfig) -> Result<Self, EmbeddedError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| EmbeddedError::Io { path: config.data_dir.clone(), source })?;
+        let path = config.db_path();
+        let mut conn = sql::connect(&config, &path)?;
+        schema::migrate(&mut conn).map_err(|error| match error {
+            schema::MigrateError::Sqlite(error) => EmbeddedError::classify(&path, error),
+            schema::MigrateError::Format { found } => {
+                EmbeddedError::Format { path: path.clone(), found, expected: schema::FORMAT }
+            }
+        })?;
+        let readers = (0..READERS).map(|_| sql::connect(&config, &path)).collect::<Result<Vec<_>, _>>()?;
+        let (writer, changes) = writer::spawn(conn, path.clone(), config.retention)?;
+        let shared =
+            Arc::new(Shared { path: path.clone(), config, readers: Mutex::new(readers), topics: RwLock::default() });
+        tracing::info!(path = %path.display(), "Embedded store opened");
+        Ok(Self { shared, writer, changes })
+    }
+
+    async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, EmbeddedError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(op(reply)).map_err(|_| EmbeddedError::WriterGone)?;
+        answer.await.map_err(|_| EmbeddedError::WriterGone)?
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking pool.
+    async fn read_with<T, F>(&self, f: F) -> Result<T, EmbeddedError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let pooled = shared.readers.lock().expect("readers lock").pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => sql::connect(&shared.config, &shared.path)?,
+            };
+            let result = f(&conn).map_err(|e| EmbeddedError::classify(&shared.path, e));
+            shared.readers.lock().expect("readers lock").push(conn);
+            result
+        })
+        .await?
+    }
+
+    async fn topic(&self, name: &TopicName) -> Result<Option<TopicRow>, EmbeddedError> {
+        if let Some(row) = self.shared.topics.read().expect("topics lock").get(name) {
+            return Ok(Some(*row));
+        }
+        let key = name.to_string();
+        let row = self.read_with(move |conn| sql::topic(conn, &key)).await?;
+        if let Some(row) = row {
+            self.shared.topics.write().expect("topics lock").insert(name.clone(), row);
+        }
+        Ok(row)
+    }
+
+    async fn known_topic(&self, name: &TopicName) -> Result<TopicRow, BusError> {
+        self.topic(name).await?.ok_or_else(|| BusError::UnknownTopic(name.clone()))
+    }
+
+    async fn topic_ids(&self, topics: &[TopicName]) -> Result<Vec<i64>, BusError> {
+        let mut ids = Vec::with_capacity(topics.len());
+        for topic in topics {
+            ids.push(self.known_topic(topic).await?.id);
+        }
+        Ok(ids)
+    }
+
+    /// Deletes the records of a partition before `before`, and moves its log start there.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub(crate) async fn truncate(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        before: Offset,
+    ) -> Result<(), BusError> {
+        let row = self.known_topic(topic).await?;
+        self.write(|reply| WriteOp::Truncate { topic_id: row.id, partition, before, reply }).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for EmbeddedStorage {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Embedded
+    }
+
+    fn stores_bytes(&self) -> bool {
+        true
+    }
+
+    async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
+        let topics = vec![(name.clone(), partitions)];
+        let existing = self.write(|reply| WriteOp::CreateTopics { topics, reply }).await?;
+        if existing.is_empty() { Ok(()) } else { Err(BusError::TopicExists(name.clone())) }
+    }
+
+    async fn ensure_topics(&self, topics: Vec<(TopicName, u32)>) -> Result<(), BusError> {
+        self.write(|reply| WriteOp::CreateTopics { topics, reply }).await?;
+        Ok(())
+    }
+
+    async fn partition_count(&self, name: &TopicName) -> Result<Option<u32>, BusError> {
+        Ok(self.topic(name).await?.map(|row| row.partitions))
+    }
+
+    async fn describe(&self, name: Option<&TopicName>) -> Result<Vec<TopicDescription>, BusError> {
+        let filter = name.map(|n| n.to_string());
+        let rows = self.read_with(move |conn| sql::partitions(conn, filter)).await?;
+        let mut topics: Vec<TopicDescription> = Vec::new();
+        for (topic, partition, earliest, latest) in rows {
+            let info =
+                PartitionInfo { partition: Partition(partition), earliest: Offset(earliest), latest: Offset(latest) };
+            match topics.last_mut() {
+                Some(last) if last.name.as_str() == topic => last.partitions.push(info),
+                _ => {
+                    let name = TopicName::new(&topic).map_err(BusError::InvalidTopic)?;
+                    topics.push(TopicDescription { name, partitions: vec![info] });
+                }
+            }
+        }
+        Ok(topics)
+    }
+
+    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
+        let row = self.known_topic(topic).await?;
+        let records = records
+            .into_iter()
+            .map(|r| {
+                let bytes = match r.payload {
+                    Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes,
+                    Payload::Event(event) => Bytes::from(event.to_json()),
+                };
+                (r.partition, r.key, bytes)
+            })
+            .collect();
+        let published = self.write(|reply| WriteOp::Append { topic_id: row.id, records, reply }).await?;
+        Ok(published)
+    }
+
+    async fn offsets_for_time(
+        &self,
+        topic: &TopicDescription,
+        time: DateTime<Utc>,
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
+        let row = self.known_topic(&topic.name).await?;
+        let target = time.timestamp_millis();
+        let partitions: Vec<Partition> = topic.partitions.iter().map(|p| p.partition).collect();
+        let offsets = self
+            .read_with(move |conn| {
+                partitions
+                    .into_iter()
+                    .map(|partition| Ok((partition, sql::first_at_or_after(conn, row.id, partition, target)?)))
+                    .collect()
+            })
+            .await?;
+        Ok(offsets)
+    }
+
+    async fn committed(
+        &self,
+        group: &GroupId,
+        topic: &TopicDescription,
+    ) -> Result<HashMap<Partition, Offset>, BusError> {
+        let row = self.known_topic(&topic.name).await?;
+        let group = group.to_string();
+        Ok(self.read_with(move |conn| sql::committed(conn, &group, row.id)).await?)
+    }
+
+    async fn commit(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        offsets: Vec<(Partition, Offset)>,
+    ) -> Result<(), BusError> {
+        let row = self.known_topic(topic).await?;
+        let group = group.clone();
+        self.write(|reply| WriteOp::Commit { group, topic_id: row.id, offsets, reply }).await?;
+        Ok(())
+    }
+
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        let group = group.clone();
+        Ok(self.write(|reply| WriteOp::DeleteGroup { group, reply }).await?)
+    }
+
+    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
+        consumer::spawn(self, consumer)
+    }
+}
+
+#[async_trait]
+impl Storage for EmbeddedStorage {
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, BusError> {
+        let row = self.known_topic(topic).await?;
+        Ok(self.read_with(move |conn| sql::read(conn, row.id, partition, from, max)).await?)
+    }
+
+    async fn acquire_lease(&self, group: &GroupId, topics: &[TopicName], owner: &str) -> Result<bool, BusError> {
+        let topic_ids = self.topic_ids(topics).await?;
+        let ttl = i64::try_from(self.shared.config.lease_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let expires_ms = sql::now_ms() + ttl;
+        let (group, owner) = (group.clone(), owner.to_owned());
+        Ok(self.write(|reply| WriteOp::Lease { group, topic_ids, owner, expires_ms, reply }).await?)
+    }
+
+    async fn release_lease(&self, group: &GroupId, topics: &[TopicName], owner: &str) -> Result<(), BusError> {
+        let topic_ids = self.topic_ids(topics).await?;
+        let (group, owner) = (group.clone(), owner.to_owned());
+        Ok(self.write(|reply| WriteOp::Release { group, topic_ids, owner, reply }).await?)
+    }
+
+    fn lease_ttl(&self) -> Option<Duration> {
+        Some(self.shared.config.lease_ttl)
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.shared.config.poll_interval
+    }
+}

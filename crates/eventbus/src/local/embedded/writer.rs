@@ -1,0 +1,275 @@
+//! The writer thread: the one place that writes the store. It takes every operation waiting,
+//! applies them in one transaction (each in its own savepoint, so one that fails leaves the
+//! others in), commits with one fsync for all (group commit), then answers each.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{oneshot, watch};
+
+use super::error::EmbeddedError;
+use super::sql;
+use crate::bus::{GroupId, Offset, Partition, Published};
+use crate::topics::TopicName;
+
+/// Operations the writer thread takes at most in one transaction.
+const MAX_GROUP: usize = 4096;
+/// How long the writer waits for work before it looks at retention again.
+const IDLE_WAKEUP: Duration = Duration::from_secs(10);
+
+/// Where the writer sends the result of one operation.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, EmbeddedError>>;
+
+/// One write, applied by the writer thread in a transaction shared with the others waiting.
+pub(super) enum WriteOp {
+    Append {
+        topic_id: i64,
+        records: Vec<(Partition, Option<Arc<str>>, Bytes)>,
+        reply: Reply<Vec<Published>>,
+    },
+    Commit {
+        group: GroupId,
+        topic_id: i64,
+        offsets: Vec<(Partition, Offset)>,
+        reply: Reply<()>,
+    },
+    /// Creates the topics that are missing; replies with the names that existed already.
+    /// Takes or renews a group's lease on topics unless another owner holds it unexpired.
+    Lease {
+        group: GroupId,
+        topic_ids: Vec<i64>,
+        owner: String,
+        expires_ms: i64,
+        reply: Reply<bool>,
+    },
+    /// Deletes a group's offsets and leases.
+    DeleteGroup {
+        group: GroupId,
+        reply: Reply<()>,
+    },
+    /// Gives a lease up.
+    Release {
+        group: GroupId,
+        topic_ids: Vec<i64>,
+        owner: String,
+        reply: Reply<()>,
+    },
+    /// Deletes a partition's records before an offset (the Kafka outbox after relaying).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    Truncate {
+        topic_id: i64,
+        partition: Partition,
+        before: Offset,
+        reply: Reply<()>,
+    },
+    CreateTopics {
+        topics: Vec<(TopicName, u32)>,
+        reply: Reply<Vec<TopicName>>,
+    },
+}
+
+/// What the writer thread keeps besides its connection.
+struct Context {
+    path: PathBuf,
+    retention: Option<Duration>,
+    /// Ticks after each commit that appended records.
+    changes: watch::Sender<u64>,
+}
+
+/// Starts the writer thread on `conn`. Returns where to send operations, and a signal that ticks
+/// after every commit that appended records. The thread ends when every sender is dropped.
+pub(super) fn spawn(
+    conn: Connection,
+    path: PathBuf,
+    retention: Option<Duration>,
+) -> Result<(mpsc::Sender<WriteOp>, watch::Receiver<u64>), EmbeddedError> {
+    let (changes, changed) = watch::channel(0);
+    let context = Context { path, retention, changes };
+    let (ops, received) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("eventbus-writer".into())
+        .spawn(move || write_loop(conn, received, &context))
+        .map_err(EmbeddedError::Spawn)?;
+    Ok((ops, changed))
+}
+
+/// The writer thread: takes every operation waiting, applies them in one transaction, commits
+/// (one fsync for all), then answers each.
+fn write_loop(mut conn: Connection, ops: mpsc::Receiver<WriteOp>, shared: &Context) {
+    // Retention runs ten times per retention period, at most every 10 s and at least every 100 ms.
+    let retention = shared.retention.map(|r| (r, (r / 10).clamp(Duration::from_millis(100), IDLE_WAKEUP)));
+    let mut last_retention: Option<Instant> = None;
+    loop {
+        if let Some((retention, every)) = retention
+            && last_retention.is_none_or(|t| t.elapsed() >= every)
+        {
+            if let Err(error) = sql::apply_retention(&mut conn, retention) {
+                tracing::error!(%error, "Retention failed; will retry");
+            }
+            last_retention = Some(Instant::now());
+        }
+        let first = match ops.recv_timeout(retention.map_or(IDLE_WAKEUP, |(_, every)| every)) {
+            Ok(op) => op,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        apply_batch(&mut conn, batch, shared);
+    }
+}
+
+enum Outcome {
+    Published(Reply<Vec<Published>>, Result<Vec<Published>, EmbeddedError>),
+    Committed(Reply<()>, Result<(), EmbeddedError>),
+    Created(Reply<Vec<TopicName>>, Result<Vec<TopicName>, EmbeddedError>),
+    Leased(Reply<bool>, Result<bool, EmbeddedError>),
+}
+
+impl Outcome {
+    fn failed(&self) -> bool {
+        match self {
+            Self::Published(_, r) => r.is_err(),
+            Self::Committed(_, r) => r.is_err(),
+            Self::Created(_, r) => r.is_err(),
+            Self::Leased(_, r) => r.is_err(),
+        }
+    }
+
+    /// Replaces a success by `error`: the transaction that held it did not commit.
+    fn fail(self, error: &impl Fn() -> EmbeddedError) -> Self {
+        match self {
+            Self::Published(reply, r) => Self::Published(reply, r.and_then(|_| Err(error()))),
+            Self::Committed(reply, r) => Self::Committed(reply, r.and_then(|_| Err(error()))),
+            Self::Created(reply, r) => Self::Created(reply, r.and_then(|_| Err(error()))),
+            Self::Leased(reply, r) => Self::Leased(reply, r.and_then(|_| Err(error()))),
+        }
+    }
+
+    fn send(self) {
+        // A caller that went away no longer needs its answer.
+        let _ = match self {
+            Self::Published(reply, r) => reply.send(r).map_err(drop),
+            Self::Committed(reply, r) => reply.send(r).map_err(drop),
+            Self::Created(reply, r) => reply.send(r).map_err(drop),
+            Self::Leased(reply, r) => reply.send(r).map_err(drop),
+        };
+    }
+}
+
+fn apply_batch(conn: &mut Connection, batch: Vec<WriteOp>, shared: &Context) {
+    let classify = |e| EmbeddedError::classify(&shared.path, e);
+    let shared_error = |e| {
+        let error = Arc::new(classify(e));
+        move || EmbeddedError::Transaction(Arc::clone(&error))
+    };
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(error) => {
+            tracing::error!(%error, "Cannot begin a write transaction");
+            let error = shared_error(error);
+            for op in batch {
+                op_outcome_failed(op, &error).send();
+            }
+            return;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut appended = false;
+    for op in batch {
+        // A savepoint per operation: one that fails leaves the others in the transaction.
+        let outcome = match tx.savepoint() {
+            Ok(sp) => {
+                let outcome = apply_op(&sp, op).map_err_with(classify);
+                if outcome.failed() {
+                    drop(sp);
+                } else if let Err(error) = sp.commit() {
+                    tracing::error!(%error, "Savepoint release failed");
+                }
+                outcome
+            }
+            Err(error) => op_outcome_failed(op, &shared_error(error)),
+        };
+        appended |= matches!(&outcome, Outcome::Published(_, Ok(_)));
+        outcomes.push(outcome);
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for outcome in outcomes {
+                outcome.send();
+            }
+            if appended {
+                shared.changes.send_modify(|n| *n += 1);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "Write transaction failed to commit");
+            let error = shared_error(error);
+            for outcome in outcomes {
+                outcome.fail(&error).send();
+            }
+        }
+    }
+}
+
+fn op_outcome_failed(op: WriteOp, error: &impl Fn() -> EmbeddedError) -> Outcome {
+    match op {
+        WriteOp::Append { reply, .. } => Outcome::Published(reply, Err(error())),
+        WriteOp::Commit { reply, .. } => Outcome::Committed(reply, Err(error())),
+        WriteOp::CreateTopics { reply, .. } => Outcome::Created(reply, Err(error())),
+        WriteOp::Truncate { reply, .. } | WriteOp::Release { reply, .. } | WriteOp::DeleteGroup { reply, .. } => {
+            Outcome::Committed(reply, Err(error()))
+        }
+        WriteOp::Lease { reply, .. } => Outcome::Leased(reply, Err(error())),
+    }
+}
+
+/// The raw outcome of one operation, with SQLite errors not yet given their meaning.
+enum RawOutcome {
+    Published(Reply<Vec<Published>>, rusqlite::Result<Vec<Published>>),
+    Committed(Reply<()>, rusqlite::Result<()>),
+    Created(Reply<Vec<TopicName>>, rusqlite::Result<Vec<TopicName>>),
+    Leased(Reply<bool>, rusqlite::Result<bool>),
+}
+
+impl RawOutcome {
+    fn map_err_with(self, classify: impl Fn(rusqlite::Error) -> EmbeddedError) -> Outcome {
+        match self {
+            Self::Published(reply, r) => Outcome::Published(reply, r.map_err(&classify)),
+            Self::Committed(reply, r) => Outcome::Committed(reply, r.map_err(&classify)),
+            Self::Created(reply, r) => Outcome::Created(reply, r.map_err(&classify)),
+            Self::Leased(reply, r) => Outcome::Leased(reply, r.map_err(&classify)),
+        }
+    }
+}
+
+fn apply_op(conn: &Connection, op: WriteOp) -> RawOutcome {
+    match op {
+        WriteOp::Append { topic_id, records, reply } => {
+            RawOutcome::Published(reply, sql::append(conn, topic_id, records))
+        }
+        WriteOp::Commit { group, topic_id, offsets, reply } => {
+            RawOutcome::Committed(reply, sql::commit(conn, &group, topic_id, &offsets))
+        }
+        WriteOp::CreateTopics { topics, reply } => RawOutcome::Created(reply, sql::create_topics(conn, &topics)),
+        WriteOp::Truncate { topic_id, partition, before, reply } => {
+            RawOutcome::Committed(reply, sql::truncate(conn, topic_id, partition, before))
+        }
+        WriteOp::Lease { group, topic_ids, owner, expires_ms, reply } => {
+            RawOutcome::Leased(reply, sql::lease(conn, &group, &topic_ids, &owner, expires_ms))
+        }
+        WriteOp::DeleteGroup { group, reply } => RawOutcome::Committed(reply, sql::delete_group(conn, &group)),
+        WriteOp::Release { group, topic_ids, owner, reply } => {
+            RawOutcome::Committed(reply, sql::release(conn, &group, &topic_ids, &owner))
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! What a backend gives the bus: topics, appends, group offsets, and a task that consumes a
+//! subscription. The rules every backend obeys on top of these are written once, in
+//! [`Bus`](super::policy::Bus).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::processor::Processor;
+use super::record::NewRecord;
+use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, Subscription, TopicDescription};
+use crate::topics::TopicName;
+
+/// The primitives of one backend. [`Bus`](super::policy::Bus) checks every argument before it
+/// calls them: topics exist, partitions are in range, messages fit.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Whether appended events should arrive as their flat JSON (a store that keeps bytes)
+    /// rather than as events.
+    fn stores_bytes(&self) -> bool;
+
+    /// Creates a topic; `TopicExists` if it is there already.
+    async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError>;
+
+    /// Creates whichever of these topics do not exist yet.
+    async fn ensure_topics(&self, topics: Vec<(TopicName, u32)>) -> Result<(), BusError>;
+
+    /// The partition count of a topic; `None` if there is no such topic.
+    async fn partition_count(&self, name: &TopicName) -> Result<Option<u32>, BusError>;
+
+    /// One topic, or all of them when `name` is `None`, sorted by name.
+    async fn describe(&self, name: Option<&TopicName>) -> Result<Vec<TopicDescription>, BusError>;
+
+    /// Appends records in order; all or none are stored.
+    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError>;
+
+    /// For each partition of `topic`, the first offset appended at or after `time`. A partition
+    /// left out has none.
+    async fn offsets_for_time(
+        &self,
+        topic: &TopicDescription,
+        time: DateTime<Utc>,
+    ) -> Result<HashMap<Partition, Offset>, BusError>;
+
+    /// The offsets `group` committed in the partitions of `topic`: the next offset to read.
+    async fn committed(
+        &self,
+        group: &GroupId,
+        topic: &TopicDescription,
+    ) -> Result<HashMap<Partition, Offset>, BusError>;
+
+    /// Commits offsets (the next offset to read) for `group`.
+    async fn commit(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        offsets: Vec<(Partition, Offset)>,
+    ) -> Result<(), BusError>;
+
+    /// Deletes the group's committed offsets.
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError>;
+
+    /// Starts the task that consumes one subscription until its stop signal turns true.
+    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()>;
+
+    /// Runs after the consumers stopped: sends what still waits to be sent.
+    async fn flush(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    /// Events waiting in a local outbox for the broker; `None` where there is no outbox.
+    async fn outbox_backlog(&self) -> Result<Option<u64>, BusError> {
+        Ok(None)
+    }
+}
+
+/// What a consumer task runs with.
+pub struct Consumer {
+    /// The topics, group and start position.
+    pub subscription: Subscription,
+    /// What happens to each record: decode, dedup, handler with retries, dead letter.
+    pub processor: Processor,
+    /// Turns true when the bus stops.
+    pub stop: watch::Receiver<bool>,
+}

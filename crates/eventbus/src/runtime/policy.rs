@@ -1,0 +1,362 @@
+//! The bus over any [`Backend`]: every rule the backends share, written once.
+//!
+//! - Publishing needs a running bus. Keys, when given, are one per event. A missing `event_id`
+//!   and `timestamp` are filled in, and the key defaults to the event's entity id. A keyed event
+//!   goes to murmur2(key) mod the partition count, an unkeyed one round robin. A message larger
+//!   than `max_message_bytes` is refused.
+//! - A topic must exist, unless auto-create is on. Partition counts are 1 to 10,000. Every topic
+//!   created gets its dead-letter topic.
+//! - A subscription's topics must exist. An explicit start position is applied once, as an
+//!   offset reset, when it subscribes.
+//! - A dead letter goes to `<topic>.dlq`, which is created if it is missing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::backend::{Backend, Consumer};
+use super::config::BusConfig;
+use super::lifecycle::Lifecycle;
+use super::processor::{DeadLetterSink, Processor};
+use super::record::{NewRecord, Payload};
+use crate::bus::{
+    BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, Offset, Partition, Published,
+    StartPosition, Subscription, TopicDescription,
+};
+use crate::envelope::EventSchema;
+use crate::partitioner::partition_for_key;
+use crate::topics::{DLQ_PARTITIONS, MAX_PARTITIONS, Topic, TopicName};
+
+/// The event bus over a backend. Cheap to clone; clones share everything.
+pub struct Bus<B: Backend> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B: Backend> Clone for Bus<B> {
+    fn clone(&self) -> Self {
+        Self { shared: Arc::clone(&self.shared) }
+    }
+}
+
+struct Shared<B> {
+    backend: Arc<B>,
+    config: BusConfig,
+    lifecycle: Lifecycle,
+    /// Partition counts of the topics seen so far.
+    partitions: RwLock<HashMap<TopicName, u32>>,
+    round_robin: AtomicU32,
+}
+
+impl<B: Backend> Bus<B> {
+    /// A bus over `backend`, with the catalog topics and their dead-letter topics created.
+    pub(crate) async fn open(backend: Arc<B>, config: BusConfig) -> Result<Self, BusError> {
+        check_partitions(config.default_partitions)?;
+        backend.ensure_topics(Topic::bootstrap().collect()).await?;
+        let shared = Shared {
+            backend,
+            config,
+            lifecycle: Lifecycle::new(),
+            partitions: RwLock::default(),
+            round_robin: AtomicU32::new(0),
+        };
+        Ok(Self { shared: Arc::new(shared) })
+    }
+
+    /// The backend under the bus.
+    pub(crate) fn inner(&self) -> &B {
+        &self.shared.backend
+    }
+
+    /// Starts one consumer task for a subscription on the backend.
+    fn spawner(&self) -> impl Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>) -> JoinHandle<()> + Sync {
+        let shared = Arc::clone(&self.shared);
+        move |subscription, handler, stop| {
+            let sink = Arc::clone(&shared) as Arc<dyn DeadLetterSink>;
+            let max = shared.config.max_message_bytes;
+            let processor = Processor::new(subscription.group.clone(), subscription.retry, handler, sink, max);
+            Arc::clone(&shared.backend).spawn_consumer(Consumer { subscription, processor, stop })
+        }
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    /// The partition count of a topic; creates the topic if auto-create is on.
+    async fn partition_count(&self, topic: &TopicName) -> Result<u32, BusError> {
+        if let Some(&n) = self.partitions.read().expect("partitions lock").get(topic) {
+            return Ok(n);
+        }
+        let n = match self.backend.partition_count(topic).await? {
+            Some(n) => n,
+            None if self.config.auto_create_topics => {
+                let n = topic.auto_partitions(self.config.default_partitions);
+                self.backend.ensure_topics(topic.with_dlq(n)).await?;
+                self.backend.partition_count(topic).await?.unwrap_or(n)
+            }
+            None => return Err(BusError::UnknownTopic(topic.clone())),
+        };
+        self.partitions.write().expect("partitions lock").insert(topic.clone(), n);
+        Ok(n)
+    }
+
+    /// The stored form of an event: the event itself, or its flat JSON for a backend that keeps
+    /// bytes. Either way, an event over `max_message_bytes` is refused.
+    fn payload(&self, event: EventSchema) -> Result<Payload, BusError> {
+        let max = self.config.max_message_bytes;
+        let too_large = |size| BusError::MessageTooLarge { size, max };
+        if self.backend.stores_bytes() {
+            let json = event.to_json();
+            return if json.len() > max { Err(too_large(json.len())) } else { Ok(Payload::Bytes(json.into())) };
+        }
+        let size = encoded_len(&event);
+        if size > max { Err(too_large(size)) } else { Ok(Payload::Event(Arc::new(event))) }
+    }
+
+    /// Keyed records go where murmur2 puts them; unkeyed ones round-robin.
+    fn partition(&self, key: Option<&str>, partitions: u32) -> Partition {
+        match key {
+            Some(key) => partition_for_key(key.as_bytes(), partitions),
+            None => Partition(self.round_robin.fetch_add(1, Ordering::Relaxed) % partitions),
+        }
+    }
+
+    /// Events as records of `topic`: completed, keyed, partitioned and size-checked.
+    async fn records(
+        &self,
+        topic: &TopicName,
+        events: Vec<EventSchema>,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<NewRecord>, BusError> {
+        if let Some(keys) = keys.as_ref().filter(|keys| keys.len() != events.len()) {
+            return Err(BusError::KeyCountMismatch { keys: keys.len(), events: events.len() });
+        }
+        let partitions = self.partition_count(topic).await?;
+        let mut keys = keys.map(Vec::into_iter);
+        events
+            .into_iter()
+            .map(|mut event| {
+                event.complete();
+                let key: Option<Arc<str>> = match keys.as_mut() {
+                    Some(keys) => keys.next().map(Arc::from),
+                    None => event.default_key().map(Arc::from),
+                };
+                let payload = self.payload(event)?;
+                Ok(NewRecord { partition: self.partition(key.as_deref(), partitions), key, payload })
+            })
+            .collect()
+    }
+
+    /// The dead-letter topic of `topic`, created if it is missing: a dead letter is never lost
+    /// for want of its topic.
+    async fn ensure_dlq(&self, topic: &TopicName) -> Result<TopicName, BusError> {
+        let dlq = topic.dlq();
+        if self.partition_count(&dlq).await.is_err() {
+            self.backend.ensure_topics(vec![(dlq.clone(), DLQ_PARTITIONS)]).await?;
+        }
+        Ok(dlq)
+    }
+
+    async fn describe(&self, topic: &TopicName) -> Result<TopicDescription, BusError> {
+        self.partition_count(topic).await?;
+        let mut found = self.backend.describe(Some(topic)).await?;
+        found.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))
+    }
+
+    /// Where `start` points in each partition of `topic`, for `group`.
+    async fn resolve(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        start: StartPosition,
+    ) -> Result<Vec<(Partition, Offset)>, BusError> {
+        let description = self.describe(topic).await?;
+        let committed = match start {
+            StartPosition::Committed => self.backend.committed(group, &description).await?,
+            _ => HashMap::new(),
+        };
+        let by_time = match start {
+            StartPosition::Timestamp(time) => self.backend.offsets_for_time(&description, time).await?,
+            _ => HashMap::new(),
+        };
+        Ok(start_offsets(start, &description, &committed, &by_time))
+    }
+
+    async fn group_offsets(&self, group: &GroupId, topic: &TopicName) -> Result<Vec<GroupOffset>, BusError> {
+        let description = self.describe(topic).await?;
+        let committed = self.backend.committed(group, &description).await?;
+        Ok(description
+            .partitions
+            .iter()
+            .filter_map(|info| {
+                let offset = *committed.get(&info.partition)?;
+                Some(GroupOffset { partition: info.partition, offset, lag: info.latest.0.saturating_sub(offset.0) })
+            })
+            .collect())
+    }
+}
+
+/// Where `start` points in each partition of `topic`, clamped to what is retained: `committed`
+/// holds the group's committed offsets, `by_time` the offsets of a timestamp.
+pub(crate) fn start_offsets(
+    start: StartPosition,
+    topic: &TopicDescription,
+    committed: &HashMap<Partition, Offset>,
+    by_time: &HashMap<Partition, Offset>,
+) -> Vec<(Partition, Offset)> {
+    topic
+        .partitions
+        .iter()
+        .map(|info| {
+            let offset = match start {
+                StartPosition::Committed => committed.get(&info.partition).copied().unwrap_or(info.earliest),
+                StartPosition::Earliest => info.earliest,
+                StartPosition::Latest => info.latest,
+                StartPosition::Offset(n) => n,
+                StartPosition::Timestamp(_) => by_time.get(&info.partition).copied().unwrap_or(info.latest),
+            };
+            (info.partition, offset.clamp(info.earliest, info.latest))
+        })
+        .collect()
+}
+
+/// Partition counts are 1 to [`MAX_PARTITIONS`].
+fn check_partitions(partitions: u32) -> Result<(), BusError> {
+    if (1..=MAX_PARTITIONS).contains(&partitions) { Ok(()) } else { Err(BusError::InvalidPartitions(partitions)) }
+}
+
+/// The length of an event's flat JSON, without building it.
+fn encoded_len(event: &EventSchema) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, event).expect("an EventSchema always serialises");
+    counter.0
+}
+
+#[async_trait]
+impl<B: Backend> DeadLetterSink for Shared<B> {
+    async fn dead_letter(&self, topic: &TopicName, key: Option<Arc<str>>, letter: EventSchema) -> Result<(), BusError> {
+        let dlq = self.ensure_dlq(topic).await?;
+        let partitions = self.partition_count(&dlq).await?;
+        let record =
+            NewRecord { partition: self.partition(key.as_deref(), partitions), key, payload: self.payload(letter)? };
+        self.backend.append(&dlq, vec![record]).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl<B: Backend> EventBus for Bus<B> {
+    fn backend(&self) -> BackendKind {
+        self.shared.backend.kind()
+    }
+
+    async fn start(&self) -> Result<(), BusError> {
+        if self.shared.lifecycle.start(&self.spawner()).await {
+            tracing::info!(backend = %self.backend(), "Event bus started");
+        }
+        Ok(())
+    }
+
+    /// Stops the consumers (they commit what they finished), then lets the backend send what
+    /// waits to be sent.
+    async fn stop(&self) -> Result<(), BusError> {
+        if !self.shared.lifecycle.stop().await {
+            return Ok(());
+        }
+        self.shared.backend.flush().await?;
+        tracing::info!(backend = %self.backend(), "Event bus stopped");
+        Ok(())
+    }
+
+    fn is_running(&self) -> bool {
+        self.shared.lifecycle.is_running()
+    }
+
+    async fn publish_batch(
+        &self,
+        topic: &TopicName,
+        events: Vec<EventSchema>,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Published>, BusError> {
+        self.shared.lifecycle.ensure_running()?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = self.shared.records(topic, events, keys).await?;
+        self.shared.backend.append(topic, records).await
+    }
+
+    async fn publish_bytes(&self, topic: &TopicName, key: Option<&str>, value: Bytes) -> Result<Published, BusError> {
+        self.shared.lifecycle.ensure_running()?;
+        let max = self.shared.config.max_message_bytes;
+        if value.len() > max {
+            return Err(BusError::MessageTooLarge { size: value.len(), max });
+        }
+        let partitions = self.shared.partition_count(topic).await?;
+        let record = NewRecord {
+            partition: self.shared.partition(key, partitions),
+            key: key.map(Arc::from),
+            payload: Payload::Bytes(value),
+        };
+        let mut published = self.shared.backend.append(topic, vec![record]).await?;
+        Ok(published.remove(0))
+    }
+
+    async fn subscribe(&self, subscription: Subscription, handler: Arc<dyn Handler>) -> Result<(), BusError> {
+        for topic in &subscription.topics {
+            self.shared.partition_count(topic).await?;
+        }
+        self.shared.lifecycle.subscribe(self, subscription, handler, &self.spawner()).await
+    }
+
+    async fn status(&self) -> Result<BusStatus, BusError> {
+        let topics = self.shared.backend.describe(None).await?;
+        let backlog = self.shared.backend.outbox_backlog().await?;
+        Ok(BusStatus::of(self.backend(), self.is_running(), &topics, backlog))
+    }
+
+    async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
+        check_partitions(partitions)?;
+        self.shared.backend.create_topic(name, partitions).await?;
+        self.shared.backend.ensure_topics(name.with_dlq(partitions).split_off(1)).await
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicDescription>, BusError> {
+        self.shared.backend.describe(None).await
+    }
+
+    async fn describe_topic(&self, name: &TopicName) -> Result<TopicDescription, BusError> {
+        self.shared.describe(name).await
+    }
+
+    async fn group_offsets(&self, group: &GroupId, topic: &TopicName) -> Result<Vec<GroupOffset>, BusError> {
+        self.shared.group_offsets(group, topic).await
+    }
+
+    async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
+        self.shared.backend.delete_group(group).await
+    }
+
+    async fn reset_offsets(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        to: StartPosition,
+    ) -> Result<Vec<GroupOffset>, BusError> {
+        let positions = self.shared.resolve(group, topic, to).await?;
+        self.shared.backend.commit(group, topic, positions).await?;
+        self.shared.group_offsets(group, topic).await
+    }
+}
