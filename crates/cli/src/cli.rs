@@ -115,61 +115,6 @@ pub enum Command {
     /// List, show and check the JSON Schemas of the Nexum events.
     #[command(subcommand)]
     Schemas(Schemas),
-    /// Measure throughput and latency of the local backends.
-    Bench {
-        /// Events per throughput run.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// Seconds of each fixed-rate latency run.
-        #[arg(long, default_value_t = 5)]
-        latency_secs: u64,
-        /// Events per second in the latency runs.
-        #[arg(long, default_value_t = 10_000)]
-        latency_rate: u64,
-        /// Run only this backend.
-        #[arg(long, value_parser = parse_backend)]
-        only: Option<BackendKind>,
-    },
-    /// Measure commands accepted per second through `POST /commands/transactions`, and latency.
-    BenchHttp {
-        /// Commands to send.
-        #[arg(long, default_value_t = 100_000)]
-        commands: u64,
-        /// Keep-alive connections sending at once.
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-    },
-    /// Measure the banking core: deposits from command to published event, and replay time.
-    BenchBank {
-        /// Deposits per store.
-        #[arg(long, default_value_t = 100_000)]
-        deposits: u64,
-        /// Deposits in flight at once.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Events to replay into a projection; 0 skips the replay.
-        #[arg(long, default_value_t = 1_000_000)]
-        replay_events: u64,
-        /// Also measure a PostgreSQL event store, at this libpq connection string.
-        #[arg(long)]
-        postgres: Option<String>,
-    },
-    /// Measure commands end to end on the embedded backend: commands/s from publishing a command
-    /// to seeing its outcome event, and the latency of each.
-    BenchCommands {
-        /// Deposit, withdraw and transfer commands to send.
-        #[arg(long, default_value_t = 10_000)]
-        commands: u64,
-        /// Commands sent and not yet answered, at most [default: 256].
-        #[arg(long, conflicts_with = "rate")]
-        in_flight: Option<usize>,
-        /// Send this many commands per second whatever is in flight (open loop).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Funded accounts the commands spread over.
-        #[arg(long, default_value_t = 1000)]
-        accounts: usize,
-    },
 }
 
 #[derive(Debug, Args)]

@@ -1,9 +1,5 @@
 //! One module per subcommand.
 
-pub mod bench;
-pub mod bench_bank;
-pub mod bench_commands;
-pub mod bench_http;
 pub mod consume;
 pub mod demo;
 pub mod groups;

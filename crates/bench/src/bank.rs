@@ -1,4 +1,4 @@
-//! `eventbus bench-bank`: the banking core end to end. Deposits per second from command to
+//! `eventbus-bench bank`: the banking core end to end. Deposits per second from command to
 //! stored event to published event (SQLite and PostgreSQL event stores, memory bus), and the time
 //! to replay 1,000,000 stored events into a balance projection. Prints a Markdown table.
 
@@ -17,7 +17,7 @@ use nexum::store::{Commit, EventStore, NewEvent, PostgresStore, SqliteStore, Sql
 use nexum::{Bank, Causation, Ctx, RelayConfig};
 use rust_decimal::Decimal;
 
-use super::bench::progress;
+use crate::report::{Figures, progress};
 
 /// Accounts the deposits spread over.
 const ACCOUNTS: usize = 1000;
@@ -26,22 +26,36 @@ const LOAD_BATCH: usize = 2000;
 /// Events read per `read_all` call in the replay.
 const REPLAY_PAGE: usize = 10_000;
 
+/// What `eventbus-bench bank` runs.
+#[derive(Debug, clap::Args)]
 pub struct Options {
-    pub deposits: u64,
-    pub concurrency: usize,
-    pub replay_events: u64,
-    pub postgres: Option<String>,
+    /// Deposits per store.
+    #[arg(long, default_value_t = 100_000)]
+    deposits: u64,
+    /// Deposits in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Events to replay into a projection; 0 skips the replay.
+    #[arg(long, default_value_t = 1_000_000)]
+    replay_events: u64,
+    /// Also measure a PostgreSQL event store, at this libpq connection string.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
-pub async fn run(options: Options) -> anyhow::Result<()> {
+/// Runs the deposits on each store, then the replay; returns their figures.
+pub async fn run(options: Options) -> anyhow::Result<Figures> {
     anyhow::ensure!((1..=10_000_000).contains(&options.deposits), "--deposits must be 1 to 10000000");
     anyhow::ensure!((1..=4096).contains(&options.concurrency), "--concurrency must be 1 to 4096");
     anyhow::ensure!(options.replay_events <= 50_000_000, "--replay-events must be at most 50000000");
     let dir = tempfile::tempdir().context("cannot create a scratch directory")?;
     let mut rows = Vec::new();
 
+    let mut figures = Figures::default();
     let sqlite = Arc::new(SqliteStore::open(&dir.path().join("deposits.db"), SqliteSync::Full)?);
-    rows.push(deposits("sqlite (synchronous=FULL)", sqlite, &options).await?);
+    let row = deposits("sqlite (synchronous=FULL)", sqlite, &options).await?;
+    figures.set("deposits_per_s", row.per_sec);
+    rows.push(row);
     let postgres = match &options.postgres {
         Some(config) => {
             let schema = format!("nexum_bench_{}", uuid::Uuid::new_v4().simple());
@@ -50,10 +64,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(store) = &postgres {
-        rows.push(deposits("postgres", store.clone(), &options).await?);
+        let row = deposits("postgres", store.clone(), &options).await?;
+        figures.set("postgres_deposits_per_s", row.per_sec);
+        rows.push(row);
     }
     if options.replay_events > 0 {
-        rows.push(replay(&dir.path().join("replay.db"), options.replay_events).await?);
+        let row = replay(&dir.path().join("replay.db"), options.replay_events).await?;
+        figures.set("replay_events_per_s", row.per_sec).set("replay_seconds", row.seconds);
+        rows.push(row);
     }
     if let Some(store) = postgres {
         store.drop_schema().await?;
@@ -65,7 +83,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for row in rows {
         println!("| {} | {} | {} | {:.0} | {:.2} |", row.scenario, row.store, row.operations, row.per_sec, row.seconds);
     }
-    Ok(())
+    Ok(figures)
 }
 
 struct Row {

@@ -1,16 +1,11 @@
-//! `eventbus bench-commands` end to end: a tiny run prints its table with a rate, and bad flags
-//! are refused with clear errors.
+//! `eventbus-bench commands` end to end: a tiny run prints its table with a rate (and, with
+//! `--json`, its figures as the last line), and bad flags are refused with clear errors.
 
 use std::process::{Command, Output, Stdio};
 
-fn eventbus(args: &[&str]) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_eventbus"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eventbus-bench"))
         .args(args)
-        .env_remove("EVENTBUS_BUS")
-        .env_remove("EVENTBUS_CONFIG")
         .env("EVENTBUS_LOG", "warn")
         .stdin(Stdio::null())
         .output()
@@ -36,7 +31,7 @@ fn row(table: &str) -> Vec<String> {
 #[test]
 fn a_small_run_answers_every_command_and_prints_a_rate() {
     // Given a run of 200 commands over 20 accounts
-    let output = eventbus(&["bench-commands", "--commands", "200", "--accounts", "20", "--in-flight", "32"]);
+    let output = bench(&["commands", "--commands", "200", "--accounts", "20", "--in-flight", "32"]);
     // Then it succeeds and prints the table
     assert!(output.status.success(), "{}", stderr(&output));
     let table = stdout(&output);
@@ -53,11 +48,17 @@ fn a_small_run_answers_every_command_and_prints_a_rate() {
 
 #[test]
 fn an_open_loop_run_at_a_rate_answers_every_command() {
-    let output = eventbus(&["bench-commands", "--commands", "100", "--accounts", "10", "--rate", "200"]);
+    let output = bench(&["commands", "--commands", "100", "--accounts", "10", "--rate", "200", "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let table = stdout(&output);
     assert!(table.contains("open loop 200/s"), "{table}");
     assert_eq!(&row(&table)[..3], ["100", "100", "0"], "{table}");
+    // And with --json the last line is the figures, the table's rate among them
+    let last = table.lines().last().unwrap();
+    let figures: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    let rate = figures["commands_per_s"].as_f64().unwrap();
+    assert_eq!(format!("{rate:.0}"), row(&table)[4], "{table}");
+    assert!(figures["p99_ms"].as_f64().unwrap() > 0.0, "{last}");
 }
 
 #[test]
@@ -71,10 +72,11 @@ fn bad_options_are_refused_with_clear_errors() {
         (&["--in-flight", "8", "--rate", "100"], "cannot be used with"),
     ];
     for (args, expected) in cases {
-        let output = eventbus(&[&["bench-commands"], args].concat());
+        let output = bench(&[&["commands"], args].concat());
         assert!(!output.status.success(), "{args:?} succeeded");
         assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
     }
-    let output = eventbus(&["--bus", "memory", "bench-commands", "--commands", "1"]);
-    assert!(stderr(&output).contains("bench-commands measures the embedded backend"), "{}", stderr(&output));
+    let output = bench(&["commands", "--bus", "memory", "--commands", "1"]);
+    assert_eq!(output.status.code(), Some(2), "an unknown flag is a usage error");
+    assert!(stderr(&output).contains("--bus"), "{}", stderr(&output));
 }

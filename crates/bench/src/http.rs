@@ -1,4 +1,4 @@
-//! `eventbus bench-http`: commands accepted per second through `POST /commands/transactions` on
+//! `eventbus-bench http`: commands accepted per second through `POST /commands/transactions` on
 //! loopback, and their latency. It runs the service and its API in this process on the embedded
 //! backend (a SQLite event store with `synchronous=FULL`), then a load generator that sends a
 //! fixed number of deposits over keep-alive HTTP/1.1 connections and stops by itself.
@@ -17,19 +17,28 @@ use nexum::{Ctx, EventStore};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::bench::progress;
-use crate::api::{self, ApiConfig, ApiState};
+use eventbus_cli::{ApiConfig, ApiState, router};
+
+use crate::bank::open_customer_account;
+use crate::report::{Figures, progress};
 
 /// Accounts the deposits spread over.
 const ACCOUNTS: usize = 200;
 const TOKEN: &str = "bench-token";
 
+/// What `eventbus-bench http` runs.
+#[derive(Debug, clap::Args)]
 pub struct Options {
-    pub commands: u64,
-    pub connections: usize,
+    /// Commands to send.
+    #[arg(long, default_value_t = 100_000)]
+    commands: u64,
+    /// Keep-alive connections sending at once.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
 }
 
-pub async fn run(options: Options) -> anyhow::Result<()> {
+/// Sends the commands over HTTP; returns their figures.
+pub async fn run(options: Options) -> anyhow::Result<Figures> {
     anyhow::ensure!((1..=10_000_000).contains(&options.commands), "--commands must be 1 to 10000000");
     anyhow::ensure!((1..=1024).contains(&options.connections), "--connections must be 1 to 1024");
     let dir = tempfile::tempdir().context("cannot create a scratch directory")?;
@@ -45,7 +54,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
-    let server = tokio::spawn(axum::serve(listener, api::router(state.clone())).into_future());
+    let server = tokio::spawn(axum::serve(listener, router(state.clone())).into_future());
 
     let bar = progress(options.commands, "POST /commands/transactions");
     let next = Arc::new(AtomicU64::new(0));
@@ -74,6 +83,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     anyhow::ensure!(refused == 0, "{refused} command(s) were not accepted");
 
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let accepted = options.commands as f64 / elapsed.as_secs_f64();
+    let mut figures = Figures::default();
+    figures.set("accepted_per_s", accepted).set("p50_ms", ms(0.5)).set("p99_ms", ms(0.99));
     println!();
     println!("| commands | connections | seconds | accepted per second | p50 ms | p99 ms | p99.9 ms | max ms |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -82,13 +94,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         options.commands,
         options.connections,
         elapsed.as_secs_f64(),
-        options.commands as f64 / elapsed.as_secs_f64(),
+        accepted,
         ms(0.5),
         ms(0.99),
         ms(0.999),
         latency.max() as f64 / 1000.0
     );
-    Ok(())
+    Ok(figures)
 }
 
 /// Customers with a checking account each, opened directly on the bank (not measured).
@@ -98,7 +110,7 @@ async fn open_accounts(service: &CoreBanking) -> anyhow::Result<Vec<String>> {
     let setup = progress(ACCOUNTS as u64, "opening accounts");
     let mut accounts = Vec::with_capacity(ACCOUNTS);
     for n in 0..ACCOUNTS {
-        accounts.push(super::bench_bank::open_customer_account(bank, &ctx, n).await?.to_string());
+        accounts.push(open_customer_account(bank, &ctx, n).await?.to_string());
         setup.inc(1);
     }
     setup.finish_and_clear();

@@ -1,4 +1,4 @@
-//! `eventbus bench-commands`: commands per second end to end on the embedded backend, and the
+//! `eventbus-bench commands`: commands per second end to end on the embedded backend, and the
 //! latency from sending a command to seeing its outcome event.
 //!
 //! The service is assembled as in production: an embedded bus (durable, group commit), a SQLite
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventbus::{
-    BackendKind, EmbeddedBus, EventBus, EventId, EventSchema, GroupId, Message, Money, StartPosition, Subscription,
-    Topic, TopicName, handler_fn,
+    BusConfig, EmbeddedBus, EmbeddedConfig, EventBus, EventId, EventSchema, GroupId, Message, Money, StartPosition,
+    Subscription, Topic, TopicName, handler_fn,
 };
 use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
@@ -29,8 +29,8 @@ use nexum::{Ctx, NexumCommandHandler, create_event_enabled_banking_system};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
-use super::bench::progress;
-use crate::config::Config;
+use crate::bank::open_customer_account;
+use crate::report::{Figures, progress};
 
 /// Commands in flight when neither `--in-flight` nor `--rate` is given.
 pub const DEFAULT_IN_FLIGHT: usize = 256;
@@ -46,13 +46,21 @@ const OPENING_BALANCE: &str = "5000.00";
 /// How many rejections or duplicate outcomes the error names.
 const SHOWN_PROBLEMS: usize = 5;
 
+/// What `eventbus-bench commands` runs.
+#[derive(Debug, clap::Args)]
 pub struct Options {
-    pub commands: u64,
-    /// Commands sent and not yet answered, at most; `None` with a rate (open loop).
-    pub in_flight: Option<usize>,
-    /// Commands per second, sent whatever is in flight (open loop).
-    pub rate: Option<f64>,
-    pub accounts: usize,
+    /// Deposit, withdraw and transfer commands to send.
+    #[arg(long, default_value_t = 10_000)]
+    commands: u64,
+    /// Commands sent and not yet answered, at most [default: 256].
+    #[arg(long, conflicts_with = "rate")]
+    in_flight: Option<usize>,
+    /// Send this many commands per second whatever is in flight (open loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Funded accounts the commands spread over.
+    #[arg(long, default_value_t = 1000)]
+    accounts: usize,
 }
 
 /// How the load generator paces itself.
@@ -73,17 +81,17 @@ impl std::fmt::Display for Pace {
     }
 }
 
-pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
-    let pace = validate(config, &options)?;
+/// Runs the commands end to end; returns their figures.
+pub async fn run(options: Options) -> anyhow::Result<Figures> {
+    let pace = validate(&options)?;
     let dir = tempfile::Builder::new()
         .prefix("eventbus-bench-commands-")
         .tempdir()
         .context("cannot create a scratch directory")?;
-    let mut embedded = config.embedded();
-    embedded.data_dir = dir.path().join("bus");
+    let embedded = EmbeddedConfig::at(dir.path().join("bus"));
     let sync = embedded.sync;
     let bus =
-        Arc::new(EmbeddedBus::embedded(config.bus_config(), embedded).await.context("cannot open the embedded bus")?);
+        Arc::new(EmbeddedBus::embedded(BusConfig::default(), embedded).await.context("cannot open the embedded bus")?);
     bus.start().await?;
     let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Full)?);
     let system = create_event_enabled_banking_system(bus.clone(), store.clone());
@@ -114,27 +122,26 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let ms = |micros: u64| micros as f64 / 1000.0;
     let h = &report.latency;
+    let rate = options.commands as f64 / report.elapsed.as_secs_f64();
+    let mut figures = Figures::default();
+    figures.set("commands_per_s", rate).set("p50_ms", ms(h.value_at_quantile(0.5)));
+    figures.set("p99_ms", ms(h.value_at_quantile(0.99)));
     println!(
         "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
         options.commands,
         report.posted,
         report.failed,
         report.elapsed.as_secs_f64(),
-        options.commands as f64 / report.elapsed.as_secs_f64(),
+        rate,
         ms(h.value_at_quantile(0.5)),
         ms(h.value_at_quantile(0.99)),
         ms(h.value_at_quantile(0.999)),
         ms(h.max()),
     );
-    Ok(())
+    Ok(figures)
 }
 
-fn validate(config: &Config, options: &Options) -> anyhow::Result<Pace> {
-    anyhow::ensure!(
-        config.bus == BackendKind::Embedded,
-        "bench-commands measures the embedded backend; drop --bus {} (or EVENTBUS_BUS)",
-        config.bus
-    );
+fn validate(options: &Options) -> anyhow::Result<Pace> {
     anyhow::ensure!((1..=10_000_000).contains(&options.commands), "--commands must be 1 to 10000000");
     anyhow::ensure!((2..=100_000).contains(&options.accounts), "--accounts must be 2 to 100000");
     match (options.in_flight, options.rate) {
@@ -164,7 +171,7 @@ async fn seed(bank: &Arc<Bank>, count: usize) -> anyhow::Result<Vec<AccountId>> 
             let bar = bar.clone();
             async move {
                 let ctx = Ctx::now().by_user("bench-commands");
-                let account = super::bench_bank::open_customer_account(bank, &ctx, n).await?;
+                let account = open_customer_account(bank, &ctx, n).await?;
                 let receipt = bank.deposit(&ctx, &account, opening, None, None).await?;
                 anyhow::ensure!(receipt.is_posted(), "the opening deposit failed: {receipt:?}");
                 bar.inc(1);

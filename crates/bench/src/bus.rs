@@ -1,5 +1,6 @@
-//! `eventbus bench`: publish → consume throughput and publish-to-deliver latency of the local
-//! backends, with ~500-byte seed-shaped events. Prints a Markdown table for BENCHMARKS.md.
+//! `eventbus-bench bus`: publish → consume throughput and publish-to-deliver latency of each
+//! backend, with ~570-byte seed-shaped events, and the Kafka backend beside a raw rdkafka
+//! producer sending the same bytes. Prints a Markdown table for BENCHMARKS.md.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventbus::{
-    BackendKind, EmbeddedBus, EventBus, EventId, EventSchema, GroupId, KafkaBus, MemoryBus, Subscription, TopicName,
-    handler_fn,
+    BackendKind, BusConfig, EmbeddedBus, EmbeddedConfig, EventBus, EventId, EventSchema, GroupId, KafkaBus,
+    KafkaConfig, MemoryBus, Subscription, TopicName, handler_fn,
 };
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::config::Config;
+use crate::report::{Figures, progress};
 
 /// Events per `publish_batch` call in the throughput runs.
 const BATCH: usize = 1000;
@@ -33,39 +34,96 @@ struct Row {
     latency: Option<(f64, f64, f64)>,
 }
 
-pub async fn run(
-    config: &Config,
+/// What `eventbus-bench bus` runs.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Events per throughput run.
+    #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// Seconds of each fixed-rate latency run.
+    #[arg(long, default_value_t = 5)]
     latency_secs: u64,
-    rate: u64,
+    /// Events per second in the latency runs.
+    #[arg(long, default_value_t = 10_000)]
+    latency_rate: u64,
+    /// Run only this backend: memory, embedded or kafka.
+    #[arg(long, value_parser = parse_backend)]
     only: Option<BackendKind>,
-) -> anyhow::Result<()> {
+    /// Where the embedded runs keep their scratch stores [default: the system's temporary
+    /// directory].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers, `host:port[,host:port]`; the Kafka runs happen only with them.
+    #[arg(long, env = "EVENTBUS_BROKERS")]
+    brokers: Option<String>,
+    /// A librdkafka property for the Kafka runs, `NAME=VALUE`; may be repeated.
+    #[arg(long = "kafka-property", value_name = "NAME=VALUE", value_parser = parse_property)]
+    kafka_properties: Vec<(String, String)>,
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    match s {
+        "memory" => Ok(BackendKind::Memory),
+        "embedded" => Ok(BackendKind::Embedded),
+        "kafka" => Ok(BackendKind::Kafka),
+        "log" => Err("the log backend is memory plus a log line; measure memory".into()),
+        other => Err(format!("unknown backend `{other}`; expected memory, embedded or kafka")),
+    }
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("invalid property `{s}`: expected NAME=VALUE")),
+    }
+}
+
+impl Options {
+    fn kafka(&self) -> anyhow::Result<KafkaConfig> {
+        let brokers = self.brokers.clone().context("the Kafka runs need --brokers (or EVENTBUS_BROKERS)")?;
+        let mut config = KafkaConfig::at(brokers);
+        config.properties.extend(self.kafka_properties.iter().cloned());
+        Ok(config)
+    }
+}
+
+/// Runs the throughput and latency runs of each backend; returns their figures.
+pub async fn run(options: Options) -> anyhow::Result<Figures> {
+    let (events, latency_secs, rate) = (options.events, options.latency_secs, options.latency_rate);
     anyhow::ensure!(events >= BATCH as u64, "--events must be at least {BATCH}");
     anyhow::ensure!((1..=1_000_000).contains(&rate), "--latency-rate must be 1 to 1000000");
     anyhow::ensure!((1..=600).contains(&latency_secs), "--latency-secs must be 1 to 600");
-    let backends: Vec<BackendKind> = match only {
-        Some(BackendKind::Log) => {
-            anyhow::bail!("bench measures memory, embedded and kafka; log is memory plus a log line")
-        }
+    let backends: Vec<BackendKind> = match options.only {
         Some(backend) => vec![backend],
+        None if options.brokers.is_some() => vec![BackendKind::Memory, BackendKind::Embedded, BackendKind::Kafka],
         None => vec![BackendKind::Memory, BackendKind::Embedded],
     };
     let size = sample_event(0, 0).to_json().len();
     let mut rows = Vec::new();
+    let mut figures = Figures::default();
     for backend in backends {
-        let scratch = BenchDir::new(config, backend)?;
-        let bus = open(config, backend, &scratch).await?;
-        rows.push(throughput(bus.as_ref(), backend, events).await?);
+        let scratch = BenchDir::new(&options, backend);
+        let bus = open(&options, backend, &scratch).await?;
+        let row = throughput(bus.as_ref(), backend, events).await?;
+        figures.set(&format!("{backend}_events_per_s"), row.per_sec);
+        rows.push(row);
         bus.stop().await?;
         if backend == BackendKind::Kafka {
-            let bus = open(config, backend, &scratch).await?;
-            rows.push(publish_only(bus.as_ref(), backend, events).await?);
+            let bus = open(&options, backend, &scratch).await?;
+            let published = publish_only(bus.as_ref(), backend, events).await?;
             bus.stop().await?;
-            rows.push(raw_kafka(config, events).await?);
+            let raw = raw_kafka(&options, events).await?;
+            figures.set("kafka_publish_per_s", published.per_sec).set("raw_kafka_per_s", raw.per_sec);
+            figures.set("kafka_vs_raw", published.per_sec / raw.per_sec);
+            rows.extend([published, raw]);
         }
         drop(bus);
-        let bus = open(config, backend, &scratch).await?;
-        rows.push(latency(bus.as_ref(), backend, latency_secs, rate).await?);
+        let bus = open(&options, backend, &scratch).await?;
+        let row = latency(bus.as_ref(), backend, latency_secs, rate).await?;
+        if let Some((p50, p99, _)) = row.latency {
+            figures.set(&format!("{backend}_p50_ms"), p50).set(&format!("{backend}_p99_ms"), p99);
+        }
+        rows.push(row);
         bus.stop().await?;
     }
     println!();
@@ -83,16 +141,16 @@ pub async fn run(
             row.backend, row.scenario, row.events, row.per_sec
         );
     }
-    Ok(())
+    Ok(figures)
 }
 
 /// A scratch data directory for the embedded runs, removed afterwards.
 struct BenchDir(PathBuf);
 
 impl BenchDir {
-    fn new(config: &Config, backend: BackendKind) -> anyhow::Result<Self> {
-        let dir = config.data_dir.join(format!("bench-{}-{}", backend, std::process::id()));
-        Ok(Self(dir))
+    fn new(options: &Options, backend: BackendKind) -> Self {
+        let parent = options.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+        Self(parent.join(format!("eventbus-bench-{}-{}", backend, std::process::id())))
     }
 }
 
@@ -102,16 +160,13 @@ impl Drop for BenchDir {
     }
 }
 
-async fn open(config: &Config, backend: BackendKind, dir: &BenchDir) -> anyhow::Result<Arc<dyn EventBus>> {
-    let mut local = config.bus_config();
-    local.auto_create_topics = true;
+async fn open(options: &Options, backend: BackendKind, dir: &BenchDir) -> anyhow::Result<Arc<dyn EventBus>> {
+    let local = BusConfig { auto_create_topics: true, ..BusConfig::default() };
     let bus: Arc<dyn EventBus> = match backend {
-        BackendKind::Kafka => Arc::new(KafkaBus::connect(config.kafka.clone(), local).await?),
-        BackendKind::Embedded => {
-            let mut embedded = config.embedded();
-            embedded.data_dir = dir.0.clone();
-            Arc::new(EmbeddedBus::embedded(local, embedded).await.context("cannot open the bench store")?)
-        }
+        BackendKind::Kafka => Arc::new(KafkaBus::connect(options.kafka()?, local).await?),
+        BackendKind::Embedded => Arc::new(
+            EmbeddedBus::embedded(local, EmbeddedConfig::at(&dir.0)).await.context("cannot open the bench store")?,
+        ),
         // Bounded like a broker's retention, so the run measures the bus, not page faults.
         _ => Arc::new(MemoryBus::memory_bounded(local, MEMORY_RETENTION).await?),
     };
@@ -302,16 +357,17 @@ async fn latency(bus: &dyn EventBus, backend: BackendKind, secs: u64, rate: u64)
 
 /// The same ~567-byte events as the throughput run, encoded once, sent by a bare rdkafka producer
 /// with the backend's producer settings: the ceiling the Kafka backend is measured against.
-async fn raw_kafka(config: &Config, events: u64) -> anyhow::Result<Row> {
+async fn raw_kafka(options: &Options, events: u64) -> anyhow::Result<Row> {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    let producer: FutureProducer = config.kafka.producer().create()?;
+    let config = options.kafka()?;
+    let producer: FutureProducer = config.producer().create()?;
     let topic = TopicName::new(&format!("bench.raw.{}", EventId::new()))?;
-    let admin = KafkaBus::connect(config.kafka.clone(), config.bus_config()).await?;
+    let admin = KafkaBus::connect(config.clone(), BusConfig::default()).await?;
     admin.create_topic(&topic, 3).await?;
     let (headers, value) = eventbus::envelope::to_binary(&sample_event(0, 0))?;
-    let timeout = Duration::from_millis(config.kafka.delivery_timeout_ms);
+    let timeout = Duration::from_millis(config.delivery_timeout_ms);
     let bar = progress(events, "kafka raw rdkafka producer");
     let started = Instant::now();
     let per_producer = events / PRODUCERS;
@@ -351,14 +407,4 @@ async fn raw_kafka(config: &Config, events: u64) -> anyhow::Result<Row> {
         per_sec: total as f64 / elapsed.as_secs_f64(),
         latency: None,
     })
-}
-
-pub(crate) fn progress(total: u64, label: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{msg:32} [{bar:40}] {pos}/{len} {per_sec}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(label.to_owned());
-    bar
 }

@@ -1,0 +1,131 @@
+//! `eventbus`: the command line of the event bus, and the HTTP API of `eventbus serve`. The
+//! binary is a thin `main` over [`main`]; the benchmarks (`eventbus-bench`) drive the API
+//! in-process through [`router`] and [`ApiState`].
+//!
+//! # Layout
+//!
+//! - `cli`: the flags and subcommands (clap).
+//! - `config`: the TOML file, `EVENTBUS_*` variables and flags, merged.
+//! - `inbox`: hands delivered messages to a command's loop, one at a time, so that `--max` and
+//!   Ctrl-C never commit a message the command did not finish.
+//! - `commands/*`: one file per subcommand.
+//! - `api/*`: the HTTP API of `serve`: auth, errors, commands, reads, tail, metrics, config, the
+//!   dashboard.
+
+mod api;
+mod cli;
+mod commands;
+mod config;
+mod inbox;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use eventbus::{BackendKind, EmbeddedBus, EventBus, KafkaBus, LogBus, MemoryBus};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, Global};
+use crate::config::Config;
+
+pub use api::{ApiConfig, ApiState, router};
+
+/// Runs the `eventbus` command line: parses the arguments, runs the subcommand, and returns its
+/// exit code (1 with a message on an error; clap exits with 2 on a usage error).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("EVENTBUS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration: defaults, then the file, then variables and flags.
+fn configure(global: &Global) -> anyhow::Result<Config> {
+    let mut config = match &global.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            // Without a named file, the data directory's own (where `serve` keeps a bus switch).
+            let dir = global.data_dir.clone().unwrap_or_else(|| Config::default().data_dir);
+            let own = dir.join(config::DATA_DIR_CONFIG);
+            if own.exists() { Config::load(&own)? } else { Config::default() }
+        }
+    };
+    if let Some(bus) = global.bus {
+        config.bus = bus;
+    }
+    if let Some(dir) = &global.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(brokers) = &global.brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    if let Some(auto) = global.auto_create_topics {
+        config.auto_create_topics = auto;
+    }
+    Ok(config)
+}
+
+/// Opens the configured backend, started.
+pub(crate) async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn EventBus>> {
+    let bus: Arc<dyn EventBus> = match config.bus {
+        BackendKind::Memory => Arc::new(MemoryBus::memory(config.bus_config()).await?),
+        BackendKind::Log => Arc::new(LogBus::log(config.bus_config()).await?),
+        BackendKind::Embedded => Arc::new(
+            EmbeddedBus::embedded(config.bus_config(), config.embedded())
+                .await
+                .context("cannot open the embedded store")?,
+        ),
+        BackendKind::Kafka => {
+            let mut kafka = config.kafka.clone();
+            kafka.outbox_dir.get_or_insert_with(|| config.data_dir.join("kafka-outbox"));
+            Arc::new(KafkaBus::connect(kafka, config.bus_config()).await.context("cannot use the Kafka backend")?)
+        }
+    };
+    bus.start().await?;
+    Ok(bus)
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let config = configure(&cli.global)?;
+    match cli.command {
+        Command::Demo { events } => commands::demo::run(&config, events).await,
+        Command::Produce(args) => commands::produce::run(&config, args).await,
+        Command::Consume(args) => commands::consume::run(&config, args).await,
+        Command::Publish { topic, key } => commands::publish::run(&config, &topic, key).await,
+        Command::Tail { topic, read, format } => commands::tail::run(&config, &topic, &read, format).await,
+        Command::Topics(command) => commands::topics::run(&config, command).await,
+        Command::Groups(command) => commands::groups::run(&config, command).await,
+        Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
+        Command::Schemas(command) => commands::schemas::run(command),
+        Command::Serve { postgres, postgres_schema, no_loan_offers, collections_tick_secs, listen, dev } => {
+            let options = commands::serve::Options {
+                postgres,
+                postgres_schema,
+                loan_offers: !no_loan_offers,
+                collections_tick_secs,
+                listen,
+                dev,
+                config_file: cli.global.config.clone(),
+            };
+            commands::serve::run(&config, options).await
+        }
+    }
+}
