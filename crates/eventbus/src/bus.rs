@@ -49,6 +49,8 @@ macro_rules! number_newtype {
 number_newtype!(Partition(u32), Offset(u64));
 
 impl GroupId {
+    /// A group id of 1 to 255 bytes without control characters; anything else is
+    /// [`BusError::InvalidGroup`].
     pub fn new(group: impl Into<String>) -> Result<Self, BusError> {
         let group = group.into();
         if group.is_empty() || group.len() > 255 || group.chars().any(char::is_control) {
@@ -57,6 +59,7 @@ impl GroupId {
         Ok(Self(group))
     }
 
+    /// The id as it was given.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -139,9 +142,15 @@ impl RetryPolicy {
 /// What a consumer reads: one or more topics, in a group, from a start position.
 #[derive(Clone, Debug)]
 pub struct Subscription {
+    /// The topics to consume, at least one; each must exist when subscribing, unless auto-create
+    /// is on.
     pub topics: Vec<TopicName>,
+    /// The group whose committed offsets this subscription resumes from and advances.
     pub group: GroupId,
+    /// Where to start. Anything but [`StartPosition::Committed`] resets the group's offsets once,
+    /// when subscribing; after that the group resumes from what it committed.
     pub start: StartPosition,
+    /// How a failing handler is retried before its message is dead-lettered.
     pub retry: RetryPolicy,
 }
 
@@ -151,16 +160,21 @@ impl Subscription {
         Self { topics: vec![topic], group, start: StartPosition::default(), retry: RetryPolicy::default() }
     }
 
+    /// Also consumes `topic`, in the same group.
     pub fn and_topic(mut self, topic: TopicName) -> Self {
         self.topics.push(topic);
         self
     }
 
+    /// Starts from `start` instead of the committed offset: applied once, as an offset reset,
+    /// when subscribing.
     pub fn from(mut self, start: StartPosition) -> Self {
         self.start = start;
         self
     }
 
+    /// Retries a failing handler by `retry` instead of the default (5 calls, waits from 100 ms
+    /// doubling up to 5 s).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -170,12 +184,20 @@ impl Subscription {
 /// One delivered event with its place in the log. Its JSON is what the HTTP API's tail shows.
 #[derive(Clone, Debug, Serialize)]
 pub struct Message {
+    /// The topic it was published to.
     pub topic: TopicName,
+    /// The partition of `topic` that holds it; messages of one key are all in the same one.
     pub partition: Partition,
+    /// Its place in that partition, numbered from 0 (not the next offset to read, which is one
+    /// more).
     pub offset: Offset,
     /// When the bus appended it.
     pub timestamp: DateTime<Utc>,
+    /// The partition key it was published with: the event's `entity_id` unless the publisher gave
+    /// another; `None` for an unkeyed message.
     pub key: Option<Arc<str>>,
+    /// The event, decoded from the stored value. A value that is not an event never reaches a
+    /// handler: it goes to the dead-letter topic.
     pub event: Arc<EventSchema>,
 }
 
@@ -191,6 +213,7 @@ pub struct Published {
 }
 
 impl Published {
+    /// An event stored at `offset` in `partition`.
     pub fn at(partition: Partition, offset: Offset) -> Self {
         Self { partition, offset: Some(offset) }
     }
@@ -204,6 +227,7 @@ pub struct HandlerError {
 }
 
 impl HandlerError {
+    /// A failure described by a message alone. It is retried like any other.
     pub fn msg(message: impl fmt::Display) -> Self {
         Self { source: message.to_string().into(), permanent: false }
     }
@@ -214,6 +238,8 @@ impl HandlerError {
         Self { source: error.into(), permanent: true }
     }
 
+    /// Whether the failure skips the retries and sends the message to the dead-letter topic at
+    /// once.
     pub fn is_permanent(&self) -> bool {
         self.permanent
     }
@@ -234,6 +260,9 @@ impl fmt::Display for HandlerError {
 /// Reacts to delivered events. It must be idempotent: delivery is at least once.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
+    /// Handles one message. `Ok` lets the group commit past it; an error is retried by the
+    /// subscription's [`RetryPolicy`], and a permanent error, or one that outlasts the retries,
+    /// sends the message to the dead-letter topic.
     async fn handle(&self, message: Message) -> Result<(), HandlerError>;
 }
 
@@ -263,9 +292,16 @@ where
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    /// Logs in RAM, for tests and development: nothing survives the process.
     Memory,
+    /// Every publish is also a structured `tracing` line, personal data masked; events are
+    /// delivered in-process, from memory.
     Log,
+    /// Durable logs in SQLite under a data directory, which several processes may share. The
+    /// default.
     Embedded,
+    /// A Kafka cluster through rdkafka, optionally fronted by a durable local outbox (feature
+    /// `kafka`).
     Kafka,
 }
 
@@ -295,7 +331,10 @@ impl fmt::Display for BackendKind {
 /// The state of the bus: the data behind `GET /kafka/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BusStatus {
+    /// The engine that carries the events.
     pub backend: BackendKind,
+    /// Whether the bus is started: `true` from `start` until `stop`. A stopped bus refuses
+    /// publishes.
     pub running: bool,
     /// Events retained in all topics.
     pub total_events: u64,
@@ -322,6 +361,7 @@ impl BusStatus {
 /// The bounds of one partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct PartitionInfo {
+    /// Which partition of the topic these bounds are for.
     pub partition: Partition,
     /// The first retained offset (Kafka's log start offset).
     pub earliest: Offset,
@@ -332,11 +372,14 @@ pub struct PartitionInfo {
 /// A topic and its partitions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TopicDescription {
+    /// The name of the topic described.
     pub name: TopicName,
+    /// The bounds of each of its partitions, one entry per partition.
     pub partitions: Vec<PartitionInfo>,
 }
 
 impl TopicDescription {
+    /// How many messages the topic holds now: `latest - earliest`, summed over its partitions.
     pub fn retained(&self) -> u64 {
         self.partitions.iter().map(|p| p.latest.0 - p.earliest.0).sum()
     }
@@ -345,8 +388,12 @@ impl TopicDescription {
 /// The committed position of a group in one partition, and how far behind it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct GroupOffset {
+    /// The partition these figures are for.
     pub partition: Partition,
+    /// The group's committed offset: the next offset it reads in this partition.
     pub offset: Offset,
+    /// How many messages the group has still to read: the partition's latest offset minus
+    /// `offset`, 0 when it has caught up.
     pub lag: u64,
 }
 
@@ -360,30 +407,50 @@ pub enum BusError {
     /// A topic of that name exists already.
     #[error("topic `{0}` already exists")]
     TopicExists(TopicName),
+    /// The topic name breaks Kafka's naming rules; the source says which. Fix the name.
     #[error(transparent)]
     InvalidTopic(#[from] TopicError),
     /// Partition counts are between 1 and 10,000.
     #[error("invalid partition count {0}: expected 1 to 10000")]
     InvalidPartitions(u32),
+    /// The consumer group id is empty, longer than 255 bytes or holds a control character. Pick
+    /// another id.
     #[error("invalid consumer group `{0}`")]
     InvalidGroup(String),
+    /// A start position that does not parse. Write `committed`, `earliest`, `latest`, `offset:N`
+    /// or `time:` followed by an RFC 3339 time.
     #[error("invalid position `{0}`: expected committed, earliest, latest, offset:N or time:RFC3339")]
     InvalidPosition(String),
     /// `publish_batch` got a different number of keys than events.
     #[error("{keys} keys given for {events} events")]
-    KeyCountMismatch { keys: usize, events: usize },
+    KeyCountMismatch {
+        /// How many keys were given.
+        keys: usize,
+        /// How many events were given.
+        events: usize,
+    },
     /// The bus is stopped. Call `start` first.
     #[error("the event bus is not running")]
     NotRunning,
     /// Another subscription of this process already consumes the topic in this group.
     #[error("group `{group}` already consumes `{topic}` in this process")]
-    AlreadySubscribed { group: GroupId, topic: TopicName },
+    AlreadySubscribed {
+        /// The group that already consumes the topic.
+        group: GroupId,
+        /// The topic that the group already consumes.
+        topic: TopicName,
+    },
     /// The event cannot be encoded, e.g. it has no event id where one is needed.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
     /// The message is larger than the configured maximum.
     #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
-    MessageTooLarge { size: usize, max: usize },
+    MessageTooLarge {
+        /// The size of the encoded message, in bytes.
+        size: usize,
+        /// The configured maximum, `max_message_bytes`, in bytes.
+        max: usize,
+    },
     /// The backend's store or broker failed. The source is the backend's own error
     /// (`EmbeddedError`, `KafkaError`), and its message says whether the store is locked,
     /// corrupt or unreachable, or whether the broker is unreachable, refused or did not
@@ -409,6 +476,7 @@ impl BusError {
 /// key keeps its order: it always maps to the same partition (Kafka's murmur2 rule).
 #[async_trait]
 pub trait EventBus: Send + Sync {
+    /// Which engine carries this bus's events.
     fn backend(&self) -> BackendKind;
 
     /// Starts consuming for every subscription made so far, and for those made later.
@@ -417,6 +485,8 @@ pub trait EventBus: Send + Sync {
     /// Stops consuming, waits for handlers in flight and commits their offsets.
     async fn stop(&self) -> Result<(), BusError>;
 
+    /// Whether the bus is started: `true` from `start` until `stop`. Only a running bus publishes
+    /// and consumes.
     fn is_running(&self) -> bool;
 
     /// Publishes one event. The key defaults to the event's `entity_id`; a missing `event_id` or
@@ -442,12 +512,19 @@ pub trait EventBus: Send + Sync {
     /// Calls `handler` for every message of the subscribed topics, in order per partition.
     async fn subscribe(&self, subscription: Subscription, handler: Arc<dyn Handler>) -> Result<(), BusError>;
 
+    /// The state of the bus: its backend, whether it runs, the events retained per topic and, on
+    /// Kafka, the outbox backlog.
     async fn status(&self) -> Result<BusStatus, BusError>;
 
+    /// Creates a topic of `partitions` partitions (1 to 10,000) and its dead-letter topic.
+    /// [`BusError::TopicExists`] if the topic is there already.
     async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError>;
 
+    /// Every topic with the bounds of its partitions, dead-letter topics included.
     async fn list_topics(&self) -> Result<Vec<TopicDescription>, BusError>;
 
+    /// One topic with the bounds of its partitions; [`BusError::UnknownTopic`] if it does not
+    /// exist and auto-create is off.
     async fn describe_topic(&self, name: &TopicName) -> Result<TopicDescription, BusError>;
 
     /// The group's committed offsets and lag in a topic.

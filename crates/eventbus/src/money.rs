@@ -178,10 +178,22 @@ pub enum MoneyError {
     InvalidAmount(String),
     /// The amount has more decimal places than the currency allows.
     #[error("amount {amount} has more than {minor_units} decimal places for {currency}")]
-    TooPrecise { amount: Decimal, currency: Currency, minor_units: u32 },
+    TooPrecise {
+        /// The amount as given.
+        amount: Decimal,
+        /// The currency it was given in.
+        currency: Currency,
+        /// The decimal places that currency allows.
+        minor_units: u32,
+    },
     /// Two amounts in different currencies were combined. Convert one of them first.
     #[error("currency mismatch: {left} and {right}")]
-    CurrencyMismatch { left: Currency, right: Currency },
+    CurrencyMismatch {
+        /// The currency of the amount the operation was called on.
+        left: Currency,
+        /// The currency of the other amount.
+        right: Currency,
+    },
     /// The result does not fit in a decimal (about 7.9e28).
     #[error("amount overflow")]
     Overflow,
@@ -195,6 +207,7 @@ pub struct Currency {
 }
 
 impl Currency {
+    /// The three-letter upper-case code, e.g. `USD`.
     pub fn code(&self) -> &'static str {
         self.code
     }
@@ -260,28 +273,36 @@ impl Money {
         Self::new(parse_amount(amount)?, currency)
     }
 
+    /// No money in `currency`, written with its minor units (`0.00` for USD).
     pub fn zero(currency: Currency) -> Self {
         Self { amount: in_minor_units(Decimal::ZERO, currency), currency }
     }
 
+    /// The decimal amount in the currency's major unit (dollars, not cents), e.g. `100.50`.
     pub fn amount(&self) -> Decimal {
         self.amount
     }
 
+    /// The ISO 4217 currency of the amount.
     pub fn currency(&self) -> Currency {
         self.currency
     }
 
+    /// Whether the amount is below zero; zero is never negative.
     pub fn is_negative(&self) -> bool {
         self.amount.is_sign_negative() && !self.amount.is_zero()
     }
 
+    /// The sum of two amounts in the same currency; [`MoneyError::CurrencyMismatch`] or
+    /// [`MoneyError::Overflow`] otherwise.
     pub fn checked_add(self, other: Self) -> Result<Self, MoneyError> {
         self.same_currency(other)?;
         let amount = self.amount.checked_add(other.amount).ok_or(MoneyError::Overflow)?;
         Ok(Self { amount, currency: self.currency })
     }
 
+    /// `self` minus `other`, in the same currency; [`MoneyError::CurrencyMismatch`] or
+    /// [`MoneyError::Overflow`] otherwise.
     pub fn checked_sub(self, other: Self) -> Result<Self, MoneyError> {
         self.same_currency(other)?;
         let amount = self.amount.checked_sub(other.amount).ok_or(MoneyError::Overflow)?;

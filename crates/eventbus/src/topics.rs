@@ -15,14 +15,23 @@ pub const DLQ_SUFFIX: &str = ".dlq";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TopicError {
+    /// The name is empty. Give at least one character.
     #[error("topic name is empty")]
     Empty,
+    /// The name is `.` or `..`, which Kafka reserves. Choose another name.
     #[error("topic name `{0}` is not allowed (`.` and `..` are reserved)")]
     Reserved(String),
+    /// The name has more than [`MAX_TOPIC_NAME_LEN`] characters; this is its length. Shorten it.
     #[error("topic name is {0} characters long; at most 249 are allowed")]
     TooLong(usize),
+    /// The name holds a character outside `[a-zA-Z0-9._-]`. Replace or drop it.
     #[error("topic name `{name}` contains `{bad}`; only ASCII letters, digits, `.`, `_` and `-` are allowed")]
-    InvalidChar { name: String, bad: char },
+    InvalidChar {
+        /// The name as given.
+        name: String,
+        /// The first character that is not allowed.
+        bad: char,
+    },
 }
 
 /// A valid topic name: `[a-zA-Z0-9._-]`, 1 to 249 characters, not `.` or `..`. Cheap to clone.
@@ -30,6 +39,7 @@ pub enum TopicError {
 pub struct TopicName(Arc<str>);
 
 impl TopicName {
+    /// A topic name, checked against Kafka's rules; [`TopicError`] says which rule it breaks.
     pub fn new(name: &str) -> Result<Self, TopicError> {
         if name.is_empty() {
             return Err(TopicError::Empty);
@@ -46,6 +56,7 @@ impl TopicName {
         Ok(Self(name.into()))
     }
 
+    /// The name as text, e.g. `nexum.transactions.created`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -55,6 +66,7 @@ impl TopicName {
         Self(format!("{}{DLQ_SUFFIX}", self.0).into())
     }
 
+    /// Whether this is a dead-letter topic: its name ends in [`DLQ_SUFFIX`].
     pub fn is_dlq(&self) -> bool {
         self.0.ends_with(DLQ_SUFFIX)
     }
@@ -89,37 +101,44 @@ impl<'de> Deserialize<'de> for TopicName {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TopicKind {
+    /// Events out of core banking: facts, named in the past tense, that consumers react to.
     Event,
+    /// Commands into core banking: requests that it carries out or refuses on
+    /// `nexum.commands.rejected`.
     Command,
+    /// A dead-letter topic, `<topic>.dlq`: messages that could not be handled, with the reason.
     DeadLetter,
 }
 
 macro_rules! catalog {
-    ($($variant:ident = $name:literal, $partitions:literal, $kind:ident;)*) => {
+    ($($(#[$attr:meta])* $variant:ident = $name:literal, $partitions:literal, $kind:ident;)*) => {
         /// Every topic of the catalog: the seed's `nexum.*` event and command topics and
         /// Capera's streams. Each also has a dead-letter topic, `<topic>.dlq`.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum Topic {
-            $($variant,)*
+            $($(#[$attr])* $variant,)*
         }
 
         impl Topic {
             /// All catalog topics, dead-letter topics not included.
             pub const ALL: &'static [Topic] = &[$(Topic::$variant,)*];
 
+            /// The topic's name, e.g. `nexum.transactions.created`.
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Topic::$variant => $name,)*
                 }
             }
 
+            /// How many partitions the topic is created with.
             pub fn partitions(self) -> u32 {
                 match self {
                     $(Topic::$variant => $partitions,)*
                 }
             }
 
+            /// Whether the topic carries events or commands.
             pub fn kind(self) -> TopicKind {
                 match self {
                     $(Topic::$variant => TopicKind::$kind,)*
@@ -130,37 +149,69 @@ macro_rules! catalog {
 }
 
 catalog! {
+    /// Transactions recorded, before they post or fail (`transaction_created`).
     TransactionsCreated = "nexum.transactions.created", 3, Event;
+    /// Transactions posted to the ledger, with their journal entry (`transaction_posted`).
     TransactionsPosted = "nexum.transactions.posted", 3, Event;
+    /// Transactions that could not be carried out, with the reason (`transaction_failed`).
     TransactionsFailed = "nexum.transactions.failed", 3, Event;
+    /// Accounts opened (`account_created`).
     AccountsCreated = "nexum.accounts.created", 3, Event;
+    /// Changes to accounts, such as their status or limit (`account_updated`).
     AccountsUpdated = "nexum.accounts.updated", 3, Event;
+    /// Customers onboarded (`customer_created`).
     CustomersCreated = "nexum.customers.created", 3, Event;
+    /// Changes to customers' details (`customer_updated`).
     CustomersUpdated = "nexum.customers.updated", 3, Event;
+    /// Changes to a customer's KYC status or tier (`kyc_status_changed`).
     CustomersKycChanged = "nexum.customers.kyc_changed", 3, Event;
+    /// Loans originated, with their terms and repayment schedule (`loan_originated`).
     LoansOriginated = "nexum.loans.originated", 3, Event;
+    /// Loan principal paid out to the borrower (`loan_disbursed`).
     LoansDisbursed = "nexum.loans.disbursed", 3, Event;
+    /// Repayments received on loans (`loan_payment_received`).
     LoansPayment = "nexum.loans.payment", 3, Event;
+    /// Loans repaid in full (`loan_paid_off`).
     LoansPaidOff = "nexum.loans.paid_off", 3, Event;
+    /// Loans declared in default (`loan_defaulted`).
     LoansDefaulted = "nexum.loans.defaulted", 3, Event;
+    /// Loans cancelled before they were paid out (`loan_cancelled`).
     LoansCancelled = "nexum.loans.cancelled", 3, Event;
+    /// Statements issued for credit accounts (`credit_statement_generated`).
     CreditStatementGenerated = "nexum.credit.statement_generated", 3, Event;
+    /// Payments received on credit accounts (`credit_payment_received`).
     CreditPayment = "nexum.credit.payment", 3, Event;
+    /// Collection cases opened on overdue loans (`collection_case_created`).
     CollectionsCaseCreated = "nexum.collections.case_created", 3, Event;
+    /// Collection cases raised to a higher level (`collection_case_escalated`).
     CollectionsCaseEscalated = "nexum.collections.case_escalated", 3, Event;
+    /// Collection cases closed (`collection_case_resolved`).
     CollectionsCaseResolved = "nexum.collections.case_resolved", 3, Event;
+    /// Compliance alerts, such as a transaction above a threshold (`compliance_alert_raised`).
     ComplianceAlert = "nexum.compliance.alert", 3, Event;
+    /// Suspicious activity detected on accounts (`suspicious_activity_detected`).
     ComplianceSuspiciousActivity = "nexum.compliance.suspicious_activity", 3, Event;
+    /// The audit trail: each command, who asked and the outcome (`audit_event_recorded`).
     AuditEvents = "nexum.audit.events", 3, Event;
+    /// Each completed step of a workflow such as a loan application (`workflow_step_completed`).
     WorkflowsStepCompleted = "nexum.workflows.step_completed", 3, Event;
+    /// Workflows that reached their end (`workflow_completed`).
     WorkflowsCompleted = "nexum.workflows.completed", 3, Event;
+    /// Workflows stopped by a rejection at one of their steps (`workflow_rejected`).
     WorkflowsRejected = "nexum.workflows.rejected", 3, Event;
+    /// Commands to deposit, withdraw or transfer (`transaction_command`).
     CommandsTransactions = "nexum.commands.transactions", 3, Command;
+    /// Commands to create or update customers, set KYC or open accounts (`customer_command`).
     CommandsCustomers = "nexum.commands.customers", 3, Command;
+    /// Commands to originate, disburse, repay or cancel loans, and collections (`loan_command`).
     CommandsLoans = "nexum.commands.loans", 3, Command;
+    /// Commands that core banking refused, with the reason; an event topic (`command_rejected`).
     CommandsRejected = "nexum.commands.rejected", 3, Event;
+    /// Capera's feed of bank transactions, keyed by account id (`bank_transaction_recorded`).
     BankTransactions = "bank.transactions", 3, Event;
+    /// Capera's feed of market prices, keyed by instrument symbol (`market_price_updated`).
     MarketPriceUpdates = "market.price.updates", 3, Event;
+    /// Capera's recommendations, each with the rule and the event that triggered it.
     CaperaRecommendations = "capera.recommendations", 3, Event;
 }
 
@@ -187,10 +238,12 @@ impl TopicName {
 }
 
 impl Topic {
+    /// The topic's name, to publish or subscribe with.
     pub fn name(self) -> TopicName {
         TopicName(self.as_str().into())
     }
 
+    /// The name of the topic's dead-letter topic, `<topic>.dlq`.
     pub fn dlq(self) -> TopicName {
         self.name().dlq()
     }

@@ -53,17 +53,25 @@ const HEADER_EXTENSIONS: &[&str] =
 /// A CloudEvent in structured mode, the JSON document of the spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {
+    /// The CloudEvents version, [`SPEC_VERSION`]; a CloudEvent of any other version is refused.
     pub specversion: String,
+    /// The event's unique id, from `event_id`.
     pub id: String,
+    /// The producing system, from `source` (`nexum` when the event has none).
     pub source: String,
+    /// The event type, from `event_type`; `type` in the JSON.
     #[serde(rename = "type")]
     pub ty: String,
+    /// When the event happened, from `timestamp`: UTC, RFC 3339 in the JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<DateTime<Utc>>,
+    /// The id of the entity the event is about, from `entity_id`; absent when it is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The media type of `data`: `application/json` in every CloudEvent made here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datacontenttype: Option<String>,
+    /// The payload, from `data`: a JSON object; absent or null reads as an empty one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     /// Extension attributes: names of lowercase letters and digits, scalar values.
@@ -155,7 +163,9 @@ impl CloudEvent {
 /// One Kafka header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// The header's name, e.g. `ce_id` or `content-type`.
     pub name: String,
+    /// The header's value, as UTF-8 text.
     pub value: String,
 }
 

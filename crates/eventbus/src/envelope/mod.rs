@@ -24,5 +24,10 @@ pub enum EnvelopeError {
     UnsupportedSpecVersion(String),
     /// A CloudEvents attribute has the wrong form, e.g. a time that is not RFC 3339.
     #[error("invalid CloudEvents attribute `{name}`: {reason}")]
-    InvalidAttribute { name: String, reason: String },
+    InvalidAttribute {
+        /// The attribute's name, e.g. `time` or `nexummetadata`.
+        name: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }

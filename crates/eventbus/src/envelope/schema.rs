@@ -34,6 +34,7 @@ impl EventId {
         Self(Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string())
     }
 
+    /// The id as written, e.g. a UUID in its hyphenated form.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -68,6 +69,7 @@ impl FromStr for EventId {
 pub struct EventType(String);
 
 impl EventType {
+    /// The type as written, e.g. `transaction_created`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -226,10 +228,12 @@ impl EventSchema {
         }
     }
 
+    /// The producing system: `source`, or [`DEFAULT_SOURCE`] when absent.
     pub fn source(&self) -> &str {
         self.source.as_deref().unwrap_or(DEFAULT_SOURCE)
     }
 
+    /// The schema version of `data`: `version`, or [`DEFAULT_VERSION`] when absent.
     pub fn version(&self) -> &str {
         self.version.as_deref().unwrap_or(DEFAULT_VERSION)
     }
@@ -239,21 +243,25 @@ impl EventSchema {
         (!self.entity_id.is_empty()).then_some(self.entity_id.as_str())
     }
 
+    /// Sets the producing system, e.g. `eventbus` on the dead letters the bus writes itself.
     pub fn with_source(mut self, source: impl Into<String>) -> Self {
         self.source = Some(source.into());
         self
     }
 
+    /// Sets the event id, e.g. one from [`EventId::derived`] so that a replay yields the same id.
     pub fn with_id(mut self, id: EventId) -> Self {
         self.event_id = Some(id);
         self
     }
 
+    /// Sets when the event happened, in UTC, instead of when it was built or published.
     pub fn with_timestamp(mut self, timestamp: DateTime<Utc>) -> Self {
         self.timestamp = Some(timestamp);
         self
     }
 
+    /// Adds or replaces one metadata entry, e.g. `correlation_id`.
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self

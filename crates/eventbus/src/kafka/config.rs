@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a password or key so that `Debug` shows `"***"` in its place.
     pub fn new(secret: impl Into<String>) -> Self {
         Self(secret.into())
     }
@@ -47,13 +48,17 @@ pub struct KafkaConfig {
     pub security_protocol: Option<String>,
     /// `sasl.mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     pub sasl_mechanism: Option<String>,
+    /// `sasl.username`: the user to authenticate as with SASL.
     pub sasl_username: Option<String>,
+    /// `sasl.password`: that user's password.
     pub sasl_password: Option<Secret>,
     /// `ssl.ca.location`: CA certificates to verify the brokers.
     pub ssl_ca_location: Option<PathBuf>,
     /// `ssl.certificate.location` and `ssl.key.location`: the client's certificate for mTLS.
     pub ssl_certificate_location: Option<PathBuf>,
+    /// `ssl.key.location`: the private key of that certificate.
     pub ssl_key_location: Option<PathBuf>,
+    /// `ssl.key.password`: the passphrase of that private key, if it is encrypted.
     pub ssl_key_password: Option<Secret>,
     /// The durable local outbox publishes go through, so that a broker outage delays events
     /// instead of failing the caller. Unset, publishing goes straight to the broker. The CLI sets
@@ -89,10 +94,13 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The defaults with `brokers` as the bootstrap servers (comma-separated `host:port`).
     pub fn at(brokers: impl Into<String>) -> Self {
         Self { brokers: brokers.into(), ..Self::default() }
     }
 
+    /// `request_timeout_ms` as a [`Duration`]: the bound on connecting, metadata and admin
+    /// requests.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }

@@ -17,6 +17,7 @@ pub enum SyncMode {
 pub struct EmbeddedConfig {
     /// Where the store lives; created if missing.
     pub data_dir: PathBuf,
+    /// How hard a commit waits for the disk; [`SyncMode::Full`] by default.
     pub sync: SyncMode,
     /// Records older than this are deleted; `None` keeps everything.
     pub retention: Option<Duration>,
@@ -46,10 +47,12 @@ impl Default for EmbeddedConfig {
 }
 
 impl EmbeddedConfig {
+    /// The defaults with the store in `data_dir`.
     pub fn at(data_dir: impl Into<PathBuf>) -> Self {
         Self { data_dir: data_dir.into(), ..Self::default() }
     }
 
+    /// The SQLite database file of the store: `eventbus.db` in `data_dir`.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("eventbus.db")
     }
