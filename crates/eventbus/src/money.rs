@@ -249,12 +249,30 @@ impl<'de> Deserialize<'de> for Currency {
 }
 
 /// An amount of money in one currency. The amount never has more decimal places than the
-/// currency's minor units, and arithmetic is checked.
+/// currency's minor units, and arithmetic is checked. Read from JSON, it passes the same checks
+/// as [`Money::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedMoney")]
 pub struct Money {
-    #[serde(serialize_with = "amount_to_string", deserialize_with = "amount_from_string")]
+    #[serde(serialize_with = "amount_to_string")]
     amount: Decimal,
     currency: Currency,
+}
+
+/// Money as read, before [`Money::new`] checks it.
+#[derive(Deserialize)]
+struct UncheckedMoney {
+    #[serde(deserialize_with = "amount_from_string")]
+    amount: Decimal,
+    currency: Currency,
+}
+
+impl TryFrom<UncheckedMoney> for Money {
+    type Error = MoneyError;
+
+    fn try_from(money: UncheckedMoney) -> Result<Self, Self::Error> {
+        Money::new(money.amount, money.currency)
+    }
 }
 
 impl Money {
@@ -359,6 +377,20 @@ mod tests {
 
     fn usd(a: &str) -> Money {
         Money::parse(a, "USD").unwrap()
+    }
+
+    #[test]
+    fn money_read_from_json_is_checked_like_money_built_in_code() {
+        // Given amounts with more decimals than their currency, and one with fewer
+        let too_precise = serde_json::json!({"amount": "1.001", "currency": "USD"});
+        let yen = serde_json::json!({"amount": "5.5", "currency": "JPY"});
+        let short = serde_json::json!({"amount": "1.5", "currency": "USD"});
+        // When they are read, then the too precise ones are refused and the other is written in
+        // the currency's minor units
+        let error = serde_json::from_value::<Money>(too_precise).unwrap_err();
+        assert!(error.to_string().contains("1.001"), "{error}");
+        assert!(serde_json::from_value::<Money>(yen).is_err());
+        assert_eq!(serde_json::from_value::<Money>(short).unwrap().amount().to_string(), "1.50");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::bus::{BusError, GroupId, Offset, Partition};
 use crate::runtime::{Backend, StoredRecord};
 use crate::topics::TopicName;
 
-/// A [`Backend`] whose logs this process reads itself, with [`consumer`](super::consumer).
+/// A [`Backend`] whose logs this process reads itself, with the polling consumer of the local
+/// backends.
 #[async_trait]
 pub trait Storage: Backend {
     /// Up to `max` records from `from` on; fewer, or none, at the end of the partition.
