@@ -75,6 +75,7 @@ pub struct Kafka {
 }
 
 /// A message ready for the producer.
+#[derive(Clone, Debug, PartialEq)]
 struct Outgoing {
     key: Option<String>,
     value: Vec<u8>,

@@ -67,16 +67,10 @@ impl Outbox {
     pub(super) async fn append(&self, messages: Vec<(TopicName, Outgoing)>) -> Result<Vec<u64>, BusError> {
         let records = messages
             .into_iter()
-            .map(|(topic, message)| {
-                let envelope = Envelope {
-                    topic: topic.to_string(),
-                    key: message.key,
-                    headers: message.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-                };
-                let mut bytes = serde_json::to_vec(&envelope).expect("an outbox envelope always serialises");
-                bytes.push(b'\n');
-                bytes.extend_from_slice(&message.value);
-                NewRecord { partition: Partition(0), key: None, payload: Payload::Bytes(Bytes::from(bytes)) }
+            .map(|(topic, message)| NewRecord {
+                partition: Partition(0),
+                key: None,
+                payload: Payload::Bytes(Bytes::from(encode(&topic, message))),
             })
             .collect();
         let published = self.storage.append(&self.topic, records).await?;
@@ -147,7 +141,21 @@ impl Outbox {
     }
 }
 
-fn decode(bytes: &[u8]) -> Option<(TopicName, Outgoing)> {
+/// An outbox entry: where the message goes (JSON), a newline, then its value as it is.
+pub(super) fn encode(topic: &TopicName, message: Outgoing) -> Vec<u8> {
+    let envelope = Envelope {
+        topic: topic.to_string(),
+        key: message.key,
+        headers: message.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+    };
+    let mut bytes = serde_json::to_vec(&envelope).expect("an outbox envelope always serialises");
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&message.value);
+    bytes
+}
+
+/// The message of an outbox entry; `None` if the entry is not one [`encode`] wrote.
+pub(super) fn decode(bytes: &[u8]) -> Option<(TopicName, Outgoing)> {
     let split = bytes.iter().position(|b| *b == b'\n')?;
     let envelope: Envelope = serde_json::from_slice(&bytes[..split]).ok()?;
     let headers = envelope.headers.into_iter().map(|(name, value)| Header { name, value }).collect();

@@ -1,1 +1,83 @@
+//! What only the Kafka backend does, without a broker: the messages it makes of records, and the
+//! entries of its durable outbox. The behaviour against a real broker is in the conformance,
+//! groups, interop and outage suites under `tests/`.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::outbox::{decode, encode};
+use super::{Outgoing, outgoing};
+use crate::bus::Partition;
+use crate::envelope::{EventSchema, Header, from_binary};
+use crate::runtime::{NewRecord, Payload};
+use crate::topics::TopicName;
+
+fn event() -> EventSchema {
+    let data = json!({"amount": "100.50", "currency": "USD", "email": "jane@example.com"});
+    EventSchema::new("transaction_created", "transaction", "txn_1", data.as_object().unwrap().clone())
+        .with_metadata("correlation_id", "corr_1")
+}
+
+#[test]
+fn an_event_goes_out_as_its_flat_json_with_cloudevents_headers_and_no_personal_data_in_them() {
+    // Given a record of an event, keyed by its account
+    let event = event();
+    let record = NewRecord {
+        partition: Partition(2),
+        key: Some(Arc::from("acc_1")),
+        payload: Payload::Event(Arc::new(event.clone())),
+    };
+    // When it becomes a Kafka message
+    let message = outgoing(record).unwrap();
+    // Then the value is the event's flat JSON, the key is kept, and the headers describe it
+    assert_eq!(message.value, event.to_json());
+    assert_eq!(message.key.as_deref(), Some("acc_1"));
+    let header = |name: &str| message.headers.iter().find(|h| h.name == name).map(|h| h.value.as_str());
+    assert_eq!(header("ce_type"), Some("transaction_created"));
+    assert_eq!(header("ce_id"), event.event_id.as_ref().map(|id| id.as_str()));
+    assert_eq!(header("ce_specversion"), Some("1.0"));
+    assert!(message.headers.iter().all(|h| !h.value.contains("jane@example.com")), "{:?}", message.headers);
+    // And a consumer reads the same event back from it
+    assert_eq!(from_binary(&message.headers, &message.value).unwrap(), event);
+}
+
+#[test]
+fn raw_bytes_go_out_as_they_were_given_without_headers() {
+    let record =
+        NewRecord { partition: Partition(0), key: None, payload: Payload::Bytes(Bytes::from_static(b"not json\n")) };
+    let message = outgoing(record).unwrap();
+    assert_eq!(message, Outgoing { key: None, value: b"not json\n".to_vec(), headers: Vec::new() });
+}
+
+#[test]
+fn an_outbox_entry_that_is_not_an_entry_is_refused_not_misread() {
+    assert!(decode(b"").is_none());
+    assert!(decode(b"no newline at all").is_none());
+    assert!(decode(b"{\"topic\": \"t\"}\nvalue").is_none(), "an envelope without key and headers");
+    assert!(decode(b"{\"topic\": \"bad topic!\", \"key\": null, \"headers\": []}\nvalue").is_none());
+}
+
+fn header() -> impl Strategy<Value = Header> {
+    ("[a-z_]{1,12}", any::<String>()).prop_map(|(name, value)| Header { name, value })
+}
+
+proptest! {
+    /// Whatever the key, headers and value (newlines and non-UTF-8 bytes included), an outbox
+    /// entry reads back as the message it was written from.
+    #[test]
+    fn an_outbox_entry_reads_back_as_the_message_it_was_written_from(
+        topic in "[a-z][a-z0-9._-]{0,40}",
+        key in proptest::option::of(any::<String>()),
+        headers in proptest::collection::vec(header(), 0..8),
+        value in proptest::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let topic = TopicName::new(&topic).unwrap();
+        let message = Outgoing { key, value, headers };
+        let (read_topic, read) = decode(&encode(&topic, message.clone())).unwrap();
+        prop_assert_eq!(read_topic, topic);
+        prop_assert_eq!(read, message);
+    }
+}
