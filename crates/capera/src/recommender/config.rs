@@ -76,3 +76,29 @@ impl RecommenderConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::recommender::Recommender;
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let bad = [
+            RecommenderConfig { sma_window: 0, ..Default::default() },
+            RecommenderConfig { savings_window: 0, ..Default::default() },
+            RecommenderConfig { dip_ratio: Decimal::ONE, ..Default::default() },
+            RecommenderConfig { surge_ratio: Decimal::ONE, ..Default::default() },
+            RecommenderConfig { large_debit_min_history: 0, ..Default::default() },
+        ];
+        for config in bad {
+            assert!(matches!(Recommender::with_config(config), Err(RecommenderError::InvalidConfig { .. })));
+        }
+        let parsed: RecommenderConfig = serde_json::from_value(json!({"savings_threshold": "2500"})).unwrap();
+        assert_eq!(parsed.savings_threshold, Decimal::new(2500, 0));
+        assert_eq!(parsed.sma_window, 20);
+        assert!(serde_json::from_value::<RecommenderConfig>(json!({"savings_treshold": "1"})).is_err());
+    }
+}

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::error::RecommenderError;
-use super::vocabulary::{Recommendation, Rule, SubjectType};
+use super::vocabulary::SubjectType;
 
 /// A parsed bank transaction.
 pub(super) struct Transaction<'a> {
@@ -15,6 +15,13 @@ pub(super) struct Transaction<'a> {
     pub(super) credit: bool,
     pub(super) amount: Money,
     pub(super) merchant: &'a str,
+}
+
+impl Transaction<'_> {
+    /// The amount, positive for a credit and negative for a debit.
+    pub(super) fn signed_amount(&self) -> Decimal {
+        if self.credit { self.amount.amount() } else { -self.amount.amount() }
+    }
 }
 
 /// A parsed price update.
@@ -131,30 +138,53 @@ impl Ctx<'_> {
         let price = self.positive("price", price)?;
         Ok(PriceUpdate { symbol, price, currency })
     }
+}
 
-    pub(super) fn recommend(
-        &self,
-        rule: Rule,
-        subject_id: &str,
-        reason: String,
-        inputs: impl IntoIterator<Item = (&'static str, String)>,
-    ) -> Recommendation {
-        let recommendation = Recommendation {
-            recommendation_id: Recommendation::derive_id(rule, &self.id),
-            subject_type: rule.subject_type(),
-            subject_id: subject_id.to_owned(),
-            rule,
-            action: rule.action(),
-            reason,
-            inputs: inputs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            triggered_by: self.id.clone(),
+#[cfg(test)]
+mod tests {
+    use eventbus::EventSchema;
+    use serde_json::{Map, Value, json};
+
+    use crate::recommender::fixtures::{Account, price};
+    use crate::recommender::{Recommender, RecommenderError};
+
+    #[test]
+    fn malformed_events_are_errors_that_name_the_event_and_field_and_change_nothing() {
+        let mut rec = Recommender::new();
+        let mut acc = Account::new("acc_0009");
+        let good = acc.txn("debit", "10.00");
+        let broken = |f: &dyn Fn(&mut Map<String, Value>)| {
+            let mut e = good.clone();
+            f(&mut e.data);
+            e
         };
-        tracing::debug!(
-            rule = %rule,
-            subject = %recommendation.subject_id,
-            triggered_by = %self.id,
-            "Recommendation issued"
-        );
-        recommendation
+        let cases: Vec<(EventSchema, &str)> = vec![
+            (broken(&|d| drop(d.remove("amount"))), "field `amount` is missing"),
+            (broken(&|d| drop(d.insert("amount".into(), json!(10.5)))), "field `amount` must be a string"),
+            (broken(&|d| drop(d.insert("amount".into(), json!("ten")))), "field `amount` is invalid"),
+            (broken(&|d| drop(d.insert("amount".into(), json!("10.001")))), "field `amount` is invalid"),
+            (broken(&|d| drop(d.insert("amount".into(), json!("-10.00")))), "field `amount` must be positive"),
+            (broken(&|d| drop(d.remove("currency"))), "field `currency` is missing"),
+            (broken(&|d| drop(d.insert("currency".into(), json!("usd")))), "field `currency` is invalid"),
+            (broken(&|d| drop(d.insert("direction".into(), json!("sideways")))), "field `direction` is `sideways`"),
+            (broken(&|d| drop(d.insert("account_id".into(), json!("")))), "field `account_id` is missing"),
+        ];
+        for (event, expected) in cases {
+            let err = rec.on_event(&event).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("acc_0009-1") && text.contains(expected), "{text}");
+        }
+        assert_eq!(rec.accounts_tracked(), 0);
+
+        let mut bad_price = price("AAPL", 1, "0");
+        assert!(matches!(rec.on_event(&bad_price), Err(RecommenderError::NotPositive { field: "price", .. })));
+        bad_price.data.insert("price".into(), json!("1e3"));
+        assert!(matches!(rec.on_event(&bad_price), Err(RecommenderError::InvalidMoney { field: "price", .. })));
+        bad_price.data.remove("symbol");
+        assert!(matches!(rec.on_event(&bad_price), Err(RecommenderError::MissingField { field: "symbol", .. })));
+        let mut no_id = price("AAPL", 1, "10.00");
+        no_id.event_id = None;
+        assert!(matches!(rec.on_event(&no_id), Err(RecommenderError::MissingEventId { .. })));
+        assert_eq!(rec.instruments_tracked(), 0);
     }
 }

@@ -185,3 +185,28 @@ impl fmt::Display for Recommendation {
         write!(f, "[{}] {} {}: {}, because {}", self.rule, self.subject_type, self.subject_id, self.action, self.reason)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommender::Recommender;
+    use crate::recommender::fixtures::{feed, flat_history, price};
+
+    #[test]
+    fn the_recommendation_event_carries_the_recommendation() {
+        let mut rec = Recommender::new();
+        feed(&mut rec, &flat_history("AAPL", 20));
+        let dip = price("AAPL", 21, "90.00");
+        let r = rec.on_event(&dip).unwrap().remove(0);
+        let event = r.to_event(dip.timestamp.unwrap());
+        assert_eq!(event.event_type.as_str(), RECOMMENDATION_ISSUED);
+        assert_eq!(event.entity_type, "recommendation");
+        assert_eq!(event.source(), RECOMMENDER_SOURCE);
+        assert_eq!(event.event_id.as_ref(), Some(&r.recommendation_id));
+        assert_eq!(event.timestamp, dip.timestamp);
+        assert_eq!(event.data["triggered_by"], "AAPL-21");
+        assert_eq!(event.metadata["causation_id"], "AAPL-21");
+        assert_eq!(r.key(), "AAPL");
+        assert_eq!(Recommendation::from_event(&event).unwrap(), r);
+    }
+}
