@@ -57,7 +57,7 @@ mod transactions;
 
 pub use prices::{Instrument, MARKET_FEED_SOURCE, MARKET_PRICE_UPDATED, MarketPriceSimulator, SimulatorError};
 pub use recommender::{
-    Action, RECOMMENDATION_ISSUED, RECOMMENDER_SOURCE, Recommendation, Recommender, RecommenderConfig,
+    Action, EventProblem, RECOMMENDATION_ISSUED, RECOMMENDER_SOURCE, Recommendation, Recommender, RecommenderConfig,
     RecommenderError, Rule, SubjectType,
 };
 pub use transactions::{

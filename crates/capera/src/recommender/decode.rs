@@ -6,7 +6,7 @@ use eventbus::{Currency, EventId, EventSchema, Money, MoneyError};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::error::RecommenderError;
+use super::error::{EventProblem, RecommenderError};
 use super::vocabulary::SubjectType;
 
 /// A parsed bank transaction.
@@ -31,66 +31,48 @@ pub(super) struct PriceUpdate<'a> {
     pub(super) currency: Currency,
 }
 
-/// The event being evaluated, for error messages.
+/// The event being decoded and evaluated: every error names it.
 pub(super) struct Ctx<'a> {
     pub(super) event: &'a EventSchema,
     pub(super) id: EventId,
 }
 
 impl Ctx<'_> {
+    /// The error `problem` of this event.
+    pub(super) fn error(&self, problem: EventProblem) -> RecommenderError {
+        RecommenderError::Event { event_id: self.id.clone(), event_type: self.event.event_type.clone(), problem }
+    }
+
+    /// The string `field` of `data`; missing if absent, null or blank.
     pub(super) fn field(&self, field: &'static str) -> Result<&str, RecommenderError> {
         match self.event.data.get(field) {
-            None | Some(Value::Null) => Err(self.missing(field)),
-            Some(Value::String(s)) if s.trim().is_empty() => Err(self.missing(field)),
+            None | Some(Value::Null) => Err(self.error(EventProblem::MissingField { field })),
+            Some(Value::String(s)) if s.trim().is_empty() => Err(self.error(EventProblem::MissingField { field })),
             Some(Value::String(s)) => Ok(s),
-            Some(other) => Err(RecommenderError::NotAString {
-                event_id: self.id.clone(),
-                event_type: self.event.event_type.clone(),
-                field,
-                found: other.to_string(),
-            }),
+            Some(other) => Err(self.error(EventProblem::NotAString { field, found: other.to_string() })),
         }
     }
 
-    pub(super) fn missing(&self, field: &'static str) -> RecommenderError {
-        RecommenderError::MissingField { event_id: self.id.clone(), event_type: self.event.event_type.clone(), field }
+    fn invalid_money(&self, field: &'static str, source: MoneyError) -> RecommenderError {
+        self.error(EventProblem::InvalidMoney { field, source })
     }
 
-    pub(super) fn money_error(&self, field: &'static str, source: MoneyError) -> RecommenderError {
-        RecommenderError::InvalidMoney {
-            event_id: self.id.clone(),
-            event_type: self.event.event_type.clone(),
-            field,
-            source,
-        }
-    }
-
+    /// The `currency` of `data`.
     pub(super) fn currency(&self) -> Result<Currency, RecommenderError> {
-        self.field("currency")?.parse().map_err(|e| self.money_error("currency", e))
+        self.field("currency")?.parse().map_err(|e| self.invalid_money("currency", e))
     }
 
+    /// `value` of `field` if it is above zero.
     pub(super) fn positive(&self, field: &'static str, value: Decimal) -> Result<Decimal, RecommenderError> {
-        if value > Decimal::ZERO {
-            Ok(value)
-        } else {
-            Err(RecommenderError::NotPositive {
-                event_id: self.id.clone(),
-                event_type: self.event.event_type.clone(),
-                field,
-                value,
-            })
-        }
+        if value > Decimal::ZERO { Ok(value) } else { Err(self.error(EventProblem::NotPositive { field, value })) }
     }
 
     /// A checked arithmetic result, or `Overflow` blamed on `field`.
     pub(super) fn checked(&self, field: &'static str, value: Option<Decimal>) -> Result<Decimal, RecommenderError> {
-        value.ok_or_else(|| RecommenderError::Overflow {
-            event_id: self.id.clone(),
-            event_type: self.event.event_type.clone(),
-            field,
-        })
+        value.ok_or_else(|| self.error(EventProblem::Overflow { field }))
     }
 
+    /// The error of an event in `found` about a subject seen in `expected` before.
     pub(super) fn currency_changed(
         &self,
         subject_type: SubjectType,
@@ -98,43 +80,33 @@ impl Ctx<'_> {
         expected: Currency,
         found: Currency,
     ) -> RecommenderError {
-        RecommenderError::CurrencyChanged {
-            event_id: self.id.clone(),
-            event_type: self.event.event_type.clone(),
-            subject_type,
-            subject_id: subject_id.to_owned(),
-            expected,
-            found,
-        }
+        let subject_id = subject_id.to_owned();
+        self.error(EventProblem::CurrencyChanged { subject_type, subject_id, expected, found })
     }
 
+    /// The event as a bank transaction (`bank_transaction_recorded`).
     pub(super) fn transaction(&self) -> Result<Transaction<'_>, RecommenderError> {
         let account_id = self.field("account_id")?;
         let credit = match self.field("direction")? {
             "credit" => true,
             "debit" => false,
-            other => {
-                return Err(RecommenderError::InvalidDirection {
-                    event_id: self.id.clone(),
-                    event_type: self.event.event_type.clone(),
-                    found: other.to_owned(),
-                });
-            }
+            other => return Err(self.error(EventProblem::InvalidDirection { found: other.to_owned() })),
         };
         let currency = self.currency()?;
         let amount = parse_amount(self.field("amount")?)
             .and_then(|amount| Money::new(amount, currency))
-            .map_err(|e| self.money_error("amount", e))?;
+            .map_err(|e| self.invalid_money("amount", e))?;
         self.positive("amount", amount.amount())?;
         let merchant = self.event.data.get("merchant").and_then(Value::as_str).unwrap_or("");
         Ok(Transaction { account_id, credit, amount, merchant })
     }
 
+    /// The event as a price update (`market_price_updated`).
     pub(super) fn price_update(&self) -> Result<PriceUpdate<'_>, RecommenderError> {
         let symbol = self.field("symbol")?;
         let currency = self.currency()?;
         // A price may have more decimals than the currency (sub-penny quotes); it is not an amount.
-        let price = parse_amount(self.field("price")?).map_err(|e| self.money_error("price", e))?;
+        let price = parse_amount(self.field("price")?).map_err(|e| self.invalid_money("price", e))?;
         let price = self.positive("price", price)?;
         Ok(PriceUpdate { symbol, price, currency })
     }
@@ -146,7 +118,7 @@ mod tests {
     use serde_json::{Map, Value, json};
 
     use crate::recommender::fixtures::{Account, price};
-    use crate::recommender::{Recommender, RecommenderError};
+    use crate::recommender::{EventProblem, Recommender, RecommenderError};
 
     #[test]
     fn malformed_events_are_errors_that_name_the_event_and_field_and_change_nothing() {
@@ -177,11 +149,20 @@ mod tests {
         assert_eq!(rec.accounts_tracked(), 0);
 
         let mut bad_price = price("AAPL", 1, "0");
-        assert!(matches!(rec.on_event(&bad_price), Err(RecommenderError::NotPositive { field: "price", .. })));
+        assert!(matches!(
+            rec.on_event(&bad_price),
+            Err(RecommenderError::Event { problem: EventProblem::NotPositive { field: "price", .. }, .. })
+        ));
         bad_price.data.insert("price".into(), json!("1e3"));
-        assert!(matches!(rec.on_event(&bad_price), Err(RecommenderError::InvalidMoney { field: "price", .. })));
+        assert!(matches!(
+            rec.on_event(&bad_price),
+            Err(RecommenderError::Event { problem: EventProblem::InvalidMoney { field: "price", .. }, .. })
+        ));
         bad_price.data.remove("symbol");
-        assert!(matches!(rec.on_event(&bad_price), Err(RecommenderError::MissingField { field: "symbol", .. })));
+        assert!(matches!(
+            rec.on_event(&bad_price),
+            Err(RecommenderError::Event { problem: EventProblem::MissingField { field: "symbol", .. }, .. })
+        ));
         let mut no_id = price("AAPL", 1, "10.00");
         no_id.event_id = None;
         assert!(matches!(rec.on_event(&no_id), Err(RecommenderError::MissingEventId { .. })));

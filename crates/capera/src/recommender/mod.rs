@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use eventbus::{Currency, EventSchema};
 
 pub use config::RecommenderConfig;
-pub use error::RecommenderError;
+pub use error::{EventProblem, RecommenderError};
 pub use vocabulary::{Action, RECOMMENDATION_ISSUED, RECOMMENDER_SOURCE, Recommendation, Rule, SubjectType};
 
 use self::decode::Ctx;
@@ -184,7 +184,7 @@ mod tests {
         let mut eur = acc.txn("debit", "10.00");
         eur.data.insert("currency".into(), json!("EUR"));
         let err = rec.on_event(&eur).unwrap_err();
-        assert!(matches!(err, RecommenderError::CurrencyChanged { .. }), "{err}");
+        assert!(matches!(err, RecommenderError::Event { problem: EventProblem::CurrencyChanged { .. }, .. }), "{err}");
     }
 
     #[test]
@@ -196,7 +196,10 @@ mod tests {
         for _ in 0..3 {
             result = rec.on_event(&acc.txn("credit", huge));
         }
-        assert!(matches!(result, Err(RecommenderError::Overflow { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(RecommenderError::Event { problem: EventProblem::Overflow { .. }, .. })),
+            "{result:?}"
+        );
     }
 
     #[test]
