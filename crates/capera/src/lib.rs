@@ -53,6 +53,7 @@
 
 mod prices;
 mod recommender;
+pub mod service;
 mod transactions;
 
 pub use prices::{Instrument, MARKET_FEED_SOURCE, MARKET_PRICE_UPDATED, MarketPriceSimulator, SimulatorError};
