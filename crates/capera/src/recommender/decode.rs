@@ -40,7 +40,8 @@ pub(super) struct Ctx<'a> {
 impl Ctx<'_> {
     /// The error `problem` of this event.
     pub(super) fn error(&self, problem: EventProblem) -> RecommenderError {
-        RecommenderError::Event { event_id: self.id.clone(), event_type: self.event.event_type.clone(), problem }
+        let (event_id, event_type) = (self.id.clone(), self.event.event_type.clone());
+        RecommenderError::Event { event_id, event_type, problem: Box::new(problem) }
     }
 
     /// The string `field` of `data`; missing if absent, null or blank.
@@ -150,18 +151,18 @@ mod tests {
 
         let mut bad_price = price("AAPL", 1, "0");
         assert!(matches!(
-            rec.on_event(&bad_price),
-            Err(RecommenderError::Event { problem: EventProblem::NotPositive { field: "price", .. }, .. })
+            rec.on_event(&bad_price).unwrap_err().problem(),
+            Some(EventProblem::NotPositive { field: "price", .. })
         ));
         bad_price.data.insert("price".into(), json!("1e3"));
         assert!(matches!(
-            rec.on_event(&bad_price),
-            Err(RecommenderError::Event { problem: EventProblem::InvalidMoney { field: "price", .. }, .. })
+            rec.on_event(&bad_price).unwrap_err().problem(),
+            Some(EventProblem::InvalidMoney { field: "price", .. })
         ));
         bad_price.data.remove("symbol");
         assert!(matches!(
-            rec.on_event(&bad_price),
-            Err(RecommenderError::Event { problem: EventProblem::MissingField { field: "symbol", .. }, .. })
+            rec.on_event(&bad_price).unwrap_err().problem(),
+            Some(EventProblem::MissingField { field: "symbol", .. })
         ));
         let mut no_id = price("AAPL", 1, "10.00");
         no_id.event_id = None;

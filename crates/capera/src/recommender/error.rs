@@ -27,9 +27,10 @@ pub enum RecommenderError {
         event_id: EventId,
         /// The type of the event.
         event_type: EventType,
-        /// What is wrong with it.
+        /// What is wrong with it; [`RecommenderError::problem`] reads it. (Boxed: it is large,
+        /// and a `Result` carries room for its error on every call.)
         #[source]
-        problem: EventProblem,
+        problem: Box<EventProblem>,
     },
     /// A configuration value is out of range. Fix the configuration.
     #[error("invalid recommender config: `{field}` {reason}")]
@@ -39,6 +40,16 @@ pub enum RecommenderError {
         /// What the value must be.
         reason: &'static str,
     },
+}
+
+impl RecommenderError {
+    /// What is wrong with the event, for an [`Event`](Self::Event) error.
+    pub fn problem(&self) -> Option<&EventProblem> {
+        match self {
+            Self::Event { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
 }
 
 /// What is wrong with an event the recommender was given, in [`RecommenderError::Event`]. Each
