@@ -44,13 +44,13 @@ pub fn subscription(group: GroupId) -> Subscription {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
-    /// The event is malformed. No retry fixes it: let the bus dead-letter the event, and fix the
-    /// producer.
+    /// The recommender refused the event: it is malformed (see [`RecommenderError`]). No retry
+    /// fixes it: let the bus dead-letter the event, and fix the producer.
     #[error(transparent)]
     Recommender(#[from] RecommenderError),
-    /// The bus refused a call: publishing, subscribing, reading offsets or stopping. The message
-    /// says why; a handler failing so is retried by the bus, anything else is worth a look at the
-    /// bus.
+    /// The bus refused a call: publishing, subscribing, reading offsets or stopping; the message
+    /// says why. From [`Worker::handle`], let the bus retry the event; from anything else, check
+    /// that the bus is running and reachable.
     #[error(transparent)]
     Bus(#[from] BusError),
     /// The state rebuild did not reach the group's committed offsets in time. The worker is left

@@ -19,11 +19,14 @@ pub const RECOMMENDER_SOURCE: &str = "capera.recommender";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectType {
+    /// A bank account; the subject id is the account id.
     Account,
+    /// A market instrument; the subject id is its symbol.
     Instrument,
 }
 
 impl SubjectType {
+    /// The name on the wire: `account` or `instrument`.
     pub fn as_str(self) -> &'static str {
         match self {
             SubjectType::Account => "account",
@@ -53,8 +56,10 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in the order the recommender evaluates them and returns what they issue.
     pub const ALL: [Rule; 4] = [Rule::LargeDebit, Rule::SavingsOpportunity, Rule::PriceDip, Rule::PriceSurge];
 
+    /// The name on the wire, such as `large_debit`.
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::LargeDebit => "large_debit",
@@ -93,13 +98,18 @@ impl fmt::Display for Rule {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// Check that an unusual debit is expected.
     ReviewTransaction,
+    /// Move a surplus to a savings account.
     MoveToSavings,
+    /// Consider buying the instrument, which is below its average.
     ConsiderBuy,
+    /// Consider selling some of the instrument, which is above its average.
     ConsiderTakingProfit,
 }
 
 impl Action {
+    /// The name on the wire, such as `review_transaction`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::ReviewTransaction => "review_transaction",
@@ -123,10 +133,13 @@ impl fmt::Display for Action {
 pub struct Recommendation {
     /// Derived from the rule and the triggering event's id: a replay yields the same id.
     pub recommendation_id: EventId,
+    /// Whether the subject is an account or an instrument.
     pub subject_type: SubjectType,
     /// The account id or the instrument symbol; the partition key of the recommendation.
     pub subject_id: String,
+    /// The rule that issued it.
     pub rule: Rule,
+    /// What the customer is advised to do: the rule's [`Rule::action`].
     pub action: Action,
     /// Why, in one sentence.
     pub reason: String,
