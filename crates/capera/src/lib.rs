@@ -1,5 +1,6 @@
-//! Capera on the event bus: the producers of bank transactions and market prices, and the
-//! consumer that turns them into explainable investment and savings recommendations.
+//! Capera on the event bus: the producers of bank transactions and market prices, the consumer
+//! that turns them into explainable investment and savings recommendations, and [`service`],
+//! which runs that consumer on a bus.
 //!
 //! ```text
 //! BankTransactionSimulator ──> bank.transactions ────┐
@@ -14,12 +15,26 @@
 //!
 //! # Layout
 //!
-//! - `transactions`: [`BankTransactionSimulator`], the bank feed (`bank_transaction_recorded`,
+//! - `transactions.rs`: [`BankTransactionSimulator`], the bank feed (`bank_transaction_recorded`,
 //!   keyed by account id), with its [`Merchant`]s and [`Category`]s.
-//! - `prices`: [`MarketPriceSimulator`], the market feed (`market_price_updated`, keyed by
+//! - `prices.rs`: [`MarketPriceSimulator`], the market feed (`market_price_updated`, keyed by
 //!   symbol): geometric Brownian motion over a catalog of [`Instrument`]s.
-//! - `recommender`: the [`Recommender`], its [`Rule`]s and [`RecommenderConfig`], and the
-//!   [`Recommendation`] it publishes as `recommendation_issued`.
+//! - `recommender/`: the recommendation consumer, without I/O.
+//!   - `mod.rs`: the [`Recommender`], which decodes each event, runs the registered rules over
+//!     the state of its account or instrument, and records the event.
+//!   - `vocabulary.rs`: [`SubjectType`], [`Rule`], [`Action`] and the [`Recommendation`] it
+//!     publishes as `recommendation_issued`.
+//!   - `decode.rs`: reads a bank transaction or a price update out of an event's `data`.
+//!   - `state.rs`: what is remembered of each account and instrument.
+//!   - `rules/`: a file per rule (`large_debit.rs`, `savings_opportunity.rs`, `price_dip.rs`,
+//!     `price_surge.rs`), what the price rules share (`moving_average.rs`), and in `mod.rs` the
+//!     trait a rule implements and the lists the recommender runs them from.
+//!   - `config.rs`: [`RecommenderConfig`], the thresholds.
+//!   - `error.rs`: [`RecommenderError`] and [`EventProblem`].
+//!   - `fixtures.rs`: events for the unit tests (test builds only).
+//! - `service.rs`: [`service`], the recommender on a bus: its consumer group and subscription,
+//!   the [`service::Worker`] that publishes recommendations, the state rebuild of a restarted
+//!   worker, and the background consumer `eventbus serve` runs.
 //!
 //! # Example
 //!
@@ -37,7 +52,7 @@
 //!     for (_key, event) in [bank.next_event(at), market.next_event(at)] {
 //!         for recommendation in recommender.on_event(&event)? {
 //!             // Publish `recommendation.to_event(at)` to `Recommendation::TOPIC`, keyed by
-//!             // `recommendation.key()`.
+//!             // `recommendation.key()`, as `service::Worker::handle` does.
 //!             issued.push(recommendation.to_string());
 //!         }
 //!     }
@@ -48,16 +63,18 @@
 //!
 //! # Out of scope
 //!
-//! Wiring to a bus (subscribing, publishing) belongs to the caller; the types here do no I/O.
-//! The simulated amounts and prices are plausible, not calibrated to any real market or bank.
+//! The simulators and the recommender do no I/O. [`service`] subscribes and publishes, but
+//! opening and configuring a bus, command-line flags, printing and HTTP belong to the caller (the
+//! `eventbus` command). The simulated amounts and prices are plausible, not calibrated to any real market or bank.
 
 mod prices;
 mod recommender;
+pub mod service;
 mod transactions;
 
 pub use prices::{Instrument, MARKET_FEED_SOURCE, MARKET_PRICE_UPDATED, MarketPriceSimulator, SimulatorError};
 pub use recommender::{
-    Action, RECOMMENDATION_ISSUED, RECOMMENDER_SOURCE, Recommendation, Recommender, RecommenderConfig,
+    Action, EventProblem, RECOMMENDATION_ISSUED, RECOMMENDER_SOURCE, Recommendation, Recommender, RecommenderConfig,
     RecommenderError, Rule, SubjectType,
 };
 pub use transactions::{

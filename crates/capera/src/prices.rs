@@ -27,7 +27,12 @@ pub enum SimulatorError {
     NoInstruments,
     /// The instrument's parameters cannot drive a random walk; the reason says which one.
     #[error("instrument `{symbol}`: {reason}")]
-    InvalidInstrument { symbol: String, reason: &'static str },
+    InvalidInstrument {
+        /// The symbol of the instrument.
+        symbol: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// A tradable instrument and the parameters of its random walk.
@@ -90,18 +95,22 @@ impl Instrument {
         .collect()
     }
 
+    /// The ticker symbol, such as `AAPL`: the partition key of its price updates.
     pub fn symbol(&self) -> &str {
         &self.symbol
     }
 
+    /// The instrument's name, such as `Apple Inc.`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The currency its prices are in.
     pub fn currency(&self) -> Currency {
         self.currency
     }
 
+    /// The price before the first update, rounded to the currency's minor units.
     pub fn start_price(&self) -> Decimal {
         self.start_price
     }
@@ -147,10 +156,12 @@ impl MarketPriceSimulator {
         Ok(Self { seed, rng: StdRng::seed_from_u64(seed), quotes, sequence: 0 })
     }
 
+    /// The seed the feed was made with: the same seed gives the same events.
     pub fn seed(&self) -> u64 {
         self.seed
     }
 
+    /// The instruments of the feed, in order.
     pub fn instruments(&self) -> impl Iterator<Item = &Instrument> {
         self.quotes.iter().map(|q| &q.instrument)
     }

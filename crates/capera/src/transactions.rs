@@ -18,17 +18,26 @@ pub const BANK_FEED_SOURCE: &str = "capera.bank-feed";
 /// keeps the category of the merchant that refunds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Category {
+    /// Supermarkets and grocers.
     Groceries,
+    /// Restaurants and cafés.
     Dining,
+    /// Rides, fuel and public transport.
     Transport,
+    /// Energy, phone and internet, paid as bills.
     Utilities,
+    /// Flights and hotels.
     Travel,
+    /// Streaming, music and cinema.
     Entertainment,
+    /// Shops and online retail.
     Shopping,
+    /// Pharmacies and dental care.
     Healthcare,
 }
 
 impl Category {
+    /// Every category, in declaration order.
     pub const ALL: [Category; 8] = [
         Category::Groceries,
         Category::Dining,
@@ -40,6 +49,7 @@ impl Category {
         Category::Healthcare,
     ];
 
+    /// The name written in the `category` field of a transaction, such as `groceries`.
     pub fn as_str(self) -> &'static str {
         match self {
             Category::Groceries => "groceries",
@@ -79,7 +89,9 @@ impl std::fmt::Display for Category {
 /// currency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Merchant {
+    /// The name written in the `merchant` field and the description of a transaction.
     pub name: &'static str,
+    /// What the merchant sells.
     pub category: Category,
     /// The smallest typical payment, in minor units (cents).
     pub min_cents: i64,
@@ -190,10 +202,12 @@ impl BankTransactionSimulator {
         self
     }
 
+    /// The seed the feed was made with: the same seed gives the same events.
     pub fn seed(&self) -> u64 {
         self.seed
     }
 
+    /// The currency of every account and amount.
     pub fn currency(&self) -> Currency {
         self.currency
     }

@@ -91,7 +91,7 @@ pub fn service_groups() -> Vec<(&'static str, Vec<TopicName>)> {
         (nexum::service::PROJECTIONS_GROUP, Projections::topics()),
         (nexum::sagas::LOAN_APPLICATION_GROUP, nexum::sagas::LoanApplicationSaga::topics()),
         (nexum::sagas::COLLECTIONS_GROUP, vec![Topic::LoansDisbursed.name()]),
-        (crate::commands::consume::DEFAULT_GROUP, crate::commands::consume::topics()),
+        (capera::service::DEFAULT_GROUP, capera::service::topics()),
     ]
 }
 

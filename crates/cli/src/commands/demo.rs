@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
+use capera::service::{self, DEFAULT_GROUP, ServiceError, Worker};
 use eventbus::{BackendKind, EventBus, GroupId, StartPosition, Topic};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::consume::{self, DEFAULT_GROUP, Worker};
 use super::produce::Simulator;
 use crate::cli::Producer;
 use crate::config::Config;
@@ -63,7 +63,7 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     let (bank_bar, market_bar, consumed_bar) =
         (bar("bank.transactions", events), bar("market.price.updates", events), bar("recommender", 2 * events));
     let mut live = Recorder::new(Some(multi.clone()));
-    let subscription = consume::subscription(live_group.clone());
+    let subscription = service::subscription(live_group.clone());
     let (handler, mut inbox) = inbox::inbox();
     bus.subscribe(subscription.clone().from(StartPosition::Latest).with_retry(config.retry()), handler).await?;
     let rate = (events as f64 / 3.0).max(100.0);
@@ -123,7 +123,7 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     // 3. Replay: a new group reads everything from the beginning and recomputes.
     println!("3. Replay: a new group reads both topics from the start of this run with a fresh recommender");
     let group = GroupId::new(format!("{DEFAULT_GROUP}-replay-{run}"))?;
-    let replay_sub = consume::subscription(group).from(StartPosition::Timestamp(run_started));
+    let replay_sub = service::subscription(group).from(StartPosition::Timestamp(run_started));
     drop(bus);
     let bus = crate::open_bus(&config).await?;
     let (handler, mut inbox) = inbox::inbox();
@@ -216,7 +216,7 @@ impl Recorder {
         let result = if self.publish {
             self.worker.handle(bus, &delivery.message).await
         } else {
-            self.worker.recommend(&delivery.message)
+            self.worker.recommend(&delivery.message).map_err(ServiceError::from)
         };
         match result {
             Ok(recommendations) => {
@@ -232,7 +232,7 @@ impl Recorder {
                 self.consumed += 1;
                 delivery.ack();
             }
-            Err(error) => delivery.fail(error),
+            Err(error) => delivery.fail(error.into()),
         }
     }
 }

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::StatusCode;
-use eventbus::{EventBus, GroupId, Message, handler_fn};
+use capera::service::{self, Worker};
+use eventbus::{EventBus, GroupId};
 use nexum::clock::SystemClock;
 use nexum::sagas::{CollectionsConfig, LoanOffer};
 use nexum::service::{CoreBanking, ServiceConfig};
 use nexum::store::{EventStore, PostgresStore, SqliteStore, SqliteSync};
 use serde_json::{Value, json};
 
-use super::consume;
 use crate::api::config::Target;
 use crate::api::{self, ApiConfig, ApiError, ApiState};
 use crate::config::Config;
@@ -234,14 +234,17 @@ async fn start_on(
     store: &Arc<dyn EventStore>,
     service_config: &ServiceConfig,
 ) -> anyhow::Result<CoreBanking> {
-    let mut recommender = consume::Worker::new();
-    let group = GroupId::new(consume::DEFAULT_GROUP)?;
-    let rebuilt = consume::warm_up(config, &mut recommender, &group).await?;
+    let mut recommender = Worker::new();
+    let group = GroupId::new(service::DEFAULT_GROUP)?;
+    // The rebuild gets a bus of its own: it subscribes a throwaway group and stops the bus.
+    let state_bus = crate::open_bus(config).await?;
+    let shutdown = crate::inbox::shutdown_signal();
+    let rebuilt = service::warm_up(state_bus, &mut recommender, &group, service::WARM_UP_LIMIT, shutdown).await?;
     tracing::info!(rebuilt, "Recommender state rebuilt");
-    let service =
+    let banking =
         CoreBanking::start(Arc::clone(bus), Arc::clone(store), Arc::new(SystemClock), service_config.clone()).await?;
-    start_recommender(bus, recommender, group, config).await?;
-    Ok(service)
+    service::start(bus, recommender, group, config.retry()).await?;
+    Ok(banking)
 }
 
 /// Writes the bus of `config` into the config file (`config_file`, or `eventbus.toml` in the
@@ -266,23 +269,6 @@ fn persist(config: &Config, config_file: Option<&Path>) -> anyhow::Result<PathBu
     std::fs::write(&partial, text).with_context(|| format!("cannot write {}", partial.display()))?;
     std::fs::rename(&partial, &path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(path)
-}
-
-/// The recommender of `eventbus consume recommendations`, as a background consumer.
-async fn start_recommender(
-    bus: &Arc<dyn EventBus>,
-    worker: consume::Worker,
-    group: GroupId,
-    config: &Config,
-) -> anyhow::Result<()> {
-    let worker = Arc::new(tokio::sync::Mutex::new(worker));
-    let publisher = Arc::clone(bus);
-    let handler = handler_fn(move |message: Message| {
-        let (worker, bus) = (Arc::clone(&worker), Arc::clone(&publisher));
-        async move { worker.lock().await.handle(&*bus, &message).await.map(drop) }
-    });
-    bus.subscribe(consume::subscription(group).with_retry(config.retry()), handler).await?;
-    Ok(())
 }
 
 /// Waits for ctrl-c or SIGTERM.
