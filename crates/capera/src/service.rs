@@ -260,7 +260,7 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
-    use eventbus::{EventSchema, LocalConfig, MemoryBus};
+    use eventbus::{EventSchema, BusConfig, MemoryBus};
 
     use super::*;
     use crate::{BankTransactionSimulator, MarketPriceSimulator};
@@ -271,7 +271,7 @@ mod tests {
 
     /// A started in-memory bus with the catalog topics.
     async fn bus() -> (MemoryBus, Arc<dyn EventBus>) {
-        let bus = MemoryBus::memory(LocalConfig { auto_create_topics: true, ..Default::default() }).await.unwrap();
+        let bus = MemoryBus::memory(BusConfig { auto_create_topics: true, ..Default::default() }).await.unwrap();
         bus.start().await.unwrap();
         let shared: Arc<dyn EventBus> = Arc::new(bus.clone());
         (bus, shared)
