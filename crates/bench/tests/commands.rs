@@ -1,32 +1,9 @@
 //! `eventbus-bench commands` end to end: a tiny run prints its table with a rate (and, with
 //! `--json`, its figures as the last line), and bad flags are refused with clear errors.
 
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eventbus-bench"))
-        .args(args)
-        .env("EVENTBUS_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The cells of the table's one data row.
-fn row(table: &str) -> Vec<String> {
-    let mut rows = table.lines().filter(|line| line.starts_with('|')).skip(2);
-    let row = rows.next().unwrap_or_else(|| panic!("no data row in:\n{table}"));
-    assert!(rows.next().is_none(), "one data row expected in:\n{table}");
-    row.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect()
-}
+use common::{bench, row, stderr, stdout};
 
 #[test]
 fn a_small_run_answers_every_command_and_prints_a_rate() {

@@ -260,7 +260,7 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
-    use eventbus::{EventSchema, BusConfig, MemoryBus};
+    use eventbus::{BusConfig, EventSchema, MemoryBus};
 
     use super::*;
     use crate::{BankTransactionSimulator, MarketPriceSimulator};

@@ -1,0 +1,127 @@
+//! What the CLI tests share: a scratch data directory per test, the binary run in it, its output,
+//! and a `serve` process that is killed if its test panics.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventbus"));
+        cmd.arg("--data-dir").arg(self.dir.path().join("data")).args(args);
+        cmd.env_remove("EVENTBUS_BUS").env_remove("EVENTBUS_CONFIG").env("EVENTBUS_LOG", "warn");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child =
+            self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn events_in(env: &Env, topic: &str) -> u64 {
+    let output = env.run(&["topics", "list"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+        .lines()
+        .find_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            (cols.first() == Some(&topic)).then(|| cols[2].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{topic} not listed"))
+}
+
+pub const GOOD: &str = r#"{"event_type": "transaction_created", "entity_type": "transaction", "entity_id": "txn_1", "data": {"amount": "100.50", "currency": "USD"}}"#;
+
+pub fn sorted_lines(output: &Output) -> Vec<String> {
+    let mut lines: Vec<String> = stdout(output).lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// Flags for the test broker that `scripts/test.sh` starts. tansu 0.6 needs one record per batch.
+pub fn kafka(env: &Env) -> Vec<String> {
+    let brokers = std::env::var("EVENTBUS_KAFKA_BROKERS").expect(
+        "the Kafka tests need a broker: run `bash scripts/test.sh` (it starts tansu), or set EVENTBUS_KAFKA_BROKERS",
+    );
+    let config = env.dir.path().join("kafka.toml");
+    std::fs::write(&config, "[kafka]\nrequest_timeout_ms = 5000\n[kafka.properties]\n\"batch.num.messages\" = \"1\"\n")
+        .unwrap();
+    ["--bus", "kafka", "--brokers", &brokers, "--config", config.to_str().unwrap()].map(str::to_owned).to_vec()
+}
+
+pub fn with(base: &[String], args: &[&str]) -> Vec<String> {
+    base.iter().cloned().chain(args.iter().map(|s| (*s).to_owned())).collect()
+}
+
+pub fn write_file(env: &Env, name: &str, contents: &[u8]) -> String {
+    let path = env.dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// A child process that is killed if the test panics before it stops it.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `eventbus serve` with `args` (plus `--listen 127.0.0.1:0`) and waits for the line
+/// that says it serves; returns the process, the rest of its log and its address.
+pub fn start_serve(cmd: &mut Command, args: &[&str]) -> (Running, BufReader<std::process::ChildStderr>, String) {
+    let mut serve = Running(
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut log = BufReader::new(serve.0.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).unwrap() > 0 && lines.len() < 20, "serve did not start: {lines:?}");
+        if line.contains("Serving core banking") {
+            let address = line.split("http://").nth(1).and_then(|rest| rest.split(',').next()).unwrap().to_owned();
+            return (serve, log, address);
+        }
+        lines.push(line);
+    }
+}
+
+/// Sends SIGTERM to `child`, as a service manager would.
+pub fn terminate(child: &std::process::Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}

@@ -1,0 +1,113 @@
+//! `eventbus serve` as a process: commands published as JSON lines, HTTP on a real socket, a bus
+//! switch at runtime, and a graceful stop on SIGTERM.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigterm() {
+    // Given `eventbus serve` on the embedded backend
+    let env = Env::new();
+    let (mut serve, mut log, _) = start_serve(&mut env.cmd(&[]), &["--no-loan-offers", "--collections-tick-secs", "1"]);
+    assert!(serve.0.try_wait().unwrap().is_none());
+
+    // When commands are published as JSON lines, a malformed one among them
+    let customers = [
+        r#"{"event_id": "cmd-c1", "event_type": "customer_command", "entity_type": "customer", "entity_id": "cust_cli", "data": {"action": "create", "customer_id": "cust_cli", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}}"#,
+        r#"{"event_id": "cmd-c2", "event_type": "customer_command", "entity_type": "customer", "entity_id": "cust_cli", "data": {"action": "open_account", "customer_id": "cust_cli", "account_type": "checking", "currency": "USD", "account_id": "acc_cli"}}"#,
+    ];
+    let output = env.run_with_stdin(&["publish", "nexum.commands.customers"], &customers.join("\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = env.run(&["tail", "nexum.accounts.created", "--from-beginning", "--max", "1", "--idle-exit", "30"]);
+    assert!(stdout(&output).contains("acc_cli"), "{}", stderr(&output));
+    let transactions = [
+        r#"{"event_id": "cmd-d1", "event_type": "transaction_command", "entity_type": "transaction", "entity_id": "acc_cli", "data": {"action": "deposit", "account_id": "acc_cli", "amount": "100.00", "currency": "USD", "description": "External deposit"}}"#,
+        r#"{"event_id": "cmd-bad", "event_type": "transaction_command", "entity_type": "transaction", "entity_id": "acc_cli", "data": {"action": "deposit", "account_id": "acc_cli", "amount": 100}}"#,
+    ];
+    let output = env.run_with_stdin(&["publish", "nexum.commands.transactions"], &transactions.join("\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // Then the outcomes can be tailed: the deposit posted, the malformed command rejected
+    let output = env.run(&["tail", "nexum.transactions.posted", "--from-beginning", "--max", "1", "--idle-exit", "30"]);
+    let posted: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(posted["metadata"]["causation_id"], "cmd-d1");
+    assert_eq!(posted["data"]["final_balance"], "100.00");
+    let output = env.run(&["tail", "nexum.commands.rejected", "--from-beginning", "--max", "1", "--idle-exit", "30"]);
+    let rejected: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(rejected["metadata"]["causation_id"], "cmd-bad");
+    assert_eq!(rejected["data"]["error_code"], "malformed");
+
+    // When it gets SIGTERM, it stops by itself, with success
+    terminate(&serve.0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = serve.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut log, &mut rest).unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("Stopped"), "{rest}");
+}
+
+#[test]
+fn serve_answers_http_on_a_real_socket() {
+    // Given `eventbus serve` with an API token, on a free loopback port
+    let env = Env::new();
+    let mut cmd = env.cmd(&[]);
+    cmd.env("EVENTBUS_API_TOKEN", "socket-test-token");
+    let (mut serve, _log, address) = start_serve(&mut cmd, &["--no-loan-offers"]);
+
+    // When a client talks HTTP/1.1 to it
+    let request = |raw: String| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        response
+    };
+    let health = request(format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"));
+    let denied = request(format!("GET /topics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"));
+    let topics = request(format!(
+        "GET /topics HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer socket-test-token\r\nConnection: close\r\n\r\n"
+    ));
+
+    // Then it answers: health openly, protected endpoints only with the token
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    assert!(denied.contains(r#""code":"unauthorized""#), "{denied}");
+    assert!(topics.starts_with("HTTP/1.1 200") && topics.contains("nexum.commands.transactions"), "{topics}");
+
+    // When the bus is switched at runtime (to the log backend), then it runs on it, the change
+    // is in the data directory's config file, and commands still work
+    let post = |path: &str, body: &str| {
+        request(format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer socket-test-token\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    let switched = post("/kafka/config", r#"{"bus_type": "log", "client_id": "nexum"}"#);
+    assert!(switched.starts_with("HTTP/1.1 200") && switched.contains(r#""previous":"embedded""#), "{switched}");
+    let status = request(format!(
+        "GET /kafka/status HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer socket-test-token\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(status.contains(r#""type":"LogEventBus""#), "{status}");
+    let persisted = std::fs::read_to_string(env.dir.path().join("data").join("eventbus.toml")).unwrap();
+    assert!(persisted.contains(r#"bus = "log""#), "{persisted}");
+    let created = post(
+        "/commands/customers?wait=true",
+        r#"{"action": "create", "customer_id": "cust_switch", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}"#,
+    );
+    assert!(created.starts_with("HTTP/1.1 200") && created.contains(r#""status":"accepted""#), "{created}");
+    terminate(&serve.0);
+    assert!(serve.0.wait().unwrap().success());
+}
