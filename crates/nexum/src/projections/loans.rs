@@ -14,23 +14,9 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{Stamp, add, earliest, replace_if_newer};
-use crate::domain::PaymentFrequency;
+use crate::domain::{LoanStatus, PaymentFrequency};
 use crate::events::{DecodeError, LoanDefaulted, LoanOriginated, LoanPaymentReceived};
 use crate::ids::{AccountId, CaseId, CustomerId, LoanId};
-
-/// Where a loan is in its life, in the order it goes through it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoanStatus {
-    /// Approved; the principal is not paid out yet.
-    Originated,
-    /// Paid out and being repaid.
-    Active,
-    PaidOff,
-    Defaulted,
-    /// Cancelled before it was paid out: nothing is outstanding.
-    Cancelled,
-}
 
 /// What a loan was originated with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

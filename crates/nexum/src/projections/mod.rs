@@ -32,7 +32,7 @@ use serde::Serialize;
 pub use accounts::{AccountDetails, AccountView, Statement};
 pub use compliance::{AlertKind, ComplianceAlert};
 pub use customers::{Contact, CustomerView, Kyc};
-pub use loans::{LoanStatus, LoanTerms, LoanView, OpenCase};
+pub use loans::{LoanTerms, LoanView, OpenCase};
 
 use crate::events::{DecodeError, EVENT_TYPES, NexumEvent, Payload};
 use crate::ids::{AccountId, CustomerId, LoanId};
