@@ -369,6 +369,24 @@ async fn bad_amounts_are_refused_with_a_typed_error() {
     }
 }
 
+#[test]
+fn a_refused_amount_or_currency_keeps_the_money_error_as_its_source() {
+    use std::error::Error as _;
+
+    let too_precise = parse_amount("1.001", "USD").unwrap_err();
+    let unknown_currency = nexum::bank::parse_currency("XYZ").unwrap_err();
+    let negative = parse_amount("-5", "USD").unwrap_err();
+
+    for error in [&too_precise, &unknown_currency] {
+        let source = error.source().expect("a money error is the source");
+        assert!(source.downcast_ref::<eventbus::MoneyError>().is_some(), "{source:?}");
+        assert!(error.to_string().ends_with(&source.to_string()), "{error}");
+    }
+    assert!(matches!(unknown_currency, BankError::InvalidInput { field: "currency", .. }));
+    // Refused by the bank's own rule, not by the money type: no source.
+    assert!(matches!(negative, BankError::InvalidAmount { source: None, .. }), "{negative:?}");
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_with_a_typed_error_and_writes_nothing() {
     let f = bank();

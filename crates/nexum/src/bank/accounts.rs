@@ -44,10 +44,7 @@ fn limit(limit: Option<Money>, account_type: AccountType, currency: Currency) ->
         return Err(BankError::invalid("overdraft_limit", format!("must be in {currency}")));
     }
     if limit.is_negative() || limit.amount() > Decimal::from(super::MAX_AMOUNT) {
-        return Err(BankError::InvalidAmount {
-            amount: limit.amount().to_string(),
-            reason: "a limit is between 0 and 1000000000000".into(),
-        });
+        return Err(BankError::refused_amount(limit.amount(), "a limit is between 0 and 1000000000000"));
     }
     if !limit.amount().is_zero() && matches!(account_type, AccountType::Savings) {
         return Err(BankError::invalid("overdraft_limit", "savings accounts cannot be overdrawn"));

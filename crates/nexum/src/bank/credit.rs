@@ -97,10 +97,10 @@ impl Bank {
                 return Err(BankError::invalid("from_account_id", "pay from another account of the same customer"));
             }
             if credit.state.balance + amount.amount() > Decimal::ZERO {
-                return Err(BankError::InvalidAmount {
-                    amount: amount.amount().to_string(),
-                    reason: format!("exceeds the {} owed", -credit.state.balance),
-                });
+                return Err(BankError::refused_amount(
+                    amount.amount(),
+                    format!("exceeds the {} owed", -credit.state.balance),
+                ));
             }
             let movement = Movement {
                 kind: TransactionType::CreditPayment,

@@ -307,10 +307,7 @@ impl Bank {
             let interest_due = loan.state.interest_due();
             let owed = loan.state.outstanding_principal + interest_due;
             if amount.amount() > owed {
-                return Err(BankError::InvalidAmount {
-                    amount: amount.amount().to_string(),
-                    reason: format!("exceeds the {owed} owed"),
-                });
+                return Err(BankError::refused_amount(amount.amount(), format!("exceeds the {owed} owed")));
             }
             let interest = amount.amount().min(interest_due);
             let principal = amount.amount() - interest;

@@ -70,10 +70,22 @@ const MAX_ATTEMPTS: u32 = 12;
 pub enum BankError {
     /// The amount is not a positive decimal within [`MAX_AMOUNT`] in its currency's minor units.
     #[error("invalid amount `{amount}`: {reason}")]
-    InvalidAmount { amount: String, reason: String },
+    InvalidAmount {
+        amount: String,
+        reason: String,
+        /// The money error that refused the amount, when it was refused while parsing it.
+        #[source]
+        source: Option<MoneyError>,
+    },
     /// A field is missing, too long or malformed; the message names it.
     #[error("invalid {field}: {reason}")]
-    InvalidInput { field: &'static str, reason: String },
+    InvalidInput {
+        field: &'static str,
+        reason: String,
+        /// The money error that refused the field, when the field is a currency code.
+        #[source]
+        source: Option<MoneyError>,
+    },
     /// An id is not 1 to 128 letters, digits, `_`, `-` or `.`.
     #[error(transparent)]
     InvalidId(#[from] IdError),
@@ -151,11 +163,17 @@ impl BankError {
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::InvalidInput { field, reason: reason.into() }
+        Self::InvalidInput { field, reason: reason.into(), source: None }
     }
 
+    /// `amount` is refused for `reason`, by the bank's own rules.
+    fn refused_amount(amount: impl ToString, reason: impl Into<String>) -> Self {
+        Self::InvalidAmount { amount: amount.to_string(), reason: reason.into(), source: None }
+    }
+
+    /// `amount` is refused by the money type: `error` says why, and stays the source.
     fn amount(amount: impl ToString, error: MoneyError) -> Self {
-        Self::InvalidAmount { amount: amount.to_string(), reason: error.to_string() }
+        Self::InvalidAmount { amount: amount.to_string(), reason: error.to_string(), source: Some(error) }
     }
 }
 

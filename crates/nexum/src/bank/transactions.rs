@@ -44,7 +44,11 @@ pub fn parse_amount(amount: &str, currency: &str) -> Result<Money, BankError> {
 
 /// Reads an ISO 4217 currency code.
 pub fn parse_currency(currency: &str) -> Result<Currency, BankError> {
-    currency.parse().map_err(|e: MoneyError| BankError::invalid("currency", e.to_string()))
+    currency.parse().map_err(|e: MoneyError| BankError::InvalidInput {
+        field: "currency",
+        reason: e.to_string(),
+        source: Some(e),
+    })
 }
 
 /// Refuses zero, negative and absurd amounts.
@@ -56,7 +60,7 @@ pub(super) fn positive(amount: Money) -> Result<Money, BankError> {
     } else {
         return Ok(amount);
     };
-    Err(BankError::InvalidAmount { amount: amount.amount().to_string(), reason: reason.into() })
+    Err(BankError::refused_amount(amount.amount(), reason))
 }
 
 /// A description or reference: at most 500 printable characters.

@@ -177,15 +177,23 @@ pub enum StoreError {
     /// An event to store lacks a field the store needs; build events with `NexumEvent::to_schema`.
     #[error("event to store has no `{0}`")]
     Incomplete(&'static str),
-    /// A stored event cannot be read back: the store was changed outside this code.
-    #[error("stored event at position {position} is corrupt: {reason}")]
-    Corrupt { position: u64, reason: String },
+    /// A stored event cannot be read back: the store was changed outside this code. The source
+    /// says what is wrong with it: its JSON, or its topic name.
+    #[error("stored event at position {position} is corrupt: {source}")]
+    Corrupt {
+        /// The event's place in the global order.
+        position: u64,
+        /// Why it cannot be decoded.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The SQLite store failed: see the source for disk, lock or corruption errors.
     #[error("SQLite event store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The transaction that carried this commit with others failed; nothing of it was written.
+    /// The source is SQLite's error, shared by every commit of the group.
     #[error("SQLite event store transaction failed: {0}")]
-    Transaction(std::sync::Arc<rusqlite::Error>),
+    Transaction(#[source] std::sync::Arc<rusqlite::Error>),
     /// PostgreSQL failed or is unreachable: check the connection string and the server.
     #[error("PostgreSQL event store: {0}")]
     Postgres(#[from] tokio_postgres::Error),
@@ -247,9 +255,41 @@ pub trait EventStore: Send + Sync + 'static {
 
 /// Parses a stored event.
 pub(crate) fn decode_event(position: u64, payload: &[u8]) -> Result<EventSchema, StoreError> {
-    EventSchema::from_json(payload).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })
+    EventSchema::from_json(payload).map_err(|e| StoreError::Corrupt { position, source: Box::new(e) })
 }
 
 pub(crate) fn decode_topic(position: u64, topic: &str) -> Result<TopicName, StoreError> {
-    TopicName::new(topic).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })
+    TopicName::new(topic).map_err(|e| StoreError::Corrupt { position, source: Box::new(e) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_group_transaction_exposes_sqlites_error_as_its_source() {
+        let cause = Arc::new(rusqlite::Error::InvalidQuery);
+        let error = StoreError::Transaction(Arc::clone(&cause));
+
+        let source = error.source().expect("the transaction's cause is its source");
+
+        assert!(source.downcast_ref::<Arc<rusqlite::Error>>().is_some_and(|s| Arc::ptr_eq(s, &cause)), "{source:?}");
+        assert_eq!(source.to_string(), cause.to_string());
+    }
+
+    #[test]
+    fn a_corrupt_event_or_topic_keeps_the_decoding_error_as_its_source() {
+        let event = decode_event(7, b"{\"event_type\": ").unwrap_err();
+        let topic = decode_topic(8, "").unwrap_err();
+
+        for (error, position) in [(event, 7), (topic, 8)] {
+            let StoreError::Corrupt { position: at, source } = &error else { panic!("{error:?}") };
+            assert_eq!(*at, position);
+            assert_eq!(error.source().map(ToString::to_string), Some(source.to_string()));
+            assert!(error.to_string().ends_with(&source.to_string()), "{error}");
+        }
+    }
 }
