@@ -7,9 +7,10 @@
 //! commit is atomic: its version checks, its events, their links and their outbox entries are
 //! stored together or not at all.
 //!
-//! Two stores pass the same suite (`tests/store.rs`): [`SqliteStore`], embedded, and
-//! [`PostgresStore`], for production.
+//! Three stores pass the same suite (`tests/store.rs`): [`SqliteStore`], embedded, [`PostgresStore`],
+//! for production, and [`MemoryStore`], for tests and tools that need no durability.
 
+mod memory;
 mod postgres;
 mod sqlite;
 
@@ -18,6 +19,7 @@ use std::fmt;
 use async_trait::async_trait;
 use eventbus::{EventId, EventSchema, TopicName};
 
+pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, SqliteSync};
 
