@@ -37,6 +37,7 @@ pub mod sagas;
 pub mod schemas;
 pub mod service;
 pub mod store;
+pub mod testing;
 
 pub use bank::{Bank, BankError, Ctx};
 pub use commands::{CommandOutcome, NexumCommandHandler};

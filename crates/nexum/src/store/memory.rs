@@ -72,6 +72,12 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// The position of the last event stored, which is the number of events stored; 0 when
+    /// there are none.
+    pub fn last_position(&self) -> u64 {
+        self.lock().events.len() as u64
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change is checked before it is applied, so a panic cannot leave the state half
         // changed: a poisoned lock still guards a consistent store.
