@@ -168,7 +168,6 @@ impl BankTest {
 /// What one operation returned and recorded, to be checked with the `then_expect_*` methods.
 /// Each of them panics with the expected and the actual side by side, and returns the outcome
 /// for the next check.
-#[must_use = "an outcome is checked with its then_expect_* methods"]
 pub struct Outcome<T> {
     result: Result<T, BankError>,
     recorded: Vec<RecordedEvent>,
@@ -256,7 +255,8 @@ impl<T: fmt::Debug> Outcome<T> {
                 error.code()
             ),
             Err(error) if !self.recorded.is_empty() => panic!(
-                "the operation failed with `{code}` ({error}) but recorded [{types}]: a refused operation writes nothing"
+                "the operation failed with `{code}` ({error}) but recorded [{types}]: \
+                 a refused operation writes nothing"
             ),
             Err(error) => error,
         }
