@@ -20,17 +20,32 @@ use crate::store::StreamId;
 /// What became of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransactionStatus {
-    Posted { journal_entry_id: JournalEntryId, final_balance: Decimal },
-    Failed { reason: FailureReason },
+    /// Posted: the money moved.
+    Posted {
+        /// The journal entry that booked it.
+        journal_entry_id: JournalEntryId,
+        /// The balance after posting of the account the transaction is about: the receiving
+        /// account of a deposit or disbursement, the paying account otherwise.
+        final_balance: Decimal,
+    },
+    /// Recorded as failed: no money moved.
+    Failed {
+        /// Why.
+        reason: FailureReason,
+    },
 }
 
+/// The answer to a money movement: the transaction recorded, and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransactionReceipt {
+    /// The transaction, recorded in the stream `transaction-<id>` whether it posted or failed.
     pub transaction_id: TransactionId,
+    /// Whether it posted or failed, and the details.
     pub status: TransactionStatus,
 }
 
 impl TransactionReceipt {
+    /// Whether the money moved.
     pub fn is_posted(&self) -> bool {
         matches!(self.status, TransactionStatus::Posted { .. })
     }
@@ -189,6 +204,8 @@ impl Bank {
         })
     }
 
+    /// Money from one account of the bank to another: the paying account's owner is held to their
+    /// KYC limit.
     pub async fn transfer(
         &self,
         ctx: &Ctx,

@@ -30,12 +30,18 @@ pub enum LoanStatus {
     Cancelled,
 }
 
+/// A loan as its stream leaves it: its terms, where it is in its life, and what has been repaid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loan {
+    /// The loan's id.
     pub id: LoanId,
+    /// What it was originated with, schedule included; they never change.
     pub terms: LoanOriginated,
+    /// Where it is in its life.
     pub status: LoanStatus,
+    /// The principal still owed, in the loan's currency; 0 once paid off or cancelled.
     pub outstanding_principal: Decimal,
+    /// All the interest paid so far, in the loan's currency.
     pub total_interest_paid: Decimal,
     /// Scheduled installments covered by payments so far.
     pub installments_paid: u32,
@@ -49,18 +55,22 @@ pub struct Loan {
     pub interest_charged_through: u32,
     /// Interest charged and not yet paid.
     pub interest_unpaid: Decimal,
+    /// Its open collections case, if it has one.
     pub open_case: Option<CaseId>,
 }
 
 impl Loan {
+    /// The borrower.
     pub fn customer_id(&self) -> &CustomerId {
         &self.terms.customer_id
     }
 
+    /// The customer's account the principal was paid into and payments come from.
     pub fn account_id(&self) -> &AccountId {
         &self.terms.account_id
     }
 
+    /// The loan's currency.
     pub fn currency(&self) -> Currency {
         self.terms.currency
     }

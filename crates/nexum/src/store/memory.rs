@@ -60,7 +60,7 @@ impl State {
 
     /// The events from `from` on (counted from 1; 0 reads from the start), at most `limit`,
     /// with their positions.
-    fn from_position(&self, from: u64, limit: usize) -> impl Iterator<Item = (u64, &Stored)> {
+    fn since(&self, from: u64, limit: usize) -> impl Iterator<Item = (u64, &Stored)> {
         let (start, events) = tail(&self.events, from);
         (start..).zip(events).take(limit)
     }
@@ -154,7 +154,7 @@ impl EventStore for MemoryStore {
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let state = self.lock();
         state
-            .from_position(from_position, limit)
+            .since(from_position, limit)
             .map(|(position, stored)| recorded(position, stored.stream.clone(), stored.version, stored))
             .collect()
     }
@@ -166,7 +166,7 @@ impl EventStore for MemoryStore {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let state = self.lock();
         state
-            .from_position(state.published + 1, limit)
+            .since(state.published + 1, limit)
             .map(|(position, stored)| {
                 Ok(OutboxEntry {
                     id: position,

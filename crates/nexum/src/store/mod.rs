@@ -38,6 +38,7 @@ impl StreamId {
         Self(name.into())
     }
 
+    /// The stream's full name, e.g. `account-acc_123`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -61,6 +62,7 @@ pub enum ExpectedVersion {
 }
 
 impl ExpectedVersion {
+    /// Whether a stream at version `actual` (0: it does not exist) is what the writer expects.
     pub fn matches(self, actual: u64) -> bool {
         match self {
             Self::Any => true,
@@ -102,6 +104,7 @@ impl NewEvent {
         Self { stream, links: Vec::new(), topic, key, event }
     }
 
+    /// The event, linked into `stream` too; see [`link`](Self::link).
     pub fn linked_to(mut self, stream: StreamId) -> Self {
         self.link(stream);
         self
@@ -129,15 +132,18 @@ impl NewEvent {
 pub struct Commit {
     /// The versions the writer read its state at. Any mismatch fails the whole commit.
     pub expected: Vec<(StreamId, ExpectedVersion)>,
+    /// The events to record, in order: they get consecutive positions.
     pub events: Vec<NewEvent>,
 }
 
 impl Commit {
+    /// The commit, checking that `stream` is at `version` too.
     pub fn expect(mut self, stream: StreamId, version: ExpectedVersion) -> Self {
         self.expected.push((stream, version));
         self
     }
 
+    /// Adds `event` after the events already in the commit.
     pub fn push(&mut self, event: NewEvent) {
         self.events.push(event);
     }
@@ -152,7 +158,9 @@ pub struct RecordedEvent {
     pub stream: StreamId,
     /// Its version in that stream, from 1.
     pub version: u64,
+    /// The topic the relay publishes it to.
     pub topic: TopicName,
+    /// The event as it was written, byte for byte.
     pub event: EventSchema,
 }
 
@@ -161,8 +169,11 @@ pub struct RecordedEvent {
 pub struct OutboxEntry {
     /// Increases in commit order; the relay acknowledges up to an id.
     pub id: u64,
+    /// The topic to publish it to.
     pub topic: TopicName,
+    /// The partition key to publish it with: its entity's id.
     pub key: String,
+    /// The event, as stored.
     pub event: EventSchema,
 }
 
@@ -172,7 +183,14 @@ pub struct OutboxEntry {
 pub enum StoreError {
     /// Another writer changed the stream since it was read. Read it again, decide again, retry.
     #[error("concurrency conflict on stream `{stream}`: expected version {expected}, found {actual}")]
-    Conflict { stream: StreamId, expected: ExpectedVersion, actual: u64 },
+    Conflict {
+        /// The first stream whose version did not match.
+        stream: StreamId,
+        /// The version the writer expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the commit was checked.
+        actual: u64,
+    },
     /// An event with this id is stored already: the commit was done before. Nothing was written.
     #[error("event `{0}` is already stored")]
     DuplicateEvent(EventId),
