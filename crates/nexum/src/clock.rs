@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
+    /// The current time, UTC.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -25,14 +26,17 @@ impl Clock for SystemClock {
 pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
 
 impl ManualClock {
+    /// A clock standing at `now`.
     pub fn at(now: DateTime<Utc>) -> Self {
         Self(Arc::new(Mutex::new(now)))
     }
 
+    /// Moves the clock to `now`, forward or back; every clone of it moves too.
     pub fn set(&self, now: DateTime<Utc>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = now;
     }
 
+    /// Moves the clock forward by `by`; every clone of it moves too.
     pub fn advance(&self, by: Duration) {
         let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *now += by;

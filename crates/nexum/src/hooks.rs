@@ -35,6 +35,7 @@ pub fn create_with(bus: Arc<dyn EventBus>, store: Arc<dyn EventStore>, config: R
 }
 
 impl EventEnabledBank {
+    /// The bank: every operation on it reaches the bus through the relay.
     pub fn bank(&self) -> &Arc<Bank> {
         &self.bank
     }

@@ -14,7 +14,9 @@ const MAX_ID_LEN: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {kind} id `{value}`: expected 1 to 128 ASCII letters, digits, `_`, `-` or `.`")]
 pub struct IdError {
+    /// The kind of id expected, e.g. `account`.
     pub kind: &'static str,
+    /// The refused text, cut to 128 characters.
     pub value: String,
 }
 
@@ -38,6 +40,7 @@ macro_rules! ids {
                 Self(format!(concat!($prefix, "{}"), Uuid::new_v5(&NAMESPACE, name.as_bytes()).simple()))
             }
 
+            /// The id as written, prefix included.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -84,6 +87,7 @@ ids! {
     TransactionId = "txn_", "transaction";
     /// The balanced set of postings of one posted transaction.
     JournalEntryId = "je_", "journal entry";
+    /// A loan.
     LoanId = "loan_", "loan";
     /// A credit-card statement.
     StatementId = "stmt_", "statement";

@@ -31,7 +31,12 @@ pub enum PublishError {
     Schema(#[from] SchemaError),
     /// The interest portion is negative or larger than the payment: nothing was sent.
     #[error("interest portion {interest_portion} does not fit in a payment of {payment_amount}")]
-    InvalidPayment { payment_amount: Decimal, interest_portion: Decimal },
+    InvalidPayment {
+        /// The whole payment, as given.
+        payment_amount: Decimal,
+        /// The interest portion, as given.
+        interest_portion: Decimal,
+    },
     /// The bus refused or could not store the event.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -45,6 +50,8 @@ pub struct NexumEventPublisher {
 }
 
 impl NexumEventPublisher {
+    /// A publisher to `bus` whose events carry no causation; see
+    /// [`with_causation`](Self::with_causation).
     pub fn new(bus: Arc<dyn EventBus>) -> Self {
         Self { bus, causation: Causation::default() }
     }
@@ -66,6 +73,8 @@ impl NexumEventPublisher {
         Ok((schema, published))
     }
 
+    /// Builds, validates and publishes `event` now; returns the event as sent and where the bus
+    /// stored it.
     pub async fn publish(&self, event: &NexumEvent) -> Result<(EventSchema, Published), PublishError> {
         self.publish_at(event, Utc::now()).await
     }
@@ -74,6 +83,7 @@ impl NexumEventPublisher {
         Ok(self.publish(&NexumEvent::new(entity_id, payload)).await?.0)
     }
 
+    /// Publishes `transaction_created` for transaction `id`.
     pub async fn on_transaction_created(
         &self,
         id: &TransactionId,
@@ -82,6 +92,7 @@ impl NexumEventPublisher {
         self.send(id, Payload::TransactionCreated(transaction.clone())).await
     }
 
+    /// Publishes `transaction_posted` (version 2, with its postings) for transaction `id`.
     pub async fn on_transaction_posted(
         &self,
         id: &TransactionId,
@@ -102,6 +113,7 @@ impl NexumEventPublisher {
         self.send(id, Payload::TransactionFailed(failed)).await
     }
 
+    /// Publishes `account_created` for `account` as it is now.
     pub async fn on_account_created(&self, account: &Account) -> Result<EventSchema, PublishError> {
         let created = AccountCreated {
             customer_id: account.customer_id.clone(),
@@ -134,10 +146,12 @@ impl NexumEventPublisher {
         self.send(&account.id, Payload::AccountUpdated(updated)).await
     }
 
+    /// Publishes `customer_created` with the customer's details as they are now.
     pub async fn on_customer_created(&self, customer: &Customer) -> Result<EventSchema, PublishError> {
         self.send(&customer.id, Payload::CustomerCreated(customer.details.clone())).await
     }
 
+    /// Publishes `customer_updated` with the customer's details as they are after the change.
     pub async fn on_customer_updated(&self, customer: &Customer) -> Result<EventSchema, PublishError> {
         self.send(&customer.id, Payload::CustomerUpdated(customer.details.clone())).await
     }
@@ -155,6 +169,7 @@ impl NexumEventPublisher {
         self.send(&customer.id, Payload::KycStatusChanged(change)).await
     }
 
+    /// Publishes `loan_originated` with the loan's terms and schedule.
     pub async fn on_loan_originated(&self, loan: &Loan) -> Result<EventSchema, PublishError> {
         let originated: LoanOriginated = loan.terms.clone();
         self.send(&loan.id, Payload::LoanOriginated(originated)).await
@@ -202,6 +217,7 @@ impl NexumEventPublisher {
         self.send(&loan.id, Payload::LoanPaymentReceived(payment)).await
     }
 
+    /// Publishes `compliance_alert_raised` for alert `id`.
     pub async fn on_compliance_alert(
         &self,
         id: &AlertId,
@@ -210,6 +226,7 @@ impl NexumEventPublisher {
         self.send(id, Payload::ComplianceAlertRaised(alert.clone())).await
     }
 
+    /// Publishes `suspicious_activity_detected` for alert `id`.
     pub async fn on_suspicious_activity(
         &self,
         id: &AlertId,
@@ -218,6 +235,7 @@ impl NexumEventPublisher {
         self.send(id, Payload::SuspiciousActivityDetected(report.clone())).await
     }
 
+    /// Publishes `collection_case_created` for case `id`.
     pub async fn on_collection_case_created(
         &self,
         id: &CaseId,
@@ -226,6 +244,7 @@ impl NexumEventPublisher {
         self.send(id, Payload::CollectionCaseCreated(case.clone())).await
     }
 
+    /// Publishes `workflow_completed` for workflow `id`.
     pub async fn on_workflow_completed(
         &self,
         id: &WorkflowId,
@@ -234,6 +253,7 @@ impl NexumEventPublisher {
         self.send(id, Payload::WorkflowCompleted(workflow.clone())).await
     }
 
+    /// Publishes `audit_event_recorded` as audit record `id`.
     pub async fn on_audit_event(
         &self,
         id: &AuditId,

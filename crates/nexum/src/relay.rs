@@ -56,6 +56,8 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// A relay from the outbox of `store` to `bus`, paced by `config`; it does nothing until
+    /// [`pass`](Self::pass), [`drain`](Self::drain) or [`spawn`](Self::spawn).
     pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn EventBus>, config: RelayConfig) -> Self {
         Self { store, bus, config, passing: Arc::default() }
     }

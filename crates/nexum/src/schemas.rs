@@ -41,11 +41,25 @@ pub enum SchemaError {
     /// The event type is known, but not this major version. A newer producer wrote it: upgrade
     /// the reader. A version that is not `major.minor` lands here too.
     #[error("no schema for version `{version}` of `{event_type}`; known major versions: {}", list(known))]
-    UnknownVersion { event_type: String, version: String, known: Vec<u32> },
+    UnknownVersion {
+        /// The event's `event_type`.
+        event_type: String,
+        /// The event's `version`, as written.
+        version: String,
+        /// The major versions of the type that have a schema.
+        known: Vec<u32>,
+    },
     /// The event breaks its schema. Each error names the JSON pointer of the offending value and
     /// what is wrong with it; personal data in the values is masked. Fix the producer.
     #[error("invalid `{event_type}` event, version {version}: {}", errors.join("; "))]
-    Invalid { event_type: String, version: String, errors: Vec<String> },
+    Invalid {
+        /// The event's `event_type`.
+        event_type: String,
+        /// The event's `version`, as written.
+        version: String,
+        /// Each violation: the JSON pointer of the offending value and what is wrong with it.
+        errors: Vec<String>,
+    },
 }
 
 fn list(majors: &[u32]) -> String {
@@ -55,7 +69,9 @@ fn list(majors: &[u32]) -> String {
 /// One schema of the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchemaInfo {
+    /// The event type the schema describes, e.g. `transaction_posted`.
     pub event_type: &'static str,
+    /// The major version it describes: the schema file is `<event_type>.v<major>.json`.
     pub major: u32,
     /// The topic events of this type are published to.
     pub topic: Topic,

@@ -22,9 +22,11 @@ pub const PROJECTIONS_GROUP: &str = "nexum-projections";
 /// What the service runs, and how.
 #[derive(Clone, Debug, Default)]
 pub struct ServiceConfig {
+    /// How the outbox relay paces itself.
     pub relay: RelayConfig,
     /// The loan offered to newly verified customers; `None` turns the loan application saga off.
     pub loan_offer: Option<LoanOffer>,
+    /// When the collections saga acts.
     pub collections: CollectionsConfig,
 }
 
@@ -32,12 +34,17 @@ pub struct ServiceConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
+    /// The store could not be replayed into the projections: the source says whether it was
+    /// unreadable or held an event this version cannot read.
     #[error("cannot rebuild the projections: {0}")]
     Projections(#[from] ProjectionError),
+    /// The bus refused a subscription, or failed to stop.
     #[error("cannot subscribe: {0}")]
     Bus(#[from] BusError),
+    /// The collections saga could not recover the loans it watches.
     #[error("cannot start the collections saga: {0}")]
     Collections(#[from] crate::sagas::CollectionsError),
+    /// The outbox could not be published at shutdown; it stays in the store for the next start.
     #[error("cannot publish the outbox: {0}")]
     Relay(#[from] RelayError),
 }
@@ -86,10 +93,12 @@ impl CoreBanking {
         Ok(Self { system, bus, projections, stop, timer })
     }
 
+    /// The bank the service runs.
     pub fn bank(&self) -> &Arc<Bank> {
         self.system.bank()
     }
 
+    /// The read models, kept current from the bus.
     pub fn projections(&self) -> &Arc<Projections> {
         &self.projections
     }

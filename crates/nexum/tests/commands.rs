@@ -11,7 +11,6 @@ use common::service::*;
 use common::*;
 use eventbus::{EventBus, Topic, TopicName};
 use nexum::clock::ManualClock;
-use nexum::domain::AccountType;
 use nexum::ids::{AccountId, CustomerId};
 use nexum::store::EventStore;
 use nexum::{CommandOutcome, NexumCommandHandler};
@@ -301,35 +300,4 @@ async fn a_rejection_is_recorded_once_even_when_the_malformed_command_comes_agai
     assert_eq!(s.bus.get_events(Some(&Topic::CommandsRejected.name())).len(), 1);
     let stored = s.store.read_all(1, 10_000).await.unwrap();
     assert_eq!(stored.iter().filter(|e| e.event.event_type.as_str() == "command_rejected").count(), 1);
-}
-
-#[tokio::test]
-async fn a_loan_can_be_cancelled_before_it_is_paid_out_but_not_after() {
-    let f = bank();
-    let (customer, _) = funded(&f.bank, "100.00").await;
-    let application = nexum::bank::LoanApplication {
-        loan_id: None,
-        customer_id: customer.id.clone(),
-        account_id: f.bank.payout_account(&customer.id, "USD".parse().unwrap()).await.unwrap(),
-        principal: usd("1000.00"),
-        interest_rate: "5".parse().unwrap(),
-        term_months: 12,
-        payment_frequency: nexum::domain::PaymentFrequency::Monthly,
-    };
-    let nexum::bank::LoanDecision::Approved { loan_id, loan_account_id, .. } =
-        f.bank.originate_loan(&ctx(), application).await.unwrap()
-    else {
-        panic!("rejected")
-    };
-
-    let cancelled = f.bank.cancel_loan(&ctx(), &loan_id, "disbursement failed").await.unwrap();
-
-    assert_eq!(cancelled.status, nexum::domain::LoanStatus::Cancelled);
-    let loan_account = f.bank.account(&loan_account_id).await.unwrap().unwrap();
-    assert_eq!(loan_account.status, nexum::domain::AccountStatus::Closed);
-    assert!(f.bank.disburse_loan(&ctx(), &loan_id).await.is_err());
-    assert!(f.bank.cancel_loan(&ctx(), &loan_id, "again").await.is_err());
-    // The customer's record lists the loan account next to the checking account.
-    let accounts = f.bank.customer(&customer.id).await.unwrap().unwrap().accounts;
-    assert_eq!(accounts.iter().map(|a| a.account_type).collect::<Vec<_>>(), [AccountType::Checking, AccountType::Loan]);
 }

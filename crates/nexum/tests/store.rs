@@ -1,5 +1,6 @@
 //! One suite for every event store: each scenario is written once, over `dyn EventStore`, and
-//! runs against SQLite (a file in a temporary directory) and PostgreSQL (a real server).
+//! runs against SQLite (a file in a temporary directory), PostgreSQL (a real server) and the
+//! in-memory store.
 //!
 //! PostgreSQL: the server the test script starts, at `NEXUM_TEST_POSTGRES` (libpq style; by
 //! default `host=127.0.0.1 port=5432 user=postgres dbname=test`). Each test works in a schema of
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use eventbus::{EventSchema, Topic, TopicName};
 use nexum::store::{
-    Commit, EventStore, ExpectedVersion, NewEvent, PostgresStore, SqliteStore, SqliteSync, StoreError, StreamId,
+    Commit, EventStore, ExpectedVersion, MemoryStore, NewEvent, PostgresStore, SqliteStore, SqliteSync, StoreError,
+    StreamId,
 };
 use serde_json::{Map, Value, json};
 
@@ -22,11 +24,24 @@ const DEFAULT_POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=te
 
 /// Where a test's store lives; `open` may be called again to reopen the same store.
 enum Backend {
-    Sqlite { dir: tempfile::TempDir },
-    Postgres { config: String, schema: String },
+    Sqlite {
+        dir: tempfile::TempDir,
+    },
+    Postgres {
+        config: String,
+        schema: String,
+    },
+    /// Opening it again gives another handle on the same events, as reopening a file does.
+    Memory {
+        store: MemoryStore,
+    },
 }
 
 impl Backend {
+    fn memory() -> Self {
+        Self::Memory { store: MemoryStore::new() }
+    }
+
     fn sqlite() -> Self {
         Self::Sqlite { dir: tempfile::tempdir().expect("a temporary directory") }
     }
@@ -42,6 +57,7 @@ impl Backend {
                 SqliteStore::open(&dir.path().join("events.db"), SqliteSync::Full).expect("opening the SQLite store"),
             ),
             Self::Postgres { config, schema } => Arc::new(connect(config, schema).await),
+            Self::Memory { store } => Arc::new(store.clone()),
         }
     }
 
@@ -72,7 +88,8 @@ async fn connect(config: &str, schema: &str) -> PostgresStore {
     })
 }
 
-/// Instantiates every scenario for both stores: `sqlite::<scenario>` and `postgres::<scenario>`.
+/// Instantiates every scenario for every store: `sqlite::<scenario>`, `postgres::<scenario>` and
+/// `memory::<scenario>`.
 macro_rules! scenarios {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -90,6 +107,16 @@ macro_rules! scenarios {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     let backend = super::Backend::postgres();
+                    super::$scenario(&backend).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let backend = super::Backend::memory();
                     super::$scenario(&backend).await;
                     backend.finish().await;
                 }

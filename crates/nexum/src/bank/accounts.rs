@@ -13,10 +13,13 @@ use crate::ids::{AccountId, CustomerId};
 pub struct NewAccount {
     /// The id to use; a fresh one if `None`.
     pub id: Option<AccountId>,
+    /// The customer who will own the account; they must exist.
     pub customer_id: CustomerId,
     /// Checking, savings or credit. Loan accounts are opened by loan origination.
     pub account_type: AccountType,
+    /// The account's currency: every amount booked to it must be in it.
     pub currency: Currency,
+    /// A display name, 1 to 100 printable characters; none if `None`.
     pub name: Option<String>,
     /// The overdraft of a checking account or the limit of a credit account; none by default.
     pub overdraft_limit: Option<Money>,
@@ -25,7 +28,10 @@ pub struct NewAccount {
 /// The fields to change; `None` keeps a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct AccountUpdate {
+    /// The new display name, 1 to 100 printable characters.
     pub name: Option<String>,
+    /// The new overdraft or credit limit, in the account's currency; the balance must not be below
+    /// minus it.
     pub overdraft_limit: Option<Money>,
 }
 
@@ -44,10 +50,7 @@ fn limit(limit: Option<Money>, account_type: AccountType, currency: Currency) ->
         return Err(BankError::invalid("overdraft_limit", format!("must be in {currency}")));
     }
     if limit.is_negative() || limit.amount() > Decimal::from(super::MAX_AMOUNT) {
-        return Err(BankError::InvalidAmount {
-            amount: limit.amount().to_string(),
-            reason: "a limit is between 0 and 1000000000000".into(),
-        });
+        return Err(BankError::refused_amount(limit.amount(), "a limit is between 0 and 1000000000000"));
     }
     if !limit.amount().is_zero() && matches!(account_type, AccountType::Savings) {
         return Err(BankError::invalid("overdraft_limit", "savings accounts cannot be overdrawn"));
@@ -56,6 +59,9 @@ fn limit(limit: Option<Money>, account_type: AccountType, currency: Currency) ->
 }
 
 impl Bank {
+    /// Opens an account for an existing customer and lists it on the customer's record. Refused for
+    /// loan accounts (loan origination opens those), for a limit on a savings account, and for an
+    /// id that exists or starts with `gl_`.
     pub async fn open_account(&self, ctx: &Ctx, new: NewAccount) -> Result<Account, BankError> {
         if new.account_type == AccountType::Loan {
             return Err(BankError::invalid("account_type", "loan accounts are opened by loan origination"));
@@ -87,6 +93,8 @@ impl Bank {
         })
     }
 
+    /// Changes an account's name or limit, or both. Refused if nothing would change, if the account
+    /// is closed, or if the balance is below the new limit.
     pub async fn update_account(&self, ctx: &Ctx, id: &AccountId, update: AccountUpdate) -> Result<Account, BankError> {
         if update.name.is_none() && update.overdraft_limit.is_none() {
             return Err(BankError::invalid("update", "nothing to change"));
@@ -120,6 +128,7 @@ impl Bank {
         .await
     }
 
+    /// Lets a frozen account move money again.
     pub async fn unfreeze_account(&self, ctx: &Ctx, id: &AccountId) -> Result<Account, BankError> {
         self.change_account(ctx, "unfreeze_account", id, AccountChange::Unfrozen, |account| match account.status {
             AccountStatus::Frozen => Ok((AccountStatus::Active, account.name.clone(), account.overdraft_limit)),

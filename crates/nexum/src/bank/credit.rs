@@ -15,6 +15,7 @@ use crate::store::StreamId;
 pub const PAYMENT_DUE_DAYS: u64 = 21;
 /// The minimum payment: this share of what is owed, but at least [`MINIMUM_PAYMENT_FLOOR`].
 pub const MINIMUM_PAYMENT_RATE: Decimal = Decimal::from_parts(2, 0, 0, false, 2);
+/// The smallest minimum payment, in units of the account's currency, unless less is owed.
 pub const MINIMUM_PAYMENT_FLOOR: Decimal = Decimal::from_parts(25, 0, 0, false, 0);
 
 impl Bank {
@@ -97,10 +98,10 @@ impl Bank {
                 return Err(BankError::invalid("from_account_id", "pay from another account of the same customer"));
             }
             if credit.state.balance + amount.amount() > Decimal::ZERO {
-                return Err(BankError::InvalidAmount {
-                    amount: amount.amount().to_string(),
-                    reason: format!("exceeds the {} owed", -credit.state.balance),
-                });
+                return Err(BankError::refused_amount(
+                    amount.amount(),
+                    format!("exceeds the {} owed", -credit.state.balance),
+                ));
             }
             let movement = Movement {
                 kind: TransactionType::CreditPayment,

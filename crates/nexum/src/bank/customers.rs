@@ -12,18 +12,26 @@ use crate::ids::{AccountId, CustomerId};
 pub struct NewCustomer {
     /// The id to use; a fresh one if `None`.
     pub id: Option<CustomerId>,
+    /// The given name, 1 to 100 printable characters once trimmed.
     pub first_name: String,
+    /// The family name, 1 to 100 printable characters once trimmed.
     pub last_name: String,
+    /// An e-mail address such as `jane@example.com`.
     pub email: String,
+    /// A phone number in E.164 form, such as `+1234567890`; none if `None`.
     pub phone: Option<String>,
 }
 
 /// The fields to change; `None` keeps a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct CustomerUpdate {
+    /// The new given name, 1 to 100 printable characters.
     pub first_name: Option<String>,
+    /// The new family name, 1 to 100 printable characters.
     pub last_name: Option<String>,
+    /// The new e-mail address.
     pub email: Option<String>,
+    /// The new phone number in E.164 form.
     pub phone: Option<String>,
 }
 
@@ -58,6 +66,8 @@ fn phone(value: &str) -> Result<String, BankError> {
 }
 
 impl Bank {
+    /// Onboards a customer, KYC `pending` at `tier_1`. Refused if the id exists or a field is
+    /// malformed.
     pub async fn create_customer(&self, ctx: &Ctx, new: NewCustomer) -> Result<Customer, BankError> {
         let details = CustomerDetails {
             first_name: name("first_name", &new.first_name)?,
@@ -79,6 +89,8 @@ impl Bank {
         })
     }
 
+    /// Changes a customer's contact details; the event carries the customer as they are after the
+    /// change. Refused if nothing is to change.
     pub async fn update_customer(
         &self,
         ctx: &Ctx,

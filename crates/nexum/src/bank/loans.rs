@@ -29,27 +29,55 @@ const WORKFLOW: &str = "loan_approval";
 pub struct LoanApplication {
     /// The id to use; a fresh one if `None`.
     pub loan_id: Option<LoanId>,
+    /// The borrower; their KYC must be verified and the principal within their tier's limit.
     pub customer_id: CustomerId,
+    /// The borrower's active checking or savings account the principal is paid into, in the loan's
+    /// currency.
     pub account_id: AccountId,
+    /// The amount to lend, and its currency: the loan's currency.
     pub principal: Money,
     /// Annual nominal rate in percent, e.g. `5.5`.
     pub interest_rate: Decimal,
+    /// How long the loan runs, in months: a multiple of the payment period, at most
+    /// [`MAX_TERM_MONTHS`].
     pub term_months: u32,
+    /// How often an installment is due.
     pub payment_frequency: PaymentFrequency,
 }
 
 /// The outcome of the approval workflow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoanDecision {
-    Approved { workflow_id: WorkflowId, loan_id: LoanId, loan_account_id: AccountId },
-    Rejected { workflow_id: WorkflowId, step: String, reason: String },
+    /// Every step passed: the loan is originated, and waits to be disbursed.
+    Approved {
+        /// The approval workflow, whose steps are in the stream `workflow-<id>`.
+        workflow_id: WorkflowId,
+        /// The originated loan.
+        loan_id: LoanId,
+        /// The loan's own account, opened with it.
+        loan_account_id: AccountId,
+    },
+    /// A step did not pass: `workflow_rejected` is recorded, and nothing else.
+    Rejected {
+        /// The approval workflow, whose steps are in the stream `workflow-<id>`.
+        workflow_id: WorkflowId,
+        /// The step that did not pass: `kyc_verified`, `within_tier_limit` or
+        /// `account_in_good_standing`.
+        step: String,
+        /// What the step found, for people.
+        reason: String,
+    },
 }
 
 /// What a check for missed payments found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OverdueCheck {
+    /// Installments due and not paid, as recorded on the loan: unchanged if nothing new was found.
     pub missed_payments: u32,
+    /// The loan's open collections case, opened or escalated by this check or before it; `None` if
+    /// there is none.
     pub case_id: Option<CaseId>,
+    /// Whether the loan is in default, by this check or before it.
     pub defaulted: bool,
 }
 
@@ -307,10 +335,7 @@ impl Bank {
             let interest_due = loan.state.interest_due();
             let owed = loan.state.outstanding_principal + interest_due;
             if amount.amount() > owed {
-                return Err(BankError::InvalidAmount {
-                    amount: amount.amount().to_string(),
-                    reason: format!("exceeds the {owed} owed"),
-                });
+                return Err(BankError::refused_amount(amount.amount(), format!("exceeds the {owed} owed")));
             }
             let interest = amount.amount().min(interest_due);
             let principal = amount.amount() - interest;

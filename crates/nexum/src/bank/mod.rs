@@ -27,8 +27,9 @@ use crate::ids::{AccountId, AuditId, CaseId, CommandId, CustomerId, IdError, Loa
 use crate::store::{Commit, EventStore, ExpectedVersion, NewEvent, StoreError, StreamId};
 
 pub use accounts::{AccountUpdate, NewAccount};
+pub use credit::{MINIMUM_PAYMENT_FLOOR, MINIMUM_PAYMENT_RATE, PAYMENT_DUE_DAYS};
 pub use customers::{CustomerUpdate, NewCustomer};
-pub use loans::{LoanApplication, LoanDecision, OverdueCheck};
+pub use loans::{DEFAULT_AFTER_MISSED, LoanApplication, LoanDecision, MAX_TERM_MONTHS, OverdueCheck};
 pub use transactions::{TransactionReceipt, TransactionStatus, parse_amount, parse_currency};
 
 /// Runs the body (an attempt that returns `Ok(None)` when its commit lost a race) until its
@@ -70,10 +71,26 @@ const MAX_ATTEMPTS: u32 = 12;
 pub enum BankError {
     /// The amount is not a positive decimal within [`MAX_AMOUNT`] in its currency's minor units.
     #[error("invalid amount `{amount}`: {reason}")]
-    InvalidAmount { amount: String, reason: String },
+    InvalidAmount {
+        /// The amount as given, e.g. `-5` or `1.001`.
+        amount: String,
+        /// What is wrong with it, for people.
+        reason: String,
+        /// The money error that refused the amount, when it was refused while parsing it.
+        #[source]
+        source: Option<MoneyError>,
+    },
     /// A field is missing, too long or malformed; the message names it.
     #[error("invalid {field}: {reason}")]
-    InvalidInput { field: &'static str, reason: String },
+    InvalidInput {
+        /// The name of the field, as in commands and events, e.g. `email`.
+        field: &'static str,
+        /// What is wrong with it, for people.
+        reason: String,
+        /// The money error that refused the field, when the field is a currency code.
+        #[source]
+        source: Option<MoneyError>,
+    },
     /// An id is not 1 to 128 letters, digits, `_`, `-` or `.`.
     #[error(transparent)]
     InvalidId(#[from] IdError),
@@ -91,7 +108,12 @@ pub enum BankError {
     UnknownCase(CaseId),
     /// The entity exists already; creating it twice is refused.
     #[error("{kind} `{id}` already exists")]
-    AlreadyExists { kind: &'static str, id: String },
+    AlreadyExists {
+        /// The kind of entity: `customer`, `account` or `loan`.
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
     /// The account is closed: it accepts no more changes.
     #[error("account `{0}` is closed")]
     AccountClosed(AccountId),
@@ -109,7 +131,9 @@ pub enum BankError {
     /// A stored event cannot be decoded: the store holds data this version cannot read.
     #[error("stored event of stream `{stream}` cannot be read: {source}")]
     Corrupt {
+        /// The stream that holds the event.
         stream: StreamId,
+        /// Why it cannot be decoded.
         #[source]
         source: crate::events::DecodeError,
     },
@@ -151,11 +175,17 @@ impl BankError {
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::InvalidInput { field, reason: reason.into() }
+        Self::InvalidInput { field, reason: reason.into(), source: None }
     }
 
+    /// `amount` is refused for `reason`, by the bank's own rules.
+    fn refused_amount(amount: impl ToString, reason: impl Into<String>) -> Self {
+        Self::InvalidAmount { amount: amount.to_string(), reason: reason.into(), source: None }
+    }
+
+    /// `amount` is refused by the money type: `error` says why, and stays the source.
     fn amount(amount: impl ToString, error: MoneyError) -> Self {
-        Self::InvalidAmount { amount: amount.to_string(), reason: error.to_string() }
+        Self::InvalidAmount { amount: amount.to_string(), reason: error.to_string(), source: Some(error) }
     }
 }
 
@@ -163,7 +193,10 @@ impl BankError {
 /// the domain, so tests and replays are deterministic.
 #[derive(Clone, Debug)]
 pub struct Ctx {
+    /// When the operation happens, UTC to the microsecond: the time of its events, and the "now"
+    /// of its rules (due dates, windows, statement periods).
     pub at: DateTime<Utc>,
+    /// Who asked and in answer to what: the metadata of every event the operation records.
     pub causation: Causation,
     /// The command being carried out, if the request is one. Its effect is recorded at most
     /// once: the commit that records it also creates the stream `command-<id>`, so a second
@@ -177,20 +210,24 @@ impl Ctx {
         Self::at(Utc::now())
     }
 
+    /// At `at`, cut to the microsecond as stored, by the system, in answer to nothing.
     pub fn at(at: DateTime<Utc>) -> Self {
         Self { at: at.trunc_subsecs(6), causation: Causation::default(), command: None }
     }
 
+    /// Asked by user `user_id`: the events' `user_id` and the audit record's `actor`.
     pub fn by_user(mut self, user_id: impl Into<String>) -> Self {
         self.causation.user_id = Some(user_id.into());
         self
     }
 
+    /// Part of the request `correlation_id`, which every event of it carries.
     pub fn correlated(mut self, correlation_id: impl Into<String>) -> Self {
         self.causation.correlation_id = Some(correlation_id.into());
         self
     }
 
+    /// In answer to the command or event `causation_id` (its `event_id`).
     pub fn caused_by(mut self, causation_id: impl Into<String>) -> Self {
         self.causation.causation_id = Some(causation_id.into());
         self
@@ -372,6 +409,7 @@ pub struct Bank {
 }
 
 impl Bank {
+    /// The bank over `store`, with nothing cached: its state is what the store holds.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self {
             store,
@@ -383,6 +421,7 @@ impl Bank {
         }
     }
 
+    /// The store the bank records in.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
@@ -392,18 +431,22 @@ impl Bank {
         Arc::clone(&self.committed)
     }
 
+    /// Customer `id` as their stream leaves them; `None` if there is no such customer.
     pub async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, BankError> {
         Ok(self.load(&self.customers, id.as_str()).await?.map(|l| l.state))
     }
 
+    /// Account `id` as its stream leaves it, balance included; `None` if there is no such account.
     pub async fn account(&self, id: &AccountId) -> Result<Option<Account>, BankError> {
         Ok(self.load(&self.accounts, id.as_str()).await?.map(|l| l.state))
     }
 
+    /// Loan `id` as its stream leaves it; `None` if there is no such loan.
     pub async fn loan(&self, id: &LoanId) -> Result<Option<Loan>, BankError> {
         Ok(self.load(&self.loans, id.as_str()).await?.map(|l| l.state))
     }
 
+    /// Collections case `id` as its stream leaves it; `None` if there is no such case.
     pub async fn collection_case(&self, id: &CaseId) -> Result<Option<CollectionCase>, BankError> {
         Ok(self.load(&self.cases, id.as_str()).await?.map(|l| l.state))
     }

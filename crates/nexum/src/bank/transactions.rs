@@ -20,17 +20,32 @@ use crate::store::StreamId;
 /// What became of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransactionStatus {
-    Posted { journal_entry_id: JournalEntryId, final_balance: Decimal },
-    Failed { reason: FailureReason },
+    /// Posted: the money moved.
+    Posted {
+        /// The journal entry that booked it.
+        journal_entry_id: JournalEntryId,
+        /// The balance after posting of the account the transaction is about: the receiving
+        /// account of a deposit or disbursement, the paying account otherwise.
+        final_balance: Decimal,
+    },
+    /// Recorded as failed: no money moved.
+    Failed {
+        /// Why.
+        reason: FailureReason,
+    },
 }
 
+/// The answer to a money movement: the transaction recorded, and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransactionReceipt {
+    /// The transaction, recorded in the stream `transaction-<id>` whether it posted or failed.
     pub transaction_id: TransactionId,
+    /// Whether it posted or failed, and the details.
     pub status: TransactionStatus,
 }
 
 impl TransactionReceipt {
+    /// Whether the money moved.
     pub fn is_posted(&self) -> bool {
         matches!(self.status, TransactionStatus::Posted { .. })
     }
@@ -44,7 +59,11 @@ pub fn parse_amount(amount: &str, currency: &str) -> Result<Money, BankError> {
 
 /// Reads an ISO 4217 currency code.
 pub fn parse_currency(currency: &str) -> Result<Currency, BankError> {
-    currency.parse().map_err(|e: MoneyError| BankError::invalid("currency", e.to_string()))
+    currency.parse().map_err(|e: MoneyError| BankError::InvalidInput {
+        field: "currency",
+        reason: e.to_string(),
+        source: Some(e),
+    })
 }
 
 /// Refuses zero, negative and absurd amounts.
@@ -56,7 +75,7 @@ pub(super) fn positive(amount: Money) -> Result<Money, BankError> {
     } else {
         return Ok(amount);
     };
-    Err(BankError::InvalidAmount { amount: amount.amount().to_string(), reason: reason.into() })
+    Err(BankError::refused_amount(amount.amount(), reason))
 }
 
 /// A description or reference: at most 500 printable characters.
@@ -185,6 +204,8 @@ impl Bank {
         })
     }
 
+    /// Money from one account of the bank to another: the paying account's owner is held to their
+    /// KYC limit.
     pub async fn transfer(
         &self,
         ctx: &Ctx,

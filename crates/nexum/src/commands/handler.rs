@@ -44,7 +44,12 @@ pub enum CommandOutcome {
     /// Carried out or rejected before; nothing was done this time.
     Duplicate,
     /// Refused, and recorded as `command_rejected` with this code and reason.
-    Rejected { code: &'static str, reason: String },
+    Rejected {
+        /// The [`BankError::code`] of the refusal, e.g. `unknown_account`.
+        code: &'static str,
+        /// The refusal's message, for people.
+        reason: String,
+    },
 }
 
 /// Consumes `nexum.commands.{transactions,customers,loans}` and carries the commands out on the
@@ -55,6 +60,7 @@ pub struct NexumCommandHandler {
 }
 
 impl NexumCommandHandler {
+    /// A handler that carries commands out on `bank`, stamping them with the time of `clock`.
     pub fn new(bank: Arc<Bank>, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self { bank, clock })
     }

@@ -37,7 +37,12 @@ pub enum CommandError {
     NotACommandTopic(String),
     /// The `event_type` does not belong on the topic.
     #[error("expected event_type `{expected}` on this topic, found `{found}`")]
-    WrongType { expected: &'static str, found: String },
+    WrongType {
+        /// The `event_type` of the topic's commands, e.g. `transaction_command`.
+        expected: &'static str,
+        /// The `event_type` the command has.
+        found: String,
+    },
     /// A major version of the command format this handler does not know.
     #[error("unsupported command version `{0}`: this handler reads version 1")]
     UnsupportedVersion(String),
@@ -49,10 +54,20 @@ pub enum CommandError {
     MissingAction(&'static str),
     /// The action is not one of the topic's.
     #[error("unknown action `{action}`: expected one of {expected}")]
-    UnknownAction { action: String, expected: &'static str },
+    UnknownAction {
+        /// The action the command names.
+        action: String,
+        /// The topic's actions, comma-separated.
+        expected: &'static str,
+    },
     /// The fields of the action are missing, of the wrong type, or unknown.
     #[error("invalid `{action}` command: {reason}")]
-    InvalidFields { action: String, reason: String },
+    InvalidFields {
+        /// The action the command names.
+        action: String,
+        /// What is wrong with the fields, without their values: a value may be personal data.
+        reason: String,
+    },
 }
 
 impl CommandError {
@@ -74,26 +89,45 @@ impl CommandError {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransactionCommand {
+    /// `deposit`: money into an account from outside the bank.
     Deposit {
+        /// The account to credit.
         account_id: AccountId,
+        /// The amount, as a decimal string such as `"100.00"`; never a JSON number.
         amount: String,
+        /// The ISO 4217 code of the amount; it must be the account's currency.
         currency: String,
+        /// Free text for the transaction, at most 500 printable characters.
         description: Option<String>,
+        /// The sender's own reference, at most 500 printable characters.
         reference: Option<String>,
     },
+    /// `withdraw`: money out of an account, out of the bank.
     Withdraw {
+        /// The account to debit.
         account_id: AccountId,
+        /// The amount, as a decimal string such as `"100.00"`; never a JSON number.
         amount: String,
+        /// The ISO 4217 code of the amount; it must be the account's currency.
         currency: String,
+        /// Free text for the transaction, at most 500 printable characters.
         description: Option<String>,
+        /// The sender's own reference, at most 500 printable characters.
         reference: Option<String>,
     },
+    /// `transfer`: money from one account to another.
     Transfer {
+        /// The account to debit.
         from_account_id: AccountId,
+        /// The account to credit; not the same as `from_account_id`.
         to_account_id: AccountId,
+        /// The amount, as a decimal string such as `"100.00"`; never a JSON number.
         amount: String,
+        /// The ISO 4217 code of the amount; it must be both accounts' currency.
         currency: String,
+        /// Free text for the transaction, at most 500 printable characters.
         description: Option<String>,
+        /// The sender's own reference, at most 500 printable characters.
         reference: Option<String>,
     },
 }
@@ -102,33 +136,55 @@ pub enum TransactionCommand {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CustomerCommand {
+    /// `create`: a new customer, whose KYC starts `pending` at `tier_1`.
     Create {
         /// The id to give the customer; a fresh one if absent.
         customer_id: Option<CustomerId>,
+        /// The customer's given name, 1 to 100 printable characters.
         first_name: String,
+        /// The customer's family name, 1 to 100 printable characters.
         last_name: String,
+        /// The customer's e-mail address, e.g. `jane@example.com`.
         email: String,
+        /// The customer's phone number in E.164 form, e.g. `+1234567890`.
         phone: Option<String>,
     },
+    /// `update`: new contact details; absent fields keep their value, and one must be present.
     Update {
+        /// The customer to update.
         customer_id: CustomerId,
+        /// The new given name, 1 to 100 printable characters.
         first_name: Option<String>,
+        /// The new family name, 1 to 100 printable characters.
         last_name: Option<String>,
+        /// The new e-mail address.
         email: Option<String>,
+        /// The new phone number in E.164 form.
         phone: Option<String>,
     },
+    /// `kyc`: the outcome of an identity check; refused if it changes neither status nor tier.
     Kyc {
+        /// The customer checked.
         customer_id: CustomerId,
+        /// The new KYC status: `pending`, `verified` or `rejected`.
         kyc_status: KycStatus,
+        /// The new KYC tier: `tier_1`, `tier_2` or `tier_3`.
         kyc_tier: KycTier,
     },
+    /// `open_account`: a new account for an existing customer.
     OpenAccount {
+        /// The customer who will own the account.
         customer_id: CustomerId,
+        /// `checking`, `savings` or `credit`; loan accounts are opened by loan origination.
         account_type: AccountType,
+        /// The ISO 4217 code of the account's currency, e.g. `USD`.
         currency: String,
         /// The id to give the account; a fresh one if absent.
         account_id: Option<AccountId>,
+        /// The account's display name, 1 to 100 printable characters.
         name: Option<String>,
+        /// How far below zero the balance may go, as a decimal string in `currency`: the
+        /// overdraft of a checking account or the limit of a credit account; none if absent.
         overdraft_limit: Option<String>,
     },
 }
@@ -137,40 +193,58 @@ pub enum CustomerCommand {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LoanCommand {
+    /// `originate`: apply for a loan; the bank's approval workflow approves or rejects it.
     Originate {
         /// The id to give the loan; a fresh one if absent.
         loan_id: Option<LoanId>,
+        /// The borrower.
         customer_id: CustomerId,
         /// Where the principal is paid out; the customer's oldest account in the loan's
         /// currency if absent.
         account_id: Option<AccountId>,
+        /// The amount to lend, as a decimal string such as `"10000.00"`; never a JSON number.
         principal: String,
+        /// The ISO 4217 code of the loan's currency.
         currency: String,
         /// Annual rate in percent, as a decimal string: `"5.5"`.
         interest_rate: String,
+        /// How long the loan runs, in months: a multiple of the payment period, at most 480.
         term_months: u32,
+        /// How often an installment is due; monthly if absent.
         payment_frequency: Option<PaymentFrequency>,
     },
+    /// `disburse`: pay an originated loan's principal out.
     Disburse {
+        /// The loan to pay out.
         loan_id: LoanId,
     },
+    /// `payment`: a repayment from the customer's account the loan was paid into.
     Payment {
+        /// The loan to repay.
         loan_id: LoanId,
+        /// The amount, as a decimal string such as `"100.00"`; at most what is owed.
         amount: String,
+        /// The ISO 4217 code of the amount; it must be the loan's currency.
         currency: String,
     },
     /// Cancels a loan that was originated but not disbursed: the compensation of a loan
     /// application that could not complete.
     Cancel {
+        /// The loan to cancel.
         loan_id: LoanId,
+        /// Why, 1 to 500 characters.
         reason: String,
     },
     /// Looks for missed installments: opens, escalates or defaults as they are found.
     CheckOverdue {
+        /// The loan to check.
         loan_id: LoanId,
     },
+    /// `escalate_case`: move an open collections case up a level by hand.
     EscalateCase {
+        /// The open case.
         case_id: CaseId,
+        /// Why, 1 to 500 characters.
         reason: String,
     },
 }
@@ -178,8 +252,11 @@ pub enum LoanCommand {
 /// A command, read and checked for shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// From `nexum.commands.transactions`.
     Transaction(TransactionCommand),
+    /// From `nexum.commands.customers`.
     Customer(CustomerCommand),
+    /// From `nexum.commands.loans`.
     Loan(LoanCommand),
 }
 
@@ -188,10 +265,15 @@ pub enum Command {
 pub struct Envelope {
     /// Its `event_id`, or an id derived from its place in the log if it has no usable one.
     pub id: CommandId,
+    /// The topic it was received on.
     pub topic: TopicName,
+    /// Its `event_type` as received, e.g. `transaction_command`.
     pub command_type: String,
+    /// Its `data.action` if that is a string, e.g. `deposit`.
     pub action: Option<String>,
+    /// The `correlation_id` of its metadata: the events it causes carry it too.
     pub correlation_id: Option<String>,
+    /// The `user_id` of its metadata: who sent it; the bank's audit records name them.
     pub user_id: Option<String>,
 }
 

@@ -17,18 +17,29 @@ pub const REPORTING_THRESHOLD: Decimal = Decimal::from_parts(10_000, 0, 0, false
 pub const NEAR_THRESHOLD_BAND: Decimal = Decimal::from_parts(9, 0, 0, false, 1);
 /// Near-threshold deposits within the window that make a structuring pattern.
 pub const STRUCTURING_COUNT: usize = 3;
+/// The window, in hours, in which [`STRUCTURING_COUNT`] near-threshold deposits make a structuring
+/// pattern.
 pub const STRUCTURING_WINDOW_HOURS: u32 = 24;
 
+/// An account as its stream leaves it: its owner, status, limit and balance, and what its
+/// compliance rules remember.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
+    /// The account's id.
     pub id: AccountId,
+    /// The customer who owns it.
     pub customer_id: CustomerId,
+    /// Checking, savings, credit or loan.
     pub account_type: AccountType,
+    /// Its currency: every amount booked to it is in it.
     pub currency: Currency,
+    /// Its display name, if it has one.
     pub name: Option<String>,
+    /// Whether it may move money.
     pub status: AccountStatus,
     /// How far below zero the balance may go.
     pub overdraft_limit: Decimal,
+    /// The sum of the postings booked to it, in its currency: credits positive, debits negative.
     pub balance: Decimal,
     /// Deposits just below the reporting threshold in the last window, oldest first.
     pub near_threshold_deposits: VecDeque<(DateTime<Utc>, TransactionId, Decimal)>,

@@ -7,12 +7,16 @@ use super::Aggregate;
 use crate::events::{NexumEvent, Payload};
 use crate::ids::{CaseId, LoanId};
 
+/// A collections case as its stream leaves it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CollectionCase {
+    /// The case's id.
     pub id: CaseId,
+    /// The loan it is about.
     pub loan_id: LoanId,
     /// 1 when opened, one more per escalation.
     pub level: u32,
+    /// Whether it is still open: false once resolved.
     pub open: bool,
     /// When the case reached its current level: opened, or last escalated.
     pub since: DateTime<Utc>,

@@ -8,9 +8,12 @@ use super::{AccountType, Aggregate, KycStatus, KycTier};
 use crate::events::{CustomerDetails, NexumEvent, Payload};
 use crate::ids::{AccountId, CustomerId};
 
+/// A customer as their stream leaves them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Customer {
+    /// The customer's id.
     pub id: CustomerId,
+    /// Their name, contact details and KYC, as of the latest change.
     pub details: CustomerDetails,
     /// The customer's accounts, oldest first: each `account_created` is linked into the
     /// customer's stream.
@@ -20,16 +23,21 @@ pub struct Customer {
 /// An account as its owner's record knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedAccount {
+    /// The account's id.
     pub id: AccountId,
+    /// The kind of account.
     pub account_type: AccountType,
+    /// The account's currency.
     pub currency: Currency,
 }
 
 impl Customer {
+    /// Where the customer's identity check stands.
     pub fn kyc_status(&self) -> KycStatus {
         self.details.kyc_status
     }
 
+    /// The customer's KYC tier.
     pub fn kyc_tier(&self) -> KycTier {
         self.details.kyc_tier
     }

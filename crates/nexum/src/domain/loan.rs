@@ -4,29 +4,44 @@
 use chrono::{DateTime, Months, NaiveDate, Utc};
 use eventbus::Currency;
 use rust_decimal::Decimal;
+use serde::Serialize;
 
 use super::{Aggregate, PaymentFrequency};
 use crate::events::{Installment, LoanOriginated, NexumEvent, Payload};
 use crate::ids::{AccountId, CaseId, CustomerId, LoanId};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a loan is in its life, written in `snake_case` on the wire (`paid_off`).
+///
+/// The variants are declared in the order a loan goes through them, and `Ord` follows that
+/// order: a status only moves forward, so the loan book keeps the furthest status it has seen,
+/// whatever order the events arrive in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LoanStatus {
-    /// Approved; the principal is not paid out yet.
+    /// Approved and booked by `loan_originated`; the principal is not paid out yet.
     Originated,
-    /// Paid out and being repaid.
+    /// Paid out by `loan_disbursed` and being repaid.
     Active,
+    /// Repaid in full (`loan_paid_off`): nothing is outstanding.
     PaidOff,
+    /// Declared in default after too many missed installments (`loan_defaulted`).
     Defaulted,
-    /// Cancelled before it was paid out.
+    /// Cancelled before it was paid out (`loan_cancelled`): nothing is outstanding.
     Cancelled,
 }
 
+/// A loan as its stream leaves it: its terms, where it is in its life, and what has been repaid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Loan {
+    /// The loan's id.
     pub id: LoanId,
+    /// What it was originated with, schedule included; they never change.
     pub terms: LoanOriginated,
+    /// Where it is in its life.
     pub status: LoanStatus,
+    /// The principal still owed, in the loan's currency; 0 once paid off or cancelled.
     pub outstanding_principal: Decimal,
+    /// All the interest paid so far, in the loan's currency.
     pub total_interest_paid: Decimal,
     /// Scheduled installments covered by payments so far.
     pub installments_paid: u32,
@@ -40,18 +55,22 @@ pub struct Loan {
     pub interest_charged_through: u32,
     /// Interest charged and not yet paid.
     pub interest_unpaid: Decimal,
+    /// Its open collections case, if it has one.
     pub open_case: Option<CaseId>,
 }
 
 impl Loan {
+    /// The borrower.
     pub fn customer_id(&self) -> &CustomerId {
         &self.terms.customer_id
     }
 
+    /// The customer's account the principal was paid into and payments come from.
     pub fn account_id(&self) -> &AccountId {
         &self.terms.account_id
     }
 
+    /// The loan's currency.
     pub fn currency(&self) -> Currency {
         self.terms.currency
     }
@@ -219,5 +238,16 @@ mod tests {
         assert_eq!(schedule.last().unwrap().remaining_principal, Decimal::ZERO);
         assert_eq!(schedule[0].due_date, NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
         assert!(schedule[..59].iter().all(|i| i.payment == schedule[0].payment));
+    }
+
+    #[test]
+    fn a_status_sorts_in_the_order_of_a_loans_life_and_is_written_in_snake_case() {
+        use LoanStatus::*;
+        assert!(Originated < Active && Active < PaidOff && PaidOff < Defaulted && Defaulted < Cancelled);
+        let written: Vec<_> = [Originated, Active, PaidOff, Defaulted, Cancelled]
+            .iter()
+            .map(|status| serde_json::to_value(status).unwrap())
+            .collect();
+        assert_eq!(written, ["originated", "active", "paid_off", "defaulted", "cancelled"]);
     }
 }

@@ -5,7 +5,10 @@ mod account;
 mod collections;
 mod customer;
 mod loan;
-mod types;
+// The vocabulary is a leaf: the event payloads are written in it, and the aggregates here fold the
+// events. `events` imports it from `domain::types`, not through this module, so that `domain` and
+// `events` do not import each other.
+pub(crate) mod types;
 
 use chrono::{DateTime, Utc};
 

@@ -7,16 +7,18 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 macro_rules! vocabulary {
-    ($($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? })*) => {$(
+    ($($(#[$doc:meta])* $name:ident { $($(#[$variant_doc:meta])* $variant:ident = $text:literal),* $(,)? })*) => {$(
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
-            $(#[serde(rename = $text)] $variant,)*
+            $($(#[$variant_doc])* #[serde(rename = $text)] $variant,)*
         }
 
         impl $name {
+            /// Every value, in the order declared.
             pub const ALL: &'static [$name] = &[$($name::$variant,)*];
 
+            /// The name written on the wire and in commands, e.g. `tier_1`.
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text,)*
@@ -45,40 +47,111 @@ macro_rules! vocabulary {
 
 vocabulary! {
     /// Where a customer's identity check stands.
-    KycStatus { Pending = "pending", Verified = "verified", Rejected = "rejected" }
+    KycStatus {
+        /// Not checked yet: every customer starts here, held to the limit of tier 1.
+        Pending = "pending",
+        /// Checked and confirmed: the customer's tier sets their limit.
+        Verified = "verified",
+        /// Checked and refused: the customer may not transact.
+        Rejected = "rejected",
+    }
 
     /// How much a customer may move: set by the depth of the identity check.
-    KycTier { Tier1 = "tier_1", Tier2 = "tier_2", Tier3 = "tier_3" }
+    KycTier {
+        /// The basic check: transactions up to 2,000 in their currency.
+        Tier1 = "tier_1",
+        /// A fuller check: transactions up to 50,000.
+        Tier2 = "tier_2",
+        /// The fullest check: transactions up to 1,000,000.
+        Tier3 = "tier_3",
+    }
 
-    AccountType { Checking = "checking", Savings = "savings", Loan = "loan", Credit = "credit" }
+    /// The kind of account.
+    AccountType {
+        /// An everyday account, which may have an overdraft.
+        Checking = "checking",
+        /// A savings account, which may never go below zero.
+        Savings = "savings",
+        /// A loan's own account, opened by loan origination: its balance is minus the principal
+        /// outstanding, and only loan operations move it.
+        Loan = "loan",
+        /// A credit-card account: it spends below zero down to its credit limit, gets monthly
+        /// statements, and is paid from another account.
+        Credit = "credit",
+    }
 
-    AccountStatus { Active = "active", Frozen = "frozen", Closed = "closed" }
+    /// Whether an account may move money.
+    AccountStatus {
+        /// Open: money moves in and out.
+        Active = "active",
+        /// Frozen by the bank: no money moves until it is unfrozen.
+        Frozen = "frozen",
+        /// Closed at a zero balance: it never changes again.
+        Closed = "closed",
+    }
 
     /// What an `account_updated` event changed.
-    AccountChange { Updated = "updated", Frozen = "frozen", Unfrozen = "unfrozen", Closed = "closed" }
+    AccountChange {
+        /// The name or the limit.
+        Updated = "updated",
+        /// The account was frozen.
+        Frozen = "frozen",
+        /// The account was unfrozen.
+        Unfrozen = "unfrozen",
+        /// The account was closed.
+        Closed = "closed",
+    }
 
+    /// The kind of money movement.
     TransactionType {
+        /// Money into an account from outside the bank.
         Deposit = "deposit",
+        /// Money out of an account, out of the bank.
         Withdrawal = "withdrawal",
+        /// Money from one account of the bank to another.
         Transfer = "transfer",
+        /// A loan's principal, from its loan account into the customer's account.
         LoanDisbursement = "loan_disbursement",
+        /// A loan repayment from the customer's account: principal to the loan account, interest
+        /// to the bank's interest income.
         LoanPayment = "loan_payment",
+        /// A payment to a credit account from another account of its owner.
         CreditPayment = "credit_payment",
     }
 
     /// Why a transaction was recorded as failed.
     FailureReason {
+        /// The paying account's balance would drop below minus its overdraft limit.
         InsufficientFunds = "insufficient_funds",
+        /// An account of the transaction is frozen.
         AccountFrozen = "account_frozen",
+        /// An account of the transaction is closed.
         AccountClosed = "account_closed",
+        /// The amount is not in an account's currency.
         CurrencyMismatch = "currency_mismatch",
+        /// The amount exceeds the limit of the paying customer's KYC status and tier.
         KycLimitExceeded = "kyc_limit_exceeded",
     }
 
-    PaymentFrequency { Monthly = "monthly", Quarterly = "quarterly", SemiAnnually = "semi_annually", Annually = "annually" }
+    /// How often a loan is repaid.
+    PaymentFrequency {
+        /// Every month.
+        Monthly = "monthly",
+        /// Every three months.
+        Quarterly = "quarterly",
+        /// Every six months.
+        SemiAnnually = "semi_annually",
+        /// Every twelve months.
+        Annually = "annually",
+    }
 
     /// Why a collections case was opened.
-    CaseReason { PaymentOverdue = "payment_overdue", LoanDefaulted = "loan_defaulted" }
+    CaseReason {
+        /// An installment is past due.
+        PaymentOverdue = "payment_overdue",
+        /// The loan defaulted.
+        LoanDefaulted = "loan_defaulted",
+    }
 }
 
 impl KycTier {
@@ -137,6 +210,7 @@ impl PaymentFrequency {
         }
     }
 
+    /// Payments in a year: 12 for monthly, 1 for annually.
     pub fn periods_per_year(self) -> u32 {
         12 / self.months()
     }

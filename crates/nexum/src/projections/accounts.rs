@@ -20,10 +20,15 @@ use crate::ids::{AccountId, CustomerId, StatementId};
 /// What `account_created` and `account_updated` say about an account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AccountDetails {
+    /// The customer who owns the account.
     pub customer_id: CustomerId,
+    /// Checking, savings, credit or loan.
     pub account_type: AccountType,
+    /// The account's currency, in which its balance is kept.
     pub currency: Currency,
+    /// Its display name, if it has one.
     pub name: Option<String>,
+    /// Whether it may move money: active, frozen or closed.
     pub status: AccountStatus,
     /// How far below zero the balance may go.
     pub overdraft_limit: Decimal,
@@ -32,28 +37,40 @@ pub struct AccountDetails {
 /// The latest credit statement of an account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Statement {
+    /// The statement's id: the `entity_id` of its `credit_statement_generated`.
     pub statement_id: StatementId,
+    /// The first day of the period, `YYYY-MM-DD`.
     pub period_start: NaiveDate,
+    /// The last day of the period, `YYYY-MM-DD`.
     pub period_end: NaiveDate,
+    /// The balance the period opened with, a decimal string in the account's currency.
     pub opening_balance: Decimal,
+    /// The balance when the statement was generated, a decimal string; negative while something is
+    /// owed.
     pub closing_balance: Decimal,
+    /// The least to pay by `due_date`, a decimal string in the account's currency.
     pub minimum_payment: Decimal,
+    /// The day the minimum payment is due, `YYYY-MM-DD`.
     pub due_date: NaiveDate,
 }
 
 /// One account as the read model sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AccountView {
+    /// The account's id.
     pub account_id: AccountId,
     /// `None` while only postings or statements of the account have arrived, not its creation.
     #[serde(flatten)]
     pub details: Option<AccountDetails>,
+    /// When it was opened (UTC, written in RFC 3339): the time of its earliest `account_created`.
     pub opened_at: Option<DateTime<Utc>>,
     /// The sum of its postings: credits positive.
     pub balance: Decimal,
+    /// How many posted transactions booked to it.
     pub posted_transactions: u64,
     /// The time of its latest posted transaction.
     pub last_activity_at: Option<DateTime<Utc>>,
+    /// Its newest credit statement, if it has had one.
     pub latest_statement: Option<Statement>,
     #[serde(skip)]
     details_stamp: Option<Stamp>,

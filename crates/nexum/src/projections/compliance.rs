@@ -14,6 +14,7 @@ use super::Stamp;
 use crate::events::{ComplianceAlertRaised, SuspiciousActivityDetected};
 use crate::ids::{AccountId, AlertId, CustomerId, TransactionId};
 
+/// Which event raised an alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
@@ -23,22 +24,30 @@ pub enum AlertKind {
     SuspiciousActivity,
 }
 
+/// One compliance alert: a large transaction, or a suspicious pattern of transactions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ComplianceAlert {
+    /// The alert's id: the `entity_id` of the event that raised it.
     pub alert_id: AlertId,
+    /// Which event raised it.
     pub kind: AlertKind,
     /// Why it was raised: the alert or activity type, e.g. `large_transaction`, `structuring`.
     pub reason: String,
+    /// The account the transaction or the pattern is about.
     pub account_id: AccountId,
+    /// The customer who owns that account.
     pub customer_id: CustomerId,
     /// The transaction's amount, or the total of the pattern's transactions.
     pub amount: Decimal,
+    /// The ISO 4217 code of `amount`.
     pub currency: Currency,
+    /// The transactions it is about: the one large transaction, or the pattern's, oldest first.
     pub transaction_ids: Vec<TransactionId>,
     /// The threshold a large transaction reached.
     pub threshold: Option<Decimal>,
     /// The window a pattern was found in.
     pub window_hours: Option<u32>,
+    /// When it was raised (UTC, written in RFC 3339): the time of its event.
     pub raised_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     stamp: Option<Stamp>,

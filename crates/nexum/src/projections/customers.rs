@@ -18,9 +18,13 @@ use crate::ids::{AccountId, CustomerId};
 /// A customer's name and how to reach them: personal data, masked in `Debug` output.
 #[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct Contact {
+    /// The customer's given name.
     pub first_name: String,
+    /// The customer's family name.
     pub last_name: String,
+    /// The customer's e-mail address.
     pub email: String,
+    /// The customer's phone number in E.164 form, if they gave one.
     pub phone: Option<String>,
 }
 
@@ -31,22 +35,30 @@ impl fmt::Debug for Contact {
     }
 }
 
+/// Where a customer's identity check stands, as of the newest event that set it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Kyc {
+    /// Pending, verified or rejected.
     pub kyc_status: KycStatus,
+    /// The tier that sets the customer's transaction limit.
     pub kyc_tier: KycTier,
 }
 
 /// One customer as the directory sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CustomerView {
+    /// The customer's id.
     pub customer_id: CustomerId,
     /// `None` while only the customer's accounts have arrived, not their creation.
     #[serde(flatten)]
     pub contact: Option<Contact>,
+    /// Their KYC; `None` while only their accounts have arrived.
     #[serde(flatten)]
     pub kyc: Option<Kyc>,
+    /// The accounts they own, in id order.
     pub account_ids: BTreeSet<AccountId>,
+    /// When they were onboarded (UTC, written in RFC 3339): the time of their earliest
+    /// `customer_created`.
     pub created_at: Option<DateTime<Utc>>,
     /// The time of the newest event about the customer.
     pub updated_at: Option<DateTime<Utc>>,

@@ -14,42 +14,35 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{Stamp, add, earliest, replace_if_newer};
-use crate::domain::PaymentFrequency;
+use crate::domain::{LoanStatus, PaymentFrequency};
 use crate::events::{DecodeError, LoanDefaulted, LoanOriginated, LoanPaymentReceived};
 use crate::ids::{AccountId, CaseId, CustomerId, LoanId};
-
-/// Where a loan is in its life, in the order it goes through it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoanStatus {
-    /// Approved; the principal is not paid out yet.
-    Originated,
-    /// Paid out and being repaid.
-    Active,
-    PaidOff,
-    Defaulted,
-    /// Cancelled before it was paid out: nothing is outstanding.
-    Cancelled,
-}
 
 /// What a loan was originated with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LoanTerms {
+    /// The borrower.
     pub customer_id: CustomerId,
     /// The customer's account the principal was paid into and payments come from.
     pub account_id: AccountId,
+    /// The loan's own account.
     pub loan_account_id: AccountId,
+    /// The loan's currency.
     pub currency: Currency,
+    /// The amount lent, a decimal string in `currency`.
     pub principal: Decimal,
     /// Annual nominal rate in percent.
     pub interest_rate: Decimal,
+    /// How long the loan runs, in months.
     pub term_months: u32,
+    /// How often an installment is due.
     pub payment_frequency: PaymentFrequency,
 }
 
 /// An open collections case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OpenCase {
+    /// The case's id.
     pub case_id: CaseId,
     /// 1 when opened, one more per escalation.
     pub level: u32,
@@ -58,20 +51,28 @@ pub struct OpenCase {
 /// One loan as the loan book sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LoanView {
+    /// The loan's id.
     pub loan_id: LoanId,
     /// `None` while only later events of the loan have arrived, not its origination.
     #[serde(flatten)]
     pub terms: Option<LoanTerms>,
+    /// When it was originated (UTC, written in RFC 3339); `None` until the origination arrives.
     pub originated_at: Option<DateTime<Utc>>,
+    /// The furthest status seen; `None` until an event that sets one arrives.
     pub status: Option<LoanStatus>,
     /// The principal less what payments repaid of it; `None` until the terms are known.
     pub outstanding_principal: Option<Decimal>,
+    /// The sum of the principal portions of its payments, a decimal string in its currency.
     pub principal_repaid: Decimal,
+    /// The sum of the interest portions of its payments, a decimal string in its currency.
     pub interest_paid: Decimal,
+    /// How many payments were received.
     pub payments_received: u32,
+    /// When the latest payment was received (UTC, written in RFC 3339).
     pub last_payment_at: Option<DateTime<Utc>>,
     /// Scheduled installments missed, as of the latest collections event; 0 once resolved.
     pub missed_payments: u32,
+    /// Its open collections case, as of the latest collections event; `None` once resolved.
     pub open_case: Option<OpenCase>,
     #[serde(skip)]
     terms_stamp: Option<Stamp>,

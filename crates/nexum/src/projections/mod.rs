@@ -32,7 +32,7 @@ use serde::Serialize;
 pub use accounts::{AccountDetails, AccountView, Statement};
 pub use compliance::{AlertKind, ComplianceAlert};
 pub use customers::{Contact, CustomerView, Kyc};
-pub use loans::{LoanStatus, LoanTerms, LoanView, OpenCase};
+pub use loans::{LoanTerms, LoanView, OpenCase};
 
 use crate::events::{DecodeError, EVENT_TYPES, NexumEvent, Payload};
 use crate::ids::{AccountId, CustomerId, LoanId};
@@ -74,7 +74,9 @@ pub enum ProjectionError {
     /// Upgrade this consumer; the model is incomplete without it.
     #[error("event at position {position} cannot be projected: {source}")]
     Decode {
+        /// The event's place in the store's global order.
         position: u64,
+        /// Why it cannot be decoded.
         #[source]
         source: DecodeError,
     },
@@ -136,8 +138,11 @@ fn add(event_type: &str, total: Decimal, amount: Decimal) -> Result<Decimal, Dec
 /// bookkeeping of which events were applied, so a rebuilt model equals the live one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Snapshot {
+    /// Every account seen, by id, placeholders included.
     pub accounts: BTreeMap<AccountId, AccountView>,
+    /// Every customer seen, by id, placeholders included.
     pub customers: BTreeMap<CustomerId, CustomerView>,
+    /// Every loan seen, by id, placeholders included.
     pub loans: BTreeMap<LoanId, LoanView>,
     /// Newest first.
     pub alerts: Vec<ComplianceAlert>,
@@ -221,6 +226,7 @@ pub struct Projections {
 }
 
 impl Projections {
+    /// Empty read models: nothing applied yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -279,6 +285,7 @@ impl Projections {
         }
     }
 
+    /// Account `id`, or `None` if no event about it has arrived.
     pub fn account(&self, id: &AccountId) -> Option<AccountView> {
         self.read().accounts.get(id).cloned()
     }
@@ -296,10 +303,12 @@ impl Projections {
         entry.account_ids.iter().filter_map(|id| models.accounts.get(id)).cloned().collect()
     }
 
+    /// Customer `id`, or `None` if no event about them has arrived.
     pub fn customer(&self, id: &CustomerId) -> Option<CustomerView> {
         self.read().customers.get(id).cloned()
     }
 
+    /// Loan `id`, or `None` if no event about it has arrived.
     pub fn loan(&self, id: &LoanId) -> Option<LoanView> {
         self.read().loans.get(id).cloned()
     }
@@ -314,6 +323,7 @@ impl Projections {
         self.read().alerts.newest().take(limit).cloned().collect()
     }
 
+    /// Every model as it is now, taken under one lock, so the models agree with each other.
     pub fn snapshot(&self) -> Snapshot {
         let models = self.read();
         Snapshot {

@@ -52,7 +52,9 @@ impl Default for CollectionsConfig {
 /// What one tick asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tick {
+    /// How many `check_overdue` commands it sent.
     pub overdue_checks: usize,
+    /// How many `escalate_case` commands it sent.
     pub escalations: usize,
 }
 
@@ -65,6 +67,8 @@ pub struct CollectionsSaga {
 }
 
 impl CollectionsSaga {
+    /// The saga over `bank`: it reads loans and cases there and sends its commands on `bus`, at the
+    /// time of `clock`. It does nothing until started.
     pub fn new(bank: Arc<Bank>, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, config: CollectionsConfig) -> Arc<Self> {
         Arc::new(Self { parts: Parts { bank, bus, clock }, config, watched: Mutex::default() })
     }
@@ -185,8 +189,10 @@ impl CollectionsSaga {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CollectionsError {
+    /// The loans could not be read from the bank's store: retry once it is back.
     #[error(transparent)]
     Bank(#[from] BankError),
+    /// The bus refused a subscription or a command: see the source.
     #[error(transparent)]
     Bus(#[from] eventbus::BusError),
 }

@@ -36,10 +36,14 @@ const ACTOR: &str = "saga:loan_application";
 /// The loan offered to a newly verified customer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoanOffer {
+    /// The amount offered, in `currency`; 1000.00 by default.
     pub principal: Decimal,
+    /// The loan's currency; USD by default. The loan is paid into the customer's oldest checking or
+    /// savings account in it.
     pub currency: Currency,
     /// Annual rate in percent.
     pub interest_rate: Decimal,
+    /// How long the loan runs, in months, repaid monthly; 12 by default.
     pub term_months: u32,
 }
 
@@ -93,6 +97,8 @@ pub struct LoanApplicationSaga {
 }
 
 impl LoanApplicationSaga {
+    /// The saga over `bank`, offering `offer`: it sends its commands on `bus`, at the time of
+    /// `clock`. It does nothing until started.
     pub fn new(bank: Arc<Bank>, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, offer: LoanOffer) -> Arc<Self> {
         Arc::new(Self { parts: Parts { bank, bus, clock }, offer })
     }

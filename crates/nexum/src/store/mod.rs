@@ -7,9 +7,10 @@
 //! commit is atomic: its version checks, its events, their links and their outbox entries are
 //! stored together or not at all.
 //!
-//! Two stores pass the same suite (`tests/store.rs`): [`SqliteStore`], embedded, and
-//! [`PostgresStore`], for production.
+//! Three stores pass the same suite (`tests/store.rs`): [`SqliteStore`], embedded, [`PostgresStore`],
+//! for production, and [`MemoryStore`], for tests and tools that need no durability.
 
+mod memory;
 mod postgres;
 mod sqlite;
 
@@ -18,6 +19,7 @@ use std::fmt;
 use async_trait::async_trait;
 use eventbus::{EventId, EventSchema, TopicName};
 
+pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, SqliteSync};
 
@@ -36,6 +38,7 @@ impl StreamId {
         Self(name.into())
     }
 
+    /// The stream's full name, e.g. `account-acc_123`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -59,6 +62,7 @@ pub enum ExpectedVersion {
 }
 
 impl ExpectedVersion {
+    /// Whether a stream at version `actual` (0: it does not exist) is what the writer expects.
     pub fn matches(self, actual: u64) -> bool {
         match self {
             Self::Any => true,
@@ -100,6 +104,7 @@ impl NewEvent {
         Self { stream, links: Vec::new(), topic, key, event }
     }
 
+    /// The event, linked into `stream` too; see [`link`](Self::link).
     pub fn linked_to(mut self, stream: StreamId) -> Self {
         self.link(stream);
         self
@@ -127,15 +132,18 @@ impl NewEvent {
 pub struct Commit {
     /// The versions the writer read its state at. Any mismatch fails the whole commit.
     pub expected: Vec<(StreamId, ExpectedVersion)>,
+    /// The events to record, in order: they get consecutive positions.
     pub events: Vec<NewEvent>,
 }
 
 impl Commit {
+    /// The commit, checking that `stream` is at `version` too.
     pub fn expect(mut self, stream: StreamId, version: ExpectedVersion) -> Self {
         self.expected.push((stream, version));
         self
     }
 
+    /// Adds `event` after the events already in the commit.
     pub fn push(&mut self, event: NewEvent) {
         self.events.push(event);
     }
@@ -150,7 +158,9 @@ pub struct RecordedEvent {
     pub stream: StreamId,
     /// Its version in that stream, from 1.
     pub version: u64,
+    /// The topic the relay publishes it to.
     pub topic: TopicName,
+    /// The event as it was written, byte for byte.
     pub event: EventSchema,
 }
 
@@ -159,8 +169,11 @@ pub struct RecordedEvent {
 pub struct OutboxEntry {
     /// Increases in commit order; the relay acknowledges up to an id.
     pub id: u64,
+    /// The topic to publish it to.
     pub topic: TopicName,
+    /// The partition key to publish it with: its entity's id.
     pub key: String,
+    /// The event, as stored.
     pub event: EventSchema,
 }
 
@@ -170,22 +183,37 @@ pub struct OutboxEntry {
 pub enum StoreError {
     /// Another writer changed the stream since it was read. Read it again, decide again, retry.
     #[error("concurrency conflict on stream `{stream}`: expected version {expected}, found {actual}")]
-    Conflict { stream: StreamId, expected: ExpectedVersion, actual: u64 },
+    Conflict {
+        /// The first stream whose version did not match.
+        stream: StreamId,
+        /// The version the writer expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the commit was checked.
+        actual: u64,
+    },
     /// An event with this id is stored already: the commit was done before. Nothing was written.
     #[error("event `{0}` is already stored")]
     DuplicateEvent(EventId),
     /// An event to store lacks a field the store needs; build events with `NexumEvent::to_schema`.
     #[error("event to store has no `{0}`")]
     Incomplete(&'static str),
-    /// A stored event cannot be read back: the store was changed outside this code.
-    #[error("stored event at position {position} is corrupt: {reason}")]
-    Corrupt { position: u64, reason: String },
+    /// A stored event cannot be read back: the store was changed outside this code. The source
+    /// says what is wrong with it: its JSON, or its topic name.
+    #[error("stored event at position {position} is corrupt: {source}")]
+    Corrupt {
+        /// The event's place in the global order.
+        position: u64,
+        /// Why it cannot be decoded.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The SQLite store failed: see the source for disk, lock or corruption errors.
     #[error("SQLite event store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The transaction that carried this commit with others failed; nothing of it was written.
+    /// The source is SQLite's error, shared by every commit of the group.
     #[error("SQLite event store transaction failed: {0}")]
-    Transaction(std::sync::Arc<rusqlite::Error>),
+    Transaction(#[source] std::sync::Arc<rusqlite::Error>),
     /// PostgreSQL failed or is unreachable: check the connection string and the server.
     #[error("PostgreSQL event store: {0}")]
     Postgres(#[from] tokio_postgres::Error),
@@ -247,9 +275,41 @@ pub trait EventStore: Send + Sync + 'static {
 
 /// Parses a stored event.
 pub(crate) fn decode_event(position: u64, payload: &[u8]) -> Result<EventSchema, StoreError> {
-    EventSchema::from_json(payload).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })
+    EventSchema::from_json(payload).map_err(|e| StoreError::Corrupt { position, source: Box::new(e) })
 }
 
 pub(crate) fn decode_topic(position: u64, topic: &str) -> Result<TopicName, StoreError> {
-    TopicName::new(topic).map_err(|e| StoreError::Corrupt { position, reason: e.to_string() })
+    TopicName::new(topic).map_err(|e| StoreError::Corrupt { position, source: Box::new(e) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_group_transaction_exposes_sqlites_error_as_its_source() {
+        let cause = Arc::new(rusqlite::Error::InvalidQuery);
+        let error = StoreError::Transaction(Arc::clone(&cause));
+
+        let source = error.source().expect("the transaction's cause is its source");
+
+        assert!(source.downcast_ref::<Arc<rusqlite::Error>>().is_some_and(|s| Arc::ptr_eq(s, &cause)), "{source:?}");
+        assert_eq!(source.to_string(), cause.to_string());
+    }
+
+    #[test]
+    fn a_corrupt_event_or_topic_keeps_the_decoding_error_as_its_source() {
+        let event = decode_event(7, b"{\"event_type\": ").unwrap_err();
+        let topic = decode_topic(8, "").unwrap_err();
+
+        for (error, position) in [(event, 7), (topic, 8)] {
+            let StoreError::Corrupt { position: at, source } = &error else { panic!("{error:?}") };
+            assert_eq!(*at, position);
+            assert_eq!(error.source().map(ToString::to_string), Some(source.to_string()));
+            assert!(error.to_string().ends_with(&source.to_string()), "{error}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Fixtures: a bank over a fresh SQLite store, customers and accounts, deterministic time.
 #![allow(dead_code)]
 
+pub mod given;
 pub mod service;
 
 use std::sync::Arc;
