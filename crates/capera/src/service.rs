@@ -4,7 +4,7 @@
 //! and publishes what it recommends, the [`warm_up`] that rebuilds a restarted worker's state from
 //! what its group already handled, and [`start`], which runs a worker as a background consumer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,6 +29,9 @@ const WARM_UP_POLL: Duration = Duration::from_millis(200);
 
 /// How long stopping the state rebuild's bus may take.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Recommendations waiting for a retried publish, at most.
+const PENDING: usize = 4096;
 
 /// The topics the recommender reads: bank transactions and market price updates.
 pub fn topics() -> Vec<TopicName> {
@@ -88,8 +91,11 @@ pub enum ServiceError {
 #[derive(Debug, Default)]
 pub struct Worker {
     recommender: Recommender,
-    /// At most one entry per partition: the bus retries a partition's message before it moves on.
-    pending: HashMap<(TopicName, Partition), (EventId, Vec<Recommendation>)>,
+    /// Recommendations computed but not yet published, by the place of their event: the bus
+    /// retries a record whose publish failed, and the recommender, which has taken the event in,
+    /// would ignore it as a redelivery. At most [`PENDING`] entries; the oldest go first (their
+    /// events were dead-lettered).
+    pending: BTreeMap<(TopicName, Partition, Offset), (EventId, Vec<Recommendation>)>,
 }
 
 impl Worker {
@@ -112,11 +118,10 @@ impl Worker {
     /// [`Recommendation::TOPIC`], keyed by subject. Recommendation ids derive from the input
     /// event, so a replay publishes the same ids and readers can drop repeats.
     pub async fn handle(&mut self, bus: &dyn EventBus, message: &Message) -> Result<Vec<Recommendation>, ServiceError> {
-        let place = (message.topic.clone(), message.partition);
+        let place = (message.topic.clone(), message.partition, message.offset);
         let id = message.event.event_id.clone();
         let recommendations = match self.pending.remove(&place) {
             Some((pending, recommendations)) if Some(&pending) == id.as_ref() => recommendations,
-            // A pending entry of another event: the bus dead-lettered that one and moved on.
             _ => self.recommend(message)?,
         };
         let at = message.event.timestamp.unwrap_or(message.timestamp);
@@ -125,6 +130,9 @@ impl Worker {
         if let Err(error) = bus.publish_batch(&Recommendation::TOPIC.name(), events, Some(keys)).await {
             if let Some(id) = id {
                 self.pending.insert(place, (id, recommendations));
+                while self.pending.len() > PENDING {
+                    self.pending.pop_first();
+                }
             }
             return Err(error.into());
         }
@@ -174,16 +182,34 @@ pub async fn warm_up(
 #[derive(Default)]
 struct Rebuild {
     recommender: Recommender,
-    /// The committed offset of the consumer group in each partition: the rebuild applies the
-    /// events before it.
-    targets: HashMap<(TopicName, Partition), Offset>,
+    /// What the consumer group handled in each partition: the rebuild applies those events.
+    targets: HashMap<(TopicName, Partition), Handled>,
     replayed: u64,
+}
+
+/// What a group handled in one partition, as it committed it: everything before its offset, and
+/// the offsets above it that it finished ahead (records of other keys).
+#[derive(Clone, Debug, Default)]
+struct Handled {
+    next: Offset,
+    finished: HashSet<Offset>,
+}
+
+impl Handled {
+    fn contains(&self, offset: Offset) -> bool {
+        offset < self.next || self.finished.contains(&offset)
+    }
+
+    /// The offset after the last one handled.
+    fn end(&self) -> Offset {
+        self.finished.iter().map(|o| Offset(o.0 + 1)).max().map_or(self.next, |end| end.max(self.next))
+    }
 }
 
 impl Rebuild {
     fn apply(&mut self, message: &Message) {
-        let target = self.targets.get(&(message.topic.clone(), message.partition)).copied().unwrap_or(Offset(0));
-        if message.offset < target {
+        let handled = self.targets.get(&(message.topic.clone(), message.partition));
+        if handled.is_some_and(|handled| handled.contains(message.offset)) {
             // An event the rules refused was dead-lettered the first time; it changes no state.
             let _ = self.recommender.on_event(&message.event);
             self.replayed += 1;
@@ -195,9 +221,10 @@ fn lock(rebuild: &Mutex<Rebuild>) -> std::sync::MutexGuard<'_, Rebuild> {
     rebuild.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Replays the events before `group`'s committed offsets into `rebuild`, through the group
-/// `<group>.state`, until that group has passed every one of those offsets. Duplicates, dead
-/// letters and expired records never reach the handler but still move the offsets.
+/// Replays the events `group` handled into `rebuild` (those before its committed offsets, and
+/// those it committed as finished above them), through the group `<group>.state`, until that
+/// group has passed every one of them. Duplicates, dead letters and expired records never reach
+/// the handler but still move the offsets.
 async fn replay(bus: &dyn EventBus, group: &GroupId, rebuild: &Arc<Mutex<Rebuild>>) -> Result<(), ServiceError> {
     let targets = committed(bus, group).await?;
     if targets.is_empty() {
@@ -215,22 +242,23 @@ async fn replay(bus: &dyn EventBus, group: &GroupId, rebuild: &Arc<Mutex<Rebuild
     bus.subscribe(subscription(state_group.clone()).from(StartPosition::Earliest), handler).await?;
     loop {
         let reached = committed(bus, &state_group).await?;
-        if targets.iter().all(|(place, target)| reached.get(place).is_some_and(|offset| offset >= target)) {
+        if targets.iter().all(|(place, target)| reached.get(place).is_some_and(|state| state.next >= target.end())) {
             return Ok(());
         }
         tokio::time::sleep(WARM_UP_POLL).await;
     }
 }
 
-/// The committed offset of `group` in each partition of the recommender's [`topics`].
-async fn committed(bus: &dyn EventBus, group: &GroupId) -> Result<HashMap<(TopicName, Partition), Offset>, BusError> {
-    let mut offsets = HashMap::new();
+/// What `group` handled in each partition of the recommender's [`topics`], as it committed it.
+async fn committed(bus: &dyn EventBus, group: &GroupId) -> Result<HashMap<(TopicName, Partition), Handled>, BusError> {
+    let mut handled = HashMap::new();
     for topic in topics() {
         for committed in bus.group_offsets(group, &topic).await? {
-            offsets.insert((topic.clone(), committed.partition), committed.offset);
+            let finished = committed.finished.into_iter().collect();
+            handled.insert((topic.clone(), committed.partition), Handled { next: committed.offset, finished });
         }
     }
-    Ok(offsets)
+    Ok(handled)
 }
 
 /// Runs `worker` on `bus` as a background consumer of [`subscription`]`(group)` until the bus
@@ -442,12 +470,12 @@ mod tests {
         }
         assert_eq!(published(), expected);
         // And the group's offsets reach the end of both topics
-        while committed(bus.as_ref(), &group).await.unwrap().values().map(|o| o.0).sum::<u64>() < 600
+        while committed(bus.as_ref(), &group).await.unwrap().values().map(|h| h.next.0).sum::<u64>() < 600
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(committed(bus.as_ref(), &group).await.unwrap().values().map(|o| o.0).sum::<u64>(), 600);
+        assert_eq!(committed(bus.as_ref(), &group).await.unwrap().values().map(|h| h.next.0).sum::<u64>(), 600);
         memory.stop().await.unwrap();
     }
 }

@@ -59,10 +59,14 @@ pub struct EmbeddedSection {
     pub lease_ttl_ms: u64,
 }
 
-/// `[consumer]`: how failing handlers are retried before dead-lettering.
+/// `[consumer]`: how many records a subscription handles at once, and how failing handlers are
+/// retried before dead-lettering.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerSection {
+    /// Records a subscription handles at once, across its partitions; those of one key are
+    /// handled one at a time, in order, whatever this is.
+    pub max_in_flight: usize,
     /// Calls of a handler per message, the first included.
     pub max_attempts: u32,
     /// The wait before the first retry; it doubles each time.
@@ -105,6 +109,7 @@ impl Default for ConsumerSection {
     fn default() -> Self {
         let defaults = RetryPolicy::default();
         Self {
+            max_in_flight: eventbus::DEFAULT_MAX_IN_FLIGHT,
             max_attempts: defaults.max_attempts,
             initial_backoff_ms: defaults.initial_backoff.as_millis() as u64,
             max_backoff_ms: defaults.max_backoff.as_millis() as u64,
@@ -125,6 +130,7 @@ impl Config {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             max_message_bytes: self.max_message_bytes,
+            max_in_flight: self.consumer.max_in_flight.max(1),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::topics::{TopicError, TopicName};
 pub struct Partition(pub u32);
 
 /// The position of a message in its partition, numbered from 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Offset(pub u64);
 
@@ -152,12 +152,21 @@ pub struct Subscription {
     pub start: StartPosition,
     /// How a failing handler is retried before its message is dead-lettered.
     pub retry: RetryPolicy,
+    /// Records handled at once across the subscription's partitions; `None` takes the bus's
+    /// `max_in_flight`. Records of one key are handled one at a time whatever this is.
+    pub max_in_flight: Option<usize>,
 }
 
 impl Subscription {
     /// A subscription to `topic` in `group`, from the committed offset.
     pub fn new(topic: TopicName, group: GroupId) -> Self {
-        Self { topics: vec![topic], group, start: StartPosition::default(), retry: RetryPolicy::default() }
+        Self {
+            topics: vec![topic],
+            group,
+            start: StartPosition::default(),
+            retry: RetryPolicy::default(),
+            max_in_flight: None,
+        }
     }
 
     /// Also consumes `topic`, in the same group.
@@ -177,6 +186,13 @@ impl Subscription {
     /// doubling up to 5 s).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Handles at most `max_in_flight` records at once (at least 1); 1 handles every record of
+    /// the subscription one after the other.
+    pub fn with_max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = Some(max_in_flight.max(1));
         self
     }
 }
@@ -199,6 +215,31 @@ pub struct Message {
     /// The event, decoded from the stored value. A value that is not an event never reaches a
     /// handler: it goes to the dead-letter topic.
     pub event: Arc<EventSchema>,
+}
+
+/// An event to publish with [`EventBus::publish_many`]: its topic, and its key unless the
+/// entity id is the key.
+#[derive(Clone, Debug)]
+pub struct Publication {
+    /// The topic it goes to.
+    pub topic: TopicName,
+    /// The partition key; `None` takes the event's `entity_id` (no key if that is empty).
+    pub key: Option<String>,
+    /// The event; a missing `event_id` or `timestamp` is filled in.
+    pub event: EventSchema,
+}
+
+impl Publication {
+    /// `event` to `topic`, keyed by its entity id.
+    pub fn new(topic: TopicName, event: EventSchema) -> Self {
+        Self { topic, key: None, event }
+    }
+
+    /// Keys the event by `key` instead of its entity id.
+    pub fn keyed(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
 }
 
 /// Where a published event was stored.
@@ -386,14 +427,17 @@ impl TopicDescription {
 }
 
 /// The committed position of a group in one partition, and how far behind it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GroupOffset {
     /// The partition these figures are for.
     pub partition: Partition,
-    /// The group's committed offset: the next offset it reads in this partition.
+    /// The group's committed offset: the first one it has not finished, where it resumes.
     pub offset: Offset,
-    /// How many messages the group has still to read: the partition's latest offset minus
-    /// `offset`, 0 when it has caught up.
+    /// Offsets above `offset` that the group finished already (records of other keys handled
+    /// ahead of an unfinished one): they are not delivered to it again.
+    pub finished: Vec<Offset>,
+    /// How many messages the group has still to handle: the partition's latest offset minus
+    /// `offset`, less those finished already; 0 when it has caught up.
     pub lag: u64,
 }
 
@@ -471,9 +515,18 @@ impl BusError {
 
 /// The event bus: publish events to topics and consume them in groups.
 ///
-/// Delivery is at least once: offsets are committed after the handler succeeds, and handlers
-/// should be idempotent (the runtime also drops repeats of an `event_id` it has just seen). A
-/// key keeps its order: it always maps to the same partition (Kafka's murmur2 rule).
+/// **Order.** A key always maps to the same partition of a topic (Kafka's murmur2 rule), and a
+/// subscription hands a handler the records of one key one at a time, in offset order: the next
+/// record of a key starts only when the one before it is done (handled, or dead-lettered). That
+/// is the ordering guarantee: *per key*. Records of different keys, and of different partitions,
+/// are handled concurrently, up to the subscription's `max_in_flight`, in no set order; records
+/// without a key have no order among them.
+///
+/// **Delivery** is at least once. What a group commits in each partition is a watermark that never
+/// passes a record not finished, with the records finished above it, so a slow or retried record
+/// holds back only its own key. After a crash, the records not recorded as finished are delivered
+/// again; handlers should be idempotent (the runtime also drops repeats of an `event_id` it has
+/// just seen).
 #[async_trait]
 pub trait EventBus: Send + Sync {
     /// Which engine carries this bus's events.
@@ -497,13 +550,30 @@ pub trait EventBus: Send + Sync {
         Ok(published.pop().expect("publish_batch returns one result per event"))
     }
 
-    /// Publishes events in order, in one write. `keys`, if given, has one key per event.
+    /// Publishes events to one topic in order, in one write. `keys`, if given, has one key per
+    /// event.
     async fn publish_batch(
         &self,
         topic: &TopicName,
         events: Vec<EventSchema>,
         keys: Option<Vec<String>>,
-    ) -> Result<Vec<Published>, BusError>;
+    ) -> Result<Vec<Published>, BusError> {
+        if let Some(keys) = keys.as_ref().filter(|keys| keys.len() != events.len()) {
+            return Err(BusError::KeyCountMismatch { keys: keys.len(), events: events.len() });
+        }
+        let mut keys = keys.map(Vec::into_iter);
+        let publications = events
+            .into_iter()
+            .map(|event| Publication { topic: topic.clone(), key: keys.as_mut().and_then(Iterator::next), event })
+            .collect();
+        self.publish_many(publications).await
+    }
+
+    /// Publishes events to any number of topics in one write: on a durable backend they are
+    /// stored together or not at all, with one sync. Order is kept within each topic (and so
+    /// within each key); across topics there is no order. Returns one result per event, in the
+    /// order given.
+    async fn publish_many(&self, publications: Vec<Publication>) -> Result<Vec<Published>, BusError>;
 
     /// Publishes raw bytes, as a producer outside this project would. Consumers send a value that
     /// is not an event to the dead-letter topic with the reason.

@@ -31,19 +31,20 @@ pub mod topics;
 
 pub use bus::{
     BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, HandlerError, Message, Offset,
-    Partition, PartitionInfo, Published, RetryPolicy, StartPosition, Subscription, TopicDescription, handler_fn,
+    Partition, PartitionInfo, Publication, Published, RetryPolicy, StartPosition, Subscription, TopicDescription,
+    handler_fn,
 };
 pub use envelope::{EventId, EventSchema, EventType};
 #[cfg(feature = "kafka")]
 pub use kafka::{Kafka, KafkaBus, KafkaConfig, KafkaError, Secret};
-pub use local::Storage;
 pub use local::embedded::{EmbeddedBus, EmbeddedConfig, EmbeddedError, EmbeddedStorage, SyncMode};
 pub use local::log::{LogBus, LogStorage};
 pub use local::memory::{MemoryBus, MemoryStorage};
+pub use local::{PartitionEnds, Storage};
 pub use money::{Currency, Money, MoneyError};
 pub use partitioner::{murmur2, partition_for_key};
 pub use runtime::{
-    Backend, Bus, BusConfig, Consumer, DEAD_LETTERED, DEFAULT_MAX_MESSAGE_BYTES, NewRecord, Payload, Processor,
-    StoredRecord,
+    Backend, Bus, BusConfig, Consumer, DEAD_LETTERED, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, Dispatcher,
+    MAX_FINISHED_TEXT, NewRecord, Payload, Position, Processor, StoredRecord,
 };
 pub use topics::{Topic, TopicName};

@@ -273,7 +273,9 @@ async fn malformed_commands_are_rejected_and_dead_lettered_with_the_reason_and_t
     for (bad, _, mentions) in &sent {
         let letter = letters
             .iter()
-            .find(|l| l.data["original_event"]["event_id"] == bad.event_id.as_ref().unwrap().as_str())
+            .find(|l| {
+                l.data.get("original_event").is_some_and(|e| e["event_id"] == bad.event_id.as_ref().unwrap().as_str())
+            })
             .expect("a dead letter per malformed command");
         assert_eq!(text(letter, "error_kind"), "rejected");
         assert!(text(letter, "error").contains(mentions));

@@ -11,6 +11,7 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use super::{Kafka, KafkaError};
 use crate::bus::{BusError, GroupId, Offset, Partition, PartitionInfo, TopicDescription};
+use crate::runtime::Position;
 use crate::topics::TopicName;
 
 /// How long a created topic may take to show in the metadata.
@@ -134,7 +135,7 @@ impl Kafka {
         &self,
         group: &GroupId,
         topic: &TopicDescription,
-    ) -> Result<HashMap<Partition, Offset>, BusError> {
+    ) -> Result<HashMap<Partition, Position>, BusError> {
         let client = self.group_client(group)?;
         let timeout = self.config.request_timeout();
         let name = topic.name.to_string();
@@ -150,7 +151,7 @@ impl Kafka {
                 .filter_map(|p| {
                     let elem = committed.find_partition(&name, p.0 as i32)?;
                     let KafkaOffset::Offset(offset) = elem.offset() else { return None };
-                    Some((*p, Offset(offset.max(0) as u64)))
+                    Some((*p, Position::with_finished_text(Offset(offset.max(0) as u64), elem.metadata())))
                 })
                 .collect())
         })
@@ -190,15 +191,16 @@ impl Kafka {
         &self,
         group: &GroupId,
         topic: &TopicName,
-        offsets: Vec<(Partition, Offset)>,
+        positions: Vec<(Partition, Position)>,
     ) -> Result<(), BusError> {
         let client = self.group_client(group)?;
         let name = topic.to_string();
         tokio::task::spawn_blocking(move || {
             let mut tpl = TopicPartitionList::new();
-            for (partition, offset) in offsets {
-                tpl.add_partition_offset(&name, partition.0 as i32, KafkaOffset::Offset(offset.0 as i64))
-                    .map_err(KafkaError::Client)?;
+            for (partition, position) in positions {
+                let mut element = tpl.add_partition(&name, partition.0 as i32);
+                element.set_offset(KafkaOffset::Offset(position.next.0 as i64)).map_err(KafkaError::Client)?;
+                element.set_metadata(position.finished_text());
             }
             client.commit(&tpl, CommitMode::Sync).map_err(KafkaError::Client)?;
             Ok::<_, BusError>(())

@@ -1,27 +1,94 @@
-//! The Kafka consumer loop: one rdkafka consumer per subscription, in its group. Each message goes
-//! through the shared [`Processor`]; its offset is stored only afterwards, and librdkafka commits
-//! stored offsets periodically, on rebalance and on close.
+//! The Kafka consumer loop: one rdkafka consumer per subscription, in its group. Records go to
+//! the shared [`Dispatcher`](crate::runtime::Dispatcher), which handles them concurrently with
+//! per-key order. The positions it reports are stored with `rd_kafka_offsets_store`: the
+//! watermark as the offset, and the finished records above it as the commit's metadata.
+//! librdkafka commits what is stored every 500 ms, on rebalance and on close (at least once).
+//!
+//! Rebalances reach the loop through the consumer's context, and the loop applies them before
+//! any record fetched after them: a partition revoked is no longer committed by this consumer,
+//! and a partition assigned resumes at its committed position (finished records skipped).
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Kafka, KafkaError};
 use crate::bus::{BusError, Offset, Partition, Subscription};
 use crate::envelope::{Header, from_binary};
-use crate::runtime::{Consumer, Payload, STORAGE_RETRY, Stopped, StoredRecord, wait_or_stop};
+use crate::runtime::{Consumer, Dispatcher, Payload, Position, STORAGE_RETRY, StoredRecord, wait_or_stop};
 use crate::topics::TopicName;
 
-async fn connect(kafka: &Kafka, subscription: &Subscription) -> Result<StreamConsumer, BusError> {
-    let consumer: StreamConsumer =
-        kafka.config.consumer(subscription.group.as_str()).create().map_err(KafkaError::Client)?;
+/// Rebalance events waiting for the loop, at most; the loop takes them before every record.
+const REBALANCE_QUEUE: usize = 1024;
+
+/// A change of the partitions this consumer reads.
+enum Rebalanced {
+    Assigned(Vec<(TopicName, Partition)>),
+    Revoked(Vec<(TopicName, Partition)>),
+}
+
+/// Hands rebalances over to the consumer loop.
+struct Context {
+    rebalances: mpsc::Sender<Rebalanced>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            self.send(Rebalanced::Revoked(partitions_of(partitions)));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => self.send(Rebalanced::Assigned(partitions_of(partitions))),
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!(%error, "Kafka rebalance failed"),
+        }
+    }
+}
+
+impl Context {
+    fn send(&self, rebalanced: Rebalanced) {
+        if self.rebalances.try_send(rebalanced).is_err() {
+            tracing::error!("Rebalance events are not taken in; the consumer resumes partitions from their commits");
+        }
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<(TopicName, Partition)> {
+    list.elements()
+        .iter()
+        .filter_map(|e| Some((TopicName::new(e.topic()).ok()?, Partition(u32::try_from(e.partition()).ok()?))))
+        .collect()
+}
+
+type KafkaConsumer = StreamConsumer<Context>;
+
+fn connect(
+    kafka: &Kafka,
+    subscription: &Subscription,
+) -> Result<(Arc<KafkaConsumer>, mpsc::Receiver<Rebalanced>), BusError> {
+    let (rebalances, events) = mpsc::channel(REBALANCE_QUEUE);
+    let consumer: KafkaConsumer = kafka
+        .config
+        .consumer(subscription.group.as_str())
+        .create_with_context(Context { rebalances })
+        .map_err(KafkaError::Client)?;
     let topics: Vec<&str> = subscription.topics.iter().map(TopicName::as_str).collect();
     consumer.subscribe(&topics).map_err(KafkaError::Client)?;
-    Ok(consumer)
+    Ok((Arc::new(consumer), events))
 }
 
 /// Starts the task that runs one subscription until its stop signal.
@@ -30,11 +97,11 @@ pub(super) fn spawn(kafka: Arc<Kafka>, consumer: Consumer) -> JoinHandle<()> {
 }
 
 async fn run(kafka: Arc<Kafka>, consumer: Consumer) {
-    let Consumer { subscription, mut processor, mut stop } = consumer;
+    let Consumer { subscription, mut dispatcher, mut stop } = consumer;
     let group = subscription.group.clone();
-    let consumer = loop {
-        match connect(&kafka, &subscription).await {
-            Ok(consumer) => break consumer,
+    let (consumer, mut rebalances) = loop {
+        match connect(&kafka, &subscription) {
+            Ok(connected) => break connected,
             Err(error) => {
                 tracing::error!(%group, %error, "Cannot start the Kafka consumer; retrying");
                 if wait_or_stop(&mut stop, STORAGE_RETRY).await {
@@ -43,41 +110,111 @@ async fn run(kafka: Arc<Kafka>, consumer: Consumer) {
             }
         }
     };
-    let max = processor.max_message_bytes();
+    let timeout = kafka.config.request_timeout();
+    let max = dispatcher.max_message_bytes();
+    // Partitions whose committed position this consumer has resumed since they were assigned.
+    let mut resumed: HashSet<(TopicName, Partition)> = HashSet::new();
     tracing::info!(%group, "Kafka consumer started");
-    loop {
-        let received = tokio::select! {
-            received = consumer.recv() => received,
-            _ = stop.changed() => break,
-        };
-        let (topic, record) = match received {
-            Ok(message) => match record_of(&message, max) {
-                Some(found) => found,
-                None => continue,
-            },
-            Err(error) => {
-                tracing::warn!(%group, %error, "Kafka consumer error");
-                if wait_or_stop(&mut stop, STORAGE_RETRY).await {
-                    break;
+    while !*stop.borrow() {
+        tokio::select! {
+            received = consumer.recv(), if dispatcher.room() > 0 => {
+                // Rebalances served by the poll that fetched this record come first.
+                while let Ok(rebalanced) = rebalances.try_recv() {
+                    apply(rebalanced, &mut dispatcher, &mut resumed);
                 }
-                continue;
-            }
-        };
-        let (partition, offset) = (record.partition, record.offset);
-        match processor.process(&topic, record, &mut stop).await {
-            Ok(()) => {
-                // librdkafka stores offset + 1, the next offset to read.
-                if let Err(error) = consumer.store_offset(topic.as_str(), partition.0 as i32, offset.0 as i64) {
-                    // The partition was revoked meanwhile; its new owner reads the message again.
-                    tracing::warn!(%topic, %partition, %offset, %error, "Offset not stored");
+                match received {
+                    Ok(message) => {
+                        if let Some((topic, record)) = record_of(&message, max) {
+                            drop(message);
+                            let place = (topic.clone(), record.partition);
+                            if !resumed.contains(&place) {
+                                let position = committed(&consumer, &topic, record.partition, timeout).await;
+                                dispatcher.resume(&topic, record.partition, position.unwrap_or(Position::at(record.offset)));
+                                resumed.insert(place);
+                            }
+                            dispatcher.push(&topic, record);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%group, %error, "Kafka consumer error");
+                        wait_or_stop(&mut stop, STORAGE_RETRY).await;
+                    }
                 }
             }
-            Err(Stopped) => break,
+            Some(rebalanced) = rebalances.recv() => apply(rebalanced, &mut dispatcher, &mut resumed),
+            () = dispatcher.finished(), if dispatcher.is_busy() => {}
+            _ = stop.changed() => {}
         }
+        store(&consumer, &mut dispatcher, &resumed);
     }
-    // Closing commits the stored offsets and leaves the group; it blocks, so not on the runtime.
+    // Stopping: let the records in flight end, store what they finished; closing commits it.
+    dispatcher.drain().await;
+    store(&consumer, &mut dispatcher, &resumed);
+    // Closing leaves the group; it blocks, so not on the runtime.
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
     tracing::info!(%group, "Kafka consumer stopped");
+}
+
+fn apply(rebalanced: Rebalanced, dispatcher: &mut Dispatcher, resumed: &mut HashSet<(TopicName, Partition)>) {
+    match rebalanced {
+        // Resumed from its commit when its first record comes.
+        Rebalanced::Assigned(partitions) => {
+            for place in partitions {
+                resumed.remove(&place);
+            }
+        }
+        // Its records in flight finish, but its new owner commits it from now on.
+        Rebalanced::Revoked(partitions) => {
+            for (topic, partition) in partitions {
+                dispatcher.forget(&topic, partition);
+                resumed.remove(&(topic, partition));
+            }
+        }
+    }
+}
+
+/// The group's committed position in one partition, finished records included; `None` if the
+/// broker does not say within `timeout` (the partition then resumes where the consumer is).
+async fn committed(
+    consumer: &Arc<KafkaConsumer>,
+    topic: &TopicName,
+    partition: Partition,
+    timeout: Duration,
+) -> Option<Position> {
+    let (consumer, name) = (Arc::clone(consumer), topic.to_string());
+    let fetched = tokio::task::spawn_blocking(move || {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&name, partition.0 as i32);
+        let committed = consumer.committed_offsets(list, timeout).ok()?;
+        let element = committed.find_partition(&name, partition.0 as i32)?;
+        let KafkaOffset::Offset(offset) = element.offset() else { return None };
+        Some(Position::with_finished_text(Offset(offset.max(0) as u64), element.metadata()))
+    })
+    .await;
+    fetched.ok().flatten()
+}
+
+/// Stores the positions that changed, for librdkafka to commit: the watermark as the offset, the
+/// finished records above it as the metadata.
+fn store(consumer: &KafkaConsumer, dispatcher: &mut Dispatcher, resumed: &HashSet<(TopicName, Partition)>) {
+    let positions = dispatcher.positions();
+    if positions.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, position) in positions {
+        if !resumed.contains(&(topic.clone(), partition)) {
+            continue;
+        }
+        let mut element = list.add_partition(topic.as_str(), partition.0 as i32);
+        if element.set_offset(KafkaOffset::Offset(position.next.0 as i64)).is_ok() {
+            element.set_metadata(position.finished_text());
+        }
+    }
+    if let Err(error) = consumer.store_offsets(&list) {
+        // A partition revoked meanwhile: its new owner reads its records again.
+        tracing::warn!(%error, "Offsets not stored");
+    }
 }
 
 /// The message as a record. A value of binary- or structured-mode CloudEvents is decoded here,

@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
 use crate::envelope::{Header, to_binary};
-use crate::runtime::{Backend, Bus, BusConfig, Consumer, NewRecord, Payload};
+use crate::runtime::{Backend, Bus, BusConfig, Consumer, NewRecord, Payload, Position};
 use crate::topics::TopicName;
 
 /// The bus on Kafka. Cheap to clone; clones share the producer and consumers.
@@ -186,13 +186,15 @@ impl Backend for Kafka {
 
     /// Delivers records through the outbox if there is one (an outage then yields `Published`
     /// without an offset once `delivery_timeout_ms` passes), else directly.
-    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
         // Until the broker acknowledges, a keyed event is where its key maps; an unkeyed one is
         // placed by the producer and reads partition 0.
         let expected: Vec<Partition> =
             records.iter().map(|r| if r.key.is_some() { r.partition } else { Partition(0) }).collect();
-        let messages = records.into_iter().map(outgoing).collect::<Result<Vec<_>, _>>()?;
-        let tagged = messages.into_iter().map(|m| (topic.clone(), m)).collect();
+        let tagged = records
+            .into_iter()
+            .map(|record| Ok((record.topic.clone(), outgoing(record)?)))
+            .collect::<Result<Vec<_>, BusError>>()?;
         let Some(outbox) = &self.outbox else {
             return self.send_each(tagged).await.into_iter().collect();
         };
@@ -218,7 +220,7 @@ impl Backend for Kafka {
         &self,
         group: &GroupId,
         topic: &TopicDescription,
-    ) -> Result<HashMap<Partition, Offset>, BusError> {
+    ) -> Result<HashMap<Partition, Position>, BusError> {
         self.committed_offsets(group, topic).await
     }
 
@@ -226,9 +228,9 @@ impl Backend for Kafka {
         &self,
         group: &GroupId,
         topic: &TopicName,
-        offsets: Vec<(Partition, Offset)>,
+        positions: Vec<(Partition, Position)>,
     ) -> Result<(), BusError> {
-        self.commit_offsets(group, topic, offsets).await
+        self.commit_offsets(group, topic, positions).await
     }
 
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {

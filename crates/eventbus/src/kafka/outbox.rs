@@ -17,7 +17,7 @@ use crate::bus::{BusError, GroupId, Offset, Partition, Published};
 use crate::envelope::Header;
 use crate::local::Storage;
 use crate::local::embedded::{EmbeddedConfig, EmbeddedStorage};
-use crate::runtime::{Backend, NewRecord, Payload};
+use crate::runtime::{Backend, NewRecord, Payload, Position};
 use crate::topics::TopicName;
 
 /// Entries the relay sends at once.
@@ -59,7 +59,7 @@ impl Outbox {
         let relay = GroupId::new("relay")?;
         let description =
             storage.describe(Some(&topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
-        let next = storage.committed(&relay, &description).await?.get(&Partition(0)).map_or(0, |o| o.0);
+        let next = storage.committed(&relay, &description).await?.get(&Partition(0)).map_or(0, |p| p.next.0);
         Ok(Self { storage, topic, relay, next: AtomicU64::new(next), acks: Mutex::default() })
     }
 
@@ -68,12 +68,13 @@ impl Outbox {
         let records = messages
             .into_iter()
             .map(|(topic, message)| NewRecord {
+                topic: self.topic.clone(),
                 partition: Partition(0),
                 key: None,
                 payload: Payload::Bytes(Bytes::from(encode(&topic, message))),
             })
             .collect();
-        let published = self.storage.append(&self.topic, records).await?;
+        let published = self.storage.append(records).await?;
         Ok(published.iter().filter_map(|p| p.offset).map(|o| o.0).collect())
     }
 
@@ -127,7 +128,7 @@ impl Outbox {
 
     /// Records that the broker acknowledged every entry before `next`, and forgets them.
     async fn advance(&self, next: u64) -> Result<(), BusError> {
-        self.storage.commit(&self.relay, &self.topic, vec![(Partition(0), Offset(next))]).await?;
+        self.storage.commit(&self.relay, &self.topic, vec![(Partition(0), Position::at(Offset(next)))]).await?;
         self.next.store(next, Ordering::Release);
         // What the broker acknowledged need not stay on disk.
         self.storage.truncate(&self.topic, Partition(0), Offset(next)).await
@@ -167,8 +168,11 @@ pub(super) fn decode(bytes: &[u8]) -> Option<(TopicName, Outgoing)> {
 /// from the first message not acknowledged, with a backoff that doubles up to 5 s.
 async fn relay(kafka: Weak<Kafka>) {
     let mut backoff = Duration::from_millis(100);
-    let mut changes = match kafka.upgrade().and_then(|k| k.outbox.as_ref().map(|o| o.storage.changes())) {
-        Some(changes) => changes,
+    let appended = match kafka
+        .upgrade()
+        .and_then(|k| k.outbox.as_ref().map(|o| o.storage.ends().watch(std::slice::from_ref(&o.topic))))
+    {
+        Some(appended) => appended,
         None => return,
     };
     loop {
@@ -219,7 +223,7 @@ async fn relay(kafka: Weak<Kafka>) {
             Ok(None) => {
                 drop(bus);
                 tokio::select! {
-                    _ = changes.changed() => {}
+                    () = appended.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }

@@ -26,6 +26,7 @@ fn an_event_goes_out_as_its_flat_json_with_cloudevents_headers_and_no_personal_d
     // Given a record of an event, keyed by its account
     let event = event();
     let record = NewRecord {
+        topic: TopicName::new("nexum.transactions.created").unwrap(),
         partition: Partition(2),
         key: Some(Arc::from("acc_1")),
         payload: Payload::Event(Arc::new(event.clone())),
@@ -46,8 +47,12 @@ fn an_event_goes_out_as_its_flat_json_with_cloudevents_headers_and_no_personal_d
 
 #[test]
 fn raw_bytes_go_out_as_they_were_given_without_headers() {
-    let record =
-        NewRecord { partition: Partition(0), key: None, payload: Payload::Bytes(Bytes::from_static(b"not json\n")) };
+    let record = NewRecord {
+        topic: TopicName::new("raw").unwrap(),
+        partition: Partition(0),
+        key: None,
+        payload: Payload::Bytes(Bytes::from_static(b"not json\n")),
+    };
     let message = outgoing(record).unwrap();
     assert_eq!(message, Outgoing { key: None, value: b"not json\n".to_vec(), headers: Vec::new() });
 }

@@ -1,21 +1,24 @@
-//! The consumer loop of the local backends: reads each partition in order from the storage,
-//! hands each record to the [`Processor`](crate::runtime::Processor), and commits offsets only
-//! after it is done with them.
+//! The consumer loop of the local backends. Each term as the group's consumer of its topics, it
+//! reads the partitions whose end moved past its cursor into the shared
+//! [`Dispatcher`](crate::runtime::Dispatcher), which handles the records concurrently with
+//! per-key order, and commits the positions the dispatcher reports, one commit at a time.
+//!
+//! It sleeps until this process appends to one of its topics, a record finishes, or the poll
+//! interval passes; then it refreshes the ends from the store, for what other processes appended.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::storage::Storage;
-use crate::bus::{BusError, GroupId, Offset, Partition, StartPosition};
+use crate::bus::{BusError, GroupId, Offset, Partition};
 use crate::envelope::EventId;
-use crate::runtime::{Consumer, Processor, STORAGE_RETRY, Stopped, start_offsets, wait_or_stop};
+use crate::runtime::{Consumer, Dispatcher, Position, STORAGE_RETRY, resume_positions, wait_or_stop};
 use crate::topics::TopicName;
 
-/// Records read from one partition at a time.
+/// Records read from one partition at a time, at most.
 const BATCH: usize = 512;
 
 struct Cursor {
@@ -30,14 +33,14 @@ pub(super) fn spawn<S: Storage>(storage: Arc<S>, consumer: Consumer) -> JoinHand
 }
 
 async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
-    let Consumer { subscription, mut processor, mut stop } = consumer;
+    let Consumer { subscription, mut dispatcher, mut stop } = consumer;
     let group = subscription.group.clone();
     let owner = EventId::new().to_string();
     let topics = subscription.topics.clone();
-    let mut changes = storage.changes();
+    let appended = storage.ends().watch(&topics);
     let poll = storage.poll_interval();
     let renew_every = storage.lease_ttl().map_or(Duration::MAX, |ttl| ttl / 3);
-    let mut reader = Reader { storage: Arc::clone(&storage), group: group.clone() };
+    let mut committer = Committer::default();
     // Each pass is one term as the group's consumer of these topics; another process sharing the
     // store may hold them, and then this one waits on standby.
     'term: while !*stop.borrow() {
@@ -55,7 +58,7 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
             }
         }
         let mut renewed = Instant::now();
-        let mut cursors = match reader.cursors(&topics).await {
+        let mut cursors = match resume(&*storage, &group, &topics, &mut dispatcher).await {
             Ok(cursors) => cursors,
             Err(error) => {
                 tracing::error!(%group, %error, "Cannot resolve start offsets; retrying");
@@ -64,120 +67,171 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
             }
         };
         tracing::info!(%group, partitions = cursors.len(), "Consumer started");
+        let mut refresh = tokio::time::interval(poll);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = 0;
         while !*stop.borrow() {
             if renewed.elapsed() >= renew_every {
                 match storage.acquire_lease(&group, &topics, &owner).await {
                     Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         tracing::warn!(%group, "Lease lost to another process; standing by");
+                        dispatcher.drain().await;
+                        committer.wait().await;
                         continue 'term;
                     }
                     Err(error) => tracing::error!(%group, %error, "Cannot renew the group's lease"),
                 }
             }
-            changes.borrow_and_update();
-            let mut progressed = false;
-            for cursor in &mut cursors {
-                match reader.poll(cursor, &mut processor, &mut stop).await {
-                    Ok(n) => progressed |= n > 0,
-                    Err(Stopped) => break,
+            let more = match read_moved(&*storage, &mut cursors, first, &mut dispatcher).await {
+                Ok(more) => more,
+                Err(error) => {
+                    tracing::error!(%group, %error, "Read failed; retrying");
+                    wait_or_stop(&mut stop, STORAGE_RETRY).await;
+                    false
                 }
+            };
+            first = first.wrapping_add(1);
+            committer.start(&storage, &group, &mut dispatcher);
+            if more && dispatcher.room() > 0 {
+                continue;
             }
-            if !progressed {
-                tokio::select! {
-                    _ = changes.changed() => {}
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = stop.changed() => {}
+            tokio::select! {
+                () = dispatcher.finished(), if dispatcher.is_busy() => {}
+                () = appended.notified() => {}
+                _ = refresh.tick() => {
+                    if let Err(error) = storage.refresh_ends(&topics).await {
+                        tracing::warn!(%group, %error, "Cannot look for records of other processes");
+                    }
                 }
+                committed = committer.finished(), if committer.is_running() => {
+                    if !committed {
+                        dispatcher.recommit();
+                    }
+                }
+                _ = stop.changed() => {}
             }
         }
     }
+    // Stopping: let the records in flight end, then commit what they finished.
+    dispatcher.drain().await;
+    committer.wait().await;
+    committer.start(&storage, &group, &mut dispatcher);
+    committer.wait().await;
     if let Err(error) = storage.release_lease(&group, &topics, &owner).await {
         tracing::warn!(%group, %error, "Cannot release the group's lease; it expires by itself");
     }
     tracing::info!(%group, "Consumer stopped");
 }
 
-/// Reads partitions for one group and commits what was handled.
-struct Reader<S> {
-    storage: Arc<S>,
-    group: GroupId,
+/// Resumes every partition of `topics` at the group's committed position; returns the cursors.
+async fn resume<S: Storage>(
+    storage: &S,
+    group: &GroupId,
+    topics: &[TopicName],
+    dispatcher: &mut Dispatcher,
+) -> Result<Vec<Cursor>, BusError> {
+    storage.refresh_ends(topics).await?;
+    let mut cursors = Vec::new();
+    for topic in topics {
+        let description =
+            storage.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
+        let committed = storage.committed(group, &description).await?;
+        for (partition, position) in resume_positions(&description, committed) {
+            cursors.push(Cursor { topic: topic.clone(), partition, next: position.next });
+            dispatcher.resume(topic, partition, position);
+        }
+    }
+    Ok(cursors)
 }
 
-impl<S: Storage> Reader<S> {
-    /// A cursor at the group's committed offset in every partition of `topics`.
-    async fn cursors(&self, topics: &[TopicName]) -> Result<Vec<Cursor>, BusError> {
-        let mut cursors = Vec::new();
-        for topic in topics {
-            let description =
-                self.storage.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
-            let committed = self.storage.committed(&self.group, &description).await?;
-            let positions = start_offsets(StartPosition::Committed, &description, &committed, &HashMap::new());
-            cursors.extend(positions.into_iter().map(|(partition, next)| Cursor {
-                topic: topic.clone(),
-                partition,
-                next,
-            }));
+/// Reads the partitions whose end is past their cursor into `dispatcher`, while it has room,
+/// starting with cursor `first` (round robin). Returns whether any partition has more to read.
+async fn read_moved<S: Storage>(
+    storage: &S,
+    cursors: &mut [Cursor],
+    first: usize,
+    dispatcher: &mut Dispatcher,
+) -> Result<bool, BusError> {
+    let mut more = false;
+    let count = cursors.len();
+    for i in 0..count {
+        let cursor = &mut cursors[(first + i) % count];
+        let end = storage.ends().get(&cursor.topic, cursor.partition);
+        if end.is_some_and(|end| end <= cursor.next) {
+            continue;
         }
-        Ok(cursors)
-    }
-
-    /// Handles the next batch of one partition and commits it. Returns how many were handled.
-    async fn poll(
-        &mut self,
-        cursor: &mut Cursor,
-        processor: &mut Processor,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<usize, Stopped> {
-        let read = self.storage.read(&cursor.topic, cursor.partition, cursor.next, BATCH).await;
-        let records = match read {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::error!(topic = %cursor.topic, partition = %cursor.partition, %error, "Read failed; retrying");
-                wait_or_stop(stop, STORAGE_RETRY).await;
-                return Ok(0);
-            }
-        };
-        let Some(first) = records.first() else { return Ok(0) };
-        if first.offset > cursor.next {
-            // Retention removed what we had not read yet; carry on from the log start, as Kafka's
+        let room = dispatcher.room();
+        if room == 0 {
+            return Ok(true);
+        }
+        let records = storage.read(&cursor.topic, cursor.partition, cursor.next, room.min(BATCH)).await?;
+        if let Some(first) = records.first()
+            && first.offset > cursor.next
+        {
+            // Retention removed what was not read yet; carry on from the log start, as Kafka's
             // auto.offset.reset=earliest does.
             tracing::warn!(topic = %cursor.topic, partition = %cursor.partition, from = %cursor.next, to = %first.offset, "Offsets expired by retention were skipped");
         }
-        let mut handled = 0;
-        let mut outcome = Ok(());
+        let read = records.len();
         for record in records {
-            if *stop.borrow() {
-                outcome = Err(Stopped);
-                break;
-            }
-            let offset = record.offset;
-            if let Err(stopped) = processor.process(&cursor.topic, record, stop).await {
-                outcome = Err(stopped);
-                break;
-            }
-            cursor.next = Offset(offset.0 + 1);
-            handled += 1;
+            cursor.next = Offset(record.offset.0 + 1);
+            dispatcher.push(&cursor.topic, record);
         }
-        if handled > 0 {
-            self.commit(cursor, stop).await;
-        }
-        outcome.map(|()| handled)
+        more |= match end {
+            Some(end) => cursor.next < end,
+            None => read == room.min(BATCH),
+        };
+    }
+    Ok(more)
+}
+
+/// Commits positions, one commit at a time: the ones that change meanwhile go in the next.
+#[derive(Default)]
+struct Committer {
+    running: Option<JoinHandle<bool>>,
+}
+
+impl Committer {
+    fn is_running(&self) -> bool {
+        self.running.is_some()
     }
 
-    async fn commit(&self, cursor: &Cursor, stop: &mut watch::Receiver<bool>) {
-        let group = &self.group;
-        loop {
-            match self.storage.commit(group, &cursor.topic, vec![(cursor.partition, cursor.next)]).await {
-                Ok(()) => return,
-                Err(error) => {
-                    tracing::error!(%group, topic = %cursor.topic, %error, "Offset commit failed; retrying");
-                    // On stop the commit is abandoned: the messages will be delivered again.
-                    if wait_or_stop(stop, STORAGE_RETRY).await {
-                        return;
-                    }
+    /// Commits what changed, unless a commit is running.
+    fn start<S: Storage>(&mut self, storage: &Arc<S>, group: &GroupId, dispatcher: &mut Dispatcher) {
+        if self.running.is_some() {
+            return;
+        }
+        let changed = dispatcher.positions();
+        if changed.is_empty() {
+            return;
+        }
+        let mut by_topic: HashMap<TopicName, Vec<(Partition, Position)>> = HashMap::new();
+        for (topic, partition, position) in changed {
+            by_topic.entry(topic).or_default().push((partition, position));
+        }
+        let (storage, group) = (Arc::clone(storage), group.clone());
+        self.running = Some(tokio::spawn(async move {
+            for (topic, positions) in by_topic {
+                if let Err(error) = storage.commit(&group, &topic, positions).await {
+                    // What it finished is committed with the next change, or delivered again.
+                    tracing::error!(%group, %topic, %error, "Offset commit failed");
+                    return false;
                 }
             }
-        }
+            true
+        }));
+    }
+
+    /// Waits for the running commit; false if it failed. Cancel-safe.
+    async fn finished(&mut self) -> bool {
+        let Some(running) = self.running.as_mut() else { return true };
+        let committed = running.await.unwrap_or(false);
+        self.running = None;
+        committed
+    }
+
+    async fn wait(&mut self) {
+        self.finished().await;
     }
 }

@@ -2,14 +2,18 @@
 //! consumer. Each is a [`Storage`] under the shared [`Bus`](crate::runtime::Bus).
 //!
 //! - `storage`: the [`Storage`] trait, a [`Backend`](crate::runtime::Backend) that can be read.
-//! - `consumer`: the consumer loop: group leases across processes, cursors per partition, offset
-//!   commits after the handler.
+//! - `ends`: the end of each partition as this process knows it, and the consumers to wake when
+//!   it moves.
+//! - `consumer`: the consumer loop: group leases across processes, reading the partitions that
+//!   moved into the shared dispatcher, committing what it finished.
 //! - `memory`, `log`, `embedded`: one folder per storage.
 
 mod consumer;
 pub mod embedded;
+mod ends;
 pub mod log;
 pub mod memory;
 mod storage;
 
+pub use ends::PartitionEnds;
 pub use storage::Storage;

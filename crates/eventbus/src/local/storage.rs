@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
 
+use super::ends::PartitionEnds;
 use crate::bus::{BusError, GroupId, Offset, Partition};
 use crate::runtime::{Backend, StoredRecord};
 use crate::topics::TopicName;
@@ -40,8 +40,16 @@ pub trait Storage: Backend {
         None
     }
 
-    /// Ticks whenever this process appends.
-    fn changes(&self) -> watch::Receiver<u64>;
+    /// The end of each partition as this process knows it, moved by its own appends, and the
+    /// signal that wakes the consumers of the topics appended to.
+    fn ends(&self) -> &PartitionEnds;
+
+    /// Reads the ends of the partitions of `topics` from the store, so that [`Storage::ends`]
+    /// covers what other processes appended. Storage that only this process writes has nothing
+    /// to read.
+    async fn refresh_ends(&self, _topics: &[TopicName]) -> Result<(), BusError> {
+        Ok(())
+    }
 
     /// How often an idle consumer looks for records appended by other processes.
     fn poll_interval(&self) -> Duration;

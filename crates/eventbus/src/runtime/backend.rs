@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::processor::Processor;
+use super::dispatch::Dispatcher;
+use super::position::Position;
 use super::record::NewRecord;
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, Subscription, TopicDescription};
 use crate::topics::TopicName;
@@ -38,8 +39,9 @@ pub trait Backend: Send + Sync + 'static {
     /// One topic, or all of them when `name` is `None`, sorted by name.
     async fn describe(&self, name: Option<&TopicName>) -> Result<Vec<TopicDescription>, BusError>;
 
-    /// Appends records in order; all or none are stored.
-    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError>;
+    /// Appends records, each to its topic, in order; all or none are stored. Returns one result
+    /// per record, in order.
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError>;
 
     /// For each partition of `topic`, the first offset appended at or after `time`. A partition
     /// left out has none.
@@ -49,19 +51,20 @@ pub trait Backend: Send + Sync + 'static {
         time: DateTime<Utc>,
     ) -> Result<HashMap<Partition, Offset>, BusError>;
 
-    /// The offsets `group` committed in the partitions of `topic`: the next offset to read.
+    /// Where `group` is in the partitions of `topic`, as it committed: the next offset to read,
+    /// and the offsets above it finished already.
     async fn committed(
         &self,
         group: &GroupId,
         topic: &TopicDescription,
-    ) -> Result<HashMap<Partition, Offset>, BusError>;
+    ) -> Result<HashMap<Partition, Position>, BusError>;
 
-    /// Commits offsets (the next offset to read) for `group`.
+    /// Commits positions for `group`.
     async fn commit(
         &self,
         group: &GroupId,
         topic: &TopicName,
-        offsets: Vec<(Partition, Offset)>,
+        positions: Vec<(Partition, Position)>,
     ) -> Result<(), BusError>;
 
     /// Deletes the group's committed offsets.
@@ -85,8 +88,9 @@ pub trait Backend: Send + Sync + 'static {
 pub struct Consumer {
     /// The topics, group and start position.
     pub subscription: Subscription,
-    /// What happens to each record: decode, dedup, handler with retries, dead letter.
-    pub processor: Processor,
+    /// Where the task hands the records it reads: they are handled concurrently, with per-key
+    /// order, and it says what to commit.
+    pub dispatcher: Dispatcher,
     /// Turns true when the bus stops.
     pub stop: watch::Receiver<bool>,
 }

@@ -3,6 +3,9 @@
 /// Kafka's default `message.max.bytes`, about 1 MB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
+/// Records a subscription handles at once unless it says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
 /// Settings every backend shares: how topics come to exist and how large a message may be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BusConfig {
@@ -13,10 +16,19 @@ pub struct BusConfig {
     pub default_partitions: u32,
     /// The largest message accepted, in bytes of flat JSON.
     pub max_message_bytes: usize,
+    /// Records a subscription handles at once, across its partitions, unless the subscription
+    /// sets its own ([`Subscription::with_max_in_flight`](crate::Subscription::with_max_in_flight)).
+    /// Records of one key are handled one at a time whatever this is.
+    pub max_in_flight: usize,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { auto_create_topics: false, default_partitions: 1, max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES }
+        Self {
+            auto_create_topics: false,
+            default_partitions: 1,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
     }
 }

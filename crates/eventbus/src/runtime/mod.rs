@@ -6,19 +6,26 @@
 //! - `backend`: the [`Backend`] trait, the primitives a backend provides.
 //! - `policy`: [`Bus`], the `EventBus` over any backend.
 //! - `processor`: one message from delivery to done: decode, dedup, retry, dead letter.
+//! - `dispatch`: the consumer runtime: records handled concurrently with per-key order, and the
+//!   watermark per partition that is committed.
+//! - `position`: a group's committed place in a partition, with the records finished above it.
 //! - `lifecycle`: start, stop and subscribe, never interleaved.
 
 mod backend;
 mod config;
+mod dispatch;
 mod lifecycle;
 mod policy;
+mod position;
 mod processor;
 mod record;
 
 pub use backend::{Backend, Consumer};
-pub use config::{BusConfig, DEFAULT_MAX_MESSAGE_BYTES};
+pub use config::{BusConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES};
+pub use dispatch::Dispatcher;
 pub use policy::Bus;
-pub(crate) use policy::start_offsets;
+pub(crate) use policy::resume_positions;
+pub use position::{MAX_FINISHED_TEXT, Position};
 pub use processor::{DEAD_LETTERED, Processor};
-pub(crate) use processor::{STORAGE_RETRY, Stopped, wait_or_stop};
+pub(crate) use processor::{STORAGE_RETRY, wait_or_stop};
 pub use record::{NewRecord, Payload, StoredRecord};

@@ -1,7 +1,7 @@
 //! The bus over any [`Backend`]: every rule the backends share, written once.
 //!
-//! - Publishing needs a running bus. Keys, when given, are one per event. A missing `event_id`
-//!   and `timestamp` are filled in, and the key defaults to the event's entity id. A keyed event
+//! - Publishing needs a running bus. A missing `event_id` and `timestamp` are filled in, and the
+//!   key defaults to the event's entity id. A keyed event
 //!   goes to murmur2(key) mod the partition count, an unkeyed one round robin. A message larger
 //!   than `max_message_bytes` is refused.
 //! - A topic must exist, unless auto-create is on. Partition counts are 1 to 10,000. Every topic
@@ -21,12 +21,14 @@ use tokio::task::JoinHandle;
 
 use super::backend::{Backend, Consumer};
 use super::config::BusConfig;
+use super::dispatch::Dispatcher;
 use super::lifecycle::Lifecycle;
+use super::position::Position;
 use super::processor::{DeadLetterSink, Processor};
 use super::record::{NewRecord, Payload};
 use crate::bus::{
-    BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, Offset, Partition, Published,
-    StartPosition, Subscription, TopicDescription,
+    BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, Offset, Partition, Publication,
+    Published, StartPosition, Subscription, TopicDescription,
 };
 use crate::envelope::EventSchema;
 use crate::partitioner::partition_for_key;
@@ -79,7 +81,9 @@ impl<B: Backend> Bus<B> {
             let sink = Arc::clone(&shared) as Arc<dyn DeadLetterSink>;
             let max = shared.config.max_message_bytes;
             let processor = Processor::new(subscription.group.clone(), subscription.retry, handler, sink, max);
-            Arc::clone(&shared.backend).spawn_consumer(Consumer { subscription, processor, stop })
+            let in_flight = subscription.max_in_flight.unwrap_or(shared.config.max_in_flight);
+            let dispatcher = Dispatcher::new(processor, stop.clone(), in_flight);
+            Arc::clone(&shared.backend).spawn_consumer(Consumer { subscription, dispatcher, stop })
         }
     }
 }
@@ -124,30 +128,28 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    /// Events as records of `topic`: completed, keyed, partitioned and size-checked.
-    async fn records(
-        &self,
-        topic: &TopicName,
-        events: Vec<EventSchema>,
-        keys: Option<Vec<String>>,
-    ) -> Result<Vec<NewRecord>, BusError> {
-        if let Some(keys) = keys.as_ref().filter(|keys| keys.len() != events.len()) {
-            return Err(BusError::KeyCountMismatch { keys: keys.len(), events: events.len() });
+    /// Events as records: completed, keyed, partitioned and size-checked.
+    async fn records(&self, publications: Vec<Publication>) -> Result<Vec<NewRecord>, BusError> {
+        let mut records = Vec::with_capacity(publications.len());
+        let mut partitions: Option<(TopicName, u32)> = None;
+        for Publication { topic, key, mut event } in publications {
+            let count = match &partitions {
+                Some((last, count)) if *last == topic => *count,
+                _ => {
+                    let count = self.partition_count(&topic).await?;
+                    partitions = Some((topic.clone(), count));
+                    count
+                }
+            };
+            event.complete();
+            let key: Option<Arc<str>> = match key {
+                Some(key) => Some(Arc::from(key)),
+                None => event.default_key().map(Arc::from),
+            };
+            let payload = self.payload(event)?;
+            records.push(NewRecord { topic, partition: self.partition(key.as_deref(), count), key, payload });
         }
-        let partitions = self.partition_count(topic).await?;
-        let mut keys = keys.map(Vec::into_iter);
-        events
-            .into_iter()
-            .map(|mut event| {
-                event.complete();
-                let key: Option<Arc<str>> = match keys.as_mut() {
-                    Some(keys) => keys.next().map(Arc::from),
-                    None => event.default_key().map(Arc::from),
-                };
-                let payload = self.payload(event)?;
-                Ok(NewRecord { partition: self.partition(key.as_deref(), partitions), key, payload })
-            })
-            .collect()
+        Ok(records)
     }
 
     /// The dead-letter topic of `topic`, created if it is missing: a dead letter is never lost
@@ -178,6 +180,7 @@ impl<B: Backend> Shared<B> {
             StartPosition::Committed => self.backend.committed(group, &description).await?,
             _ => HashMap::new(),
         };
+        let committed = committed.into_iter().map(|(partition, position)| (partition, position.next)).collect();
         let by_time = match start {
             StartPosition::Timestamp(time) => self.backend.offsets_for_time(&description, time).await?,
             _ => HashMap::new(),
@@ -192,8 +195,11 @@ impl<B: Backend> Shared<B> {
             .partitions
             .iter()
             .filter_map(|info| {
-                let offset = *committed.get(&info.partition)?;
-                Some(GroupOffset { partition: info.partition, offset, lag: info.latest.0.saturating_sub(offset.0) })
+                let position = committed.get(&info.partition)?;
+                let finished: Vec<Offset> =
+                    position.finished.iter().filter(|o| **o < info.latest.0).map(|o| Offset(*o)).collect();
+                let lag = info.latest.0.saturating_sub(position.next.0).saturating_sub(finished.len() as u64);
+                Some(GroupOffset { partition: info.partition, offset: position.next, finished, lag })
             })
             .collect())
     }
@@ -201,7 +207,7 @@ impl<B: Backend> Shared<B> {
 
 /// Where `start` points in each partition of `topic`, clamped to what is retained: `committed`
 /// holds the group's committed offsets, `by_time` the offsets of a timestamp.
-pub(crate) fn start_offsets(
+fn start_offsets(
     start: StartPosition,
     topic: &TopicDescription,
     committed: &HashMap<Partition, Offset>,
@@ -219,6 +225,26 @@ pub(crate) fn start_offsets(
                 StartPosition::Timestamp(_) => by_time.get(&info.partition).copied().unwrap_or(info.latest),
             };
             (info.partition, offset.clamp(info.earliest, info.latest))
+        })
+        .collect()
+}
+
+/// Where a consumer resumes in each partition of `topic`: the group's committed position, or the
+/// earliest offset where it has none. A position below what retention kept moves up to it, as
+/// Kafka's `auto.offset.reset=earliest` does.
+pub(crate) fn resume_positions(
+    topic: &TopicDescription,
+    mut committed: HashMap<Partition, Position>,
+) -> Vec<(Partition, Position)> {
+    topic
+        .partitions
+        .iter()
+        .map(|info| {
+            let mut position = committed.remove(&info.partition).unwrap_or_else(|| Position::at(info.earliest));
+            position.next = position.next.clamp(info.earliest, info.latest);
+            let next = position.next.0;
+            position.finished.retain(|offset| *offset > next && *offset < info.latest.0);
+            (info.partition, position)
         })
         .collect()
 }
@@ -250,9 +276,9 @@ impl<B: Backend> DeadLetterSink for Shared<B> {
     async fn dead_letter(&self, topic: &TopicName, key: Option<Arc<str>>, letter: EventSchema) -> Result<(), BusError> {
         let dlq = self.ensure_dlq(topic).await?;
         let partitions = self.partition_count(&dlq).await?;
-        let record =
-            NewRecord { partition: self.partition(key.as_deref(), partitions), key, payload: self.payload(letter)? };
-        self.backend.append(&dlq, vec![record]).await.map(drop)
+        let partition = self.partition(key.as_deref(), partitions);
+        let record = NewRecord { topic: dlq, partition, key, payload: self.payload(letter)? };
+        self.backend.append(vec![record]).await.map(drop)
     }
 }
 
@@ -284,18 +310,13 @@ impl<B: Backend> EventBus for Bus<B> {
         self.shared.lifecycle.is_running()
     }
 
-    async fn publish_batch(
-        &self,
-        topic: &TopicName,
-        events: Vec<EventSchema>,
-        keys: Option<Vec<String>>,
-    ) -> Result<Vec<Published>, BusError> {
+    async fn publish_many(&self, publications: Vec<Publication>) -> Result<Vec<Published>, BusError> {
         self.shared.lifecycle.ensure_running()?;
-        if events.is_empty() {
+        if publications.is_empty() {
             return Ok(Vec::new());
         }
-        let records = self.shared.records(topic, events, keys).await?;
-        self.shared.backend.append(topic, records).await
+        let records = self.shared.records(publications).await?;
+        self.shared.backend.append(records).await
     }
 
     async fn publish_bytes(&self, topic: &TopicName, key: Option<&str>, value: Bytes) -> Result<Published, BusError> {
@@ -306,11 +327,12 @@ impl<B: Backend> EventBus for Bus<B> {
         }
         let partitions = self.shared.partition_count(topic).await?;
         let record = NewRecord {
+            topic: topic.clone(),
             partition: self.shared.partition(key, partitions),
             key: key.map(Arc::from),
             payload: Payload::Bytes(value),
         };
-        let mut published = self.shared.backend.append(topic, vec![record]).await?;
+        let mut published = self.shared.backend.append(vec![record]).await?;
         Ok(published.remove(0))
     }
 
@@ -355,7 +377,8 @@ impl<B: Backend> EventBus for Bus<B> {
         topic: &TopicName,
         to: StartPosition,
     ) -> Result<Vec<GroupOffset>, BusError> {
-        let positions = self.shared.resolve(group, topic, to).await?;
+        let offsets = self.shared.resolve(group, topic, to).await?;
+        let positions = offsets.into_iter().map(|(partition, offset)| (partition, Position::at(offset))).collect();
         self.shared.backend.commit(group, topic, positions).await?;
         self.shared.group_offsets(group, topic).await
     }

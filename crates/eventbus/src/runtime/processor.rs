@@ -4,7 +4,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,7 +53,8 @@ pub struct Processor {
     handler: Arc<dyn Handler>,
     sink: Arc<dyn DeadLetterSink>,
     max_message_bytes: usize,
-    dedup: Dedup,
+    /// Shared by the records handled at once.
+    dedup: Mutex<Dedup>,
 }
 
 impl Processor {
@@ -64,7 +65,11 @@ impl Processor {
         sink: Arc<dyn DeadLetterSink>,
         max_message_bytes: usize,
     ) -> Self {
-        Self { group, retry, handler, sink, max_message_bytes, dedup: Dedup::default() }
+        Self { group, retry, handler, sink, max_message_bytes, dedup: Mutex::default() }
+    }
+
+    fn dedup(&self) -> std::sync::MutexGuard<'_, Dedup> {
+        self.dedup.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The largest message the subscription takes; a larger one is dead-lettered unread.
@@ -75,7 +80,7 @@ impl Processor {
 
     /// Handles one record to the end: success, or a stored dead letter.
     pub(crate) async fn process(
-        &mut self,
+        &self,
         topic: &TopicName,
         record: StoredRecord,
         stop: &mut watch::Receiver<bool>,
@@ -108,7 +113,7 @@ impl Processor {
                 }
             },
         };
-        if let Some(id) = event.event_id.as_ref().filter(|id| self.dedup.contains(id)) {
+        if let Some(id) = event.event_id.as_ref().filter(|id| self.dedup().contains(id)) {
             tracing::debug!(%topic, event_id = %id, "Duplicate event dropped");
             return Ok(());
         }
@@ -127,7 +132,7 @@ impl Processor {
             let error = match result {
                 Ok(Ok(())) => {
                     if let Some(id) = &event.event_id {
-                        self.dedup.insert(id.clone());
+                        self.dedup().insert(id.clone());
                     }
                     break;
                 }

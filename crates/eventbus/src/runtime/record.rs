@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::bus::{Offset, Partition};
 use crate::envelope::EventSchema;
+use crate::topics::TopicName;
 
 /// A message value: an event as published in this process, or bytes read from disk or written
 /// by another producer.
@@ -28,6 +29,8 @@ pub enum Payload {
 /// A message to append.
 #[derive(Clone, Debug)]
 pub struct NewRecord {
+    /// The topic it goes to.
+    pub topic: TopicName,
     /// Where the bus put it: murmur2 of the key, or round robin without one.
     pub partition: Partition,
     /// The partition key, if any.

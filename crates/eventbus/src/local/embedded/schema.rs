@@ -3,8 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-/// The format of the tables below.
-pub const FORMAT: i64 = 1;
+/// The format of the tables below. Format 1 had no `group_offsets.finished`; a format-1 store is
+/// upgraded in place when opened.
+pub const FORMAT: i64 = 2;
 
 /// Why a store cannot be used as it is.
 pub(super) enum MigrateError {
@@ -31,6 +32,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     match found {
         None => {
             tx.execute("INSERT INTO meta (key, value) VALUES ('format', ?1)", [FORMAT])?;
+        }
+        Some(1) => {
+            tx.execute_batch("ALTER TABLE group_offsets ADD COLUMN finished TEXT NOT NULL DEFAULT ''")?;
+            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'format'", [FORMAT])?;
         }
         Some(found) if found != FORMAT => return Err(MigrateError::Format { found }),
         Some(_) => {}
@@ -77,11 +82,14 @@ CREATE TABLE IF NOT EXISTS group_leases (
     expires_ms INTEGER NOT NULL,
     PRIMARY KEY (group_id, topic_id)
 ) WITHOUT ROWID;
+-- A group's position: the first offset not finished, and the finished offsets above it
+-- (comma-separated runs relative to it, e.g. '1-3,7').
 CREATE TABLE IF NOT EXISTS group_offsets (
     group_id   TEXT NOT NULL,
     topic_id   INTEGER NOT NULL,
     partition  INTEGER NOT NULL,
     offset     INTEGER NOT NULL,
+    finished   TEXT NOT NULL DEFAULT '',
     updated_ms INTEGER NOT NULL,
     PRIMARY KEY (group_id, topic_id, partition)
 ) WITHOUT ROWID;

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use super::config::{EmbeddedConfig, SyncMode};
 use super::error::EmbeddedError;
 use crate::bus::{GroupId, Offset, Partition, Published};
-use crate::runtime::{Payload, StoredRecord};
+use crate::runtime::{Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// Records retention deletes from one partition in one pass.
@@ -97,12 +97,33 @@ pub(super) fn read(
     rows.collect()
 }
 
-/// The offsets `group` committed in a topic.
-pub(super) fn committed(conn: &Connection, group: &str, topic_id: i64) -> rusqlite::Result<HashMap<Partition, Offset>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT partition, offset FROM group_offsets WHERE group_id = ?1 AND topic_id = ?2")?;
-    let rows = stmt.query_map(params![group, topic_id], |r| Ok((Partition(r.get(0)?), Offset(r.get(1)?))))?;
+/// The positions `group` committed in a topic.
+pub(super) fn committed(
+    conn: &Connection,
+    group: &str,
+    topic_id: i64,
+) -> rusqlite::Result<HashMap<Partition, Position>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT partition, offset, finished FROM group_offsets WHERE group_id = ?1 AND topic_id = ?2",
+    )?;
+    let rows = stmt.query_map(params![group, topic_id], |r| {
+        let finished: String = r.get(2)?;
+        Ok((Partition(r.get(0)?), Position::with_finished_text(Offset(r.get(1)?), &finished)))
+    })?;
     rows.collect()
+}
+
+/// Where each partition of the topics `topic_ids` ends: the offset its next record gets.
+pub(super) fn ends(conn: &Connection, topic_ids: &[i64]) -> rusqlite::Result<Vec<(i64, Partition, u64)>> {
+    let mut stmt = conn.prepare_cached("SELECT partition, next_offset FROM partitions WHERE topic_id = ?1")?;
+    let mut ends = Vec::new();
+    for &topic_id in topic_ids {
+        let rows = stmt.query_map([topic_id], |r| Ok((topic_id, Partition(r.get(0)?), r.get(1)?)))?;
+        for row in rows {
+            ends.push(row?);
+        }
+    }
+    Ok(ends)
 }
 
 /// The first offset with a timestamp at or after `target`. Timestamps never decrease within a
@@ -189,25 +210,31 @@ pub(super) fn truncate(conn: &Connection, topic_id: i64, partition: Partition, b
     Ok(())
 }
 
-pub(super) fn append(
-    conn: &Connection,
-    topic_id: i64,
-    records: Vec<(Partition, Option<Arc<str>>, Bytes)>,
-) -> rusqlite::Result<Vec<Published>> {
+/// A record to append: its topic (by id and name), partition, key and value.
+pub(super) struct AppendRecord {
+    pub(super) topic_id: i64,
+    pub(super) topic: TopicName,
+    pub(super) partition: Partition,
+    pub(super) key: Option<Arc<str>>,
+    pub(super) value: Bytes,
+}
+
+/// Appends records, each to its topic, in order, and moves each partition's end.
+pub(super) fn append(conn: &Connection, records: Vec<AppendRecord>) -> rusqlite::Result<Vec<Published>> {
     let now = now_ms();
-    let mut heads: HashMap<Partition, (u64, i64)> = HashMap::new();
+    let mut heads: HashMap<(i64, Partition), (u64, i64)> = HashMap::new();
     let mut head_stmt =
         conn.prepare_cached("SELECT next_offset, last_ts_ms FROM partitions WHERE topic_id = ?1 AND partition = ?2")?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO records (topic_id, partition, offset, ts_ms, key, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut published = Vec::with_capacity(records.len());
-    for (partition, key, value) in records {
-        let head = match heads.get_mut(&partition) {
+    for AppendRecord { topic_id, partition, key, value, .. } in records {
+        let head = match heads.get_mut(&(topic_id, partition)) {
             Some(head) => head,
             None => {
                 let head = head_stmt.query_row(params![topic_id, partition.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                heads.entry(partition).or_insert(head)
+                heads.entry((topic_id, partition)).or_insert(head)
             }
         };
         let (offset, last_ts) = *head;
@@ -219,25 +246,28 @@ pub(super) fn append(
     let mut update = conn.prepare_cached(
         "UPDATE partitions SET next_offset = ?3, last_ts_ms = ?4 WHERE topic_id = ?1 AND partition = ?2",
     )?;
-    for (partition, (next, ts)) in heads {
+    for ((topic_id, partition), (next, ts)) in heads {
         update.execute(params![topic_id, partition.0, next, ts])?;
     }
     Ok(published)
 }
 
+/// Commits a group's positions in a topic: the offset, and the finished offsets above it.
 pub(super) fn commit(
     conn: &Connection,
     group: &GroupId,
     topic_id: i64,
-    offsets: &[(Partition, Offset)],
+    positions: &[(Partition, Position)],
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO group_offsets (group_id, topic_id, partition, offset, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET offset = excluded.offset, updated_ms = excluded.updated_ms",
+        "INSERT INTO group_offsets (group_id, topic_id, partition, offset, finished, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (group_id, topic_id, partition) DO UPDATE
+         SET offset = excluded.offset, finished = excluded.finished, updated_ms = excluded.updated_ms",
     )?;
     let now = now_ms();
-    for (partition, offset) in offsets {
-        stmt.execute(params![group.as_str(), topic_id, partition.0, offset.0, now])?;
+    for (partition, position) in positions {
+        stmt.execute(params![group.as_str(), topic_id, partition.0, position.next.0, position.finished_text(), now])?;
     }
     Ok(())
 }

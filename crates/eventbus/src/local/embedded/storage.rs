@@ -11,18 +11,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::config::EmbeddedConfig;
 use super::error::EmbeddedError;
 use super::schema;
-use super::sql::{self, TopicRow};
+use super::sql::{self, AppendRecord, TopicRow};
 use super::writer::{self, Reply, WriteOp};
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, PartitionInfo, Published, TopicDescription};
 use crate::local::consumer;
+use crate::local::ends::PartitionEnds;
 use crate::local::storage::Storage;
-use crate::runtime::{Backend, Consumer, NewRecord, Payload, StoredRecord};
+use crate::runtime::{Backend, Consumer, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// Read connections kept open for reuse.
@@ -32,8 +33,8 @@ const READERS: usize = 2;
 pub struct EmbeddedStorage {
     shared: Arc<Shared>,
     writer: mpsc::Sender<WriteOp>,
-    /// Ticks after each commit of the writer that appended records.
-    changes: watch::Receiver<u64>,
+    /// Moved by the writer after each commit that appended, and by refreshes from the file.
+    ends: Arc<PartitionEnds>,
 }
 
 struct Shared {
@@ -57,11 +58,12 @@ impl EmbeddedStorage {
             }
         })?;
         let readers = (0..READERS).map(|_| sql::connect(&config, &path)).collect::<Result<Vec<_>, _>>()?;
-        let (writer, changes) = writer::spawn(conn, path.clone(), config.retention)?;
+        let ends = Arc::new(PartitionEnds::default());
+        let writer = writer::spawn(conn, path.clone(), config.retention, Arc::clone(&ends))?;
         let shared =
             Arc::new(Shared { path: path.clone(), config, readers: Mutex::new(readers), topics: RwLock::default() });
         tracing::info!(path = %path.display(), "Embedded store opened");
-        Ok(Self { shared, writer, changes })
+        Ok(Self { shared, writer, ends })
     }
 
     async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, EmbeddedError> {
@@ -171,20 +173,31 @@ impl Backend for EmbeddedStorage {
         Ok(topics)
     }
 
-    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
-        let row = self.known_topic(topic).await?;
-        let records = records
-            .into_iter()
-            .map(|r| {
-                let bytes = match r.payload {
-                    Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes,
-                    Payload::Event(event) => Bytes::from(event.to_json()),
-                };
-                (r.partition, r.key, bytes)
-            })
-            .collect();
-        let published = self.write(|reply| WriteOp::Append { topic_id: row.id, records, reply }).await?;
-        Ok(published)
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
+        let mut rows: Vec<(TopicName, i64)> = Vec::new();
+        let mut appends = Vec::with_capacity(records.len());
+        for record in records {
+            let topic_id = match rows.iter().find(|(topic, _)| *topic == record.topic) {
+                Some((_, id)) => *id,
+                None => {
+                    let id = self.known_topic(&record.topic).await?.id;
+                    rows.push((record.topic.clone(), id));
+                    id
+                }
+            };
+            let value = match record.payload {
+                Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes,
+                Payload::Event(event) => Bytes::from(event.to_json()),
+            };
+            appends.push(AppendRecord {
+                topic_id,
+                topic: record.topic,
+                partition: record.partition,
+                key: record.key,
+                value,
+            });
+        }
+        Ok(self.write(|reply| WriteOp::Append { records: appends, reply }).await?)
     }
 
     async fn offsets_for_time(
@@ -210,7 +223,7 @@ impl Backend for EmbeddedStorage {
         &self,
         group: &GroupId,
         topic: &TopicDescription,
-    ) -> Result<HashMap<Partition, Offset>, BusError> {
+    ) -> Result<HashMap<Partition, Position>, BusError> {
         let row = self.known_topic(&topic.name).await?;
         let group = group.to_string();
         Ok(self.read_with(move |conn| sql::committed(conn, &group, row.id)).await?)
@@ -220,11 +233,11 @@ impl Backend for EmbeddedStorage {
         &self,
         group: &GroupId,
         topic: &TopicName,
-        offsets: Vec<(Partition, Offset)>,
+        positions: Vec<(Partition, Position)>,
     ) -> Result<(), BusError> {
         let row = self.known_topic(topic).await?;
         let group = group.clone();
-        self.write(|reply| WriteOp::Commit { group, topic_id: row.id, offsets, reply }).await?;
+        self.write(|reply| WriteOp::Commit { group, topic_id: row.id, positions, reply }).await?;
         Ok(())
     }
 
@@ -269,8 +282,22 @@ impl Storage for EmbeddedStorage {
         Some(self.shared.config.lease_ttl)
     }
 
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
+    fn ends(&self) -> &PartitionEnds {
+        &self.ends
+    }
+
+    async fn refresh_ends(&self, topics: &[TopicName]) -> Result<(), BusError> {
+        let mut rows = Vec::with_capacity(topics.len());
+        for topic in topics {
+            rows.push((topic.clone(), self.known_topic(topic).await?.id));
+        }
+        let ids: Vec<i64> = rows.iter().map(|(_, id)| *id).collect();
+        let ends = self.read_with(move |conn| sql::ends(conn, &ids)).await?;
+        self.ends.advance(ends.into_iter().filter_map(|(id, partition, end)| {
+            let topic = rows.iter().find(|(_, row)| *row == id)?.0.clone();
+            Some((topic, partition, end))
+        }));
+        Ok(())
     }
 
     fn poll_interval(&self) -> Duration {

@@ -182,12 +182,13 @@ async fn truncating_a_partition_deletes_what_came_before_and_keeps_offsets() {
     storage.ensure_topics(vec![(topic.clone(), 1)]).await.unwrap();
     let records = (0..10)
         .map(|n| crate::runtime::NewRecord {
+            topic: topic.clone(),
             partition: crate::bus::Partition(0),
             key: None,
             payload: crate::runtime::Payload::Bytes(bytes::Bytes::from(format!("{n}"))),
         })
         .collect();
-    storage.append(&topic, records).await.unwrap();
+    storage.append(records).await.unwrap();
     // When it is truncated before offset 7
     storage.truncate(&topic, crate::bus::Partition(0), Offset(7)).await.unwrap();
     // Then reading from the start yields 7, 8 and 9, and the log starts at 7

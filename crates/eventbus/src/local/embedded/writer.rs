@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::error::EmbeddedError;
 use super::sql;
 use crate::bus::{GroupId, Offset, Partition, Published};
+use crate::local::ends::PartitionEnds;
+use crate::runtime::Position;
 use crate::topics::TopicName;
 
 /// Operations the writer thread takes at most in one transaction.
@@ -26,15 +27,16 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, EmbeddedError>>;
 
 /// One write, applied by the writer thread in a transaction shared with the others waiting.
 pub(super) enum WriteOp {
+    /// Appends records, each to its topic, in order.
     Append {
-        topic_id: i64,
-        records: Vec<(Partition, Option<Arc<str>>, Bytes)>,
+        records: Vec<sql::AppendRecord>,
         reply: Reply<Vec<Published>>,
     },
+    /// Commits a group's positions in a topic.
     Commit {
         group: GroupId,
         topic_id: i64,
-        offsets: Vec<(Partition, Offset)>,
+        positions: Vec<(Partition, Position)>,
         reply: Reply<()>,
     },
     /// Creates the topics that are missing; replies with the names that existed already.
@@ -76,25 +78,26 @@ pub(super) enum WriteOp {
 struct Context {
     path: PathBuf,
     retention: Option<Duration>,
-    /// Ticks after each commit that appended records.
-    changes: watch::Sender<u64>,
+    /// Moved after each commit to where the partitions it appended to end, which wakes their
+    /// consumers.
+    ends: Arc<PartitionEnds>,
 }
 
-/// Starts the writer thread on `conn`. Returns where to send operations, and a signal that ticks
-/// after every commit that appended records. The thread ends when every sender is dropped.
+/// Starts the writer thread on `conn`; returns where to send operations. After each commit that
+/// appended records it moves `ends`. The thread ends when every sender is dropped.
 pub(super) fn spawn(
     conn: Connection,
     path: PathBuf,
     retention: Option<Duration>,
-) -> Result<(mpsc::Sender<WriteOp>, watch::Receiver<u64>), EmbeddedError> {
-    let (changes, changed) = watch::channel(0);
-    let context = Context { path, retention, changes };
+    ends: Arc<PartitionEnds>,
+) -> Result<mpsc::Sender<WriteOp>, EmbeddedError> {
+    let context = Context { path, retention, ends };
     let (ops, received) = mpsc::channel();
     std::thread::Builder::new()
         .name("eventbus-writer".into())
         .spawn(move || write_loop(conn, received, &context))
         .map_err(EmbeddedError::Spawn)?;
-    Ok((ops, changed))
+    Ok(ops)
 }
 
 /// The writer thread: takes every operation waiting, applies them in one transaction, commits
@@ -184,31 +187,33 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteOp>, shared: &Context) {
         }
     };
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut appended = false;
+    let mut moved = Vec::new();
     for op in batch {
         // A savepoint per operation: one that fails leaves the others in the transaction.
         let outcome = match tx.savepoint() {
             Ok(sp) => {
-                let outcome = apply_op(&sp, op).map_err_with(classify);
+                let (outcome, ends) = apply_op(&sp, op);
+                let outcome = outcome.map_err_with(classify);
                 if outcome.failed() {
                     drop(sp);
                 } else if let Err(error) = sp.commit() {
                     tracing::error!(%error, "Savepoint release failed");
+                } else {
+                    moved.extend(ends);
                 }
                 outcome
             }
             Err(error) => op_outcome_failed(op, &shared_error(error)),
         };
-        appended |= matches!(&outcome, Outcome::Published(_, Ok(_)));
         outcomes.push(outcome);
     }
     match tx.commit() {
         Ok(()) => {
+            // The ends move before the publishers hear back: a consumer woken reads what they
+            // were told is stored.
+            shared.ends.advance(moved);
             for outcome in outcomes {
                 outcome.send();
-            }
-            if appended {
-                shared.changes.send_modify(|n| *n += 1);
             }
         }
         Err(error) => {
@@ -252,13 +257,24 @@ impl RawOutcome {
     }
 }
 
-fn apply_op(conn: &Connection, op: WriteOp) -> RawOutcome {
-    match op {
-        WriteOp::Append { topic_id, records, reply } => {
-            RawOutcome::Published(reply, sql::append(conn, topic_id, records))
+/// Applies one operation; an append also returns where the partitions it wrote now end.
+fn apply_op(conn: &Connection, op: WriteOp) -> (RawOutcome, Vec<(TopicName, Partition, u64)>) {
+    let outcome = match op {
+        WriteOp::Append { records, reply } => {
+            let topics: Vec<TopicName> = records.iter().map(|r| r.topic.clone()).collect();
+            let published = sql::append(conn, records);
+            let moved = match &published {
+                Ok(published) => topics
+                    .into_iter()
+                    .zip(published)
+                    .map(|(t, p)| (t, p.partition, p.offset.map_or(0, |o| o.0 + 1)))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            return (RawOutcome::Published(reply, published), moved);
         }
-        WriteOp::Commit { group, topic_id, offsets, reply } => {
-            RawOutcome::Committed(reply, sql::commit(conn, &group, topic_id, &offsets))
+        WriteOp::Commit { group, topic_id, positions, reply } => {
+            RawOutcome::Committed(reply, sql::commit(conn, &group, topic_id, &positions))
         }
         WriteOp::CreateTopics { topics, reply } => RawOutcome::Created(reply, sql::create_topics(conn, &topics)),
         WriteOp::Truncate { topic_id, partition, before, reply } => {
@@ -271,5 +287,6 @@ fn apply_op(conn: &Connection, op: WriteOp) -> RawOutcome {
         WriteOp::Release { group, topic_ids, owner, reply } => {
             RawOutcome::Committed(reply, sql::release(conn, &group, &topic_ids, &owner))
         }
-    }
+    };
+    (outcome, Vec::new())
 }

@@ -4,15 +4,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
 use crate::envelope::{EventSchema, masked};
 use crate::local::consumer;
+use crate::local::ends::PartitionEnds;
 use crate::local::memory::MemoryStorage;
 use crate::local::storage::Storage;
-use crate::runtime::{Backend, Consumer, NewRecord, Payload, StoredRecord};
+use crate::runtime::{Backend, Consumer, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// Memory storage that logs each append.
@@ -80,11 +80,11 @@ impl Backend for LogStorage {
         self.memory.describe(name).await
     }
 
-    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
         let logged = records.clone();
-        let published = self.memory.append(topic, records).await?;
+        let published = self.memory.append(records).await?;
         for (record, published) in logged.iter().zip(&published) {
-            log_record(topic, record, published);
+            log_record(&record.topic, record, published);
         }
         Ok(published)
     }
@@ -101,7 +101,7 @@ impl Backend for LogStorage {
         &self,
         group: &GroupId,
         topic: &TopicDescription,
-    ) -> Result<HashMap<Partition, Offset>, BusError> {
+    ) -> Result<HashMap<Partition, Position>, BusError> {
         self.memory.committed(group, topic).await
     }
 
@@ -109,9 +109,9 @@ impl Backend for LogStorage {
         &self,
         group: &GroupId,
         topic: &TopicName,
-        offsets: Vec<(Partition, Offset)>,
+        positions: Vec<(Partition, Position)>,
     ) -> Result<(), BusError> {
-        self.memory.commit(group, topic, offsets).await
+        self.memory.commit(group, topic, positions).await
     }
 
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
@@ -135,8 +135,8 @@ impl Storage for LogStorage {
         self.memory.read(topic, partition, from, max).await
     }
 
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.memory.changes()
+    fn ends(&self) -> &PartitionEnds {
+        self.memory.ends()
     }
 
     fn poll_interval(&self) -> Duration {

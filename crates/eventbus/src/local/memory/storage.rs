@@ -4,21 +4,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, PartitionInfo, Published, TopicDescription};
 use crate::envelope::EventSchema;
 use crate::local::consumer;
+use crate::local::ends::PartitionEnds;
 use crate::local::storage::Storage;
-use crate::runtime::{Backend, Consumer, NewRecord, Payload, StoredRecord};
+use crate::runtime::{Backend, Consumer, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// Partitioned logs in memory.
 pub struct MemoryStorage {
     topics: RwLock<BTreeMap<TopicName, Arc<TopicLog>>>,
-    offsets: Mutex<HashMap<(GroupId, TopicName), HashMap<Partition, Offset>>>,
-    changes: watch::Sender<u64>,
+    offsets: Mutex<HashMap<(GroupId, TopicName), HashMap<Partition, Position>>>,
+    ends: PartitionEnds,
     /// Records kept per partition; the oldest go first. `None` keeps everything.
     retention: Option<usize>,
 }
@@ -49,7 +49,7 @@ impl PartitionLog {
 impl MemoryStorage {
     /// Storage keeping at most `retention` records per partition (`None`: all of them).
     pub fn new(retention: Option<usize>) -> Self {
-        Self { topics: RwLock::default(), offsets: Mutex::default(), changes: watch::channel(0).0, retention }
+        Self { topics: RwLock::default(), offsets: Mutex::default(), ends: PartitionEnds::default(), retention }
     }
 
     fn topic(&self, name: &TopicName) -> Result<Arc<TopicLog>, BusError> {
@@ -92,6 +92,7 @@ impl Backend for MemoryStorage {
         }
         let log = TopicLog { partitions: (0..partitions).map(|_| Mutex::default()).collect() };
         topics.insert(name.clone(), Arc::new(log));
+        self.ends.advance((0..partitions).map(|p| (name.clone(), Partition(p), 0)));
         Ok(())
     }
 
@@ -134,16 +135,24 @@ impl Backend for MemoryStorage {
             .collect())
     }
 
-    async fn append(&self, topic: &TopicName, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
-        let log = self.topic(topic)?;
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Published>, BusError> {
+        // Every topic is looked up first: a record for an unknown topic fails the whole append.
+        let mut logs: Vec<(TopicName, Arc<TopicLog>)> = Vec::new();
+        for record in &records {
+            if !logs.iter().any(|(topic, _)| *topic == record.topic) {
+                logs.push((record.topic.clone(), self.topic(&record.topic)?));
+            }
+        }
         let now = Utc::now();
+        let retention = self.retention;
         let mut published = Vec::with_capacity(records.len());
-        let mut iter = records.into_iter().peekable();
+        let mut moved = Vec::new();
+        let mut records = records.into_iter().peekable();
         // Runs of records for the same partition are appended under one lock.
-        while let Some(first) = iter.next() {
-            let partition = first.partition;
+        while let Some(first) = records.next() {
+            let (topic, partition) = (first.topic.clone(), first.partition);
+            let log = &logs.iter().find(|(name, _)| *name == topic).expect("looked up above").1;
             let mut log = log.partitions[partition.0 as usize].lock().expect("partition lock");
-            let retention = self.retention;
             let mut push = |record: NewRecord, log: &mut PartitionLog| {
                 let offset = Offset(log.end());
                 let timestamp = log.records.back().map_or(now, |last| last.timestamp.max(now));
@@ -161,11 +170,12 @@ impl Backend for MemoryStorage {
                 published.push(Published::at(partition, offset));
             };
             push(first, &mut log);
-            while let Some(next) = iter.next_if(|r| r.partition == partition) {
+            while let Some(next) = records.next_if(|r| r.topic == topic && r.partition == partition) {
                 push(next, &mut log);
             }
+            moved.push((topic, partition, log.end()));
         }
-        self.changes.send_modify(|n| *n += 1);
+        self.ends.advance(moved);
         Ok(published)
     }
 
@@ -191,7 +201,7 @@ impl Backend for MemoryStorage {
         &self,
         group: &GroupId,
         topic: &TopicDescription,
-    ) -> Result<HashMap<Partition, Offset>, BusError> {
+    ) -> Result<HashMap<Partition, Position>, BusError> {
         let offsets = self.offsets.lock().expect("offsets lock");
         Ok(offsets.get(&(group.clone(), topic.name.clone())).cloned().unwrap_or_default())
     }
@@ -200,7 +210,7 @@ impl Backend for MemoryStorage {
         &self,
         group: &GroupId,
         topic: &TopicName,
-        commits: Vec<(Partition, Offset)>,
+        commits: Vec<(Partition, Position)>,
     ) -> Result<(), BusError> {
         let mut offsets = self.offsets.lock().expect("offsets lock");
         offsets.entry((group.clone(), topic.clone())).or_default().extend(commits);
@@ -234,12 +244,12 @@ impl Storage for MemoryStorage {
         Ok(log.records.range(skip..end).cloned().collect())
     }
 
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+    fn ends(&self) -> &PartitionEnds {
+        &self.ends
     }
 
     fn poll_interval(&self) -> Duration {
-        // Only this process appends, and it signals `changes`; the timer is a safety net.
+        // Only this process appends, and every append moves `ends`; the timer is a safety net.
         Duration::from_millis(500)
     }
 }
