@@ -48,7 +48,7 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
     let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&dir.path().join("events.db"), SqliteSync::Full)?);
     let service = CoreBanking::start(Arc::clone(&bus), store, Arc::new(SystemClock), ServiceConfig::default()).await?;
     let accounts = open_accounts(&service).await?;
-    let config = ApiConfig { token: Some(TOKEN.into()), dev_mode: false };
+    let config = ApiConfig { token: Some(TOKEN.into()), dev_mode: false, ..ApiConfig::default() };
     let state =
         ApiState::new(Arc::clone(&bus), Arc::clone(service.bank()), Arc::clone(service.projections()), config, None)
             .await?;

@@ -39,6 +39,9 @@ pub struct ApiSection {
     pub token: Option<String>,
     /// Where to listen, `127.0.0.1:8080` by default; `--listen` overrides it.
     pub listen: Option<String>,
+    /// Commands published and not yet carried out above which `POST /commands/*` answers 429
+    /// with `Retry-After` (10000 by default).
+    pub max_command_lag: Option<u64>,
 }
 
 /// `[embedded]`: the durable store.

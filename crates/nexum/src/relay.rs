@@ -1,7 +1,8 @@
 //! The outbox relay: publishes what the bank committed, in commit order, at least once.
 //!
-//! It reads the oldest unpublished entries, publishes each run of one topic as one batch keyed by
-//! entity id, and acknowledges them only when the bus has them. A publishing failure is retried
+//! It reads the oldest unpublished entries, publishes them in one bus write for all their topics
+//! (keyed by entity id, in commit order within each topic), and acknowledges them only when the
+//! bus has them. A publishing failure is retried
 //! with backoff and never skips an entry; after a restart the relay starts from the oldest entry
 //! not acknowledged. Consumers drop the repeats a crash between publish and acknowledge can cause,
 //! by `event_id`.
@@ -9,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventbus::{BusError, EventBus, EventSchema, TopicName};
+use eventbus::{BusError, EventBus, EventSchema, Publication, TopicName};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -68,22 +69,15 @@ impl Relay {
         let entries = self.store.outbox_pending(self.config.batch).await?;
         let Some(last) = entries.last().map(|e| e.id) else { return Ok(0) };
         let count = entries.len();
-        // Each run of one topic goes out as one batch, in order.
-        let mut entries = entries.into_iter().peekable();
-        while let Some(first) = entries.next() {
-            let topic = first.topic;
-            let (mut events, mut keys) = (vec![first.event], vec![first.key]);
-            while let Some(next) = entries.next_if(|e| e.topic == topic) {
-                events.push(next.event);
-                keys.push(next.key);
-            }
-            if let Err(error) = self.bus.publish_batch(&topic, events, Some(keys)).await {
-                return match error {
-                    // Some event of the batch is too large for the bus: find it, one by one.
-                    BusError::MessageTooLarge { .. } => self.pass_one_by_one().await,
-                    other => Err(other.into()),
-                };
-            }
+        // One write for the whole pass: on a durable bus, one sync for all its topics.
+        let publications =
+            entries.into_iter().map(|entry| Publication::new(entry.topic, entry.event).keyed(entry.key)).collect();
+        if let Err(error) = self.bus.publish_many(publications).await {
+            return match error {
+                // Some event of the pass is too large for the bus: find it, one by one.
+                BusError::MessageTooLarge { .. } => self.pass_one_by_one().await,
+                other => Err(other.into()),
+            };
         }
         self.store.outbox_ack(last).await?;
         Ok(count)

@@ -117,6 +117,10 @@ pub async fn submit(
         .with_metadata("correlation_id", correlation);
     let topic = topic.name();
     nexum::commands::parse(&topic, &event).map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
+    // A command the handler cannot get to soon is refused, not queued without end.
+    if let Some(after) = backend.lag.retry_after() {
+        return Err(ApiError::overloaded("the command handler", after));
+    }
 
     let submitted = std::time::Instant::now();
     let outcome = wait.wait.then(|| backend.outcomes.register(&id));

@@ -2,8 +2,11 @@
 //! `{"error": {"status": 404, "code": "unknown_account", "message": "..."}}`. Messages say what
 //! the client can fix; internal details (store and broker errors) are logged, never returned.
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use eventbus::BusError;
 use nexum::BankError;
@@ -14,11 +17,23 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After`, in whole seconds: when the client may try again.
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// 429: the service is too far behind to take more work now; try again after `retry_after`.
+    pub fn overloaded(what: &str, retry_after: Duration) -> Self {
+        let seconds = retry_after.as_secs().max(1);
+        let message = format!("{what} is behind; try again in {seconds} s");
+        Self {
+            retry_after: Some(Duration::from_secs(seconds)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message)
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -39,7 +54,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"status": self.status.as_u16(), "code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
+        response
     }
 }
 

@@ -137,6 +137,11 @@ pub async fn render(State(state): State<ApiState>) -> Result<Response, ApiError>
     out.push_str("# TYPE eventbus_consumer_group_lag gauge\n");
     out.push_str(&lags);
 
+    out.push_str("# HELP nexum_command_lag Commands published and not yet carried out, as the API last measured.\n");
+    let _ = writeln!(out, "# TYPE nexum_command_lag gauge\nnexum_command_lag {}", backend.lag.lag());
+    out.push_str("# HELP nexum_command_lag_limit The command lag above which POST /commands/* answers 429.\n");
+    let _ = writeln!(out, "# TYPE nexum_command_lag_limit gauge\nnexum_command_lag_limit {}", backend.lag.limit());
+
     let backlog = backend.bank.store().outbox_len().await.map_err(|e| ApiError::unavailable("the event store", &e))?;
     out.push_str("# HELP nexum_outbox_backlog Committed events the relay has yet to publish.\n");
     let _ = writeln!(out, "# TYPE nexum_outbox_backlog gauge\nnexum_outbox_backlog {backlog}");

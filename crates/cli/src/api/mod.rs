@@ -7,6 +7,7 @@
 //! are limited in size, CORS is off, and errors have one JSON shape without internals.
 
 mod auth;
+mod backpressure;
 mod commands;
 pub mod config;
 mod dashboard;
@@ -35,13 +36,25 @@ pub use error::ApiError;
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// The command handler's lag above which `POST /commands/*` answers 429, by default.
+pub const DEFAULT_MAX_COMMAND_LAG: u64 = 10_000;
+
 /// How the API behaves.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ApiConfig {
     /// The bearer token; `None` refuses every protected request.
     pub token: Option<String>,
     /// Enables `POST /kafka/publish-test`.
     pub dev_mode: bool,
+    /// Commands published and not yet carried out above which `POST /commands/*` answers 429
+    /// with `Retry-After`.
+    pub max_command_lag: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { token: None, dev_mode: false, max_command_lag: DEFAULT_MAX_COMMAND_LAG }
+    }
 }
 
 /// What the handlers share.
@@ -59,11 +72,16 @@ struct Inner {
 
 /// The bus and the core banking service the handlers talk to.
 pub struct Backend {
+    /// The bus the service runs on.
     pub bus: Arc<dyn EventBus>,
+    /// The bank the commands are carried out on.
     pub bank: Arc<Bank>,
+    /// The read models.
     pub projections: Arc<Projections>,
     outcomes: commands::Outcomes,
     tail: Arc<tail::Tail>,
+    /// How far behind the command handler is.
+    lag: Arc<backpressure::CommandLag>,
 }
 
 impl ApiState {
@@ -77,7 +95,7 @@ impl ApiState {
         switch: Option<mpsc::Sender<config::Switch>>,
     ) -> Result<Self, eventbus::BusError> {
         let metrics = Arc::new(metrics::Metrics::default());
-        let backend = Backend::start(bus, bank, projections, &metrics).await?;
+        let backend = Backend::start(bus, bank, projections, &metrics, &config).await?;
         Ok(Self(Arc::new(Inner { config, metrics, current: RwLock::new(Arc::new(backend)), switch })))
     }
 
@@ -93,7 +111,7 @@ impl ApiState {
         bank: Arc<Bank>,
         projections: Arc<Projections>,
     ) -> Result<(), eventbus::BusError> {
-        let backend = Arc::new(Backend::start(bus, bank, projections, &self.0.metrics).await?);
+        let backend = Arc::new(Backend::start(bus, bank, projections, &self.0.metrics, &self.0.config).await?);
         let old = std::mem::replace(&mut *self.0.current.write().unwrap_or_else(|e| e.into_inner()), backend);
         old.tail.close();
         Ok(())
@@ -112,10 +130,12 @@ impl Backend {
         bank: Arc<Bank>,
         projections: Arc<Projections>,
         metrics: &Arc<metrics::Metrics>,
+        config: &ApiConfig,
     ) -> Result<Self, eventbus::BusError> {
         let outcomes = commands::Outcomes::start(&*bus).await?;
         let tail = tail::Tail::start(Arc::clone(&bus), Arc::clone(metrics)).await?;
-        Ok(Self { bus, bank, projections, outcomes, tail })
+        let lag = backpressure::CommandLag::start(Arc::clone(&bus), config.max_command_lag)?;
+        Ok(Self { bus, bank, projections, outcomes, tail, lag })
     }
 }
 

@@ -37,7 +37,7 @@ async fn api_with(config: ApiConfig) -> Api {
 }
 
 async fn api() -> Api {
-    api_with(ApiConfig { token: Some(TOKEN.into()), dev_mode: true }).await
+    api_with(ApiConfig { token: Some(TOKEN.into()), dev_mode: true, ..ApiConfig::default() }).await
 }
 
 impl Api {
@@ -157,7 +157,7 @@ async fn protected_endpoints_answer_401_without_a_token_and_403_with_a_wrong_one
 
 #[tokio::test]
 async fn without_a_configured_token_protected_endpoints_refuse_everyone() {
-    let api = api_with(ApiConfig { token: None, dev_mode: false }).await;
+    let api = api_with(ApiConfig { token: None, dev_mode: false, ..ApiConfig::default() }).await;
     let (status, body) = api.call(Method::GET, "/topics", Some("anything"), None).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
     assert!(body["error"]["message"].as_str().unwrap().contains("EVENTBUS_API_TOKEN"));
@@ -196,7 +196,7 @@ async fn publish_test_publishes_in_dev_mode_only() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_topic");
     api.service.shutdown().await.unwrap();
 
-    let production = api_with(ApiConfig { token: Some(TOKEN.into()), dev_mode: false }).await;
+    let production = api_with(ApiConfig { token: Some(TOKEN.into()), dev_mode: false, ..ApiConfig::default() }).await;
     let (status, body) = production.post("/kafka/publish-test", test).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "dev_mode_only");
     production.service.shutdown().await.unwrap();
@@ -554,4 +554,46 @@ async fn each_dashboard_asset_has_its_content_type_and_an_unknown_one_is_a_json_
         assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_asset");
     }
     api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn commands_are_refused_with_429_and_retry_after_when_the_handler_is_too_far_behind() {
+    // Given an API whose commands nobody carries out, that refuses more than 3 waiting
+    let dir = tempfile::tempdir().unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
+    bus.start().await.unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
+    let bank = Arc::new(nexum::Bank::new(store.clone()));
+    let projections = Arc::new(nexum::Projections::rebuild(&*store).await.unwrap());
+    let config = ApiConfig { token: Some(TOKEN.into()), max_command_lag: 3, ..ApiConfig::default() };
+    let state = ApiState::new(bus, bank, projections, config, None).await.unwrap();
+    let router = router(state);
+    let deposit = json!({"action": "deposit", "account_id": "acc_1", "amount": "1.00", "currency": "USD"});
+    let post = || {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/commands/transactions")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::from(deposit.to_string()))
+            .unwrap()
+    };
+    // When five commands are accepted and the lag is measured
+    for _ in 0..5 {
+        assert_eq!(router.clone().oneshot(post()).await.unwrap().status(), StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(super::backpressure::EVERY * 3).await;
+    // Then the next is refused with 429, a Retry-After and the usual error shape
+    let response = router.clone().oneshot(post()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert_eq!(body["error"]["status"], 429);
+    // And the lag is in the metrics
+    let metrics = router.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(metrics.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains("nexum_command_lag 5"), "{text}");
+    assert!(text.contains("nexum_command_lag_limit 3"), "{text}");
 }

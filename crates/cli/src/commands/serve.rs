@@ -84,7 +84,8 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             "No API token is configured: every endpoint but /health, /ready, /metrics, /openapi.json and the dashboard refuses requests"
         );
     }
-    let api = ApiConfig { token, dev_mode: options.dev };
+    let max_command_lag = config.api.max_command_lag.unwrap_or(crate::api::DEFAULT_MAX_COMMAND_LAG);
+    let api = ApiConfig { token, dev_mode: options.dev, max_command_lag };
     let (switches, mut switch_requests) = tokio::sync::mpsc::channel(1);
     let state = ApiState::new(Arc::clone(&bus), bank, projections, api, Some(switches)).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
