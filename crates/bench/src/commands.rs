@@ -25,7 +25,7 @@ use nexum::bank::Bank;
 use nexum::clock::SystemClock;
 use nexum::ids::AccountId;
 use nexum::store::{EventStore, SqliteStore, SqliteSync};
-use nexum::{Ctx, NexumCommandHandler, create_event_enabled_banking_system};
+use nexum::{CommandOutcome, Ctx, EventEnabledBank, NexumCommandHandler, create_event_enabled_banking_system};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
@@ -49,15 +49,19 @@ const SHOWN_PROBLEMS: usize = 5;
 /// What `eventbus-bench commands` runs.
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// Deposit, withdraw and transfer commands to send.
-    #[arg(long, default_value_t = 10_000)]
+    /// Commands of each capacity run: the bank alone, then end to end.
+    #[arg(long, default_value_t = 20_000)]
     commands: u64,
-    /// Commands sent and not yet answered, at most [default: 256].
-    #[arg(long, conflicts_with = "rate")]
-    in_flight: Option<usize>,
-    /// Send this many commands per second whatever is in flight (open loop).
+    /// Commands sent and not yet answered, at most, in the capacity runs.
+    #[arg(long, default_value_t = DEFAULT_IN_FLIGHT)]
+    in_flight: usize,
+    /// Commands per second of the open-loop latency run [default: half the end-to-end capacity
+    /// just measured].
     #[arg(long)]
     rate: Option<f64>,
+    /// Seconds of the open-loop latency run.
+    #[arg(long, default_value_t = 5)]
+    latency_secs: u64,
     /// Funded accounts the commands spread over.
     #[arg(long, default_value_t = 1000)]
     accounts: usize,
@@ -76,88 +80,155 @@ impl std::fmt::Display for Pace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::InFlight(n) => write!(f, "{n} in flight"),
-            Self::Rate(rate) => write!(f, "open loop {rate}/s"),
+            Self::Rate(rate) => write!(f, "open loop {rate:.0}/s"),
         }
     }
 }
 
-/// Runs the commands end to end; returns their figures.
+/// Runs the three runs (the bank alone, end to end at capacity, end to end open loop at half of
+/// it); returns their figures.
 pub async fn run(options: Options) -> anyhow::Result<Figures> {
-    let pace = validate(&options)?;
-    let dir = tempfile::Builder::new()
-        .prefix("eventbus-bench-commands-")
-        .tempdir()
-        .context("cannot create a scratch directory")?;
-    let embedded = EmbeddedConfig::at(dir.path().join("bus"));
-    let sync = embedded.sync;
-    let bus =
-        Arc::new(EmbeddedBus::embedded(BusConfig::default(), embedded).await.context("cannot open the embedded bus")?);
-    bus.start().await?;
-    let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Full)?);
-    let system = create_event_enabled_banking_system(bus.clone(), store.clone());
+    validate(&options)?;
+    let capacity = Pace::InFlight(options.in_flight);
 
-    let accounts = seed(system.bank(), options.accounts).await?;
-    system.flush().await?;
-    tracing::info!(accounts = accounts.len(), "Accounts opened and funded");
-    NexumCommandHandler::new(Arc::clone(system.bank()), Arc::new(SystemClock)).start(&*bus).await?;
+    // 1. The bank alone: the handler called directly, no bus before it.
+    let system = System::open(options.accounts).await?;
+    let alone = system.bank_alone(options.commands, options.in_flight).await;
+    system.close().await?;
+    let alone = alone?;
 
-    let bar = progress(options.commands, "commands → outcomes");
-    let tracker = Tracker::new(pace, bar.clone())?;
-    watch_outcomes(&*bus, &tracker).await?;
-    let result = drive(&*bus, store.as_ref(), &tracker, &accounts, options.commands, pace).await;
-    bar.finish_and_clear();
-    system.shutdown().await;
-    bus.stop().await?;
-    let report = result?;
+    // 2. End to end at capacity, then 3. open loop at half of it, for the latency.
+    let system = System::open(options.accounts).await?;
+    let runs = async {
+        let full = system.end_to_end(0, options.commands, capacity, "capacity").await?;
+        let rate = options.rate.unwrap_or(full.rate() / 2.0).max(1.0);
+        let open = (rate * options.latency_secs as f64).ceil() as u64;
+        let latency = system.end_to_end(options.commands, open, Pace::Rate(rate), "latency").await?;
+        anyhow::Ok((full, latency, rate))
+    };
+    let runs = runs.await;
+    system.close().await?;
+    let (full, latency, rate) = runs?;
 
     println!();
     println!(
-        "Embedded bus (sync={}, group commit), SQLite event store (synchronous=FULL), {} funded accounts. \
-         Commands: 70% deposit, 20% withdraw, 10% transfer, {pace}.",
-        format!("{sync:?}").to_lowercase(),
+        "Embedded bus (sync=full, group commit), SQLite event store (synchronous=FULL), {} funded accounts. \
+         Commands: 70% deposit, 20% withdraw, 10% transfer.",
         options.accounts,
     );
     println!();
-    println!("| commands | posted | failed | seconds | commands/s | p50 ms | p99 ms | p99.9 ms | max ms |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let ms = |micros: u64| micros as f64 / 1000.0;
-    let h = &report.latency;
-    let rate = options.commands as f64 / report.elapsed.as_secs_f64();
+    println!("| run | commands | posted | failed | seconds | commands/s | p50 ms | p99 ms | p99.9 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    alone.print(&format!("bank alone, {capacity}"));
+    full.print(&format!("end to end, {capacity}"));
+    latency.print(&format!("end to end, {}", Pace::Rate(rate)));
+    let ratio = full.rate() / alone.rate();
+    println!();
+    println!("End to end ÷ bank alone: {ratio:.2}");
     let mut figures = Figures::default();
-    figures.set("commands_per_s", rate).set("p50_ms", ms(h.value_at_quantile(0.5)));
-    figures.set("p99_ms", ms(h.value_at_quantile(0.99)));
-    println!(
-        "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        options.commands,
-        report.posted,
-        report.failed,
-        report.elapsed.as_secs_f64(),
-        rate,
-        ms(h.value_at_quantile(0.5)),
-        ms(h.value_at_quantile(0.99)),
-        ms(h.value_at_quantile(0.999)),
-        ms(h.max()),
-    );
+    figures.set("commands_per_s", full.rate()).set("bank_alone_per_s", alone.rate()).set("ratio", ratio);
+    figures.set("p99_ms", latency.ms(0.99)).set("open_loop_per_s", rate).set("capacity_p99_ms", full.ms(0.99));
     Ok(figures)
 }
 
-fn validate(options: &Options) -> anyhow::Result<Pace> {
+fn validate(options: &Options) -> anyhow::Result<()> {
     anyhow::ensure!((1..=10_000_000).contains(&options.commands), "--commands must be 1 to 10000000");
     anyhow::ensure!((2..=100_000).contains(&options.accounts), "--accounts must be 2 to 100000");
-    match (options.in_flight, options.rate) {
-        (Some(_), Some(_)) => anyhow::bail!("--in-flight and --rate exclude each other: pick one"),
-        (_, Some(rate)) => {
-            anyhow::ensure!(
-                rate.is_finite() && (1.0..=1_000_000.0).contains(&rate),
-                "--rate must be 1 to 1000000 commands per second"
-            );
-            Ok(Pace::Rate(rate))
+    anyhow::ensure!((1..=65_536).contains(&options.in_flight), "--in-flight must be 1 to 65536");
+    anyhow::ensure!((1..=600).contains(&options.latency_secs), "--latency-secs must be 1 to 600");
+    if let Some(rate) = options.rate {
+        anyhow::ensure!(
+            rate.is_finite() && (1.0..=1_000_000.0).contains(&rate),
+            "--rate must be 1 to 1000000 commands per second"
+        );
+    }
+    Ok(())
+}
+
+/// The service of one run, in a scratch directory: an embedded bus, a SQLite event store, the
+/// event-enabled bank with its relay, and funded accounts.
+struct System {
+    _dir: tempfile::TempDir,
+    bus: Arc<EmbeddedBus>,
+    store: Arc<SqliteStore>,
+    banking: EventEnabledBank,
+    accounts: Vec<AccountId>,
+}
+
+impl System {
+    async fn open(accounts: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("eventbus-bench-commands-")
+            .tempdir()
+            .context("cannot create a scratch directory")?;
+        let embedded = EmbeddedConfig::at(dir.path().join("bus"));
+        let bus =
+            EmbeddedBus::embedded(BusConfig::default(), embedded).await.context("cannot open the embedded bus")?;
+        let bus = Arc::new(bus);
+        bus.start().await?;
+        let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Full)?);
+        let banking = create_event_enabled_banking_system(bus.clone(), store.clone());
+        let accounts = seed(banking.bank(), accounts).await?;
+        banking.flush().await?;
+        tracing::info!(accounts = accounts.len(), "Accounts opened and funded");
+        Ok(Self { _dir: dir, bus, store, banking, accounts })
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        self.banking.shutdown().await;
+        self.bus.stop().await?;
+        Ok(())
+    }
+
+    /// Carries out `total` commands by calling the command handler directly from `in_flight`
+    /// tasks, as the bus would; the clock stops when the last one's events are published.
+    async fn bank_alone(&self, total: u64, in_flight: usize) -> anyhow::Result<Report> {
+        let handler = NexumCommandHandler::new(Arc::clone(self.banking.bank()), Arc::new(SystemClock));
+        let topic = Topic::CommandsTransactions.name();
+        let bar = progress(total, "bank alone");
+        let mut latency = Histogram::new_with_bounds(1, 3_600_000_000, 3)?;
+        let started = Instant::now();
+        let outcomes: Vec<(CommandOutcome, u64)> = futures::stream::iter(0..total)
+            .map(|n| {
+                let (handler, topic, bar) = (Arc::clone(&handler), &topic, bar.clone());
+                let command = command(n, &self.accounts);
+                async move {
+                    let sent = Instant::now();
+                    let place = format!("bench/{n}");
+                    let outcome = handler.handle(topic, &command, &place).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    bar.inc(1);
+                    anyhow::Ok((outcome, sent.elapsed().as_micros() as u64))
+                }
+            })
+            .buffer_unordered(in_flight)
+            .try_collect()
+            .await?;
+        self.banking.flush().await?;
+        let elapsed = started.elapsed();
+        bar.finish_and_clear();
+        let mut executed = 0;
+        for (outcome, micros) in outcomes {
+            anyhow::ensure!(outcome == CommandOutcome::Executed, "a command was not carried out: {outcome:?}");
+            latency.saturating_record(micros.max(1));
+            executed += 1;
         }
-        (in_flight, None) => {
-            let in_flight = in_flight.unwrap_or(DEFAULT_IN_FLIGHT);
-            anyhow::ensure!((1..=65_536).contains(&in_flight), "--in-flight must be 1 to 65536");
-            Ok(Pace::InFlight(in_flight))
+        let posted = executed;
+        Ok(Report { commands: total, elapsed, posted, failed: 0, latency })
+    }
+
+    /// Sends commands `first..first + total` through the bus to the command handler, paced by
+    /// `pace`, and waits for every outcome.
+    async fn end_to_end(&self, first: u64, total: u64, pace: Pace, run: &str) -> anyhow::Result<Report> {
+        if first == 0 {
+            NexumCommandHandler::new(Arc::clone(self.banking.bank()), Arc::new(SystemClock)).start(&*self.bus).await?;
         }
+        let bar = progress(total, &format!("commands → outcomes ({run})"));
+        let tracker = Tracker::new(pace, bar.clone())?;
+        let group = GroupId::new(format!("{WATCHER_GROUP}-{run}"))?;
+        watch_outcomes(&*self.bus, &tracker, &group).await?;
+        let report = drive(&*self.bus, self.store.as_ref(), &tracker, &group, &self.accounts, first, total, pace).await;
+        bar.finish_and_clear();
+        report
     }
 }
 
@@ -306,16 +377,16 @@ enum Outcome {
 }
 
 /// Subscribes the watcher, in its own group, from the beginning of the outcome topics.
-async fn watch_outcomes(bus: &dyn EventBus, tracker: &Arc<Tracker>) -> anyhow::Result<()> {
+async fn watch_outcomes(bus: &dyn EventBus, tracker: &Arc<Tracker>, group: &GroupId) -> anyhow::Result<()> {
     let topics = [
         (Topic::TransactionsPosted.name(), Outcome::Posted),
         (Topic::TransactionsFailed.name(), Outcome::Failed),
         (Topic::CommandsRejected.name(), Outcome::Rejected),
     ];
-    let subscription = Subscription::new(topics[0].0.clone(), GroupId::new(WATCHER_GROUP)?)
+    let subscription = Subscription::new(topics[0].0.clone(), group.clone())
         .and_topic(topics[1].0.clone())
         .and_topic(topics[2].0.clone())
-        .from(StartPosition::Earliest);
+        .from(StartPosition::Latest);
     let tracker = Arc::clone(tracker);
     let handler = handler_fn(move |message: Message| {
         let kind = topics.iter().find(|(topic, _)| *topic == message.topic).map(|(_, kind)| *kind);
@@ -328,29 +399,61 @@ async fn watch_outcomes(bus: &dyn EventBus, tracker: &Arc<Tracker>) -> anyhow::R
     Ok(())
 }
 
+/// What one run measured.
 struct Report {
+    commands: u64,
     elapsed: Duration,
     posted: u64,
     failed: u64,
+    /// From sending each command to its outcome, in microseconds.
     latency: Histogram<u64>,
 }
 
+impl Report {
+    fn rate(&self) -> f64 {
+        self.commands as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at quantile `q`, in milliseconds.
+    fn ms(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    fn print(&self, run: &str) {
+        println!(
+            "| {run} | {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            self.commands,
+            self.posted,
+            self.failed,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.ms(0.5),
+            self.ms(0.99),
+            self.ms(0.999),
+            self.latency.max() as f64 / 1000.0,
+        );
+    }
+}
+
 /// Sends the commands, waits for every outcome, and checks that each command got exactly one.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     bus: &dyn EventBus,
     store: &dyn EventStore,
     tracker: &Tracker,
+    group: &GroupId,
     accounts: &[AccountId],
+    first: u64,
     total: u64,
     pace: Pace,
 ) -> anyhow::Result<Report> {
     let topic = Topic::CommandsTransactions.name();
     let mut publishing = FuturesUnordered::new();
     let started = Instant::now();
-    for n in 0..total {
+    for n in first..first + total {
         // Wait for a place in flight, or for the command's time, meanwhile collecting the
         // acknowledgements of the commands sent.
-        let due = wait_turn(tracker, pace, started, n);
+        let due = wait_turn(tracker, pace, started, n - first);
         tokio::pin!(due);
         loop {
             tokio::select! {
@@ -405,11 +508,11 @@ async fn drive(
     tracing::info!(commands = total, seconds = elapsed.as_secs_f64(), "Every command answered");
 
     // Exactly one: let everything committed reach the watcher, then look for second outcomes.
-    settle(bus, store).await?;
+    settle(bus, store, group).await?;
     tracing::info!("Outbox empty and every outcome read");
     tracker.check()?;
     let state = tracker.state();
-    Ok(Report { elapsed, posted: state.posted, failed: state.failed, latency: state.latency.clone() })
+    Ok(Report { commands: total, elapsed, posted: state.posted, failed: state.failed, latency: state.latency.clone() })
 }
 
 /// Waits for a place in flight (closed loop) or for command `n`'s time (open loop).
@@ -434,14 +537,13 @@ async fn wait_turn(tracker: &Tracker, pace: Pace, started: Instant, n: u64) -> a
 
 /// Waits until the relay has published everything the bank committed and the watcher has read
 /// it all, so that a second outcome of any command would have been seen.
-async fn settle(bus: &dyn EventBus, store: &dyn EventStore) -> anyhow::Result<()> {
-    let group = GroupId::new(WATCHER_GROUP)?;
+async fn settle(bus: &dyn EventBus, store: &dyn EventStore, group: &GroupId) -> anyhow::Result<()> {
     let topics = [Topic::TransactionsPosted, Topic::TransactionsFailed, Topic::CommandsRejected].map(Topic::name);
     let deadline = Instant::now() + STALL;
     loop {
         let mut behind = store.outbox_len().await?;
         for topic in &topics {
-            behind += bus.group_offsets(&group, topic).await?.iter().map(|p| p.lag).sum::<u64>();
+            behind += bus.group_offsets(group, topic).await?.iter().map(|p| p.lag).sum::<u64>();
         }
         if behind == 0 {
             return Ok(());

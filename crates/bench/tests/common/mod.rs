@@ -22,10 +22,14 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The cells of the table's one data row.
-pub fn row(table: &str) -> Vec<String> {
-    let mut rows = table.lines().filter(|line| line.starts_with('|')).skip(2);
-    let row = rows.next().unwrap_or_else(|| panic!("no data row in:\n{table}"));
-    assert!(rows.next().is_none(), "one data row expected in:\n{table}");
-    row.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect()
+/// The cells of the table's data rows.
+pub fn rows(table: &str) -> Vec<Vec<String>> {
+    let rows: Vec<Vec<String>> = table
+        .lines()
+        .filter(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|row| row.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect())
+        .collect();
+    assert!(!rows.is_empty(), "no data row in:\n{table}");
+    rows
 }
