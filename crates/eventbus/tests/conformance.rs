@@ -1,5 +1,6 @@
-//! One suite, every backend: each scenario below runs on memory, log and embedded.
+//! One suite, every backend: each scenario below runs on memory, log, embedded and Kafka.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -13,28 +14,6 @@ use eventbus::{
     BusConfig, BusError, DEAD_LETTERED, EventBus, HandlerError, Offset, Partition, StartPosition, Subscription, Topic,
     handler_fn, partition_for_key,
 };
-
-macro_rules! conformance {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(super::Backend::Memory).await })*
-        }
-        mod log {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(super::Backend::Log).await })*
-        }
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(super::Backend::Embedded).await })*
-        }
-        #[cfg(feature = "kafka")]
-        mod kafka {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(super::Backend::Kafka).await })*
-        }
-    };
-}
 
 conformance!(
     catalog_topics_exist_from_the_start,

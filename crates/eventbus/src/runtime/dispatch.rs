@@ -18,7 +18,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, watch};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::watch;
 
 use super::position::Position;
 use super::processor::Processor;
@@ -106,10 +108,9 @@ pub struct Dispatcher {
     stop: watch::Receiver<bool>,
     max_in_flight: usize,
     max_buffered: usize,
-    done_tx: mpsc::Sender<Done>,
-    done_rx: mpsc::Receiver<Done>,
-    /// Records being handled.
-    running: usize,
+    /// Records being handled. They run on the consumer's task, polled while it waits in
+    /// [`Dispatcher::finished`]: no task per record, no hop between threads.
+    running: FuturesUnordered<BoxFuture<'static, Done>>,
     /// Keys with a record running or ready, and the records of that key waiting behind it.
     lanes: HashMap<u64, VecDeque<Queued>>,
     /// Records free to run, waiting for a place in flight, in the order they became free.
@@ -125,15 +126,12 @@ impl Dispatcher {
     /// `stop` turns true.
     pub(crate) fn new(processor: Processor, stop: watch::Receiver<bool>, max_in_flight: usize) -> Self {
         let max_in_flight = max_in_flight.max(1);
-        let (done_tx, done_rx) = mpsc::channel(max_in_flight);
         Self {
             processor: Arc::new(processor),
             stop,
             max_in_flight,
             max_buffered: (max_in_flight * BUFFER_PER_IN_FLIGHT).max(MIN_BUFFERED),
-            done_tx,
-            done_rx,
-            running: 0,
+            running: FuturesUnordered::new(),
             lanes: HashMap::new(),
             ready: VecDeque::new(),
             tracks: HashMap::new(),
@@ -172,7 +170,7 @@ impl Dispatcher {
 
     /// Whether records are being handled or wait for a place.
     pub(crate) fn is_busy(&self) -> bool {
-        self.running > 0 || !self.ready.is_empty()
+        !self.running.is_empty() || !self.ready.is_empty()
     }
 
     /// Takes a record of `topic`; records of one partition come in offset order. A record a
@@ -215,13 +213,11 @@ impl Dispatcher {
 
     /// Starts ready records while there is a place in flight.
     fn start_ready(&mut self) {
-        while self.running < self.max_in_flight {
+        while self.running.len() < self.max_in_flight {
             let Some(queued) = self.ready.pop_front() else { return };
-            self.running += 1;
             let processor = Arc::clone(&self.processor);
             let mut stop = self.stop.clone();
-            let done = self.done_tx.clone();
-            tokio::spawn(async move {
+            self.running.push(Box::pin(async move {
                 let Queued { topic, record, lane, generation } = queued;
                 let (partition, offset) = (record.partition, record.offset);
                 let handled = AssertUnwindSafe(processor.process(&topic, record, &mut stop)).catch_unwind().await;
@@ -232,29 +228,25 @@ impl Dispatcher {
                         false
                     }
                 };
-                // The dispatcher is gone only if the consumer stopped; then nothing is committed.
-                let _ = done.send(Done { topic, partition, offset, lane, generation, finished }).await;
-            });
+                Done { topic, partition, offset, lane, generation, finished }
+            }));
         }
     }
 
-    /// Waits until at least one record is done, then takes in every record done by then.
-    /// Cancel-safe. Returns at once when nothing is running.
+    /// Runs the records in flight until at least one is done, then takes in every record done
+    /// by then and starts those that became ready. Cancel-safe: records not done stay in flight.
+    /// Returns at once when nothing is running.
     pub(crate) async fn finished(&mut self) {
-        if self.running == 0 {
-            return;
-        }
-        if let Some(done) = self.done_rx.recv().await {
-            self.complete(done);
-        }
-        while let Ok(done) = self.done_rx.try_recv() {
+        self.start_ready();
+        let Some(done) = self.running.next().await else { return };
+        self.complete(done);
+        while let Some(Some(done)) = self.running.next().now_or_never() {
             self.complete(done);
         }
         self.start_ready();
     }
 
     fn complete(&mut self, done: Done) {
-        self.running -= 1;
         if let Some(lane) = done.lane {
             let next = self.lanes.get_mut(&lane).and_then(VecDeque::pop_front);
             match next {
@@ -303,11 +295,8 @@ impl Dispatcher {
             waiting.clear();
             true
         });
-        while self.running > 0 {
-            match self.done_rx.recv().await {
-                Some(done) => self.complete(done),
-                None => return,
-            }
+        while let Some(done) = self.running.next().await {
+            self.complete(done);
         }
     }
 }

@@ -9,6 +9,30 @@ use std::time::Duration;
 use eventbus::{BusConfig, EmbeddedBus, EmbeddedConfig, EventSchema, LogBus, MemoryBus, Message, RetryPolicy};
 use serde_json::json;
 
+/// Runs each scenario, an `async fn(Backend)`, as one test per backend: memory, log, embedded,
+/// and Kafka with the `kafka` feature.
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Backend::Memory).await })*
+        }
+        mod log {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Backend::Log).await })*
+        }
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Backend::Embedded).await })*
+        }
+        #[cfg(feature = "kafka")]
+        mod kafka {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Backend::Kafka).await })*
+        }
+    };
+}
+
 /// A topic name no other test uses.
 pub fn random_topic(prefix: &str) -> eventbus::TopicName {
     eventbus::TopicName::new(&format!("{prefix}.{}", uuid_suffix())).unwrap()
@@ -47,13 +71,12 @@ pub enum Backend {
     Kafka,
 }
 
-/// A Kafka config for the test broker. tansu 0.6 gives a multi-record batch a single offset, so
-/// against it the producer sends one record per batch.
+/// A Kafka config for the test broker, with the backend's production defaults (lz4, linger
+/// 5 ms, batches): the broker the test script starts is tansu on its memory engine, which serves
+/// batched and compressed produce requests correctly.
 #[cfg(feature = "kafka")]
 pub fn kafka_config() -> eventbus::KafkaConfig {
-    let mut config = eventbus::KafkaConfig::at(kafka_brokers());
-    config.properties.insert("batch.num.messages".into(), "1".into());
-    config
+    eventbus::KafkaConfig::at(kafka_brokers())
 }
 
 /// The Kafka-protocol broker the test script started (`scripts/test.sh` starts tansu on a free
