@@ -11,6 +11,7 @@ use serde_json::json;
 
 /// Runs each scenario, an `async fn(Backend)`, as one test per backend: memory, log, embedded,
 /// and Kafka with the `kafka` feature.
+#[allow(unused_macros)]
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
         mod memory {
