@@ -93,7 +93,7 @@ async fn run_case(backend: Backend, case: &Case) {
                 if !seen.lock().unwrap().busy.insert(key.clone()) {
                     seen.lock().unwrap().violations.push(format!("two records of {key} at once (seq {seq})"));
                 }
-                if seq % look_every == 0 {
+                if seq.is_multiple_of(look_every) {
                     committed_below(bus.as_ref(), &group, &topic, &message, &seen).await;
                 }
                 tokio::time::sleep(Duration::from_millis(delays[seq as usize % delays.len()])).await;
@@ -117,19 +117,20 @@ async fn run_case(backend: Backend, case: &Case) {
     let total = case.records as usize;
     wait_until(|| async { seen.lock().unwrap().handled.len() >= total }).await;
     common::settle().await;
-    let seen = seen.lock().unwrap();
-    assert!(seen.violations.is_empty(), "{case:?}: {:?}", seen.violations);
-    assert_eq!(seen.handled.len(), total, "{case:?}: a record handled twice");
-    let mut by_key: HashMap<&str, Vec<u64>> = HashMap::new();
-    for (key, seq) in &seen.handled {
-        by_key.entry(key.as_str()).or_default().push(*seq);
+    {
+        let seen = seen.lock().unwrap();
+        assert!(seen.violations.is_empty(), "{case:?}: {:?}", seen.violations);
+        assert_eq!(seen.handled.len(), total, "{case:?}: a record handled twice");
+        let mut by_key: HashMap<&str, Vec<u64>> = HashMap::new();
+        for (key, seq) in &seen.handled {
+            by_key.entry(key.as_str()).or_default().push(*seq);
+        }
+        for (key, seqs) in &by_key {
+            let expected: Vec<u64> =
+                (0..case.records).filter(|n| format!("k{}", *n as usize % case.keys) == *key).collect();
+            assert_eq!(seqs, &expected, "{case:?}: the records of {key} out of order or missing");
+        }
     }
-    for (key, seqs) in &by_key {
-        let expected: Vec<u64> =
-            (0..case.records).filter(|n| format!("k{}", *n as usize % case.keys) == *key).collect();
-        assert_eq!(seqs, &expected, "{case:?}: the records of {key} out of order or missing");
-    }
-    drop(seen);
     // And the group's committed position reaches the end, with nothing left finished above it
     wait_until(|| async {
         let offsets = all_partitions(bus.as_ref(), &group, &topic).await;
