@@ -342,7 +342,7 @@ impl Tracker {
             // The same outcome delivered again: at least once is the bus's promise.
             Entry::Answered(first) if first.is_some() && *first == event.event_id => {}
             Entry::Answered(_) => {
-                let id = event.event_id.as_ref().map(EventId::as_str).unwrap_or("none");
+                let id = event.event_id.as_ref().map_or_else(|| "none".to_owned(), EventId::to_string);
                 state.duplicates.push(format!("{cause}: a second outcome {id} on {topic}"));
                 self.outcome.notify_waiters();
             }
@@ -467,7 +467,7 @@ async fn drive(
         }
         tracker.check()?;
         let command = command(n, accounts);
-        let id = command.event_id.as_ref().map(|id| id.as_str().to_owned()).context("a command has an id")?;
+        let id = command.event_id.as_ref().map(EventId::to_string).context("a command has an id")?;
         tracker.state().commands.insert(id, Entry::Sent(Instant::now()));
         let topic = &topic;
         publishing.push(async move { bus.publish(topic, command, None).await });

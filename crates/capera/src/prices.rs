@@ -200,8 +200,8 @@ impl MarketPriceSimulator {
             version: Some(eventbus::envelope::DEFAULT_VERSION.to_owned()),
             entity_type: "instrument".to_owned(),
             entity_id: symbol.clone(),
-            data,
-            metadata: Map::new(),
+            data: data.into(),
+            metadata: Map::new().into(),
         };
         (symbol, event)
     }

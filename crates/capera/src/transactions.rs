@@ -269,8 +269,8 @@ impl BankTransactionSimulator {
             version: Some(eventbus::envelope::DEFAULT_VERSION.to_owned()),
             entity_type: "transaction".to_owned(),
             entity_id,
-            data,
-            metadata: Map::new(),
+            data: data.into(),
+            metadata: Map::new().into(),
         };
         (account.id, event)
     }

@@ -758,8 +758,8 @@ impl NexumEvent {
             version: Some(info.version()),
             entity_type: info.entity_type.to_owned(),
             entity_id: self.entity_id.clone(),
-            data,
-            metadata,
+            data: data.into(),
+            metadata: metadata.into(),
         }
     }
 
@@ -781,7 +781,7 @@ impl NexumEvent {
         let payload = if major == info.major {
             Payload::from_data(event_type, &event.data)?
         } else {
-            let Value::Object(data) = upcast(event_type, major, Value::Object(event.data.clone())) else {
+            let Value::Object(data) = upcast(event_type, major, event.data.to_value()) else {
                 unreachable!("upcasting keeps an object an object")
             };
             Payload::from_data(event_type, &data)?

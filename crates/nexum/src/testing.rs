@@ -219,7 +219,7 @@ impl<T: fmt::Debug> Outcome<T> {
             })
             .collect();
         if !wrong.is_empty() {
-            panic!("`{event_type}` has other data\n{}\n  its data: {}", wrong.join("\n"), Value::Object(data.clone()));
+            panic!("`{event_type}` has other data\n{}\n  its data: {}", wrong.join("\n"), data.to_value());
         }
         self
     }

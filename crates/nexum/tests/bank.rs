@@ -167,7 +167,7 @@ async fn a_kyc_change_records_old_and_new_status_and_tier_as_in_the_seed() {
     let event = changed.event("kyc_status_changed");
     assert_eq!(event.topic, Topic::CustomersKycChanged.name());
     assert_eq!(
-        serde_json::Value::Object(event.event.data.clone()),
+        event.event.data.to_value(),
         json!({"old_status": "pending", "new_status": "verified", "old_tier": "tier_1", "new_tier": "tier_2"})
     );
     let again = t.when(change()).await.then_expect_error("invalid_state");

@@ -223,7 +223,7 @@ async fn a_command_the_bank_refuses_is_answered_with_a_rejection_naming_the_reas
         let rejection = &caused_by(&s.bus, Topic::CommandsRejected, &refused).await[0];
         assert_eq!(text(rejection, "error_code"), code, "{data}");
         assert_eq!(text(rejection, "action"), "deposit");
-        assert_eq!(rejection.entity_id, refused.event_id.as_ref().unwrap().as_str());
+        assert_eq!(rejection.entity_id, refused.event_id.as_ref().unwrap().to_string());
         assert!(!text(rejection, "reason").is_empty());
     }
     // A refusal of valid input is not a malformed message: nothing is dead-lettered.
@@ -274,7 +274,9 @@ async fn malformed_commands_are_rejected_and_dead_lettered_with_the_reason_and_t
         let letter = letters
             .iter()
             .find(|l| {
-                l.data.get("original_event").is_some_and(|e| e["event_id"] == bad.event_id.as_ref().unwrap().as_str())
+                l.data
+                    .get("original_event")
+                    .is_some_and(|e| e["event_id"] == bad.event_id.as_ref().unwrap().to_string())
             })
             .expect("a dead letter per malformed command");
         assert_eq!(text(letter, "error_kind"), "rejected");

@@ -64,11 +64,11 @@ async fn collect_outcomes(bus: &dyn EventBus) -> Arc<Mutex<Vec<EventSchema>>> {
 }
 
 fn caused_by(seen: &Mutex<Vec<EventSchema>>, command: &EventSchema) -> Vec<EventSchema> {
-    let id = command.event_id.as_ref().unwrap().as_str();
+    let id = command.event_id.as_ref().unwrap().to_string();
     seen.lock()
         .unwrap()
         .iter()
-        .filter(|e| e.metadata.get("causation_id").and_then(Value::as_str) == Some(id))
+        .filter(|e| e.metadata.get("causation_id").and_then(Value::as_str) == Some(id.as_str()))
         .cloned()
         .collect()
 }

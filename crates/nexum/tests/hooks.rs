@@ -190,7 +190,7 @@ async fn the_publisher_sends_the_seeds_kyc_shape_and_refuses_an_event_that_break
 
     assert_eq!(sent.event_type.as_str(), "kyc_status_changed");
     assert_eq!(
-        serde_json::Value::Object(sent.data.clone()),
+        sent.data.to_value(),
         serde_json::json!({"old_status": "pending", "new_status": "verified", "old_tier": "tier_1", "new_tier": "tier_2"})
     );
     assert_eq!(bus.get_events(Some(&Topic::CustomersKycChanged.name())).len(), 1);

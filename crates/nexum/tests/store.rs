@@ -570,7 +570,7 @@ async fn given_tricky_payloads_when_stored_then_they_read_back_byte_identical(ba
     let Value::Object(data) = data else { unreachable!() };
     let mut first = EventSchema::new("transaction_posted", "transaction", "txn_1", data);
     first.metadata =
-        Map::from_iter([("zz_correlation_id".to_owned(), json!("c-1")), ("aa_user".to_owned(), json!("u"))]);
+        Map::from_iter([("zz_correlation_id".to_owned(), json!("c-1")), ("aa_user".to_owned(), json!("u"))]).into();
     let written = [first, event("tricky", 2)];
     let expected: Vec<Vec<u8>> = written.iter().map(EventSchema::to_json).collect();
     store.append(&s, ExpectedVersion::NoStream, written.iter().map(|e| (topic(), e.clone())).collect()).await.unwrap();

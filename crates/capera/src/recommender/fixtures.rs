@@ -22,8 +22,8 @@ pub(super) fn event(event_type: &str, id: &str, data: Value) -> EventSchema {
         version: None,
         entity_type: String::new(),
         entity_id: String::new(),
-        data,
-        metadata: Map::new(),
+        data: data.into(),
+        metadata: Map::new().into(),
     }
 }
 

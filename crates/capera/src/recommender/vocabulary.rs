@@ -173,7 +173,7 @@ impl Recommendation {
             _ => unreachable!("a Recommendation serialises to a JSON object"),
         };
         let mut metadata = Map::new();
-        metadata.insert("causation_id".into(), Value::from(self.triggered_by.as_str()));
+        metadata.insert("causation_id".into(), Value::from(self.triggered_by.to_string()));
         EventSchema {
             event_id: Some(self.recommendation_id.clone()),
             event_type: RECOMMENDATION_ISSUED.into(),
@@ -182,14 +182,14 @@ impl Recommendation {
             version: Some(eventbus::envelope::DEFAULT_VERSION.to_owned()),
             entity_type: "recommendation".to_owned(),
             entity_id: self.recommendation_id.to_string(),
-            data,
-            metadata,
+            data: data.into(),
+            metadata: metadata.into(),
         }
     }
 
     /// Reads a recommendation back from its `recommendation_issued` event.
     pub fn from_event(event: &EventSchema) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(Value::Object(event.data.clone()))
+        serde_json::from_value(event.data.to_value())
     }
 }
 

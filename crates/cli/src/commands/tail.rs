@@ -63,6 +63,6 @@ fn pretty(message: &Message) -> String {
         event.event_type,
         event.entity_type,
         event.entity_id,
-        serde_json::Value::Object(event.data.clone())
+        event.data.to_value()
     )
 }

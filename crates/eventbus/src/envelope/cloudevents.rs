@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::schema::array_is_not_an_event;
-use super::{EnvelopeError, EventId, EventSchema, EventType};
+use super::{EnvelopeError, EventId, EventSchema, EventType, JsonObject};
 
 /// The only CloudEvents version spoken.
 pub const SPEC_VERSION: &str = "1.0";
@@ -82,6 +82,11 @@ pub struct CloudEvent {
 impl CloudEvent {
     /// Maps an event to a CloudEvent. The event needs an `event_id`: complete it first.
     pub fn from_event(event: &EventSchema) -> Result<Self, EnvelopeError> {
+        Ok(Self { data: Some(event.data.to_value()), ..Self::attributes_of(event)? })
+    }
+
+    /// The CloudEvent of `event` without its data: what the Kafka headers carry.
+    fn attributes_of(event: &EventSchema) -> Result<Self, EnvelopeError> {
         let id = event.event_id.as_ref().ok_or(EnvelopeError::MissingField("event_id"))?;
         let mut extensions = BTreeMap::new();
         if !event.entity_type.is_empty() {
@@ -114,7 +119,7 @@ impl CloudEvent {
             time: event.timestamp,
             subject: (!event.entity_id.is_empty()).then(|| event.entity_id.clone()),
             datacontenttype: Some(CONTENT_TYPE.to_owned()),
-            data: Some(Value::Object(event.data.clone())),
+            data: None,
             extensions,
         })
     }
@@ -137,8 +142,8 @@ impl CloudEvent {
             version: None,
             entity_type: String::new(),
             entity_id: self.subject.unwrap_or_default(),
-            data,
-            metadata: Map::new(),
+            data: data.into(),
+            metadata: JsonObject::default(),
         };
         for (name, value) in self.extensions {
             match (name.as_str(), value) {
@@ -178,7 +183,13 @@ impl Header {
 /// Binary mode for Kafka: the CloudEvents attributes as `ce_*` headers, and the seed's flat
 /// EventSchema JSON as the value. Only tracing ids go into headers, never personal data.
 pub fn to_binary(event: &EventSchema) -> Result<(Vec<Header>, Vec<u8>), EnvelopeError> {
-    let ce = CloudEvent::from_event(event)?;
+    Ok((binary_headers(event)?, event.to_json()))
+}
+
+/// The CloudEvents binary-mode headers of `event`, as [`to_binary`] writes them beside its flat
+/// JSON.
+pub fn binary_headers(event: &EventSchema) -> Result<Vec<Header>, EnvelopeError> {
+    let ce = CloudEvent::attributes_of(event)?;
     let mut headers = vec![
         Header::new("ce_specversion", SPEC_VERSION),
         Header::new("ce_id", ce.id),
@@ -197,7 +208,7 @@ pub fn to_binary(event: &EventSchema) -> Result<(Vec<Header>, Vec<u8>), Envelope
             headers.push(Header::new(format!("ce_{name}"), value));
         }
     }
-    Ok((headers, event.to_json()))
+    Ok(headers)
 }
 
 /// Reads a Kafka message in any form. Without `ce_*` headers the value is a flat EventSchema, or

@@ -3,10 +3,12 @@
 
 mod cloudevents;
 mod mask;
+mod object;
 mod schema;
 
-pub use cloudevents::{CloudEvent, Header, SPEC_VERSION, from_binary, to_binary};
+pub use cloudevents::{CloudEvent, Header, SPEC_VERSION, binary_headers, from_binary, to_binary};
 pub use mask::masked;
+pub use object::JsonObject;
 pub use schema::{DEFAULT_SOURCE, DEFAULT_VERSION, EventId, EventSchema, EventType};
 
 /// Why a document is not a valid event.

@@ -3,40 +3,69 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, de};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::EnvelopeError;
+use super::object::JsonObject;
 
 /// The default `source` of an event, as in the seed.
 pub const DEFAULT_SOURCE: &str = "nexum";
 /// The default schema `version` of an event, as in the seed.
 pub const DEFAULT_VERSION: &str = "1.0";
 
-/// The unique id of one event. New ids are UUID v7, which sort by time; ids written by other
-/// producers are kept as they are, whatever their form.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EventId(String);
+/// The unique id of one event. New ids are UUID v7, which sort by time, kept as their 16 bytes;
+/// ids written by other producers are kept exactly as they are, whatever their form. Ids
+/// compare, order and hash as their text.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EventId(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    /// A UUID written in its canonical text: lower case, hyphenated.
+    Uuid(Uuid),
+    /// Any other text. Never a canonical UUID, so that equal texts are always equal ids.
+    Text(Arc<str>),
+}
 
 impl EventId {
     /// A fresh, time-ordered id (UUID v7).
     pub fn new() -> Self {
-        Self(Uuid::now_v7().to_string())
+        Self(Repr::Uuid(Uuid::now_v7()))
     }
 
     /// An id derived from a name, the same every time (UUID v5). Deterministic producers use it so
     /// that a replay yields the same ids.
     pub fn derived(name: &str) -> Self {
         const NAMESPACE: Uuid = Uuid::from_u128(0x6e65_7875_6d2d_6576_656e_7462_7573_0001);
-        Self(Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string())
+        Self(Repr::Uuid(Uuid::new_v5(&NAMESPACE, name.as_bytes())))
     }
 
-    /// The id as written, e.g. a UUID in its hyphenated form.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The id as a UUID, if it is one written in the canonical form.
+    pub fn as_uuid(&self) -> Option<Uuid> {
+        match &self.0 {
+            Repr::Uuid(uuid) => Some(*uuid),
+            Repr::Text(_) => None,
+        }
+    }
+
+    /// Calls `f` with the id's text, without allocating for a UUID.
+    pub fn with_str<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        match &self.0 {
+            Repr::Uuid(uuid) => f(uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer())),
+            Repr::Text(text) => f(text),
+        }
+    }
+
+    fn from_text(text: &str) -> Self {
+        match Uuid::try_parse(text) {
+            Ok(uuid) if uuid.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == text => Self(Repr::Uuid(uuid)),
+            _ => Self(Repr::Text(Arc::from(text))),
+        }
     }
 }
 
@@ -48,7 +77,41 @@ impl Default for EventId {
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        self.with_str(|text| f.write_str(text))
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with_str(|text| fmt::Debug::fmt(text, f))
+    }
+}
+
+impl PartialOrd for EventId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EventId {
+    /// The order of the texts. Two UUIDs in canonical text order as their bytes do.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (&self.0, &other.0) {
+            (Repr::Uuid(a), Repr::Uuid(b)) => a.cmp(b),
+            _ => self.with_str(|a| other.with_str(|b| a.cmp(b))),
+        }
+    }
+}
+
+impl PartialEq<str> for EventId {
+    fn eq(&self, other: &str) -> bool {
+        self.with_str(|text| text == other)
+    }
+}
+
+impl PartialEq<&str> for EventId {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
     }
 }
 
@@ -58,15 +121,38 @@ impl FromStr for EventId {
         if s.is_empty() {
             return Err(EnvelopeError::MissingField("event_id"));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self::from_text(s))
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.with_str(|text| serializer.serialize_str(text))
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl de::Visitor<'_> for Text {
+            type Value = EventId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<EventId, E> {
+                // An empty id is refused by `EventSchema::validate`, with the field named.
+                Ok(EventId::from_text(text))
+            }
+        }
+        deserializer.deserialize_str(Text)
     }
 }
 
 /// The type of an event in `snake_case`, past tense for events (`transaction_created`) and a
-/// noun for commands (`transaction_command`).
+/// noun for commands (`transaction_command`). Shared text: cloning it allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct EventType(String);
+pub struct EventType(Arc<str>);
 
 impl EventType {
     /// The type as written, e.g. `transaction_created`.
@@ -87,13 +173,13 @@ impl FromStr for EventType {
         if s.is_empty() {
             return Err(EnvelopeError::MissingField("event_type"));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(Arc::from(s)))
     }
 }
 
 impl From<&str> for EventType {
     fn from(s: &str) -> Self {
-        Self(s.to_owned())
+        Self(Arc::from(s))
     }
 }
 
@@ -126,12 +212,12 @@ pub struct EventSchema {
     /// The id of that entity; the default partition key.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub entity_id: String,
-    /// The payload.
+    /// The payload: read from JSON on demand, shared by clones (see [`JsonObject`]).
     #[serde(default)]
-    pub data: Map<String, Value>,
+    pub data: JsonObject,
     /// Correlation, causation, user and trace ids.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub metadata: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "JsonObject::is_empty")]
+    pub metadata: JsonObject,
 }
 
 /// serde's derive also reads a struct from a JSON array, field by field; an event is an object.
@@ -174,18 +260,18 @@ impl EventSchema {
         event_type: impl Into<String>,
         entity_type: impl Into<String>,
         entity_id: impl Into<String>,
-        data: Map<String, Value>,
+        data: impl Into<JsonObject>,
     ) -> Self {
         Self {
             event_id: Some(EventId::new()),
-            event_type: EventType(event_type.into()),
+            event_type: EventType(Arc::from(event_type.into())),
             timestamp: Some(Utc::now().trunc_subsecs(6)),
             source: Some(DEFAULT_SOURCE.to_owned()),
             version: Some(DEFAULT_VERSION.to_owned()),
             entity_type: entity_type.into(),
             entity_id: entity_id.into(),
-            data,
-            metadata: Map::new(),
+            data: data.into(),
+            metadata: JsonObject::default(),
         }
     }
 
@@ -212,7 +298,7 @@ impl EventSchema {
         if self.event_type.0.is_empty() {
             return Err(EnvelopeError::MissingField("event_type"));
         }
-        if matches!(&self.event_id, Some(id) if id.0.is_empty()) {
+        if matches!(&self.event_id, Some(EventId(Repr::Text(text))) if text.is_empty()) {
             return Err(EnvelopeError::MissingField("event_id"));
         }
         Ok(())

@@ -36,7 +36,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
-use crate::envelope::{Header, to_binary};
+use crate::envelope::{Header, binary_headers, to_binary};
 use crate::runtime::{Backend, Bus, BusConfig, Consumer, NewRecord, Payload, Position};
 use crate::topics::TopicName;
 
@@ -152,6 +152,7 @@ fn outgoing(record: NewRecord) -> Result<Outgoing, BusError> {
             let (headers, value) = to_binary(&event)?;
             Outgoing { key, value, headers }
         }
+        Payload::Encoded { event, json } => Outgoing { key, value: json.to_vec(), headers: binary_headers(&event)? },
         Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => {
             Outgoing { key, value: bytes.to_vec(), headers: Vec::new() }
         }
@@ -165,7 +166,7 @@ impl Backend for Kafka {
     }
 
     fn stores_bytes(&self) -> bool {
-        false
+        true
     }
 
     async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {

@@ -107,14 +107,18 @@ impl<B: Backend> Shared<B> {
         Ok(n)
     }
 
-    /// The stored form of an event: the event itself, or its flat JSON for a backend that keeps
-    /// bytes. Either way, an event over `max_message_bytes` is refused.
+    /// The stored form of an event: the event itself, or with its flat JSON, encoded once, for a
+    /// backend that stores or sends bytes. Either way, an event over `max_message_bytes` is
+    /// refused.
     fn payload(&self, event: EventSchema) -> Result<Payload, BusError> {
         let max = self.config.max_message_bytes;
         let too_large = |size| BusError::MessageTooLarge { size, max };
         if self.backend.stores_bytes() {
             let json = event.to_json();
-            return if json.len() > max { Err(too_large(json.len())) } else { Ok(Payload::Bytes(json.into())) };
+            if json.len() > max {
+                return Err(too_large(json.len()));
+            }
+            return Ok(Payload::Encoded { event: Arc::new(event), json: json.into() });
         }
         let size = encoded_len(&event);
         if size > max { Err(too_large(size)) } else { Ok(Payload::Event(Arc::new(event))) }

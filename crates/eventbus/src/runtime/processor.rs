@@ -96,7 +96,7 @@ impl Processor {
                 let letter = dead_letter(self.max_message_bytes, topic, &record, &self.group, "undecodable", reason, 0);
                 return self.send_dead_letter(topic, &record, letter, stop).await;
             }
-            Payload::Event(event) => Arc::clone(event),
+            Payload::Event(event) | Payload::Encoded { event, .. } => Arc::clone(event),
             Payload::Bytes(bytes) => match EventSchema::from_json(bytes) {
                 Ok(event) => Arc::new(event),
                 Err(error) => {
@@ -217,8 +217,10 @@ fn dead_letter(
     data.insert("error".into(), json!(error));
     data.insert("attempts".into(), json!(attempts));
     let original = match &record.payload {
-        Payload::Event(event) => serde_json::to_vec(&**event).unwrap_or_default(),
-        Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes.to_vec(),
+        Payload::Event(event) => event.to_json(),
+        Payload::Encoded { json: bytes, .. } | Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => {
+            bytes.to_vec()
+        }
     };
     let letter = |data| {
         EventSchema::new(DEAD_LETTERED, "dead_letter", place.clone(), data)

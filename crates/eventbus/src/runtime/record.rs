@@ -15,6 +15,14 @@ use crate::topics::TopicName;
 pub enum Payload {
     /// An event built in this process; backends that keep events in memory store it as it is.
     Event(Arc<EventSchema>),
+    /// An event built in this process with its flat JSON, encoded once, for backends that store
+    /// or send bytes.
+    Encoded {
+        /// The event.
+        event: Arc<EventSchema>,
+        /// Its flat JSON.
+        json: Bytes,
+    },
     /// Bytes as stored or received: flat EventSchema JSON, or whatever another producer sent.
     Bytes(Bytes),
     /// Bytes already found not to be an event, with the reason (Kafka decodes with the headers).

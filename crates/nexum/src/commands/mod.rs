@@ -284,7 +284,7 @@ impl Envelope {
         let id = event
             .event_id
             .as_ref()
-            .and_then(|id| id.as_str().parse().ok())
+            .and_then(|id| id.to_string().parse().ok())
             .unwrap_or_else(|| CommandId::derived(place));
         let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
         Self {
@@ -313,16 +313,16 @@ pub fn parse(topic: &TopicName, event: &EventSchema) -> Result<Command, CommandE
         return Err(CommandError::UnsupportedVersion(version.to_owned()));
     }
     match &event.event_id {
-        Some(id) if id.as_str().parse::<CommandId>().is_err() => {
+        Some(id) if id.to_string().parse::<CommandId>().is_err() => {
             return Err(CommandError::InvalidId(format!(
                 "`{}` is not 1 to 128 letters, digits, `_`, `-` or `.`",
-                id.as_str().chars().take(128).collect::<String>()
+                id.to_string().chars().take(128).collect::<String>()
             )));
         }
         None => return Err(CommandError::InvalidId("missing: a command needs an event_id".into())),
         Some(_) => {}
     }
-    let data = Value::Object(event.data.clone());
+    let data = event.data.to_value();
     match topic_kind {
         Topic::CommandsTransactions => fields(&data, TRANSACTION_ACTIONS).map(Command::Transaction),
         Topic::CommandsCustomers => fields(&data, CUSTOMER_ACTIONS).map(Command::Customer),

@@ -164,7 +164,7 @@ impl LoanApplicationSaga {
             Some(step) => {
                 let ctx = Ctx::at(self.parts.clock.now())
                     .correlated(id.as_str())
-                    .caused_by(schema.event_id.as_ref().map(|e| e.as_str()).unwrap_or_default())
+                    .caused_by(schema.event_id.as_ref().map(ToString::to_string).unwrap_or_default())
                     .by_user(ACTOR);
                 if !self.parts.bank.record_workflow_step(&ctx, &id, application.version, step).await.map_err(bank)? {
                     return Err(HandlerError::msg(format!("workflow {id} changed concurrently; deciding again")));

@@ -118,12 +118,13 @@ impl EventStore for MemoryStore {
         let mut ids = HashSet::with_capacity(commit.events.len());
         for new in &commit.events {
             let id = new.event_id()?;
-            if state.event_ids.contains(id.as_str()) || !ids.insert(id.as_str()) {
+            let text = id.to_string();
+            if state.event_ids.contains(&text) || !ids.insert(text) {
                 return Err(StoreError::DuplicateEvent(id.clone()));
             }
         }
         // Checked: from here on nothing fails, so the commit is stored whole.
-        state.event_ids.extend(ids.into_iter().map(str::to_owned));
+        state.event_ids.extend(ids);
         for (new, payload) in commit.events.iter().zip(payloads) {
             let position = state.events.len() as u64 + 1;
             for stream in new.streams() {

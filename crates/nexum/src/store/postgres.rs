@@ -192,6 +192,8 @@ struct Job {
     commit: Commit,
     /// The id of each event, in order.
     event_ids: Vec<EventId>,
+    /// The same ids as text, as the database keeps them.
+    id_texts: Vec<String>,
     /// The JSON of each event, in order.
     payloads: Vec<Vec<u8>>,
     reply: oneshot::Sender<Result<u64, StoreError>>,
@@ -213,9 +215,9 @@ impl Job {
                 return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
             }
         }
-        let mut own = HashSet::with_capacity(self.event_ids.len());
-        match self.event_ids.iter().find(|id| taken.contains(id.as_str()) || !own.insert(id.as_str())) {
-            Some(id) => Err(StoreError::DuplicateEvent(id.clone())),
+        let mut own = HashSet::with_capacity(self.id_texts.len());
+        match self.id_texts.iter().position(|id| taken.contains(id.as_str()) || !own.insert(id.as_str())) {
+            Some(index) => Err(StoreError::DuplicateEvent(self.event_ids[index].clone())),
             None => Ok(()),
         }
     }
@@ -300,7 +302,7 @@ impl Writer {
         let mut streams: Vec<&str> = jobs.iter().flat_map(Job::streams).collect();
         streams.sort_unstable();
         streams.dedup();
-        let event_ids: Vec<&str> = jobs.iter().flat_map(|job| job.event_ids.iter().map(EventId::as_str)).collect();
+        let event_ids: Vec<&str> = jobs.iter().flat_map(|job| job.id_texts.iter().map(String::as_str)).collect();
 
         // Pipelined: the reads are sent with the lock request and run once it is granted. They
         // must stay separate statements: a statement's snapshot is taken when it starts, and
@@ -337,7 +339,7 @@ impl Writer {
                     return Ok(0);
                 }
                 rows.add(job, &mut last, &mut versions);
-                taken.extend(job.event_ids.iter().map(EventId::as_str));
+                taken.extend(job.id_texts.iter().map(String::as_str));
                 Ok(last as u64)
             })
             .collect();
@@ -389,7 +391,7 @@ impl<'a> Rows<'a> {
     /// Adds the rows of `job`: its events get the positions after `last` and each stream its
     /// next versions after those in `versions`, which are moved on.
     fn add(&mut self, job: &'a Job, last: &mut i64, versions: &mut HashMap<&'a str, i64>) {
-        for ((new, id), payload) in job.commit.events.iter().zip(&job.event_ids).zip(&job.payloads) {
+        for ((new, id), payload) in job.commit.events.iter().zip(&job.id_texts).zip(&job.payloads) {
             *last += 1;
             for (i, stream) in new.streams().enumerate() {
                 let version = versions.entry(stream.as_str()).or_insert(0);
@@ -586,10 +588,11 @@ fn to_recorded(row: &Row) -> Result<RecordedEvent, StoreError> {
 impl EventStore for PostgresStore {
     async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
         // Ids and JSON are worked out here, in the caller's task: the one writer only writes.
-        let event_ids = commit.events.iter().map(|new| new.event_id().cloned()).collect::<Result<_, _>>()?;
+        let event_ids = commit.events.iter().map(|new| new.event_id().cloned()).collect::<Result<Vec<EventId>, _>>()?;
         let payloads = commit.events.iter().map(|new| new.event.to_json()).collect();
         let (reply, result) = oneshot::channel();
-        self.writer.send(Job { commit, event_ids, payloads, reply }).await.map_err(|_| StoreError::Closed)?;
+        let id_texts = event_ids.iter().map(ToString::to_string).collect();
+        self.writer.send(Job { commit, event_ids, id_texts, payloads, reply }).await.map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -195,7 +195,7 @@ fn write_commit(tx: &Connection, (commit, payloads): &Encoded) -> Result<u64, St
             .map(|stream| bump.query_row([stream.as_str()], |row| row.get::<_, i64>(0)))
             .collect::<Result<Vec<_>, _>>()?;
         let inserted = insert_event.execute(params![
-            event_id.as_str(),
+            event_id.to_string(),
             new.stream.as_str(),
             versions[0],
             new.topic.as_str(),

@@ -55,7 +55,7 @@ pub async fn first(bus: &MemoryBus, topic: Topic, matches: impl Fn(&EventSchema)
 
 /// The events of `topic` caused by `command`, once at least one has arrived (10 s at most).
 pub async fn caused_by(bus: &MemoryBus, topic: Topic, command: &EventSchema) -> Vec<EventSchema> {
-    let id = command.event_id.as_ref().unwrap().as_str().to_owned();
+    let id = command.event_id.as_ref().unwrap().to_string();
     for _ in 0..1000 {
         let events: Vec<EventSchema> = bus
             .get_events(Some(&topic.name()))

@@ -186,7 +186,7 @@ impl Backend for EmbeddedStorage {
                 }
             };
             let value = match record.payload {
-                Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes,
+                Payload::Encoded { json: bytes, .. } | Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes,
                 Payload::Event(event) => Bytes::from(event.to_json()),
             };
             appends.push(AppendRecord {

@@ -24,7 +24,7 @@ pub struct LogStorage {
 fn log_record(topic: &TopicName, record: &NewRecord, published: &Published) {
     let parsed;
     let event: &EventSchema = match &record.payload {
-        Payload::Event(event) => event,
+        Payload::Event(event) | Payload::Encoded { event, .. } => event,
         Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => match EventSchema::from_json(bytes) {
             Ok(event) => {
                 parsed = event;
@@ -36,14 +36,14 @@ fn log_record(topic: &TopicName, record: &NewRecord, published: &Published) {
             }
         },
     };
-    let data = masked(&serde_json::Value::Object(event.data.clone()));
+    let data = masked(&event.data.to_value());
     tracing::info!(
         target: "eventbus::published",
         %topic,
         partition = %published.partition,
         offset = ?published.offset,
         key = record.key.as_deref(),
-        event_id = event.event_id.as_ref().map(|id| id.as_str()),
+        event_id = event.event_id.as_ref().map(tracing::field::display),
         event_type = %event.event_type,
         entity_type = %event.entity_type,
         entity_id = %event.entity_id,

@@ -65,7 +65,7 @@ impl MemoryStorage {
                 log.partitions.iter().flat_map(|p| p.lock().expect("partition lock").records.clone()).collect();
             records.sort_by_key(|r| (r.timestamp, r.partition, r.offset));
             out.extend(records.into_iter().filter_map(|r| match r.payload {
-                Payload::Event(event) => Some((name.clone(), event)),
+                Payload::Event(event) | Payload::Encoded { event, .. } => Some((name.clone(), event)),
                 Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => {
                     EventSchema::from_json(&bytes).ok().map(|e| (name.clone(), Arc::new(e)))
                 }
