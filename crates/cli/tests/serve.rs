@@ -111,3 +111,110 @@ fn serve_answers_http_on_a_real_socket() {
     terminate(&serve.0);
     assert!(serve.0.wait().unwrap().success());
 }
+
+#[test]
+fn commands_acknowledged_before_a_kill_9_have_exactly_one_effect_after_the_restart() {
+    // Given `eventbus serve` with four funded-by-nothing accounts
+    let env = Env::new();
+    let token = "kill-9-token";
+    let mut cmd = env.cmd(&[]);
+    cmd.env("EVENTBUS_API_TOKEN", token);
+    let (mut serve, _log, address) = start_serve(&mut cmd, &["--no-loan-offers"]);
+    let post = |address: &str, path: &str, body: String| http(address, "POST", path, Some(token), Some(&body));
+    let create = r#"{"action": "create", "customer_id": "cust_k9", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}"#;
+    let (status, body) = post(&address, "/commands/customers?wait=true", create.into()).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let accounts = ["acc_k1", "acc_k2", "acc_k3", "acc_k4"];
+    for account in accounts {
+        let open = format!(
+            r#"{{"action": "open_account", "customer_id": "cust_k9", "account_type": "checking", "currency": "USD", "account_id": "{account}"}}"#
+        );
+        let (status, body) = post(&address, "/commands/customers?wait=true", open).unwrap();
+        assert!(status == 200 && body.contains(r#""status":"accepted""#), "{body}");
+    }
+
+    // When four clients send deposits of 1.00, each with its own idempotency key, and the
+    // service is killed with SIGKILL while they do
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (address, acknowledged) = (address.clone(), std::sync::Arc::clone(&acknowledged));
+            std::thread::spawn(move || {
+                for n in 0..10_000 {
+                    let deposit = format!(
+                        r#"{{"action": "deposit", "account_id": "{}", "amount": "1.00", "currency": "USD"}}"#,
+                        accounts[n % 4]
+                    );
+                    let Some((status, body)) = post(&address, "/commands/transactions", deposit) else { return };
+                    if status == 202 {
+                        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+                        acknowledged.lock().unwrap().push(answer["command_id"].as_str().unwrap().to_owned());
+                    } else if status != 429 {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while acknowledged.lock().unwrap().len() < 300 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the clients did not get 300 commands in");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill = std::process::Command::new("kill").args(["-KILL", &serve.0.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    serve.0.wait().unwrap();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    // Then after a restart, once the handler and the relay have caught up
+    let mut cmd = env.cmd(&[]);
+    cmd.env("EVENTBUS_API_TOKEN", token);
+    let (mut serve, _log, address) = start_serve(&mut cmd, &["--no-loan-offers"]);
+    let started = Instant::now();
+    loop {
+        let (_, metrics) = http(&address, "GET", "/metrics", None, None).unwrap();
+        let gauge = |name: &str| {
+            metrics.lines().find_map(|line| line.strip_prefix(&format!("{name} "))).and_then(|v| v.parse::<u64>().ok())
+        };
+        if gauge("nexum_command_lag") == Some(0) && gauge("nexum_outbox_backlog") == Some(0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the restarted service did not catch up:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    // every acknowledged command was carried out exactly once, the others at most once
+    let store = rusqlite::Connection::open(env.dir.path().join("data").join("nexum-events.db")).unwrap();
+    let mut posted: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut query = store
+        .prepare(
+            "SELECT json_extract(payload, '$.metadata.causation_id'), count(*) FROM events
+             WHERE topic = 'nexum.transactions.posted' GROUP BY 1",
+        )
+        .unwrap();
+    for row in query.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))).unwrap() {
+        let (cause, count) = row.unwrap();
+        posted.insert(cause, count);
+    }
+    for id in &acknowledged {
+        assert_eq!(posted.get(id), Some(&1), "acknowledged command {id} carried out {:?} times", posted.get(id));
+    }
+    assert!(posted.values().all(|count| *count == 1), "a command carried out twice");
+
+    // and the balances add up: every deposit carried out is in one balance, once
+    let mut cents = 0u64;
+    for account in accounts {
+        let (status, body) = http(&address, "GET", &format!("/accounts/{account}"), Some(token), None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let account: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let (units, hundredths) = account["balance"].as_str().unwrap().split_once('.').unwrap();
+        cents += units.parse::<u64>().unwrap() * 100 + hundredths.parse::<u64>().unwrap();
+    }
+    assert_eq!(cents, posted.len() as u64 * 100, "the balances hold every deposit carried out, once");
+    terminate(&serve.0);
+    assert!(serve.0.wait().unwrap().success());
+}
