@@ -15,10 +15,52 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic};
+use eventbus::{EventId, TopicName};
 
-/// A commit with the JSON of each of its events.
-type Encoded = (Commit, Vec<Vec<u8>>);
+use super::{
+    Commit, EventStore, ExpectedVersion, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic,
+};
+
+/// A commit taken apart on the caller's thread: its events encoded, the rest of them dropped
+/// there, so the one writer thread only writes.
+struct Encoded {
+    expected: Vec<(StreamId, ExpectedVersion)>,
+    events: Vec<EncodedEvent>,
+}
+
+/// The columns of one event to store.
+struct EncodedEvent {
+    /// Checked by the writer, after the commit's versions, as the other stores check it.
+    event_id: Option<EventId>,
+    /// Its own stream first, then those it is linked into.
+    streams: Vec<StreamId>,
+    topic: TopicName,
+    key: String,
+    payload: Vec<u8>,
+}
+
+impl Encoded {
+    fn new(commit: Commit) -> Self {
+        let events = commit
+            .events
+            .into_iter()
+            .map(|new| EncodedEvent {
+                payload: new.event.to_json(),
+                event_id: new.event.event_id,
+                streams: std::iter::once(new.stream).chain(new.links).collect(),
+                topic: new.topic,
+                key: new.key,
+            })
+            .collect();
+        Self { expected: commit.expected, events }
+    }
+}
+
+impl EncodedEvent {
+    fn event_id(&self) -> Result<&EventId, StoreError> {
+        self.event_id.as_ref().ok_or(StoreError::Incomplete("event_id"))
+    }
+}
 
 /// What the writer thread does.
 enum Job {
@@ -143,64 +185,85 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
 /// Writes each commit in its own savepoint of one transaction. The outer error means the
 /// transaction itself failed and nothing was written.
 fn write_group(connection: &mut Connection, jobs: &[Job]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
-    let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let commit = match job {
-            Job::Commit(commit, _) => commit,
-            Job::Ack(position, _) => {
-                transaction
-                    .prepare_cached("UPDATE relay_cursor SET position = max(position, ?1) WHERE id = 1")?
-                    .execute([to_integer(*position)])?;
-                results.push(Ok(*position));
-                continue;
+    {
+        let mut statements = Statements::prepare(&transaction)?;
+        for job in jobs {
+            let commit = match job {
+                Job::Commit(commit, _) => commit,
+                Job::Ack(position, _) => {
+                    statements.ack.execute([to_integer(*position)])?;
+                    results.push(Ok(*position));
+                    continue;
+                }
+            };
+            // A savepoint rolled back leaves nothing of a failed commit.
+            transaction.execute_batch("SAVEPOINT a_commit")?;
+            let result = write_commit(&transaction, &mut statements, commit);
+            if result.is_err() {
+                transaction.execute_batch("ROLLBACK TO a_commit")?;
             }
-        };
-        // A savepoint dropped without commit rolls back: a failed commit leaves nothing.
-        let savepoint = transaction.savepoint()?;
-        let result = write_commit(&savepoint, commit);
-        if result.is_ok() {
-            savepoint.commit()?;
+            transaction.execute_batch("RELEASE a_commit")?;
+            results.push(result);
         }
-        results.push(result);
     }
     transaction.commit()?;
     Ok(results)
 }
 
-fn write_commit(tx: &Connection, (commit, payloads): &Encoded) -> Result<u64, StoreError> {
-    let mut version_of = tx.prepare_cached("SELECT version FROM streams WHERE stream = ?1")?;
-    let mut current = |stream: &StreamId| -> Result<u64, StoreError> {
-        Ok(version_of.query_row([stream.as_str()], |row| row.get::<_, i64>(0)).optional()?.unwrap_or(0) as u64)
-    };
+/// The writer's statements, looked up in the connection's cache once per group rather than once
+/// per row.
+struct Statements<'t> {
+    version_of: rusqlite::CachedStatement<'t>,
+    insert_event: rusqlite::CachedStatement<'t>,
+    bump: rusqlite::CachedStatement<'t>,
+    link: rusqlite::CachedStatement<'t>,
+    ack: rusqlite::CachedStatement<'t>,
+}
+
+impl<'t> Statements<'t> {
+    fn prepare(transaction: &'t Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            version_of: transaction.prepare_cached("SELECT version FROM streams WHERE stream = ?1")?,
+            insert_event: transaction.prepare_cached(
+                "INSERT INTO events (event_id, stream, version, topic, key, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            bump: transaction.prepare_cached(
+                "INSERT INTO streams (stream, version) VALUES (?1, 1)
+                 ON CONFLICT (stream) DO UPDATE SET version = version + 1 RETURNING version",
+            )?,
+            link: transaction
+                .prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?,
+            ack: transaction.prepare_cached("UPDATE relay_cursor SET position = max(position, ?1) WHERE id = 1")?,
+        })
+    }
+}
+
+fn write_commit(tx: &Connection, statements: &mut Statements<'_>, commit: &Encoded) -> Result<u64, StoreError> {
     for (stream, expected) in &commit.expected {
-        let actual = current(stream)?;
+        let actual =
+            statements.version_of.query_row([stream.as_str()], |row| row.get::<_, i64>(0)).optional()?.unwrap_or(0)
+                as u64;
         if !expected.matches(actual) {
             return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
         }
     }
-    let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (event_id, stream, version, topic, key, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let mut bump = tx.prepare_cached(
-        "INSERT INTO streams (stream, version) VALUES (?1, 1)
-         ON CONFLICT (stream) DO UPDATE SET version = version + 1 RETURNING version",
-    )?;
-    let mut link = tx.prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?;
     let mut last = 0;
-    for (new, payload) in commit.events.iter().zip(payloads) {
-        let event_id = new.event_id()?;
-        let versions = new
-            .streams()
-            .map(|stream| bump.query_row([stream.as_str()], |row| row.get::<_, i64>(0)))
+    for event in &commit.events {
+        let event_id = event.event_id()?;
+        let versions = event
+            .streams
+            .iter()
+            .map(|stream| statements.bump.query_row([stream.as_str()], |row| row.get::<_, i64>(0)))
             .collect::<Result<Vec<_>, _>>()?;
-        let inserted = insert_event.execute(params![
+        let inserted = statements.insert_event.execute(params![
             event_id.as_str(),
-            new.stream.as_str(),
+            event.streams[0].as_str(),
             versions[0],
-            new.topic.as_str(),
-            new.key,
-            payload
+            event.topic.as_str(),
+            event.key,
+            event.payload
         ]);
         match inserted {
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -209,8 +272,8 @@ fn write_commit(tx: &Connection, (commit, payloads): &Encoded) -> Result<u64, St
             other => other?,
         };
         let position = tx.last_insert_rowid();
-        for (stream, version) in new.streams().zip(&versions) {
-            link.execute(params![stream.as_str(), version, position])?;
+        for (stream, version) in event.streams.iter().zip(&versions) {
+            statements.link.execute(params![stream.as_str(), version, position])?;
         }
         last = position as u64;
     }
@@ -244,8 +307,7 @@ impl EventStore for SqliteStore {
     async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
         let (reply, result) = oneshot::channel();
         // Encoding happens here, on the caller's thread: the one writer thread only writes.
-        let payloads = commit.events.iter().map(|e| e.event.to_json()).collect();
-        self.writer.send(Job::Commit((commit, payloads), reply)).map_err(|_| StoreError::Closed)?;
+        self.writer.send(Job::Commit(Encoded::new(commit), reply)).map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
     }
 
