@@ -1,11 +1,15 @@
 //! The embedded event store: one SQLite file in WAL mode. A writer thread takes the commits
-//! that arrive together into one transaction (group commit), each inside its own savepoint, so a
-//! conflicting commit fails alone and the others share one disk sync.
+//! that arrive together into one transaction (group commit), so they share one disk sync, and
+//! makes each fail alone: it checks a commit's expected versions in memory, against the versions
+//! it keeps of the streams it read or wrote lately and those the commits before it in the group
+//! wrote, and writes each commit inside its own savepoint. Each stream's version is stored once
+//! per group, when the group ends.
 //!
 //! The outbox is the tail of the event log: the events after the relay's cursor. One writer
 //! assigns positions in commit order, so the tail has no gaps, and an event is in the outbox the
 //! moment its commit is. The relay's acknowledgement moves the cursor, through the same writer.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -154,7 +158,14 @@ fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StoreErr
     Ok(connection)
 }
 
-fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
+/// The writer thread's connection, and what it knows of the stored stream versions.
+struct Writer {
+    connection: Connection,
+    versions: StreamVersions,
+}
+
+fn write_loop(connection: Connection, receiver: mpsc::Receiver<Job>) {
+    let mut writer = Writer { connection, versions: StreamVersions::default() };
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -163,7 +174,7 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match write_group(&mut connection, &group) {
+        match write_group(&mut writer, &group) {
             Ok(results) => {
                 for (job, result) in group.into_iter().zip(results) {
                     let (Job::Commit(_, reply) | Job::Ack(_, reply)) = job;
@@ -172,6 +183,8 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
             }
             Err(error) => {
                 tracing::error!(%error, jobs = group.len(), "Event store transaction failed");
+                // Whatever the failed transaction read or wrote, it is not worth trusting.
+                writer.versions.forget();
                 let error = Arc::new(error);
                 for job in group {
                     let (Job::Commit(_, reply) | Job::Ack(_, reply)) = job;
@@ -182,34 +195,213 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
     }
 }
 
-/// Writes each commit in its own savepoint of one transaction. The outer error means the
-/// transaction itself failed and nothing was written.
-fn write_group(connection: &mut Connection, jobs: &[Job]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
+/// Writes the jobs in one transaction, in order, each commit in its own savepoint. The outer
+/// error means the transaction itself failed and nothing was written.
+fn write_group(writer: &mut Writer, jobs: &[Job]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
+    let Writer { connection, versions } = writer;
     let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // The transaction holds the write lock: what it sees now stays true until it ends.
+    versions.refresh(&transaction)?;
+    let mut group = Group::new(&transaction)?;
     let mut results = Vec::with_capacity(jobs.len());
-    {
-        let mut statements = Statements::prepare(&transaction)?;
-        for job in jobs {
-            let commit = match job {
-                Job::Commit(commit, _) => commit,
-                Job::Ack(position, _) => {
-                    statements.ack.execute([to_integer(*position)])?;
-                    results.push(Ok(*position));
-                    continue;
-                }
-            };
-            // A savepoint rolled back leaves nothing of a failed commit.
-            transaction.execute_batch("SAVEPOINT a_commit")?;
-            let result = write_commit(&transaction, &mut statements, commit);
-            if result.is_err() {
-                transaction.execute_batch("ROLLBACK TO a_commit")?;
+    for job in jobs {
+        let result = match job {
+            Job::Ack(position, _) => {
+                group.statements.ack.execute([to_integer(*position)])?;
+                Ok(*position)
             }
-            transaction.execute_batch("RELEASE a_commit")?;
-            results.push(result);
+            Job::Commit(commit, _) => match group.plan(versions, commit) {
+                Ok(plan) => group.write_isolated(&transaction, commit, plan)?,
+                // Checked before anything of it was written.
+                Err(error) => Err(error),
+            },
+        };
+        results.push(result);
+    }
+    let written = group.finish()?;
+    transaction.commit()?;
+    versions.committed(written);
+    Ok(results)
+}
+
+/// Streams whose versions the writer keeps at most; past it, it forgets them all and reads them
+/// again as commits need them. Most streams (a transaction's, a command's) are written once.
+const MAX_KNOWN_STREAMS: usize = 1 << 16;
+
+/// The stored versions of the streams the writer read or wrote lately, so that it checks a
+/// commit's expected versions in memory. This writer is the only one of this store, but another
+/// process may open the same file: `PRAGMA data_version` tells when another connection committed,
+/// and then the writer forgets everything it knew.
+#[derive(Default)]
+struct StreamVersions {
+    known: HashMap<String, u64>,
+    /// `PRAGMA data_version` at the writer's last transaction.
+    data_version: Option<i64>,
+}
+
+impl StreamVersions {
+    /// Forgets everything if another connection committed since the last call. Call it inside
+    /// the write transaction, so that nobody else commits until it ends.
+    fn refresh(&mut self, transaction: &Connection) -> rusqlite::Result<()> {
+        let now = transaction.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get::<_, i64>(0))?;
+        if self.data_version != Some(now) {
+            self.known.clear();
+            self.data_version = Some(now);
+        }
+        Ok(())
+    }
+
+    fn get(&self, stream: &str) -> Option<u64> {
+        self.known.get(stream).copied()
+    }
+
+    fn remember(&mut self, stream: &str, version: u64) {
+        match self.known.get_mut(stream) {
+            Some(known) => *known = version,
+            None => {
+                self.known.insert(stream.to_owned(), version);
+            }
         }
     }
-    transaction.commit()?;
-    Ok(results)
+
+    /// Takes in the versions a group transaction has committed.
+    fn committed(&mut self, written: HashMap<&str, u64>) {
+        if self.known.len() + written.len() > MAX_KNOWN_STREAMS {
+            self.known.clear();
+        }
+        for (stream, version) in written {
+            self.remember(stream, version);
+        }
+    }
+
+    fn forget(&mut self) {
+        self.known.clear();
+        self.data_version = None;
+    }
+}
+
+/// One group transaction in the making: its statements, and the version each stream its commits
+/// wrote is at now. `streams` is written once per stream, when the group ends.
+struct Group<'t, 'j> {
+    statements: Statements<'t>,
+    written: HashMap<&'j str, u64>,
+}
+
+/// What one commit writes, decided before it writes anything.
+struct Plan<'j> {
+    /// The version of each event in each of its streams, event after event, in the order of
+    /// their `streams`.
+    versions: Vec<u64>,
+    /// Each stream the commit writes, with its version after the commit.
+    after: Vec<(&'j str, u64)>,
+}
+
+impl<'t, 'j> Group<'t, 'j> {
+    fn new(transaction: &'t Connection) -> rusqlite::Result<Self> {
+        Ok(Self { statements: Statements::prepare(transaction)?, written: HashMap::new() })
+    }
+
+    /// The version of `stream` after the commits of the group so far.
+    fn current(&mut self, versions: &mut StreamVersions, stream: &str) -> rusqlite::Result<u64> {
+        if let Some(version) = self.written.get(stream).copied().or_else(|| versions.get(stream)) {
+            return Ok(version);
+        }
+        // Nothing of the group is in `streams` yet: this is the version stored.
+        let stored = self.statements.version_of.query_row([stream], |row| row.get::<_, i64>(0)).optional()?;
+        let stored = stored.map_or(0, |version| version as u64);
+        versions.remember(stream, stored);
+        Ok(stored)
+    }
+
+    /// Checks `commit`'s expected versions, then that its events are complete, and numbers its
+    /// events in their streams. Writes nothing.
+    fn plan(&mut self, versions: &mut StreamVersions, commit: &'j Encoded) -> Result<Plan<'j>, StoreError> {
+        for (stream, expected) in &commit.expected {
+            let actual = self.current(versions, stream.as_str())?;
+            if !expected.matches(actual) {
+                return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
+            }
+        }
+        let mut plan = Plan { versions: Vec::new(), after: Vec::new() };
+        for event in &commit.events {
+            event.event_id()?;
+            for stream in &event.streams {
+                let stream = stream.as_str();
+                // A commit writes a handful of streams: a scan beats hashing.
+                let version = match plan.after.iter_mut().find(|(written, _)| *written == stream) {
+                    Some((_, after)) => {
+                        *after += 1;
+                        *after
+                    }
+                    None => {
+                        let version = self.current(versions, stream)? + 1;
+                        plan.after.push((stream, version));
+                        version
+                    }
+                };
+                plan.versions.push(version);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Writes `commit` as planned in a savepoint, so that a failing write (an event id stored
+    /// already) leaves nothing of it. The outer error means the savepoint itself failed.
+    fn write_isolated(
+        &mut self,
+        transaction: &Connection,
+        commit: &Encoded,
+        plan: Plan<'j>,
+    ) -> rusqlite::Result<Result<u64, StoreError>> {
+        transaction.execute_batch("SAVEPOINT a_commit")?;
+        let result = self.write(transaction, commit, &plan);
+        match result {
+            Ok(_) => self.written.extend(plan.after),
+            Err(_) => transaction.execute_batch("ROLLBACK TO a_commit")?,
+        }
+        transaction.execute_batch("RELEASE a_commit")?;
+        Ok(result)
+    }
+
+    /// Inserts `commit`'s events and their links at the versions planned; returns the position
+    /// of its last event.
+    fn write(&mut self, transaction: &Connection, commit: &Encoded, plan: &Plan<'_>) -> Result<u64, StoreError> {
+        let mut versions = plan.versions.as_slice();
+        let mut last = 0;
+        for event in &commit.events {
+            let event_id = event.event_id()?;
+            let (own, rest) = versions.split_at(event.streams.len());
+            versions = rest;
+            let inserted = self.statements.insert_event.execute(params![
+                event_id.as_str(),
+                event.streams[0].as_str(),
+                to_integer(own[0]),
+                event.topic.as_str(),
+                event.key,
+                event.payload
+            ]);
+            match inserted {
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    return Err(StoreError::DuplicateEvent(event_id.clone()));
+                }
+                other => other?,
+            };
+            let position = transaction.last_insert_rowid();
+            for (stream, version) in event.streams.iter().zip(own) {
+                self.statements.link.execute(params![stream.as_str(), to_integer(*version), position])?;
+            }
+            last = position as u64;
+        }
+        Ok(last)
+    }
+
+    /// Stores the new version of each stream the group wrote, and returns them.
+    fn finish(mut self) -> rusqlite::Result<HashMap<&'j str, u64>> {
+        for (stream, version) in &self.written {
+            self.statements.set_version.execute(params![stream, to_integer(*version)])?;
+        }
+        Ok(self.written)
+    }
 }
 
 /// The writer's statements, looked up in the connection's cache once per group rather than once
@@ -217,8 +409,8 @@ fn write_group(connection: &mut Connection, jobs: &[Job]) -> Result<Vec<Result<u
 struct Statements<'t> {
     version_of: rusqlite::CachedStatement<'t>,
     insert_event: rusqlite::CachedStatement<'t>,
-    bump: rusqlite::CachedStatement<'t>,
     link: rusqlite::CachedStatement<'t>,
+    set_version: rusqlite::CachedStatement<'t>,
     ack: rusqlite::CachedStatement<'t>,
 }
 
@@ -229,55 +421,15 @@ impl<'t> Statements<'t> {
             insert_event: transaction.prepare_cached(
                 "INSERT INTO events (event_id, stream, version, topic, key, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?,
-            bump: transaction.prepare_cached(
-                "INSERT INTO streams (stream, version) VALUES (?1, 1)
-                 ON CONFLICT (stream) DO UPDATE SET version = version + 1 RETURNING version",
-            )?,
             link: transaction
                 .prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?,
+            set_version: transaction.prepare_cached(
+                "INSERT INTO streams (stream, version) VALUES (?1, ?2)
+                 ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+            )?,
             ack: transaction.prepare_cached("UPDATE relay_cursor SET position = max(position, ?1) WHERE id = 1")?,
         })
     }
-}
-
-fn write_commit(tx: &Connection, statements: &mut Statements<'_>, commit: &Encoded) -> Result<u64, StoreError> {
-    for (stream, expected) in &commit.expected {
-        let actual =
-            statements.version_of.query_row([stream.as_str()], |row| row.get::<_, i64>(0)).optional()?.unwrap_or(0)
-                as u64;
-        if !expected.matches(actual) {
-            return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
-        }
-    }
-    let mut last = 0;
-    for event in &commit.events {
-        let event_id = event.event_id()?;
-        let versions = event
-            .streams
-            .iter()
-            .map(|stream| statements.bump.query_row([stream.as_str()], |row| row.get::<_, i64>(0)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let inserted = statements.insert_event.execute(params![
-            event_id.as_str(),
-            event.streams[0].as_str(),
-            versions[0],
-            event.topic.as_str(),
-            event.key,
-            event.payload
-        ]);
-        match inserted {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                return Err(StoreError::DuplicateEvent(event_id.clone()));
-            }
-            other => other?,
-        };
-        let position = tx.last_insert_rowid();
-        for (stream, version) in event.streams.iter().zip(&versions) {
-            statements.link.execute(params![stream.as_str(), version, position])?;
-        }
-        last = position as u64;
-    }
-    Ok(last)
 }
 
 /// A position, version or count as an SQLite integer; past `i64::MAX` it means "no end".
@@ -389,5 +541,46 @@ impl EventStore for SqliteStore {
             Ok(pending as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eventbus::EventSchema;
+    use serde_json::Map;
+
+    use super::*;
+    use crate::store::NewEvent;
+
+    fn open(path: &Path) -> SqliteStore {
+        SqliteStore::open(path, SqliteSync::Normal).expect("opening the SQLite store")
+    }
+
+    /// A commit of one new event to `stream`, checking that the stream is at `expected`.
+    fn commit_to(stream: &StreamId, expected: ExpectedVersion) -> Commit {
+        let topic = TopicName::new("nexum.test.events").expect("a valid topic name");
+        let event = EventSchema::new("thing_happened", "thing", "a", Map::new());
+        let mut commit = Commit::default().expect(stream.clone(), expected);
+        commit.push(NewEvent::new(stream.clone(), topic, event));
+        commit
+    }
+
+    #[tokio::test]
+    async fn given_another_connection_wrote_a_stream_when_committing_then_its_version_is_checked_against_that_write() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("events.db");
+        let (store, other) = (open(&path), open(&path));
+        let s = StreamId::from_name("account-a");
+        store.commit(commit_to(&s, ExpectedVersion::NoStream)).await.unwrap();
+        other.commit(commit_to(&s, ExpectedVersion::Exact(1))).await.unwrap();
+
+        let stale = store.commit(commit_to(&s, ExpectedVersion::Exact(1))).await;
+        let fresh = store.commit(commit_to(&s, ExpectedVersion::Exact(2))).await;
+
+        assert!(matches!(stale, Err(StoreError::Conflict { actual: 2, .. })), "{stale:?}");
+        assert_eq!(fresh.unwrap(), 3);
+        let read = store.read(&s, 1).await.unwrap();
+        assert_eq!(read.iter().map(|e| (e.version, e.position)).collect::<Vec<_>>(), [(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(other.stream_version(&s).await.unwrap(), 3);
     }
 }
