@@ -2,8 +2,10 @@
 //! that arrive together into one transaction (group commit), so they share one disk sync, and
 //! makes each fail alone: it checks a commit's expected versions in memory, against the versions
 //! it keeps of the streams it read or wrote lately and those the commits before it in the group
-//! wrote, and writes each commit inside its own savepoint. Each stream's version is stored once
-//! per group, when the group ends.
+//! wrote, before the commit writes anything. Then the group needs no savepoints: only a write
+//! that fails all the same (an event id stored already) makes the writer roll the group back and
+//! write it again with a savepoint per commit. Each stream's version is stored once per group,
+//! when the group ends.
 //!
 //! The outbox is the tail of the event log: the events after the relay's cursor. One writer
 //! assigns positions in commit order, so the tail has no gaps, and an event is in the outbox the
@@ -195,9 +197,36 @@ fn write_loop(connection: Connection, receiver: mpsc::Receiver<Job>) {
     }
 }
 
-/// Writes the jobs in one transaction, in order, each commit in its own savepoint. The outer
-/// error means the transaction itself failed and nothing was written.
+/// Writes the jobs in one transaction, in order; a failing commit fails alone and writes
+/// nothing. The outer error means the transaction itself failed and nothing was written.
 fn write_group(writer: &mut Writer, jobs: &[Job]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
+    if let Some(results) = try_group(writer, jobs, Isolation::None)? {
+        return Ok(results);
+    }
+    // Rare: an event id stored already, or a failing disk. Only savepoints can keep the other
+    // commits of the group.
+    let results = try_group(writer, jobs, Isolation::Savepoints)?;
+    Ok(results.expect("with savepoints, a failed write fails its commit, not the group"))
+}
+
+/// How a group keeps a commit's failure from the others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// Versions and completeness are checked before a commit writes anything, so most failures
+    /// need no undo. A write that fails all the same rolls the whole group back: `None`.
+    None,
+    /// Each commit writes in its own savepoint, so a failed write leaves nothing of it. It costs:
+    /// SQLite copies each page the commit changes into its statement journal.
+    Savepoints,
+}
+
+/// Writes the jobs in one transaction, in order. `None` when a write failed without
+/// savepoints: then the transaction was rolled back and nothing was written.
+fn try_group(
+    writer: &mut Writer,
+    jobs: &[Job],
+    isolation: Isolation,
+) -> Result<Option<Vec<Result<u64, StoreError>>>, rusqlite::Error> {
     let Writer { connection, versions } = writer;
     let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // The transaction holds the write lock: what it sees now stays true until it ends.
@@ -211,9 +240,17 @@ fn write_group(writer: &mut Writer, jobs: &[Job]) -> Result<Vec<Result<u64, Stor
                 Ok(*position)
             }
             Job::Commit(commit, _) => match group.plan(versions, commit) {
-                Ok(plan) => group.write_isolated(&transaction, commit, plan)?,
                 // Checked before anything of it was written.
                 Err(error) => Err(error),
+                Ok(plan) if isolation == Isolation::Savepoints => group.write_isolated(&transaction, commit, plan)?,
+                Ok(plan) => match group.write(&transaction, commit, &plan) {
+                    Ok(last) => {
+                        group.written.extend(plan.after);
+                        Ok(last)
+                    }
+                    // Dropping the transaction rolls it back.
+                    Err(_) => return Ok(None),
+                },
             },
         };
         results.push(result);
@@ -221,7 +258,7 @@ fn write_group(writer: &mut Writer, jobs: &[Job]) -> Result<Vec<Result<u64, Stor
     let written = group.finish()?;
     transaction.commit()?;
     versions.committed(written);
-    Ok(results)
+    Ok(Some(results))
 }
 
 /// Streams whose versions the writer keeps at most; past it, it forgets them all and reads them
@@ -556,13 +593,25 @@ mod tests {
         SqliteStore::open(path, SqliteSync::Normal).expect("opening the SQLite store")
     }
 
-    /// A commit of one new event to `stream`, checking that the stream is at `expected`.
-    fn commit_to(stream: &StreamId, expected: ExpectedVersion) -> Commit {
+    fn event() -> EventSchema {
+        EventSchema::new("thing_happened", "thing", "a", Map::new())
+    }
+
+    /// A commit of `event` to `stream`, checking that the stream is at `expected`.
+    fn commit_of(stream: &StreamId, expected: ExpectedVersion, event: EventSchema) -> Commit {
         let topic = TopicName::new("nexum.test.events").expect("a valid topic name");
-        let event = EventSchema::new("thing_happened", "thing", "a", Map::new());
         let mut commit = Commit::default().expect(stream.clone(), expected);
         commit.push(NewEvent::new(stream.clone(), topic, event));
         commit
+    }
+
+    /// A commit of a new event to `stream`, checking that the stream is at `expected`.
+    fn commit_to(stream: &StreamId, expected: ExpectedVersion) -> Commit {
+        commit_of(stream, expected, event())
+    }
+
+    fn versions_and_positions(events: &[RecordedEvent]) -> Vec<(u64, u64)> {
+        events.iter().map(|e| (e.version, e.position)).collect()
     }
 
     #[tokio::test]
@@ -579,8 +628,32 @@ mod tests {
 
         assert!(matches!(stale, Err(StoreError::Conflict { actual: 2, .. })), "{stale:?}");
         assert_eq!(fresh.unwrap(), 3);
-        let read = store.read(&s, 1).await.unwrap();
-        assert_eq!(read.iter().map(|e| (e.version, e.position)).collect::<Vec<_>>(), [(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(versions_and_positions(&store.read(&s, 1).await.unwrap()), [(1, 1), (2, 2), (3, 3)]);
         assert_eq!(other.stream_version(&s).await.unwrap(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_an_event_id_stored_by_an_earlier_group_when_a_group_repeats_it_then_that_commit_alone_fails() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(&dir.path().join("events.db"));
+        let (a, b) = (StreamId::from_name("account-a"), StreamId::from_name("account-b"));
+        let stored = event();
+        store.commit(commit_of(&a, ExpectedVersion::NoStream, stored.clone())).await.unwrap();
+
+        // Issued at once, so that the writer takes them into one group: the repeated id fails
+        // the group's first try, without savepoints, and the writer writes it again with them.
+        let (second, repeated, first_of_b, third) = tokio::join!(
+            store.commit(commit_to(&a, ExpectedVersion::Exact(1))),
+            store.commit(commit_of(&b, ExpectedVersion::Any, stored.clone())),
+            store.commit(commit_to(&b, ExpectedVersion::NoStream)),
+            store.commit(commit_to(&a, ExpectedVersion::Exact(2))),
+        );
+        let after = store.commit(commit_to(&b, ExpectedVersion::Exact(1))).await;
+
+        assert!(matches!(&repeated, Err(StoreError::DuplicateEvent(id)) if Some(id) == stored.event_id.as_ref()));
+        assert_eq!((second.unwrap(), first_of_b.unwrap(), third.unwrap(), after.unwrap()), (2, 3, 4, 5));
+        assert_eq!(versions_and_positions(&store.read(&a, 1).await.unwrap()), [(1, 1), (2, 2), (3, 4)]);
+        assert_eq!(versions_and_positions(&store.read(&b, 1).await.unwrap()), [(1, 3), (2, 5)]);
+        assert_eq!(store.outbox_len().await.unwrap(), 5);
     }
 }
