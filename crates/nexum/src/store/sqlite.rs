@@ -1,15 +1,28 @@
-//! The embedded event store: one SQLite file in WAL mode. A writer thread takes the commits
-//! that arrive together into one transaction (group commit), so they share one disk sync, and
-//! makes each fail alone: it checks a commit's expected versions in memory, against the versions
-//! it keeps of the streams it read or wrote lately and those the commits before it in the group
-//! wrote, before the commit writes anything. Then the group needs no savepoints: only a write
-//! that fails all the same (an event id stored already) makes the writer roll the group back and
-//! write it again with a savepoint per commit. Each stream's version is stored once per group,
-//! when the group ends.
+//! The embedded event store: one SQLite file in WAL mode. One writer thread does every write;
+//! reads use a connection of their own.
 //!
 //! The outbox is the tail of the event log: the events after the relay's cursor. One writer
 //! assigns positions in commit order, so the tail has no gaps, and an event is in the outbox the
 //! moment its commit is. The relay's acknowledgement moves the cursor, through the same writer.
+//!
+//! # Group commit
+//!
+//! The writer takes every commit waiting for it, up to [`MAX_GROUP`], into one transaction, so
+//! they share one disk sync. It is the one serial part of the service, so it does as little per
+//! commit as it can:
+//!
+//! 1. It keeps the stored version of the streams it read or wrote lately ([`StreamVersions`]),
+//!    and checks each commit in arrival order against them and the commits accepted before it in
+//!    the group: no query per expected stream. Another process may write the file too: `PRAGMA
+//!    data_version`, read once the transaction holds the write lock, tells when anyone else
+//!    committed, and the writer then forgets every version it knew.
+//! 2. A commit that fails its checks (`Conflict`, `Incomplete`) fails alone before it writes
+//!    anything, so the group needs no savepoint per commit, which would make SQLite copy every
+//!    page a commit changes into a statement journal. If a write fails all the same (an event id
+//!    stored already: `DuplicateEvent`, or a failing disk), the writer rolls the group back and
+//!    writes it again with a savepoint per commit, so that commit alone fails.
+//! 3. It numbers each event in its streams in memory and writes each stream's version once, when
+//!    the group ends: the day's audit stream is in every commit.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -204,7 +217,9 @@ fn write_group(writer: &mut Writer, jobs: &[Job]) -> Result<Vec<Result<u64, Stor
         return Ok(results);
     }
     // Rare: an event id stored already, or a failing disk. Only savepoints can keep the other
-    // commits of the group.
+    // commits of the group. Should the failure come from a version the writer got wrong, its
+    // versions are read again.
+    writer.versions.forget();
     let results = try_group(writer, jobs, Isolation::Savepoints)?;
     Ok(results.expect("with savepoints, a failed write fails its commit, not the group"))
 }
@@ -212,8 +227,8 @@ fn write_group(writer: &mut Writer, jobs: &[Job]) -> Result<Vec<Result<u64, Stor
 /// How a group keeps a commit's failure from the others.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Isolation {
-    /// Versions and completeness are checked before a commit writes anything, so most failures
-    /// need no undo. A write that fails all the same rolls the whole group back: `None`.
+    /// None: a commit's checks are made before it writes anything, so most failures need no
+    /// undo. A write that fails all the same fails the whole group.
     None,
     /// Each commit writes in its own savepoint, so a failed write leaves nothing of it. It costs:
     /// SQLite copies each page the commit changes into its statement journal.
