@@ -1,11 +1,30 @@
-//! The embedded event store: one SQLite file in WAL mode. A writer thread takes the commits
-//! that arrive together into one transaction (group commit), each inside its own savepoint, so a
-//! conflicting commit fails alone and the others share one disk sync.
+//! The embedded event store: one SQLite file in WAL mode. One writer thread does every write;
+//! reads use a connection of their own.
 //!
 //! The outbox is the tail of the event log: the events after the relay's cursor. One writer
 //! assigns positions in commit order, so the tail has no gaps, and an event is in the outbox the
 //! moment its commit is. The relay's acknowledgement moves the cursor, through the same writer.
+//!
+//! # Group commit
+//!
+//! The writer takes every commit waiting for it, up to [`MAX_GROUP`], into one transaction, so
+//! they share one disk sync. It is the one serial part of the service, so it does as little per
+//! commit as it can:
+//!
+//! 1. It keeps the stored version of the streams it read or wrote lately ([`StreamVersions`]),
+//!    and checks each commit in arrival order against them and the commits accepted before it in
+//!    the group: no query per expected stream. Another process may write the file too: `PRAGMA
+//!    data_version`, read once the transaction holds the write lock, tells when anyone else
+//!    committed, and the writer then forgets every version it knew.
+//! 2. A commit that fails its checks (`Conflict`, `Incomplete`) fails alone before it writes
+//!    anything, so the group needs no savepoint per commit, which would make SQLite copy every
+//!    page a commit changes into a statement journal. If a write fails all the same (an event id
+//!    stored already: `DuplicateEvent`, or a failing disk), the writer rolls the group back and
+//!    writes it again with a savepoint per commit, so that commit alone fails.
+//! 3. It numbers each event in its streams in memory and writes each stream's version once, when
+//!    the group ends: the day's audit stream is in every commit.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -15,10 +34,52 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic};
+use eventbus::{EventId, TopicName};
 
-/// A commit with the JSON of each of its events.
-type Encoded = (Commit, Vec<Vec<u8>>);
+use super::{
+    Commit, EventStore, ExpectedVersion, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic,
+};
+
+/// A commit taken apart on the caller's thread: its events encoded, the rest of them dropped
+/// there, so the one writer thread only writes.
+struct Encoded {
+    expected: Vec<(StreamId, ExpectedVersion)>,
+    events: Vec<EncodedEvent>,
+}
+
+/// The columns of one event to store.
+struct EncodedEvent {
+    /// Checked by the writer, after the commit's versions, as the other stores check it.
+    event_id: Option<EventId>,
+    /// Its own stream first, then those it is linked into.
+    streams: Vec<StreamId>,
+    topic: TopicName,
+    key: String,
+    payload: Vec<u8>,
+}
+
+impl Encoded {
+    fn new(commit: Commit) -> Self {
+        let events = commit
+            .events
+            .into_iter()
+            .map(|new| EncodedEvent {
+                payload: new.event.to_json(),
+                event_id: new.event.event_id,
+                streams: std::iter::once(new.stream).chain(new.links).collect(),
+                topic: new.topic,
+                key: new.key,
+            })
+            .collect();
+        Self { expected: commit.expected, events }
+    }
+}
+
+impl EncodedEvent {
+    fn event_id(&self) -> Result<&EventId, StoreError> {
+        self.event_id.as_ref().ok_or(StoreError::Incomplete("event_id"))
+    }
+}
 
 /// What the writer thread does.
 enum Job {
@@ -112,7 +173,14 @@ fn open_connection(path: &Path, sync: SqliteSync) -> Result<Connection, StoreErr
     Ok(connection)
 }
 
-fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
+/// The writer thread's connection, and what it knows of the stored stream versions.
+struct Writer {
+    connection: Connection,
+    versions: StreamVersions,
+}
+
+fn write_loop(connection: Connection, receiver: mpsc::Receiver<Job>) {
+    let mut writer = Writer { connection, versions: StreamVersions::default() };
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -121,7 +189,7 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match write_group(&mut connection, &group) {
+        match write_group(&mut writer, &group) {
             Ok(results) => {
                 for (job, result) in group.into_iter().zip(results) {
                     let (Job::Commit(_, reply) | Job::Ack(_, reply)) = job;
@@ -130,6 +198,8 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
             }
             Err(error) => {
                 tracing::error!(%error, jobs = group.len(), "Event store transaction failed");
+                // Whatever the failed transaction read or wrote, it is not worth trusting.
+                writer.versions.forget();
                 let error = Arc::new(error);
                 for job in group {
                     let (Job::Commit(_, reply) | Job::Ack(_, reply)) = job;
@@ -140,81 +210,280 @@ fn write_loop(mut connection: Connection, receiver: mpsc::Receiver<Job>) {
     }
 }
 
-/// Writes each commit in its own savepoint of one transaction. The outer error means the
-/// transaction itself failed and nothing was written.
-fn write_group(connection: &mut Connection, jobs: &[Job]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
-    let mut transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let commit = match job {
-            Job::Commit(commit, _) => commit,
-            Job::Ack(position, _) => {
-                transaction
-                    .prepare_cached("UPDATE relay_cursor SET position = max(position, ?1) WHERE id = 1")?
-                    .execute([to_integer(*position)])?;
-                results.push(Ok(*position));
-                continue;
-            }
-        };
-        // A savepoint dropped without commit rolls back: a failed commit leaves nothing.
-        let savepoint = transaction.savepoint()?;
-        let result = write_commit(&savepoint, commit);
-        if result.is_ok() {
-            savepoint.commit()?;
-        }
-        results.push(result);
+/// Writes the jobs in one transaction, in order; a failing commit fails alone and writes
+/// nothing. The outer error means the transaction itself failed and nothing was written.
+fn write_group(writer: &mut Writer, jobs: &[Job]) -> Result<Vec<Result<u64, StoreError>>, rusqlite::Error> {
+    if let Some(results) = try_group(writer, jobs, Isolation::None)? {
+        return Ok(results);
     }
-    transaction.commit()?;
-    Ok(results)
+    // Rare: an event id stored already, or a failing disk. Only savepoints can keep the other
+    // commits of the group. Should the failure come from a version the writer got wrong, its
+    // versions are read again.
+    writer.versions.forget();
+    let results = try_group(writer, jobs, Isolation::Savepoints)?;
+    Ok(results.expect("with savepoints, a failed write fails its commit, not the group"))
 }
 
-fn write_commit(tx: &Connection, (commit, payloads): &Encoded) -> Result<u64, StoreError> {
-    let mut version_of = tx.prepare_cached("SELECT version FROM streams WHERE stream = ?1")?;
-    let mut current = |stream: &StreamId| -> Result<u64, StoreError> {
-        Ok(version_of.query_row([stream.as_str()], |row| row.get::<_, i64>(0)).optional()?.unwrap_or(0) as u64)
-    };
-    for (stream, expected) in &commit.expected {
-        let actual = current(stream)?;
-        if !expected.matches(actual) {
-            return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
-        }
-    }
-    let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (event_id, stream, version, topic, key, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let mut bump = tx.prepare_cached(
-        "INSERT INTO streams (stream, version) VALUES (?1, 1)
-         ON CONFLICT (stream) DO UPDATE SET version = version + 1 RETURNING version",
-    )?;
-    let mut link = tx.prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?;
-    let mut last = 0;
-    for (new, payload) in commit.events.iter().zip(payloads) {
-        let event_id = new.event_id()?;
-        let versions = new
-            .streams()
-            .map(|stream| bump.query_row([stream.as_str()], |row| row.get::<_, i64>(0)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let inserted = insert_event.execute(params![
-            event_id.to_string(),
-            new.stream.as_str(),
-            versions[0],
-            new.topic.as_str(),
-            new.key,
-            payload
-        ]);
-        match inserted {
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                return Err(StoreError::DuplicateEvent(event_id.clone()));
+/// How a group keeps a commit's failure from the others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// None: a commit's checks are made before it writes anything, so most failures need no
+    /// undo. A write that fails all the same fails the whole group.
+    None,
+    /// Each commit writes in its own savepoint, so a failed write leaves nothing of it. It costs:
+    /// SQLite copies each page the commit changes into its statement journal.
+    Savepoints,
+}
+
+/// Writes the jobs in one transaction, in order. `None` when a write failed without
+/// savepoints: then the transaction was rolled back and nothing was written.
+fn try_group(
+    writer: &mut Writer,
+    jobs: &[Job],
+    isolation: Isolation,
+) -> Result<Option<Vec<Result<u64, StoreError>>>, rusqlite::Error> {
+    let Writer { connection, versions } = writer;
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // The transaction holds the write lock: what it sees now stays true until it ends.
+    versions.refresh(&transaction)?;
+    let mut group = Group::new(&transaction)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let result = match job {
+            Job::Ack(position, _) => {
+                group.statements.ack.execute([to_integer(*position)])?;
+                Ok(*position)
             }
-            other => other?,
+            Job::Commit(commit, _) => match group.plan(versions, commit) {
+                // Checked before anything of it was written.
+                Err(error) => Err(error),
+                Ok(plan) if isolation == Isolation::Savepoints => group.write_isolated(&transaction, commit, plan)?,
+                Ok(plan) => match group.write(&transaction, commit, &plan) {
+                    Ok(last) => {
+                        group.written.extend(plan.after);
+                        Ok(last)
+                    }
+                    // Dropping the transaction rolls it back.
+                    Err(_) => return Ok(None),
+                },
+            },
         };
-        let position = tx.last_insert_rowid();
-        for (stream, version) in new.streams().zip(&versions) {
-            link.execute(params![stream.as_str(), version, position])?;
-        }
-        last = position as u64;
+        results.push(result);
     }
-    Ok(last)
+    let written = group.finish()?;
+    transaction.commit()?;
+    versions.committed(written);
+    Ok(Some(results))
+}
+
+/// Streams whose versions the writer keeps at most; past it, it forgets them all and reads them
+/// again as commits need them. Most streams (a transaction's, a command's) are written once.
+const MAX_KNOWN_STREAMS: usize = 1 << 16;
+
+/// The stored versions of the streams the writer read or wrote lately, so that it checks a
+/// commit's expected versions in memory. This writer is the only one of this store, but another
+/// process may open the same file: `PRAGMA data_version` tells when another connection committed,
+/// and then the writer forgets everything it knew.
+#[derive(Default)]
+struct StreamVersions {
+    known: HashMap<String, u64>,
+    /// `PRAGMA data_version` at the writer's last transaction.
+    data_version: Option<i64>,
+}
+
+impl StreamVersions {
+    /// Forgets everything if another connection committed since the last call. Call it inside
+    /// the write transaction, so that nobody else commits until it ends.
+    fn refresh(&mut self, transaction: &Connection) -> rusqlite::Result<()> {
+        let now = transaction.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get::<_, i64>(0))?;
+        if self.data_version != Some(now) {
+            self.known.clear();
+            self.data_version = Some(now);
+        }
+        Ok(())
+    }
+
+    fn get(&self, stream: &str) -> Option<u64> {
+        self.known.get(stream).copied()
+    }
+
+    fn remember(&mut self, stream: &str, version: u64) {
+        match self.known.get_mut(stream) {
+            Some(known) => *known = version,
+            None => {
+                self.known.insert(stream.to_owned(), version);
+            }
+        }
+    }
+
+    /// Takes in the versions a group transaction has committed.
+    fn committed(&mut self, written: HashMap<&str, u64>) {
+        if self.known.len() + written.len() > MAX_KNOWN_STREAMS {
+            self.known.clear();
+        }
+        for (stream, version) in written {
+            self.remember(stream, version);
+        }
+    }
+
+    fn forget(&mut self) {
+        self.known.clear();
+        self.data_version = None;
+    }
+}
+
+/// One group transaction in the making: its statements, and the version each stream its commits
+/// wrote is at now. `streams` is written once per stream, when the group ends.
+struct Group<'t, 'j> {
+    statements: Statements<'t>,
+    written: HashMap<&'j str, u64>,
+}
+
+/// What one commit writes, decided before it writes anything.
+struct Plan<'j> {
+    /// The version of each event in each of its streams, event after event, in the order of
+    /// their `streams`.
+    versions: Vec<u64>,
+    /// Each stream the commit writes, with its version after the commit.
+    after: Vec<(&'j str, u64)>,
+}
+
+impl<'t, 'j> Group<'t, 'j> {
+    fn new(transaction: &'t Connection) -> rusqlite::Result<Self> {
+        Ok(Self { statements: Statements::prepare(transaction)?, written: HashMap::new() })
+    }
+
+    /// The version of `stream` after the commits of the group so far.
+    fn current(&mut self, versions: &mut StreamVersions, stream: &str) -> rusqlite::Result<u64> {
+        if let Some(version) = self.written.get(stream).copied().or_else(|| versions.get(stream)) {
+            return Ok(version);
+        }
+        // Nothing of the group is in `streams` yet: this is the version stored.
+        let stored = self.statements.version_of.query_row([stream], |row| row.get::<_, i64>(0)).optional()?;
+        let stored = stored.map_or(0, |version| version as u64);
+        versions.remember(stream, stored);
+        Ok(stored)
+    }
+
+    /// Checks `commit`'s expected versions, then that its events are complete, and numbers its
+    /// events in their streams. Writes nothing.
+    fn plan(&mut self, versions: &mut StreamVersions, commit: &'j Encoded) -> Result<Plan<'j>, StoreError> {
+        for (stream, expected) in &commit.expected {
+            let actual = self.current(versions, stream.as_str())?;
+            if !expected.matches(actual) {
+                return Err(StoreError::Conflict { stream: stream.clone(), expected: *expected, actual });
+            }
+        }
+        let mut plan = Plan { versions: Vec::new(), after: Vec::new() };
+        for event in &commit.events {
+            event.event_id()?;
+            for stream in &event.streams {
+                let stream = stream.as_str();
+                // A commit writes a handful of streams: a scan beats hashing.
+                let version = match plan.after.iter_mut().find(|(written, _)| *written == stream) {
+                    Some((_, after)) => {
+                        *after += 1;
+                        *after
+                    }
+                    None => {
+                        let version = self.current(versions, stream)? + 1;
+                        plan.after.push((stream, version));
+                        version
+                    }
+                };
+                plan.versions.push(version);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Writes `commit` as planned in a savepoint, so that a failing write (an event id stored
+    /// already) leaves nothing of it. The outer error means the savepoint itself failed.
+    fn write_isolated(
+        &mut self,
+        transaction: &Connection,
+        commit: &Encoded,
+        plan: Plan<'j>,
+    ) -> rusqlite::Result<Result<u64, StoreError>> {
+        transaction.execute_batch("SAVEPOINT a_commit")?;
+        let result = self.write(transaction, commit, &plan);
+        match result {
+            Ok(_) => self.written.extend(plan.after),
+            Err(_) => transaction.execute_batch("ROLLBACK TO a_commit")?,
+        }
+        transaction.execute_batch("RELEASE a_commit")?;
+        Ok(result)
+    }
+
+    /// Inserts `commit`'s events and their links at the versions planned; returns the position
+    /// of its last event.
+    fn write(&mut self, transaction: &Connection, commit: &Encoded, plan: &Plan<'_>) -> Result<u64, StoreError> {
+        let mut versions = plan.versions.as_slice();
+        let mut last = 0;
+        for event in &commit.events {
+            let event_id = event.event_id()?;
+            let (own, rest) = versions.split_at(event.streams.len());
+            versions = rest;
+            let inserted = event_id.with_str(|event_id| {
+                self.statements.insert_event.execute(params![
+                    event_id,
+                    event.streams[0].as_str(),
+                    to_integer(own[0]),
+                    event.topic.as_str(),
+                    event.key,
+                    event.payload
+                ])
+            });
+            match inserted {
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    return Err(StoreError::DuplicateEvent(event_id.clone()));
+                }
+                other => other?,
+            };
+            let position = transaction.last_insert_rowid();
+            for (stream, version) in event.streams.iter().zip(own) {
+                self.statements.link.execute(params![stream.as_str(), to_integer(*version), position])?;
+            }
+            last = position as u64;
+        }
+        Ok(last)
+    }
+
+    /// Stores the new version of each stream the group wrote, and returns them.
+    fn finish(mut self) -> rusqlite::Result<HashMap<&'j str, u64>> {
+        for (stream, version) in &self.written {
+            self.statements.set_version.execute(params![stream, to_integer(*version)])?;
+        }
+        Ok(self.written)
+    }
+}
+
+/// The writer's statements, looked up in the connection's cache once per group rather than once
+/// per row.
+struct Statements<'t> {
+    version_of: rusqlite::CachedStatement<'t>,
+    insert_event: rusqlite::CachedStatement<'t>,
+    link: rusqlite::CachedStatement<'t>,
+    set_version: rusqlite::CachedStatement<'t>,
+    ack: rusqlite::CachedStatement<'t>,
+}
+
+impl<'t> Statements<'t> {
+    fn prepare(transaction: &'t Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            version_of: transaction.prepare_cached("SELECT version FROM streams WHERE stream = ?1")?,
+            insert_event: transaction.prepare_cached(
+                "INSERT INTO events (event_id, stream, version, topic, key, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            link: transaction
+                .prepare_cached("INSERT INTO stream_events (stream, version, position) VALUES (?1, ?2, ?3)")?,
+            set_version: transaction.prepare_cached(
+                "INSERT INTO streams (stream, version) VALUES (?1, ?2)
+                 ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+            )?,
+            ack: transaction.prepare_cached("UPDATE relay_cursor SET position = max(position, ?1) WHERE id = 1")?,
+        })
+    }
 }
 
 /// A position, version or count as an SQLite integer; past `i64::MAX` it means "no end".
@@ -244,8 +513,7 @@ impl EventStore for SqliteStore {
     async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
         let (reply, result) = oneshot::channel();
         // Encoding happens here, on the caller's thread: the one writer thread only writes.
-        let payloads = commit.events.iter().map(|e| e.event.to_json()).collect();
-        self.writer.send(Job::Commit((commit, payloads), reply)).map_err(|_| StoreError::Closed)?;
+        self.writer.send(Job::Commit(Encoded::new(commit), reply)).map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -327,5 +595,82 @@ impl EventStore for SqliteStore {
             Ok(pending as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eventbus::EventSchema;
+    use serde_json::Map;
+
+    use super::*;
+    use crate::store::NewEvent;
+
+    fn open(path: &Path) -> SqliteStore {
+        SqliteStore::open(path, SqliteSync::Normal).expect("opening the SQLite store")
+    }
+
+    fn event() -> EventSchema {
+        EventSchema::new("thing_happened", "thing", "a", Map::new())
+    }
+
+    /// A commit of `event` to `stream`, checking that the stream is at `expected`.
+    fn commit_of(stream: &StreamId, expected: ExpectedVersion, event: EventSchema) -> Commit {
+        let topic = TopicName::new("nexum.test.events").expect("a valid topic name");
+        let mut commit = Commit::default().expect(stream.clone(), expected);
+        commit.push(NewEvent::new(stream.clone(), topic, event));
+        commit
+    }
+
+    /// A commit of a new event to `stream`, checking that the stream is at `expected`.
+    fn commit_to(stream: &StreamId, expected: ExpectedVersion) -> Commit {
+        commit_of(stream, expected, event())
+    }
+
+    fn versions_and_positions(events: &[RecordedEvent]) -> Vec<(u64, u64)> {
+        events.iter().map(|e| (e.version, e.position)).collect()
+    }
+
+    #[tokio::test]
+    async fn given_another_connection_wrote_a_stream_when_committing_then_its_version_is_checked_against_that_write() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("events.db");
+        let (store, other) = (open(&path), open(&path));
+        let s = StreamId::from_name("account-a");
+        store.commit(commit_to(&s, ExpectedVersion::NoStream)).await.unwrap();
+        other.commit(commit_to(&s, ExpectedVersion::Exact(1))).await.unwrap();
+
+        let stale = store.commit(commit_to(&s, ExpectedVersion::Exact(1))).await;
+        let fresh = store.commit(commit_to(&s, ExpectedVersion::Exact(2))).await;
+
+        assert!(matches!(stale, Err(StoreError::Conflict { actual: 2, .. })), "{stale:?}");
+        assert_eq!(fresh.unwrap(), 3);
+        assert_eq!(versions_and_positions(&store.read(&s, 1).await.unwrap()), [(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(other.stream_version(&s).await.unwrap(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn given_an_event_id_stored_by_an_earlier_group_when_a_group_repeats_it_then_that_commit_alone_fails() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open(&dir.path().join("events.db"));
+        let (a, b) = (StreamId::from_name("account-a"), StreamId::from_name("account-b"));
+        let stored = event();
+        store.commit(commit_of(&a, ExpectedVersion::NoStream, stored.clone())).await.unwrap();
+
+        // Issued at once, so that the writer takes them into one group: the repeated id fails
+        // the group's first try, without savepoints, and the writer writes it again with them.
+        let (second, repeated, first_of_b, third) = tokio::join!(
+            store.commit(commit_to(&a, ExpectedVersion::Exact(1))),
+            store.commit(commit_of(&b, ExpectedVersion::Any, stored.clone())),
+            store.commit(commit_to(&b, ExpectedVersion::NoStream)),
+            store.commit(commit_to(&a, ExpectedVersion::Exact(2))),
+        );
+        let after = store.commit(commit_to(&b, ExpectedVersion::Exact(1))).await;
+
+        assert!(matches!(&repeated, Err(StoreError::DuplicateEvent(id)) if Some(id) == stored.event_id.as_ref()));
+        assert_eq!((second.unwrap(), first_of_b.unwrap(), third.unwrap(), after.unwrap()), (2, 3, 4, 5));
+        assert_eq!(versions_and_positions(&store.read(&a, 1).await.unwrap()), [(1, 1), (2, 2), (3, 4)]);
+        assert_eq!(versions_and_positions(&store.read(&b, 1).await.unwrap()), [(1, 3), (2, 5)]);
+        assert_eq!(store.outbox_len().await.unwrap(), 5);
     }
 }
