@@ -36,7 +36,7 @@ pub use bus::{
 };
 pub use envelope::{EventId, EventSchema, EventType};
 #[cfg(feature = "kafka")]
-pub use kafka::{Kafka, KafkaBus, KafkaConfig, KafkaError, Secret};
+pub use kafka::{Kafka, KafkaBus, KafkaConfig, KafkaError, OutboxError, Secret};
 pub use local::embedded::{EmbeddedBus, EmbeddedConfig, EmbeddedError, EmbeddedStorage, SyncMode};
 pub use local::log::{LogBus, LogStorage};
 pub use local::memory::{MemoryBus, MemoryStorage};

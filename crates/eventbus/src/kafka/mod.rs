@@ -21,12 +21,14 @@ mod outbox;
 
 pub use config::{KafkaConfig, Secret};
 pub use error::KafkaError;
+pub use outbox::OutboxError;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
@@ -71,15 +73,30 @@ pub struct Kafka {
     /// Metadata and watermarks; belongs to no group.
     meta: Arc<BaseConsumer>,
     /// Where publishes wait for the broker; `None` sends directly.
-    outbox: Option<outbox::Outbox>,
+    outbox: Option<Arc<outbox::Outbox>>,
 }
 
 /// A message ready for the producer.
 #[derive(Clone, Debug, PartialEq)]
 struct Outgoing {
     key: Option<String>,
-    value: Vec<u8>,
+    value: Bytes,
     headers: Vec<Header>,
+}
+
+impl Outgoing {
+    /// The producer's record of this message to `topic`; the producer copies what it keeps.
+    fn record<'a>(&'a self, topic: &'a TopicName) -> FutureRecord<'a, str, [u8]> {
+        let mut headers = OwnedHeaders::new_with_capacity(self.headers.len());
+        for h in &self.headers {
+            headers = headers.insert(KafkaHeader { key: &h.name, value: Some(h.value.as_bytes()) });
+        }
+        let record = FutureRecord::to(topic.as_str()).payload(&self.value[..]).headers(headers);
+        match &self.key {
+            Some(key) => record.key(key.as_str()),
+            None => record,
+        }
+    }
 }
 
 impl Kafka {
@@ -88,7 +105,7 @@ impl Kafka {
         let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(KafkaError::Client)?;
         let meta: BaseConsumer = config.client().create().map_err(KafkaError::Client)?;
         let outbox = match &config.outbox_dir {
-            Some(dir) => Some(outbox::Outbox::open(dir).await?),
+            Some(dir) => Some(Arc::new(outbox::Outbox::open(dir).await?)),
             None => None,
         };
         Ok(Self { config, producer: RwLock::new(producer), admin, meta: Arc::new(meta), outbox })
@@ -120,17 +137,7 @@ impl Kafka {
     async fn send_each(&self, messages: Vec<(TopicName, Outgoing)>) -> Vec<Result<Published, BusError>> {
         let timeout = Duration::from_millis(self.config.delivery_timeout_ms);
         let producer = self.producer();
-        let sends = messages.iter().map(|(topic, m)| {
-            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
-            for h in &m.headers {
-                headers = headers.insert(KafkaHeader { key: &h.name, value: Some(h.value.as_bytes()) });
-            }
-            let mut record = FutureRecord::<str, [u8]>::to(topic.as_str()).payload(&m.value).headers(headers);
-            if let Some(key) = &m.key {
-                record = record.key(key.as_str());
-            }
-            producer.send(record, timeout)
-        });
+        let sends = messages.iter().map(|(topic, m)| producer.send(m.record(topic), timeout));
         let results = futures::future::join_all(sends).await;
         results
             .into_iter()
@@ -150,12 +157,10 @@ fn outgoing(record: NewRecord) -> Result<Outgoing, BusError> {
     Ok(match record.payload {
         Payload::Event(event) => {
             let (headers, value) = to_binary(&event)?;
-            Outgoing { key, value, headers }
+            Outgoing { key, value: Bytes::from(value), headers }
         }
-        Payload::Encoded { event, json } => Outgoing { key, value: json.to_vec(), headers: binary_headers(&event)? },
-        Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => {
-            Outgoing { key, value: bytes.to_vec(), headers: Vec::new() }
-        }
+        Payload::Encoded { event, json } => Outgoing { key, value: json, headers: binary_headers(&event)? },
+        Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => Outgoing { key, value: bytes, headers: Vec::new() },
     })
 }
 
@@ -255,7 +260,7 @@ impl Backend for Kafka {
 
     async fn outbox_backlog(&self) -> Result<Option<u64>, BusError> {
         match &self.outbox {
-            Some(outbox) => Ok(Some(outbox.backlog().await?)),
+            Some(outbox) => Ok(Some(outbox.backlog())),
             None => Ok(None),
         }
     }

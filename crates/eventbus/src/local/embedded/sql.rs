@@ -198,18 +198,6 @@ pub(super) fn release(conn: &Connection, group: &GroupId, topic_ids: &[i64], own
     Ok(())
 }
 
-pub(super) fn truncate(conn: &Connection, topic_id: i64, partition: Partition, before: Offset) -> rusqlite::Result<()> {
-    conn.execute(
-        "DELETE FROM records WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",
-        params![topic_id, partition.0, before.0],
-    )?;
-    conn.execute(
-        "UPDATE partitions SET log_start = MAX(log_start, MIN(?3, next_offset)) WHERE topic_id = ?1 AND partition = ?2",
-        params![topic_id, partition.0, before.0],
-    )?;
-    Ok(())
-}
-
 /// A record to append: its topic (by id and name), partition, key and value.
 pub(super) struct AppendRecord {
     pub(super) topic_id: i64,

@@ -115,19 +115,6 @@ impl EmbeddedStorage {
         }
         Ok(ids)
     }
-
-    /// Deletes the records of a partition before `before`, and moves its log start there.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    pub(crate) async fn truncate(
-        &self,
-        topic: &TopicName,
-        partition: Partition,
-        before: Offset,
-    ) -> Result<(), BusError> {
-        let row = self.known_topic(topic).await?;
-        self.write(|reply| WriteOp::Truncate { topic_id: row.id, partition, before, reply }).await?;
-        Ok(())
-    }
 }
 
 #[async_trait]

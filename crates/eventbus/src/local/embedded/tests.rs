@@ -171,34 +171,6 @@ async fn a_store_of_a_newer_format_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn truncating_a_partition_deletes_what_came_before_and_keeps_offsets() {
-    // Given a partition holding offsets 0 to 9
-    let dir = tempfile::tempdir().unwrap();
-    let storage = super::EmbeddedStorage::open(EmbeddedConfig::at(dir.path())).unwrap();
-    let topic = TopicName::new("outbox").unwrap();
-    use crate::local::Storage;
-    use crate::runtime::Backend;
-    storage.ensure_topics(vec![(topic.clone(), 1)]).await.unwrap();
-    let records = (0..10)
-        .map(|n| crate::runtime::NewRecord {
-            topic: topic.clone(),
-            partition: crate::bus::Partition(0),
-            key: None,
-            payload: crate::runtime::Payload::Bytes(bytes::Bytes::from(format!("{n}"))),
-        })
-        .collect();
-    storage.append(records).await.unwrap();
-    // When it is truncated before offset 7
-    storage.truncate(&topic, crate::bus::Partition(0), Offset(7)).await.unwrap();
-    // Then reading from the start yields 7, 8 and 9, and the log starts at 7
-    let read = storage.read(&topic, crate::bus::Partition(0), Offset(0), 100).await.unwrap();
-    assert_eq!(read.iter().map(|r| r.offset.0).collect::<Vec<_>>(), vec![7, 8, 9]);
-    let description = storage.describe(Some(&topic)).await.unwrap();
-    assert_eq!(description[0].partitions[0].earliest, Offset(7));
-    assert_eq!(description[0].partitions[0].latest, Offset(10));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_of_a_group_consumes_and_another_takes_over_when_it_stops() {
     // Given two buses on one directory, as two processes, each subscribed in the same group

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::error::EmbeddedError;
 use super::sql;
-use crate::bus::{GroupId, Offset, Partition, Published};
+use crate::bus::{GroupId, Partition, Published};
 use crate::local::ends::PartitionEnds;
 use crate::runtime::Position;
 use crate::topics::TopicName;
@@ -58,14 +58,6 @@ pub(super) enum WriteOp {
         group: GroupId,
         topic_ids: Vec<i64>,
         owner: String,
-        reply: Reply<()>,
-    },
-    /// Deletes a partition's records before an offset (the Kafka outbox after relaying).
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-    Truncate {
-        topic_id: i64,
-        partition: Partition,
-        before: Offset,
         reply: Reply<()>,
     },
     CreateTopics {
@@ -231,9 +223,7 @@ fn op_outcome_failed(op: WriteOp, error: &impl Fn() -> EmbeddedError) -> Outcome
         WriteOp::Append { reply, .. } => Outcome::Published(reply, Err(error())),
         WriteOp::Commit { reply, .. } => Outcome::Committed(reply, Err(error())),
         WriteOp::CreateTopics { reply, .. } => Outcome::Created(reply, Err(error())),
-        WriteOp::Truncate { reply, .. } | WriteOp::Release { reply, .. } | WriteOp::DeleteGroup { reply, .. } => {
-            Outcome::Committed(reply, Err(error()))
-        }
+        WriteOp::Release { reply, .. } | WriteOp::DeleteGroup { reply, .. } => Outcome::Committed(reply, Err(error())),
         WriteOp::Lease { reply, .. } => Outcome::Leased(reply, Err(error())),
     }
 }
@@ -277,9 +267,6 @@ fn apply_op(conn: &Connection, op: WriteOp) -> (RawOutcome, Vec<(TopicName, Part
             RawOutcome::Committed(reply, sql::commit(conn, &group, topic_id, &positions))
         }
         WriteOp::CreateTopics { topics, reply } => RawOutcome::Created(reply, sql::create_topics(conn, &topics)),
-        WriteOp::Truncate { topic_id, partition, before, reply } => {
-            RawOutcome::Committed(reply, sql::truncate(conn, topic_id, partition, before))
-        }
         WriteOp::Lease { group, topic_ids, owner, expires_ms, reply } => {
             RawOutcome::Leased(reply, sql::lease(conn, &group, &topic_ids, &owner, expires_ms))
         }
