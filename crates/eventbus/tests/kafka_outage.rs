@@ -1,43 +1,45 @@
-//! Nothing is lost while the broker is down: events published during an outage wait in the
-//! durable outbox and reach the broker, in order per key, when it is back.
+//! Nothing is lost while the network to the broker fails: events published during an outage wait
+//! in the durable outbox and reach the broker, in order per key, when it is back.
+//!
+//! The broker is not restarted. A fault-injecting TCP proxy sits between the bus and a tansu
+//! broker of the test's own (memory engine, production producer defaults), as toxiproxy and
+//! Jepsen do: it refuses connections and drops the open ones, or black-holes them (reads and
+//! answers nothing), for a while, while a publisher goes on publishing.
 
 #![cfg(feature = "kafka")]
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Collector, random_group, random_topic, transaction};
 use eventbus::{BusConfig, EventBus, KafkaBus, KafkaConfig, StartPosition, Subscription};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
 
-/// A tansu broker of this test's own, on the SQLite engine so that it keeps its data across a
-/// restart.
-struct Broker {
-    child: Option<Child>,
-    port: u16,
-    db: PathBuf,
-}
+/// A tansu broker of this test's own, on its memory engine, that tells clients to reach it at
+/// the proxy's port.
+struct Broker(Child);
 
 impl Broker {
-    fn start(port: u16, db: &Path) -> Self {
+    fn start(port: u16, advertised: u16) -> Self {
         let tansu = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
-        let url = format!("tcp://127.0.0.1:{port}");
         let mut child = Command::new(&tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            // tansu reads the SQLite path relative to its working directory.
-            .args(["--storage-engine", &format!("sqlite://{}", db.file_name().unwrap().to_string_lossy())])
-            .current_dir(db.parent().unwrap())
+            .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{port}")])
+            .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{advertised}")])
+            .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {tansu} (scripts/test.sh installs it): {e}"));
         for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { child: Some(child), port, db: db.to_path_buf() };
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self(child);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -45,23 +47,78 @@ impl Broker {
         let _ = child.wait();
         panic!("tansu did not listen on {port} within 10 s");
     }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        *self = Self::start(self.port, &self.db.clone());
-    }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the proxy does to the traffic.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Network {
+    /// Forwards every byte both ways.
+    Up,
+    /// Closes the open connections and every new one at once.
+    Refused,
+    /// Accepts and reads, but forwards and answers nothing; the connections open now are
+    /// closed when it ends, since bytes were lost.
+    Blackholed,
+}
+
+/// A TCP proxy on a free loopback port in front of `127.0.0.1:<upstream>`.
+struct Proxy {
+    port: u16,
+    network: watch::Sender<Network>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (network, state) = watch::channel(Network::Up);
+        let task = tokio::spawn(async move {
+            // Aborting the proxy drops the set, which aborts every connection.
+            let mut connections = JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                while connections.try_join_next().is_some() {}
+                connections.spawn(forward(client, upstream, state.clone()));
+            }
+        });
+        Self { port, network, task }
+    }
+
+    fn set(&self, network: Network) {
+        self.network.send_replace(network);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Forwards one connection until the network fails, then does what the fault says.
+async fn forward(mut client: TcpStream, upstream: u16, mut network: watch::Receiver<Network>) {
+    let now = *network.borrow_and_update();
+    if now == Network::Up {
+        let Ok(mut broker) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut broker) => return,
+            _ = network.wait_for(|n| *n != Network::Up) => {}
+        }
+    }
+    if *network.borrow() == Network::Blackholed {
+        let mut sink = vec![0u8; 64 * 1024];
+        let discard = async { while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {} };
+        tokio::select! {
+            () = discard => {}
+            _ = network.wait_for(|n| *n != Network::Blackholed) => {}
+        }
     }
 }
 
@@ -69,42 +126,55 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_published_while_the_broker_is_down_arrive_once_and_in_key_order() {
-    // Given a bus with an outbox, on a broker of its own
+const EVENTS: u64 = 2_000;
+const BATCH: u64 = 20;
+
+/// Publishes [`EVENTS`] while the network fails twice, then checks that a consumer reads every
+/// event, exactly once after dropping repeats by event id, and each key's events in order.
+async fn publishing_through(fault: Network) {
+    // Given a bus with an outbox (the production defaults: lz4, linger, batches), reaching its
+    // broker through a proxy
     common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut broker = Broker::start(port, &dir.path().join("tansu.db"));
-    let mut kafka = KafkaConfig::at(format!("127.0.0.1:{port}"));
+    let broker_port = free_port();
+    let proxy = Proxy::start(broker_port).await;
+    let _broker = Broker::start(broker_port, proxy.port);
+    let mut kafka = KafkaConfig::at(format!("127.0.0.1:{}", proxy.port));
     kafka.delivery_timeout_ms = 1500;
-    kafka.request_timeout_ms = 5000;
+    kafka.request_timeout_ms = 3000;
     kafka.outbox_dir = Some(dir.path().join("outbox"));
-    kafka.properties.insert("batch.num.messages".into(), "1".into());
     kafka.properties.insert("reconnect.backoff.max.ms".into(), "500".into());
     let bus = KafkaBus::connect(kafka, BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
     let topic = random_topic("outage");
     bus.create_topic(&topic, 3).await.unwrap();
-    let accounts = ["acc_1", "acc_2", "acc_3", "acc_4", "acc_5"];
-    let event = |n: u64| transaction(accounts[n as usize % accounts.len()], n);
-    for n in 0..30 {
-        let published = bus.publish(&topic, event(n), None).await.unwrap();
-        assert!(published.offset.is_some(), "acknowledged while the broker is up");
-    }
+    let accounts = ["acc_1", "acc_2", "acc_3", "acc_4", "acc_5", "acc_6", "acc_7"];
+    let event = move |n: u64| transaction(accounts[n as usize % accounts.len()], n);
 
-    // When the broker goes down and publishing goes on
-    broker.stop();
-    let mut queued = 0;
-    for chunk in (30..60).collect::<Vec<u64>>().chunks(10) {
-        let published = bus.publish_batch(&topic, chunk.iter().map(|n| event(*n)).collect(), None).await.unwrap();
-        queued += published.iter().filter(|p| p.offset.is_none()).count();
+    // When a publisher publishes in batches, one after the other
+    let publisher = {
+        let bus = bus.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            let mut queued = 0;
+            for first in (0..EVENTS).step_by(BATCH as usize) {
+                let batch = (first..first + BATCH).map(event).collect();
+                let published = bus.publish_batch(&topic, batch, None).await.expect("publishing never fails");
+                queued += published.iter().filter(|p| p.offset.is_none()).count();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            queued
+        })
+    };
+    // And the network fails twice while it does
+    for outage in [Duration::from_secs(3), Duration::from_secs(2)] {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        proxy.set(fault);
+        tokio::time::sleep(outage).await;
+        proxy.set(Network::Up);
     }
-    assert!(queued > 0, "publishing during the outage neither failed nor reached a broker");
-    assert!(bus.outbox_backlog().await.unwrap() >= 30, "the backlog shows the waiting events");
-
-    // And the broker comes back
-    broker.restart();
+    let queued = tokio::time::timeout(Duration::from_secs(120), publisher).await.expect("publisher done").unwrap();
+    assert!(queued > 0, "publishing during an outage neither failed nor reached the broker");
     for _ in 0..600 {
         if bus.outbox_backlog().await.unwrap() == 0 {
             break;
@@ -117,7 +187,11 @@ async fn events_published_while_the_broker_is_down_arrive_once_and_in_key_order(
     let seen = Collector::default();
     let subscription = Subscription::new(topic.clone(), random_group("outage")).from(StartPosition::Earliest);
     bus.subscribe(subscription, seen.handler()).await.unwrap();
-    let messages = seen.wait_for(60).await;
+    let unique = |messages: &[eventbus::Message]| {
+        messages.iter().map(|m| m.event.event_id.clone()).collect::<HashSet<_>>().len() as u64
+    };
+    common::wait_until(|| async { unique(&seen.messages()) >= EVENTS }).await;
+    let messages = seen.messages();
     let mut ids = HashSet::new();
     let mut order: HashMap<String, Vec<u64>> = HashMap::new();
     for message in &messages {
@@ -126,11 +200,19 @@ async fn events_published_while_the_broker_is_down_arrive_once_and_in_key_order(
             order.entry(message.event.entity_id.clone()).or_default().push(seq);
         }
     }
-    assert_eq!(ids.len(), 60);
+    assert_eq!(ids.len() as u64, EVENTS, "every event arrived");
     for (account, seqs) in order {
-        let mut sorted = seqs.clone();
-        sorted.sort();
-        assert_eq!(seqs, sorted, "order of {account}");
+        assert!(seqs.is_sorted(), "the events of {account} arrived in order");
     }
     bus.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_while_connections_are_refused_arrive_once_and_in_key_order() {
+    publishing_through(Network::Refused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_while_the_network_is_blackholed_arrive_once_and_in_key_order() {
+    publishing_through(Network::Blackholed).await;
 }

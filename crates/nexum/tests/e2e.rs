@@ -194,8 +194,6 @@ async fn on_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let mut kafka = KafkaConfig::at(brokers);
     kafka.outbox_dir = Some(dir.path().join("outbox"));
-    // tansu takes one record per batch.
-    kafka.properties.insert("batch.num.messages".into(), "1".into());
     let bus = KafkaBus::connect(kafka, BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
     let store = SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap();

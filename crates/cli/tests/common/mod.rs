@@ -62,14 +62,14 @@ pub fn sorted_lines(output: &Output) -> Vec<String> {
     lines
 }
 
-/// Flags for the test broker that `scripts/test.sh` starts. tansu 0.6 needs one record per batch.
+/// Flags for the test broker that `scripts/test.sh` starts, with the production defaults (lz4,
+/// linger 5 ms, batches).
 pub fn kafka(env: &Env) -> Vec<String> {
     let brokers = std::env::var("EVENTBUS_KAFKA_BROKERS").expect(
         "the Kafka tests need a broker: run `bash scripts/test.sh` (it starts tansu), or set EVENTBUS_KAFKA_BROKERS",
     );
     let config = env.dir.path().join("kafka.toml");
-    std::fs::write(&config, "[kafka]\nrequest_timeout_ms = 5000\n[kafka.properties]\n\"batch.num.messages\" = \"1\"\n")
-        .unwrap();
+    std::fs::write(&config, "[kafka]\nrequest_timeout_ms = 5000\n").unwrap();
     ["--bus", "kafka", "--brokers", &brokers, "--config", config.to_str().unwrap()].map(str::to_owned).to_vec()
 }
 
