@@ -9,8 +9,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::config::Config;
 
-/// Lines published together when stdin is a pipe or a file.
-const BATCH: usize = 500;
+/// Lines published together when stdin is a pipe or a file: one outbox write and one broker
+/// round trip for each, so that a large input goes at the producer's speed.
+const BATCH: usize = 10_000;
 
 struct Publisher<'a> {
     bus: &'a dyn EventBus,
@@ -21,6 +22,12 @@ struct Publisher<'a> {
     rejected: Vec<u64>,
 }
 
+/// What the reader hands to the publisher: a batch of parsed lines, or why reading stopped.
+enum Read {
+    Batch(Vec<(u64, EventSchema)>),
+    Failed { error: std::io::Error, after: u64 },
+}
+
 pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::Result<()> {
     let topic = super::topic(topic)?;
     let bus = crate::open_bus(config).await?;
@@ -28,39 +35,25 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
         // An unknown topic fails before any input is read.
         bus.describe_topic(&topic).await?;
     }
-    let interactive = std::io::stdin().is_terminal();
+    // The next batch is read and parsed while the previous one is being published.
+    let (batches, mut ready) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(read(std::io::stdin().is_terminal(), batches));
     let mut publisher =
         Publisher { bus: bus.as_ref(), topic, key, batch: Vec::new(), published: 0, rejected: Vec::new() };
-    let mut stdin = BufReader::new(tokio::io::stdin());
-    let mut line = Vec::new();
-    let mut number = 0u64;
-    loop {
-        line.clear();
-        match stdin.read_until(b'\n', &mut line).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(error) => {
+    while let Some(read) = ready.recv().await {
+        match read {
+            Read::Batch(batch) => {
+                publisher.batch = batch;
                 publisher.flush().await?;
+            }
+            Read::Failed { error, after } => {
                 return Err(error)
-                    .context(format!("cannot read stdin after line {number}; lines up to it were published"));
+                    .context(format!("cannot read stdin after line {after}; lines up to it were published"));
             }
-        }
-        number += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match EventSchema::from_json(&line) {
-            Ok(event) => publisher.batch.push((number, event)),
-            Err(error) => {
-                eprintln!("line {number}: {error}");
-                publisher.rejected.push(number);
-            }
-        }
-        if interactive || publisher.batch.len() >= BATCH {
-            publisher.flush().await?;
         }
     }
-    publisher.flush().await?;
+    publisher.rejected.extend(reader.await.context("the stdin reader failed")?);
+    publisher.rejected.sort_unstable();
     let (published, rejected, topic) = (publisher.published, publisher.rejected, publisher.topic);
     bus.stop().await?;
     eprintln!("Published {published} event(s) to {topic}");
@@ -68,6 +61,50 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
         bail!("{} line(s) rejected: {rejected:?}; every other line was published", rejected.len());
     }
     Ok(())
+}
+
+/// Reads stdin line by line into batches (each line its own batch when a person types them);
+/// reports the lines that are not events and returns their numbers.
+async fn read(interactive: bool, batches: tokio::sync::mpsc::Sender<Read>) -> Vec<u64> {
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    let mut batch = Vec::new();
+    let mut rejected = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) => {
+                if !batch.is_empty() {
+                    let _ = batches.send(Read::Batch(batch)).await;
+                }
+                let _ = batches.send(Read::Failed { error, after: number }).await;
+                return rejected;
+            }
+        }
+        number += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match EventSchema::from_json(&line) {
+            Ok(event) => batch.push((number, event)),
+            Err(error) => {
+                eprintln!("line {number}: {error}");
+                rejected.push(number);
+            }
+        }
+        if (interactive || batch.len() >= BATCH) && batches.send(Read::Batch(std::mem::take(&mut batch))).await.is_err()
+        {
+            // The publisher stopped on an error of its own.
+            return rejected;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = batches.send(Read::Batch(batch)).await;
+    }
+    rejected
 }
 
 impl Publisher<'_> {
