@@ -190,8 +190,14 @@ async fn publishing_through(fault: Network) {
     let unique = |messages: &[eventbus::Message]| {
         messages.iter().map(|m| m.event.event_id.clone()).collect::<HashSet<_>>().len() as u64
     };
-    common::wait_until(|| async { unique(&seen.messages()) >= EVENTS }).await;
+    for _ in 0..300 {
+        if unique(&seen.messages()) >= EVENTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let messages = seen.messages();
+    let stored = bus.describe_topic(&topic).await.unwrap().retained();
     let mut ids = HashSet::new();
     let mut order: HashMap<String, Vec<u64>> = HashMap::new();
     for message in &messages {
@@ -200,7 +206,13 @@ async fn publishing_through(fault: Network) {
             order.entry(message.event.entity_id.clone()).or_default().push(seq);
         }
     }
-    assert_eq!(ids.len() as u64, EVENTS, "every event arrived");
+    let missing: Vec<u64> = (0..EVENTS).filter(|n| !order.values().flatten().any(|seq| seq == n)).take(20).collect();
+    assert_eq!(
+        ids.len() as u64,
+        EVENTS,
+        "every event arrived; the broker holds {stored} records, {} were delivered; missing: {missing:?}",
+        messages.len()
+    );
     for (account, seqs) in order {
         assert!(seqs.is_sorted(), "the events of {account} arrived in order");
     }

@@ -42,7 +42,9 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// Bound on connecting, metadata and admin requests, in milliseconds.
     pub request_timeout_ms: u64,
-    /// `message.timeout.ms`: how long a publish may wait for the broker's acknowledgement.
+    /// How long a publish may wait for the broker's acknowledgement: librdkafka's
+    /// `message.timeout.ms` without an outbox; with one, how long a publisher waits before it
+    /// is answered `offset: None` (the relay itself retries until the broker takes the event).
     pub delivery_timeout_ms: u64,
     /// `security.protocol`: plaintext, ssl, sasl_plaintext or sasl_ssl.
     pub security_protocol: Option<String>,
@@ -153,6 +155,15 @@ impl KafkaConfig {
         config
     }
 
+    /// The producer of the outbox's relay: as [`Self::producer`], but it retries each message
+    /// until the broker takes it (`message.timeout.ms = 0`). A message that timed out locally
+    /// would let a later one of its partition reach the broker before it is sent again.
+    pub(crate) fn relay_producer(&self) -> ClientConfig {
+        let mut config = self.producer();
+        config.set("message.timeout.ms", "0");
+        config
+    }
+
     /// A consumer in `group` that commits only offsets stored after the handler succeeded.
     pub(crate) fn consumer(&self, group: &str) -> ClientConfig {
         let mut config = self.client();
@@ -192,6 +203,14 @@ mod tests {
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("partitioner"), Some("murmur2_random"));
+    }
+
+    #[test]
+    fn the_relay_producer_never_gives_a_message_up() {
+        let config = KafkaConfig { delivery_timeout_ms: 1500, ..KafkaConfig::default() };
+        assert_eq!(config.producer().get("message.timeout.ms"), Some("1500"));
+        assert_eq!(config.relay_producer().get("message.timeout.ms"), Some("0"));
+        assert_eq!(config.relay_producer().get("enable.idempotence"), Some("true"));
     }
 
     #[test]

@@ -76,6 +76,14 @@ pub struct Kafka {
     outbox: Option<Arc<outbox::Outbox>>,
 }
 
+/// With an outbox, only its relay produces, and it retries until the broker takes a message.
+fn producer_config(config: &KafkaConfig) -> rdkafka::ClientConfig {
+    match config.outbox_dir {
+        Some(_) => config.relay_producer(),
+        None => config.producer(),
+    }
+}
+
 /// A message ready for the producer.
 #[derive(Clone, Debug, PartialEq)]
 struct Outgoing {
@@ -101,7 +109,7 @@ impl Outgoing {
 
 impl Kafka {
     async fn new(config: KafkaConfig) -> Result<Self, BusError> {
-        let producer: FutureProducer = config.producer().create().map_err(KafkaError::Client)?;
+        let producer: FutureProducer = producer_config(&config).create().map_err(KafkaError::Client)?;
         let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(KafkaError::Client)?;
         let meta: BaseConsumer = config.client().create().map_err(KafkaError::Client)?;
         let outbox = match &config.outbox_dir {
@@ -127,7 +135,7 @@ impl Kafka {
 
     /// Starts over with a new producer (and producer id) after deliveries failed.
     fn renew_producer(&self) {
-        match self.config.producer().create::<FutureProducer>() {
+        match producer_config(&self.config).create::<FutureProducer>() {
             Ok(producer) => *self.producer.write().expect("producer lock") = producer,
             Err(error) => tracing::error!(%error, "Cannot create a new Kafka producer; keeping the old one"),
         }

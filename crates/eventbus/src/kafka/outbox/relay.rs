@@ -5,8 +5,13 @@
 //! they were not) go to the producer while earlier ones wait for the broker, up to
 //! [`IN_FLIGHT`]. Answers are taken in order, and each answers its publisher at once. A recorder
 //! task writes how far the broker acknowledged, and deletes what it did, at most every
-//! [`RECORD_EVERY`]. After a failure the relay waits for what is in flight, starts over with a
-//! new producer from the first entry not acknowledged, and backs off (doubling up to 5 s).
+//! [`RECORD_EVERY`].
+//!
+//! The producer retries each message until the broker takes it, so an outage only delays the
+//! relay; a failure is an error the broker gave. After one, the relay purges what the producer
+//! has not sent, waits for what is in flight (none of it counts as acknowledged), starts over
+//! with a new producer from the entry that failed, and backs off (doubling up to 5 s). Each
+//! partition's entries thus reach the broker in order, the first time each is seen.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -15,7 +20,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer, PurgeConfig};
 use tokio::sync::watch;
 
 use super::log::{self, Reader, Stored};
@@ -52,10 +57,16 @@ pub(super) async fn run(kafka: Weak<Kafka>, outbox: Arc<Outbox>) {
         }
         drop(producer);
         pipeline.take_ready(&outbox);
-        if let Some(error) = pipeline.failure.take() {
-            // Let what is in flight end, then start over after what got through.
+        if pipeline.failure.is_some() {
+            // What the producer has not sent yet must not reach the broker before the entry
+            // that failed.
+            if let Some(bus) = kafka.upgrade() {
+                bus.producer().purge(PurgeConfig::default().queue());
+            }
+            // Let what is in flight end (none of it counts: the failure stays set), then start
+            // over from the entry that failed.
             while pipeline.take(&outbox).await.is_some() {}
-            pipeline.failure = None;
+            let Some(error) = pipeline.failure.take() else { continue };
             pipeline.sent = pipeline.acknowledged;
             progress.send_replace(pipeline.acknowledged);
             match kafka.upgrade() {
@@ -266,9 +277,14 @@ impl Pipeline {
     }
 
     /// Takes the oldest send in flight, which is answered: `true` if the broker took it and it
-    /// is on disk.
+    /// is on disk. After a failure nothing more counts as acknowledged: the broker may have taken
+    /// a later entry (of another partition), but the relay starts over from the failed one and
+    /// sends that one again too.
     fn settle(&mut self, outbox: &Outbox) -> bool {
         let Some(front) = self.in_flight.pop_front() else { return false };
+        if self.failure.is_some() {
+            return false;
+        }
         if let Some(stored) = &front.stored
             && *stored.borrow() != Some(true)
         {
