@@ -189,22 +189,38 @@ pub fn to_binary(event: &EventSchema) -> Result<(Vec<Header>, Vec<u8>), Envelope
 /// The CloudEvents binary-mode headers of `event`, as [`to_binary`] writes them beside its flat
 /// JSON.
 pub fn binary_headers(event: &EventSchema) -> Result<Vec<Header>, EnvelopeError> {
-    let ce = CloudEvent::attributes_of(event)?;
-    let mut headers = vec![
+    let id = event.event_id.as_ref().ok_or(EnvelopeError::MissingField("event_id"))?;
+    let mut headers = Vec::with_capacity(8);
+    headers.extend([
         Header::new("ce_specversion", SPEC_VERSION),
-        Header::new("ce_id", ce.id),
-        Header::new("ce_source", ce.source),
-        Header::new("ce_type", ce.ty),
-    ];
-    if let Some(time) = ce.time {
+        Header::new("ce_id", id.to_string()),
+        Header::new("ce_source", event.source()),
+        Header::new("ce_type", event.event_type.to_string()),
+    ]);
+    if let Some(time) = event.timestamp {
         headers.push(Header::new("ce_time", time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
     }
-    if let Some(subject) = ce.subject {
-        headers.push(Header::new("ce_subject", subject));
+    if !event.entity_id.is_empty() {
+        headers.push(Header::new("ce_subject", event.entity_id.clone()));
     }
     headers.push(Header::new("content-type", CONTENT_TYPE));
-    for (name, value) in ce.extensions {
-        if let (true, Value::String(value)) = (HEADER_EXTENSIONS.contains(&name.as_str()), value) {
+    // The extensions a header may carry, in name order as `attributes_of` lists them, taken
+    // straight from the event: only these keys of the metadata map to them reversibly.
+    let metadata = |key: &str| match event.metadata.get(key) {
+        Some(Value::String(value)) => Some(value.clone()),
+        _ => None,
+    };
+    let mut extensions: Vec<(&str, Option<String>)> = vec![
+        ("causationid", metadata("causation_id")),
+        ("correlationid", metadata("correlation_id")),
+        (ENTITY_TYPE, (!event.entity_type.is_empty()).then(|| event.entity_type.clone())),
+        (SCHEMA_VERSION, event.version.clone()),
+        ("traceparent", metadata("traceparent")),
+        ("tracestate", metadata("tracestate")),
+    ];
+    debug_assert!(extensions.iter().all(|(name, _)| HEADER_EXTENSIONS.contains(name)));
+    for (name, value) in extensions.drain(..) {
+        if let Some(value) = value {
             headers.push(Header::new(format!("ce_{name}"), value));
         }
     }
@@ -290,5 +306,60 @@ fn metadata_key(name: &str) -> String {
     match RENAMED.iter().find(|(_, ext)| *ext == name) {
         Some((key, _)) => (*key).to_owned(),
         None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The headers as the full CloudEvent mapping gives them: what `binary_headers` must match.
+    fn headers_of_the_cloud_event(event: &EventSchema) -> Vec<Header> {
+        let ce = CloudEvent::attributes_of(event).unwrap();
+        let mut headers = vec![
+            Header::new("ce_specversion", SPEC_VERSION),
+            Header::new("ce_id", ce.id),
+            Header::new("ce_source", ce.source),
+            Header::new("ce_type", ce.ty),
+        ];
+        if let Some(time) = ce.time {
+            headers.push(Header::new("ce_time", time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+        }
+        if let Some(subject) = ce.subject {
+            headers.push(Header::new("ce_subject", subject));
+        }
+        headers.push(Header::new("content-type", CONTENT_TYPE));
+        for (name, value) in ce.extensions {
+            if let (true, Value::String(value)) = (HEADER_EXTENSIONS.contains(&name.as_str()), value) {
+                headers.push(Header::new(format!("ce_{name}"), value));
+            }
+        }
+        headers
+    }
+
+    #[test]
+    fn binary_headers_are_those_of_the_cloud_event_mapping() {
+        // Given events with and without each field and metadata entry a header may come from,
+        // and look-alike keys that must not make a header
+        let metadata = [
+            serde_json::json!({}),
+            serde_json::json!({"correlation_id": "c-1", "causation_id": "e-0", "traceparent": "00-ab-cd-01"}),
+            serde_json::json!({"tracestate": "k=v", "correlationid": "x", "trace_parent": "y", "user_id": "u"}),
+            serde_json::json!({"correlation_id": 7, "causation_id": null, "entitytype": "account"}),
+        ];
+        for (n, metadata) in metadata.into_iter().enumerate() {
+            let mut event =
+                EventSchema::new("transaction_created", "transaction", format!("txn_{n}"), serde_json::Map::new());
+            event.metadata = metadata.as_object().unwrap().clone().into();
+            if n % 2 == 1 {
+                event.version = None;
+                event.timestamp = None;
+                event.entity_type = String::new();
+                event.entity_id = String::new();
+            }
+            // When its headers are built directly
+            // Then they are those of the CloudEvent mapping, in the same order
+            assert_eq!(binary_headers(&event).unwrap(), headers_of_the_cloud_event(&event), "event {n}");
+        }
     }
 }
