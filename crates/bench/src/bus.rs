@@ -71,7 +71,7 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
     }
 }
 
-fn parse_property(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
         _ => Err(format!("invalid property `{s}`: expected NAME=VALUE")),

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventbus::{
-    BusConfig, EmbeddedBus, EmbeddedConfig, EventBus, EventId, EventSchema, GroupId, Message, Money, StartPosition,
-    Subscription, Topic, TopicName, handler_fn,
+    BusConfig, EmbeddedBus, EmbeddedConfig, EventBus, EventId, EventSchema, GroupId, KafkaBus, KafkaConfig, Message,
+    Money, StartPosition, Subscription, Topic, TopicName, handler_fn,
 };
 use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
@@ -24,7 +24,7 @@ use indicatif::ProgressBar;
 use nexum::bank::Bank;
 use nexum::clock::SystemClock;
 use nexum::ids::AccountId;
-use nexum::store::{EventStore, SqliteStore, SqliteSync};
+use nexum::store::{EventStore, PostgresStore, SqliteStore, SqliteSync};
 use nexum::{CommandOutcome, Ctx, EventEnabledBank, NexumCommandHandler, create_event_enabled_banking_system};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
@@ -65,6 +65,17 @@ pub struct Options {
     /// Funded accounts the commands spread over.
     #[arg(long, default_value_t = 1000)]
     accounts: usize,
+    /// Run on Kafka at these bootstrap servers (`host:port[,host:port]`), with the durable
+    /// outbox, instead of the embedded bus.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// A librdkafka property for the Kafka runs, `NAME=VALUE`; may be repeated.
+    #[arg(long = "kafka-property", value_name = "NAME=VALUE", value_parser = crate::bus::parse_property)]
+    kafka_properties: Vec<(String, String)>,
+    /// Keep the event store in PostgreSQL (libpq connection string, e.g. `host=127.0.0.1
+    /// user=postgres dbname=test`) instead of SQLite; each run uses a fresh schema and drops it.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 /// How the load generator paces itself.
@@ -92,13 +103,13 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
     let capacity = Pace::InFlight(options.in_flight);
 
     // 1. The bank alone: the handler called directly, no bus before it.
-    let system = System::open(options.accounts).await?;
+    let system = System::open(&options).await?;
     let alone = system.bank_alone(options.commands, options.in_flight).await;
     system.close().await?;
     let alone = alone?;
 
     // 2. End to end at capacity, then 3. open loop at half of it, for the latency.
-    let system = System::open(options.accounts).await?;
+    let system = System::open(&options).await?;
     let runs = async {
         let full = system.end_to_end(0, options.commands, capacity, "capacity").await?;
         let rate = options.rate.unwrap_or(full.rate() / 2.0).max(1.0);
@@ -111,9 +122,16 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
     let (full, latency, rate) = runs?;
 
     println!();
+    let bus = match &options.brokers {
+        Some(brokers) => format!("Kafka bus at {brokers} (durable outbox, lz4, linger 5 ms)"),
+        None => "Embedded bus (sync=full, group commit)".to_owned(),
+    };
+    let store = match &options.postgres {
+        Some(_) => "PostgreSQL event store",
+        None => "SQLite event store (synchronous=FULL)",
+    };
     println!(
-        "Embedded bus (sync=full, group commit), SQLite event store (synchronous=FULL), {} funded accounts. \
-         Commands: 70% deposit, 20% withdraw, 10% transfer.",
+        "{bus}, {store}, {} funded accounts. Commands: 70% deposit, 20% withdraw, 10% transfer.",
         options.accounts,
     );
     println!();
@@ -145,38 +163,69 @@ fn validate(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The service of one run, in a scratch directory: an embedded bus, a SQLite event store, the
-/// event-enabled bank with its relay, and funded accounts.
+/// The service of one run, in a scratch directory: a bus (embedded, or Kafka with its outbox
+/// there), an event store (SQLite there, or a fresh PostgreSQL schema), the event-enabled bank
+/// with its relay, and funded accounts.
 struct System {
     _dir: tempfile::TempDir,
-    bus: Arc<EmbeddedBus>,
-    store: Arc<SqliteStore>,
+    bus: Arc<dyn EventBus>,
+    store: Arc<dyn EventStore>,
+    /// The PostgreSQL server and schema to drop when the run ends.
+    postgres: Option<(String, String)>,
     banking: EventEnabledBank,
     accounts: Vec<AccountId>,
 }
 
 impl System {
-    async fn open(accounts: usize) -> anyhow::Result<Self> {
+    async fn open(options: &Options) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("eventbus-bench-commands-")
             .tempdir()
             .context("cannot create a scratch directory")?;
-        let embedded = EmbeddedConfig::at(dir.path().join("bus"));
-        let bus =
-            EmbeddedBus::embedded(BusConfig::default(), embedded).await.context("cannot open the embedded bus")?;
-        let bus = Arc::new(bus);
+        let bus: Arc<dyn EventBus> = match &options.brokers {
+            Some(brokers) => {
+                let mut kafka =
+                    KafkaConfig { outbox_dir: Some(dir.path().join("kafka-outbox")), ..KafkaConfig::at(brokers) };
+                kafka.properties.extend(options.kafka_properties.iter().cloned());
+                Arc::new(KafkaBus::connect(kafka, BusConfig::default()).await.context("cannot reach Kafka")?)
+            }
+            None => {
+                let embedded = EmbeddedConfig::at(dir.path().join("bus"));
+                Arc::new(
+                    EmbeddedBus::embedded(BusConfig::default(), embedded)
+                        .await
+                        .context("cannot open the embedded bus")?,
+                )
+            }
+        };
         bus.start().await?;
-        let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Full)?);
+        let (store, postgres): (Arc<dyn EventStore>, _) = match &options.postgres {
+            Some(server) => {
+                let schema = format!("bench_{}", EventId::new().to_string().replace('-', ""));
+                let store =
+                    PostgresStore::connect(server, &schema).await.context("cannot open the PostgreSQL store")?;
+                (Arc::new(store), Some((server.clone(), schema)))
+            }
+            None => (Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Full)?), None),
+        };
         let banking = create_event_enabled_banking_system(bus.clone(), store.clone());
-        let accounts = seed(banking.bank(), accounts).await?;
+        let accounts = seed(banking.bank(), options.accounts).await?;
         banking.flush().await?;
         tracing::info!(accounts = accounts.len(), "Accounts opened and funded");
-        Ok(Self { _dir: dir, bus, store, banking, accounts })
+        Ok(Self { _dir: dir, bus, store, postgres, banking, accounts })
     }
 
     async fn close(self) -> anyhow::Result<()> {
         self.banking.shutdown().await;
         self.bus.stop().await?;
+        drop(self.store);
+        if let Some((server, schema)) = self.postgres {
+            let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await?;
+            let connection = tokio::spawn(connection);
+            client.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await?;
+            drop(client);
+            let _ = connection.await;
+        }
         Ok(())
     }
 

@@ -43,7 +43,8 @@ enum Command {
     Bus(bus::Options),
     /// The banking core alone: deposits from command to published event, and replay time.
     Bank(bank::Options),
-    /// Commands end to end on the embedded backend: from publishing a command to its outcome.
+    /// Commands end to end, from publishing a command to its outcome: on the embedded backend and
+    /// SQLite, or on Kafka (`--brokers`) and PostgreSQL (`--postgres`).
     Commands(commands::Options),
     /// Commands accepted and carried out through `POST /commands/transactions`.
     Http(http::Options),
