@@ -228,3 +228,47 @@ async fn events_published_while_connections_are_refused_arrive_once_and_in_key_o
 async fn events_published_while_the_network_is_blackholed_arrive_once_and_in_key_order() {
     publishing_through(Network::Blackholed).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_left_in_the_outbox_at_a_stop_go_out_at_the_next_start() {
+    // Given a bus with an outbox whose broker cannot be reached
+    common::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let broker_port = free_port();
+    let proxy = Proxy::start(broker_port).await;
+    let _broker = Broker::start(broker_port, proxy.port);
+    let mut kafka = KafkaConfig::at(format!("127.0.0.1:{}", proxy.port));
+    kafka.delivery_timeout_ms = 500;
+    kafka.request_timeout_ms = 2000;
+    kafka.outbox_dir = Some(dir.path().join("outbox"));
+    kafka.properties.insert("reconnect.backoff.max.ms".into(), "500".into());
+    let topic = random_topic("restart");
+    let bus = KafkaBus::connect(kafka.clone(), BusConfig::default()).await.unwrap();
+    bus.start().await.unwrap();
+    bus.create_topic(&topic, 3).await.unwrap();
+    // (The bus learns the topic's partitions from the broker on its first publish.)
+    assert!(bus.publish(&topic, transaction("acc_1", 0), None).await.unwrap().offset.is_some());
+    proxy.set(Network::Refused);
+
+    // When events are published, and the bus stops before the broker took them
+    let published = bus.publish_batch(&topic, (1..50).map(|n| transaction("acc_1", n)).collect(), None).await.unwrap();
+    assert!(published.iter().all(|p| p.offset.is_none()), "the broker cannot have them");
+    let stopped = tokio::time::timeout(Duration::from_secs(15), bus.stop()).await.expect("stop ends");
+    assert!(stopped.is_ok(), "a stop with events waiting in the outbox is not a failure: {stopped:?}");
+    drop(bus);
+
+    // And a new bus opens the same outbox once the network is back
+    proxy.set(Network::Up);
+    let bus = KafkaBus::connect(kafka, BusConfig::default()).await.unwrap();
+    bus.start().await.unwrap();
+
+    // Then every event reaches the broker, in order
+    let seen = Collector::default();
+    let subscription = Subscription::new(topic.clone(), random_group("restart")).from(StartPosition::Earliest);
+    bus.subscribe(subscription, seen.handler()).await.unwrap();
+    let messages = seen.wait_for(50).await;
+    let seqs: Vec<u64> = messages.iter().map(|m| m.event.data["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..50).collect::<Vec<_>>());
+    assert_eq!(bus.outbox_backlog().await.unwrap(), 0);
+    bus.stop().await.unwrap();
+}

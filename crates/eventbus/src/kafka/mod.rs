@@ -255,15 +255,23 @@ impl Backend for Kafka {
         consumer::spawn(self, consumer)
     }
 
-    /// Flushes the producer: what it holds is sent before the bus reports stopped.
+    /// Flushes the producer for up to `request_timeout_ms`: what it holds is sent before the bus
+    /// reports stopped. With an outbox, what the broker did not take by then is not lost: it
+    /// waits on disk and goes out at the next start.
     async fn flush(&self) -> Result<(), BusError> {
         let producer = self.producer();
         let timeout = self.config.request_timeout();
-        tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout))
+        let flushed = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout))
             .await
-            .map_err(KafkaError::Task)?
-            .map_err(KafkaError::Client)?;
-        Ok(())
+            .map_err(KafkaError::Task)?;
+        match (flushed, &self.outbox) {
+            (Ok(()), _) => Ok(()),
+            (Err(error), Some(outbox)) => {
+                tracing::warn!(%error, backlog = outbox.backlog(), "Stopped before the broker took everything; the rest waits in the outbox");
+                Ok(())
+            }
+            (Err(error), None) => Err(KafkaError::Client(error).into()),
+        }
     }
 
     async fn outbox_backlog(&self) -> Result<Option<u64>, BusError> {
