@@ -91,6 +91,8 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
 
     // 2. The consumer is down while the producers go on; on restart it resumes where it committed.
     println!("2. Restart: the consumer stops, {WHILE_DOWN} more events of each kind arrive, the consumer comes back");
+    // Stopped, so that its consumers end, then dropped: its Kafka outbox is then free for the next bus.
+    bus.stop().await?;
     drop(bus);
     let producer_bus = crate::open_bus(&config).await?;
     let quiet = ProgressBar::hidden();
@@ -98,6 +100,8 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     bank.publish(producer_bus.as_ref(), WHILE_DOWN, 0.0, &quiet, never()).await?;
     market.publish(producer_bus.as_ref(), WHILE_DOWN, 0.0, &quiet, never()).await?;
     producer_bus.stop().await?;
+    // A Kafka bus holds its outbox until it is dropped.
+    drop(producer_bus);
     let bus = crate::open_bus(&config).await?;
     let (handler, mut inbox) = inbox::inbox();
     bus.subscribe(subscription.with_retry(config.retry()), handler).await?;
@@ -124,6 +128,7 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     println!("3. Replay: a new group reads both topics from the start of this run with a fresh recommender");
     let group = GroupId::new(format!("{DEFAULT_GROUP}-replay-{run}"))?;
     let replay_sub = service::subscription(group).from(StartPosition::Timestamp(run_started));
+    bus.stop().await?;
     drop(bus);
     let bus = crate::open_bus(&config).await?;
     let (handler, mut inbox) = inbox::inbox();
