@@ -34,7 +34,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
@@ -51,6 +51,7 @@ impl Bus<Kafka> {
     pub async fn connect(config: KafkaConfig, bus: BusConfig) -> Result<Self, BusError> {
         let kafka = Arc::new(Kafka::new(config).await?);
         kafka.ping().await?;
+        kafka.warm_up_producer();
         let opened = Self::open(Arc::clone(&kafka), bus).await?;
         outbox::spawn(&kafka);
         Ok(opened)
@@ -131,6 +132,19 @@ impl Kafka {
 
     fn producer(&self) -> FutureProducer {
         self.producer.read().expect("producer lock").clone()
+    }
+
+    /// Connects the producer now, in the background: an idempotent producer connects and
+    /// acquires its producer id only when its first message comes, which cost the first publish
+    /// of a process about 0.8 s (librdkafka's timers).
+    fn warm_up_producer(&self) {
+        let producer = self.producer();
+        let timeout = self.config.request_timeout();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = producer.client().fetch_metadata(None, timeout) {
+                tracing::debug!(%error, "The producer could not connect ahead of the first publish");
+            }
+        });
     }
 
     /// Starts over with a new producer (and producer id) after deliveries failed.
