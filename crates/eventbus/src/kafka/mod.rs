@@ -150,7 +150,10 @@ impl Kafka {
     /// Starts over with a new producer (and producer id) after deliveries failed.
     fn renew_producer(&self) {
         match producer_config(&self.config).create::<FutureProducer>() {
-            Ok(producer) => *self.producer.write().expect("producer lock") = producer,
+            Ok(producer) => {
+                *self.producer.write().expect("producer lock") = producer;
+                self.warm_up_producer();
+            }
             Err(error) => tracing::error!(%error, "Cannot create a new Kafka producer; keeping the old one"),
         }
     }
