@@ -83,8 +83,21 @@ fn configure(global: &Global) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Opens the configured backend, started.
-pub(crate) async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn EventBus>> {
+/// Whether a Kafka bus publishes through the data directory's durable outbox, which one bus
+/// holds at a time.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Outbox {
+    /// Through the outbox: waits up to 10 s for another bus to let go of it, then fails.
+    Required,
+    /// Through the outbox unless another bus holds it (a running `serve`, say); then straight
+    /// to the broker, where a publish the broker does not take fails instead of waiting.
+    IfFree,
+    /// No outbox: a bus that only reads, beside the one that holds it.
+    None,
+}
+
+/// Opens the configured backend, started; on Kafka with the outbox as `outbox` says.
+pub(crate) async fn open_bus(config: &Config, outbox: Outbox) -> anyhow::Result<Arc<dyn EventBus>> {
     let bus: Arc<dyn EventBus> = match config.bus {
         BackendKind::Memory => Arc::new(MemoryBus::memory(config.bus_config()).await?),
         BackendKind::Log => Arc::new(LogBus::log(config.bus_config()).await?),
@@ -95,7 +108,15 @@ pub(crate) async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn EventBus
         ),
         BackendKind::Kafka => {
             let mut kafka = config.kafka.clone();
-            kafka.outbox_dir.get_or_insert_with(|| config.data_dir.join("kafka-outbox"));
+            let dir = kafka.outbox_dir.take().unwrap_or_else(|| config.data_dir.join("kafka-outbox"));
+            match outbox {
+                Outbox::IfFree if KafkaBus::outbox_in_use(&dir) => tracing::warn!(
+                    outbox = %dir.display(),
+                    "Another bus holds the Kafka outbox of this data directory; publishing straight to the broker"
+                ),
+                Outbox::Required | Outbox::IfFree => kafka.outbox_dir = Some(dir),
+                Outbox::None => {}
+            }
             Arc::new(KafkaBus::connect(kafka, config.bus_config()).await.context("cannot use the Kafka backend")?)
         }
     };

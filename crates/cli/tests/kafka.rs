@@ -47,3 +47,60 @@ fn an_unreachable_broker_fails_within_the_request_timeout() {
     assert!(stderr(&output).contains("cannot reach Kafka at 127.0.0.1:1"), "{}", stderr(&output));
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn serve_on_kafka_carries_out_commands_published_from_another_process_on_its_data_directory() {
+    // Given `eventbus serve` on Kafka: it holds the data directory's outbox
+    let env = Env::new();
+    let flags = kafka(&env);
+    let flag_args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (mut serve, _log, _address) = start_serve(&mut env.cmd(&flag_args), &["--no-loan-offers"]);
+    let run = |args: &[&str], input: &str| {
+        let args = with(&flags, args);
+        env.run_with_stdin(&args.iter().map(String::as_str).collect::<Vec<_>>(), input)
+    };
+
+    // When commands are published with `eventbus publish` on the same data directory (the
+    // shared topics keep other runs' commands, so the ids are this run's own)
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let id = format!("{}{}", std::process::id(), now.as_nanos() % 1_000_000_000);
+    let (customer, account) = (format!("cust_k{id}"), format!("acc_k{id}"));
+    let customers = format!(
+        "{}\n{}\n",
+        format_args!(
+            r#"{{"event_id": "cmd-kc1-{id}", "event_type": "customer_command", "entity_type": "customer", "entity_id": "{customer}", "data": {{"action": "create", "customer_id": "{customer}", "first_name": "Jane", "last_name": "Smith", "email": "jane.{id}@example.com"}}}}"#
+        ),
+        format_args!(
+            r#"{{"event_id": "cmd-kc2-{id}", "event_type": "customer_command", "entity_type": "customer", "entity_id": "{customer}", "data": {{"action": "open_account", "customer_id": "{customer}", "account_type": "checking", "currency": "USD", "account_id": "{account}"}}}}"#
+        ),
+    );
+    let output = run(&["publish", "nexum.commands.customers"], &customers);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let deposit = format!(
+        r#"{{"event_id": "cmd-kd-{id}", "event_type": "transaction_command", "entity_type": "transaction", "entity_id": "{account}", "data": {{"action": "deposit", "account_id": "{account}", "amount": "100.00", "currency": "USD"}}}}"#
+    );
+    // (The account must exist before the deposit: commands of different topics are not ordered.)
+    let started = Instant::now();
+    let opened = loop {
+        let output = run(&["tail", "nexum.accounts.created", "--from-beginning", "--idle-exit", "3"], "");
+        if stdout(&output).contains(&account) || started.elapsed() > Duration::from_secs(60) {
+            break stdout(&output).contains(&account);
+        }
+    };
+    assert!(opened, "the account was opened");
+    let output = run(&["publish", "nexum.commands.transactions"], &format!("{deposit}\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // Then serve carries the deposit out
+    let started = Instant::now();
+    let posted = loop {
+        let output = run(&["tail", "nexum.transactions.posted", "--from-beginning", "--idle-exit", "3"], "");
+        let found = stdout(&output).lines().any(|line| line.contains(&format!("cmd-kd-{id}")));
+        if found || started.elapsed() > Duration::from_secs(60) {
+            break found;
+        }
+    };
+    assert!(posted, "the deposit was posted");
+    assert!(serve.0.try_wait().unwrap().is_none(), "serve still runs");
+    terminate(&serve.0);
+}

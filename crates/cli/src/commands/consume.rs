@@ -20,13 +20,13 @@ pub async fn run(config: &Config, args: Consume) -> anyhow::Result<()> {
     let mut worker = Worker::new();
     if !read.from_beginning {
         // The rebuild gets a bus of its own: it subscribes a throwaway group and stops the bus.
-        let state_bus = crate::open_bus(config).await?;
+        let state_bus = crate::open_bus(config, crate::Outbox::None).await?;
         let group = &subscription.group;
         let rebuilt =
             service::warm_up(state_bus, &mut worker, group, service::WARM_UP_LIMIT, shutdown_signal()).await?;
         tracing::info!(rebuilt, "Recommender state rebuilt from the events the group already handled");
     }
-    let bus = crate::open_bus(config).await?;
+    let bus = crate::open_bus(config, crate::Outbox::IfFree).await?;
     let (handler, mut inbox) = inbox();
     bus.subscribe(subscription, handler).await?;
     let (mut consumed, mut issued) = (0u64, 0u64);

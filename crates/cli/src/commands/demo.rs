@@ -48,7 +48,7 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
 
     // 1. Live: two producers and the recommender, each in its own task.
     println!("1. Live: bank transactions and market prices flow to the recommender");
-    let bus = crate::open_bus(&config).await?;
+    let bus = crate::open_bus(&config, crate::Outbox::Required).await?;
     let multi = MultiProgress::new();
     let bar = |label: &str, len: u64| {
         let bar = multi.add(ProgressBar::new(len));
@@ -94,7 +94,7 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     // Stopped, so that its consumers end, then dropped: its Kafka outbox is then free for the next bus.
     bus.stop().await?;
     drop(bus);
-    let producer_bus = crate::open_bus(&config).await?;
+    let producer_bus = crate::open_bus(&config, crate::Outbox::Required).await?;
     let quiet = ProgressBar::hidden();
     let never = std::future::pending::<()>;
     bank.publish(producer_bus.as_ref(), WHILE_DOWN, 0.0, &quiet, never()).await?;
@@ -102,7 +102,7 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     producer_bus.stop().await?;
     // A Kafka bus holds its outbox until it is dropped.
     drop(producer_bus);
-    let bus = crate::open_bus(&config).await?;
+    let bus = crate::open_bus(&config, crate::Outbox::Required).await?;
     let (handler, mut inbox) = inbox::inbox();
     bus.subscribe(subscription.with_retry(config.retry()), handler).await?;
     // The recommender keeps its state across the restart of the bus; a new process would rebuild it
@@ -130,7 +130,7 @@ pub async fn run(config: &Config, events: u64) -> anyhow::Result<()> {
     let replay_sub = service::subscription(group).from(StartPosition::Timestamp(run_started));
     bus.stop().await?;
     drop(bus);
-    let bus = crate::open_bus(&config).await?;
+    let bus = crate::open_bus(&config, crate::Outbox::Required).await?;
     let (handler, mut inbox) = inbox::inbox();
     bus.subscribe(replay_sub.with_retry(config.retry()), handler).await?;
     let mut replay = Recorder::new(None);

@@ -11,7 +11,7 @@ pub async fn run(config: &Config, command: Groups) -> anyhow::Result<()> {
         Groups::Describe { group, topic } => (group, topic),
         Groups::Delete { group } => {
             let group = GroupId::new(group)?;
-            let bus = crate::open_bus(config).await?;
+            let bus = crate::open_bus(config, crate::Outbox::None).await?;
             bus.delete_group(&group).await?;
             bus.stop().await?;
             println!("Deleted group {group}");
@@ -19,7 +19,7 @@ pub async fn run(config: &Config, command: Groups) -> anyhow::Result<()> {
         }
     };
     let group = GroupId::new(group)?;
-    let bus = crate::open_bus(config).await?;
+    let bus = crate::open_bus(config, crate::Outbox::None).await?;
     let topics = if topic.is_empty() {
         bus.list_topics().await?.into_iter().map(|t| t.name).collect()
     } else {

@@ -94,7 +94,7 @@ pub async fn run(config: &Config, args: Produce) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(|| Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64);
     let mut simulator = Simulator::new(args.producer, seed);
     let topic = simulator.topic();
-    let bus = crate::open_bus(config).await?;
+    let bus = crate::open_bus(config, crate::Outbox::IfFree).await?;
     let bar = if args.count == 0 { ProgressBar::new_spinner() } else { ProgressBar::new(args.count) };
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} events, {per_sec}")

@@ -30,7 +30,7 @@ enum Read {
 
 pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::Result<()> {
     let topic = super::topic(topic)?;
-    let bus = crate::open_bus(config).await?;
+    let bus = crate::open_bus(config, crate::Outbox::IfFree).await?;
     if !config.auto_create_topics {
         // An unknown topic fails before any input is read.
         bus.describe_topic(&topic).await?;

@@ -12,7 +12,7 @@ pub async fn run(config: &Config, group: &str, topic: &str, to: &str) -> anyhow:
     if to == StartPosition::Committed {
         anyhow::bail!("--to committed would change nothing; use earliest, latest, offset:N or time:RFC3339");
     }
-    let bus = crate::open_bus(config).await?;
+    let bus = crate::open_bus(config, crate::Outbox::None).await?;
     let offsets = bus.reset_offsets(&group, &topic, to).await?;
     println!("{:<8}  {:>12}  {:>10}", "PARTITION", "NEW-OFFSET", "LAG");
     for o in &offsets {

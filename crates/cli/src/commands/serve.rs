@@ -73,7 +73,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    let bus = crate::open_bus(config).await?;
+    let bus = crate::open_bus(config, crate::Outbox::Required).await?;
     let service = start_on(config, &bus, &store, &service_config).await?;
     let (bank, projections) = (Arc::clone(service.bank()), Arc::clone(service.projections()));
     let mut running = Running { config: config.clone(), service: Some(service) };
@@ -163,7 +163,7 @@ impl Running {
         if let Some(client_id) = &target.client_id {
             next.kafka.client_id = client_id.clone();
         }
-        let bus = crate::open_bus(&next).await.map_err(|error| {
+        let bus = crate::open_bus(&next, crate::Outbox::Required).await.map_err(|error| {
             tracing::warn!(error = %format!("{error:#}"), "Cannot open the bus to switch to; nothing changed");
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -216,7 +216,7 @@ impl Running {
     /// After a failed switch: the service on the bus of the current configuration again.
     async fn resume(&mut self, store: &Arc<dyn EventStore>, service_config: &ServiceConfig, state: &ApiState) {
         let resumed = async {
-            let bus = crate::open_bus(&self.config).await?;
+            let bus = crate::open_bus(&self.config, crate::Outbox::Required).await?;
             let service = start_on(&self.config, &bus, store, service_config).await?;
             state.replace(bus, Arc::clone(service.bank()), Arc::clone(service.projections())).await?;
             anyhow::Ok(service)
@@ -238,7 +238,7 @@ async fn start_on(
     let mut recommender = Worker::new();
     let group = GroupId::new(service::DEFAULT_GROUP)?;
     // The rebuild gets a bus of its own: it subscribes a throwaway group and stops the bus.
-    let state_bus = crate::open_bus(config).await?;
+    let state_bus = crate::open_bus(config, crate::Outbox::None).await?;
     let shutdown = crate::inbox::shutdown_signal();
     let rebuilt = service::warm_up(state_bus, &mut recommender, &group, service::WARM_UP_LIMIT, shutdown).await?;
     tracing::info!(rebuilt, "Recommender state rebuilt");

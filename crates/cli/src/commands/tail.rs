@@ -11,7 +11,7 @@ use crate::inbox::{End, inbox};
 pub async fn run(config: &Config, topic: &str, read: &ReadOptions, format: Format) -> anyhow::Result<()> {
     let topic = super::topic(topic)?;
     let idle = super::idle(read)?;
-    let bus = crate::open_bus(config).await?;
+    let bus = crate::open_bus(config, crate::Outbox::None).await?;
     let (handler, mut inbox) = inbox();
     let subscription = super::subscription(config, vec![topic], read, "eventbus-tail")?;
     let throwaway = read.group.is_none().then(|| subscription.group.clone());

@@ -4,7 +4,7 @@ use crate::cli::Topics;
 use crate::config::Config;
 
 pub async fn run(config: &Config, command: Topics) -> anyhow::Result<()> {
-    let bus = crate::open_bus(config).await?;
+    let bus = crate::open_bus(config, crate::Outbox::None).await?;
     match command {
         Topics::List => {
             let topics = bus.list_topics().await?;

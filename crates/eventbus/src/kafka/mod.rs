@@ -57,6 +57,13 @@ impl Bus<Kafka> {
         Ok(opened)
     }
 
+    /// Whether a bus (of this process or another) holds the outbox in `dir` now. A Kafka bus owns
+    /// its outbox until it is dropped; another bus on the same directory waits for it up to 10 s,
+    /// then is refused with [`OutboxError::InUse`].
+    pub fn outbox_in_use(dir: &std::path::Path) -> bool {
+        outbox::in_use(dir)
+    }
+
     /// Events waiting in the local outbox for the broker; answers while the broker is down.
     pub async fn outbox_backlog(&self) -> Result<u64, BusError> {
         Ok(self.inner().outbox_backlog().await?.unwrap_or(0))

@@ -569,6 +569,19 @@ fn read_cursor(dir: &Path) -> Result<Option<u64>, OutboxError> {
 
 /// Takes the directory's lock, waiting up to [`LOCK_WAIT`] for an earlier owner (a bus being
 /// dropped) to let go of it.
+/// Whether a bus holds the outbox in `dir` now (this process's or another's). Blocking.
+pub(super) fn held(dir: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().write(true).open(dir.join("lock")) else { return false };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(fs::TryLockError::WouldBlock) => true,
+        Err(fs::TryLockError::Error(_)) => false,
+    }
+}
+
 fn lock(dir: &Path) -> Result<File, OutboxError> {
     let path = dir.join("lock");
     let file =

@@ -257,6 +257,11 @@ fn decode(bytes: &Bytes) -> Option<Message> {
     Some((topic, Outgoing { key, value: bytes.slice(split + 1..), headers }))
 }
 
+/// Whether a bus holds the outbox in `dir` now: another one would wait for it, then be refused.
+pub(super) fn in_use(dir: &Path) -> bool {
+    log::held(dir)
+}
+
 /// Starts the relay if there is an outbox. It holds the backend weakly and ends once the bus is
 /// dropped.
 pub(super) fn spawn(kafka: &Arc<Kafka>) {
