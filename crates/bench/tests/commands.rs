@@ -47,8 +47,11 @@ fn an_open_loop_run_at_a_rate_answers_every_command_and_reports_the_figures_as_j
     // And with --json the last line is the figures, the table's rates among them
     let last = table.lines().last().unwrap();
     let figures: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
-    assert_eq!(format!("{:.0}", figures["bank_alone_per_s"].as_f64().unwrap()), rows[0][5], "{table}");
-    assert_eq!(format!("{:.0}", figures["commands_per_s"].as_f64().unwrap()), rows[1][5], "{table}");
+    // (The JSON rounds to two decimals and the table to none: 433.4999 is 433 there and 433.5 here.)
+    let same =
+        |json: &serde_json::Value, cell: &str| (json.as_f64().unwrap() - cell.parse::<f64>().unwrap()).abs() <= 0.5;
+    assert!(same(&figures["bank_alone_per_s"], &rows[0][5]), "{table}");
+    assert!(same(&figures["commands_per_s"], &rows[1][5]), "{table}");
     let ratio = figures["ratio"].as_f64().unwrap();
     assert!(ratio > 0.0, "{last}");
     assert!(figures["p99_ms"].as_f64().unwrap() > 0.0, "{last}");
