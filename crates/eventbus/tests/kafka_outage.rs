@@ -126,24 +126,33 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A broker of the test's own behind a proxy, and the config of a bus with an outbox (the
+/// production defaults: lz4, linger, batches) that reaches it through the proxy. Keep all four.
+async fn behind_a_proxy(
+    delivery_timeout_ms: u64,
+    request_timeout_ms: u64,
+) -> (tempfile::TempDir, Proxy, Broker, KafkaConfig) {
+    common::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let broker_port = free_port();
+    let proxy = Proxy::start(broker_port).await;
+    let broker = Broker::start(broker_port, proxy.port);
+    let mut kafka = KafkaConfig::at(format!("127.0.0.1:{}", proxy.port));
+    kafka.delivery_timeout_ms = delivery_timeout_ms;
+    kafka.request_timeout_ms = request_timeout_ms;
+    kafka.outbox_dir = Some(dir.path().join("outbox"));
+    kafka.properties.insert("reconnect.backoff.max.ms".into(), "500".into());
+    (dir, proxy, broker, kafka)
+}
+
 const EVENTS: u64 = 2_000;
 const BATCH: u64 = 20;
 
 /// Publishes [`EVENTS`] while the network fails twice, then checks that a consumer reads every
 /// event, exactly once after dropping repeats by event id, and each key's events in order.
 async fn publishing_through(fault: Network) {
-    // Given a bus with an outbox (the production defaults: lz4, linger, batches), reaching its
-    // broker through a proxy
-    common::init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let broker_port = free_port();
-    let proxy = Proxy::start(broker_port).await;
-    let _broker = Broker::start(broker_port, proxy.port);
-    let mut kafka = KafkaConfig::at(format!("127.0.0.1:{}", proxy.port));
-    kafka.delivery_timeout_ms = 1500;
-    kafka.request_timeout_ms = 3000;
-    kafka.outbox_dir = Some(dir.path().join("outbox"));
-    kafka.properties.insert("reconnect.backoff.max.ms".into(), "500".into());
+    // Given a bus with an outbox, reaching its broker through a proxy
+    let (_dir, proxy, _broker, kafka) = behind_a_proxy(1500, 3000).await;
     let bus = KafkaBus::connect(kafka, BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();
     let topic = random_topic("outage");
@@ -232,16 +241,7 @@ async fn events_published_while_the_network_is_blackholed_arrive_once_and_in_key
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_left_in_the_outbox_at_a_stop_go_out_at_the_next_start() {
     // Given a bus with an outbox whose broker cannot be reached
-    common::init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let broker_port = free_port();
-    let proxy = Proxy::start(broker_port).await;
-    let _broker = Broker::start(broker_port, proxy.port);
-    let mut kafka = KafkaConfig::at(format!("127.0.0.1:{}", proxy.port));
-    kafka.delivery_timeout_ms = 500;
-    kafka.request_timeout_ms = 2000;
-    kafka.outbox_dir = Some(dir.path().join("outbox"));
-    kafka.properties.insert("reconnect.backoff.max.ms".into(), "500".into());
+    let (_dir, proxy, _broker, kafka) = behind_a_proxy(500, 2000).await;
     let topic = random_topic("restart");
     let bus = KafkaBus::connect(kafka.clone(), BusConfig::default()).await.unwrap();
     bus.start().await.unwrap();

@@ -52,7 +52,8 @@ struct Envelope<'a> {
     topic: Cow<'a, str>,
     #[serde(borrow)]
     key: Option<Cow<'a, str>>,
-    headers: Vec<(String, String)>,
+    #[serde(borrow)]
+    headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 pub(super) struct Outbox {
@@ -240,7 +241,7 @@ fn encode(buffer: &mut Vec<u8>, topic: &TopicName, message: &Outgoing) {
     let envelope = Envelope {
         topic: topic.as_str().into(),
         key: message.key.as_deref().map(Into::into),
-        headers: message.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
+        headers: message.headers.iter().map(|h| (h.name.as_str().into(), h.value.as_str().into())).collect(),
     };
     serde_json::to_writer(&mut *buffer, &envelope).expect("an outbox envelope always serialises");
     buffer.push(b'\n');
@@ -251,7 +252,11 @@ fn encode(buffer: &mut Vec<u8>, topic: &TopicName, message: &Outgoing) {
 fn decode(bytes: &Bytes) -> Option<Message> {
     let split = bytes.iter().position(|b| *b == b'\n')?;
     let envelope: Envelope<'_> = serde_json::from_slice(&bytes[..split]).ok()?;
-    let headers = envelope.headers.into_iter().map(|(name, value)| Header { name, value }).collect();
+    let headers = envelope
+        .headers
+        .into_iter()
+        .map(|(name, value)| Header { name: name.into_owned(), value: value.into_owned() })
+        .collect();
     let topic = TopicName::new(&envelope.topic).ok()?;
     let key = envelope.key.map(Cow::into_owned);
     Some((topic, Outgoing { key, value: bytes.slice(split + 1..), headers }))
