@@ -17,7 +17,6 @@ struct Publisher<'a> {
     bus: &'a dyn EventBus,
     topic: TopicName,
     key: Option<String>,
-    batch: Vec<(u64, EventSchema)>,
     published: u64,
     rejected: Vec<u64>,
 }
@@ -38,14 +37,10 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
     // The next batch is read and parsed while the previous one is being published.
     let (batches, mut ready) = tokio::sync::mpsc::channel(1);
     let reader = tokio::spawn(read(std::io::stdin().is_terminal(), batches));
-    let mut publisher =
-        Publisher { bus: bus.as_ref(), topic, key, batch: Vec::new(), published: 0, rejected: Vec::new() };
+    let mut publisher = Publisher { bus: bus.as_ref(), topic, key, published: 0, rejected: Vec::new() };
     while let Some(read) = ready.recv().await {
         match read {
-            Read::Batch(batch) => {
-                publisher.batch = batch;
-                publisher.flush().await?;
-            }
+            Read::Batch(batch) => publisher.flush(batch).await?,
             Read::Failed { error, after } => {
                 return Err(error)
                     .context(format!("cannot read stdin after line {after}; lines up to it were published"));
@@ -110,11 +105,10 @@ async fn read(interactive: bool, batches: tokio::sync::mpsc::Sender<Read>) -> Ve
 impl Publisher<'_> {
     /// Publishes the batch in one write. If one event in it is refused (too large), the others
     /// are published one by one and the refused line is reported.
-    async fn flush(&mut self) -> anyhow::Result<()> {
-        if self.batch.is_empty() {
+    async fn flush(&mut self, batch: Vec<(u64, EventSchema)>) -> anyhow::Result<()> {
+        if batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
         let first = batch[0].0;
         let events: Vec<EventSchema> = batch.iter().map(|(_, e)| e.clone()).collect();
         let keys = self.key.as_ref().map(|k| vec![k.clone(); events.len()]);

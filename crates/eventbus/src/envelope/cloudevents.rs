@@ -46,9 +46,10 @@ const RESERVED: &[&str] = &[
     SCHEMA_VERSION,
     LEFTOVER_METADATA,
 ];
-/// Extensions that may go into Kafka headers: ids for tracing, never personal data.
+/// Extensions that may go into Kafka headers: ids for tracing, never personal data. In name
+/// order, as a CloudEvent lists its extensions.
 const HEADER_EXTENSIONS: &[&str] =
-    &[ENTITY_TYPE, SCHEMA_VERSION, "correlationid", "causationid", "traceparent", "tracestate"];
+    &["causationid", "correlationid", ENTITY_TYPE, SCHEMA_VERSION, "traceparent", "tracestate"];
 
 /// A CloudEvent in structured mode, the JSON document of the spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,22 +205,17 @@ pub fn binary_headers(event: &EventSchema) -> Result<Vec<Header>, EnvelopeError>
         headers.push(Header::new("ce_subject", event.entity_id.clone()));
     }
     headers.push(Header::new("content-type", CONTENT_TYPE));
-    // The extensions a header may carry, in name order as `attributes_of` lists them, taken
-    // straight from the event: only these keys of the metadata map to them reversibly.
-    let metadata = |key: &str| match event.metadata.get(key) {
-        Some(Value::String(value)) => Some(value.clone()),
-        _ => None,
-    };
-    let mut extensions: Vec<(&str, Option<String>)> = vec![
-        ("causationid", metadata("causation_id")),
-        ("correlationid", metadata("correlation_id")),
-        (ENTITY_TYPE, (!event.entity_type.is_empty()).then(|| event.entity_type.clone())),
-        (SCHEMA_VERSION, event.version.clone()),
-        ("traceparent", metadata("traceparent")),
-        ("tracestate", metadata("tracestate")),
-    ];
-    debug_assert!(extensions.iter().all(|(name, _)| HEADER_EXTENSIONS.contains(name)));
-    for (name, value) in extensions.drain(..) {
+    // Taken straight from the event: `entity_type`, `version`, and the metadata entries that map
+    // to these names reversibly (`attributes_of`), when they are strings.
+    for name in HEADER_EXTENSIONS {
+        let value = match *name {
+            ENTITY_TYPE => (!event.entity_type.is_empty()).then(|| event.entity_type.clone()),
+            SCHEMA_VERSION => event.version.clone(),
+            other => match event.metadata.get(&metadata_key(other)) {
+                Some(Value::String(value)) => Some(value.clone()),
+                _ => None,
+            },
+        };
         if let Some(value) = value {
             headers.push(Header::new(format!("ce_{name}"), value));
         }

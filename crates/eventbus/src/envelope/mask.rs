@@ -42,7 +42,7 @@ pub fn masked(value: &Value) -> Value {
     }
 }
 
-fn mask_map(map: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn mask_map(map: &Map<String, Value>) -> Map<String, Value> {
     map.iter()
         .map(|(key, value)| {
             let value = if is_personal(key) { mask_value(key, value) } else { masked(value) };

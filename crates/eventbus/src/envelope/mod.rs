@@ -7,6 +7,7 @@ mod object;
 mod schema;
 
 pub use cloudevents::{CloudEvent, Header, SPEC_VERSION, binary_headers, from_binary, to_binary};
+pub(crate) use mask::mask_map;
 pub use mask::masked;
 pub use object::JsonObject;
 pub use schema::{DEFAULT_SOURCE, DEFAULT_VERSION, EventId, EventSchema, EventType};

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 #[derive(Clone, Default)]
 pub struct JsonObject {
     /// The object's JSON text, checked to be a valid object when it was read.
-    raw: OnceLock<Arc<RawValue>>,
+    raw: Option<Arc<RawValue>>,
     /// The object as a map, parsed from `raw` on first use.
     map: OnceLock<Arc<Map<String, Value>>>,
 }
@@ -27,7 +27,7 @@ pub struct JsonObject {
 impl JsonObject {
     /// Whether the object has no field.
     pub fn is_empty(&self) -> bool {
-        match (self.map.get(), self.raw.get()) {
+        match (self.map.get(), self.raw.as_deref()) {
             (Some(map), _) => map.is_empty(),
             (None, Some(raw)) => raw.get().trim_start().trim_start_matches('{').trim_start().starts_with('}'),
             (None, None) => true,
@@ -37,7 +37,7 @@ impl JsonObject {
     /// The object as a map.
     pub fn as_map(&self) -> &Map<String, Value> {
         self.map.get_or_init(|| {
-            let parsed = match self.raw.get() {
+            let parsed = match self.raw.as_deref() {
                 // The text was checked when it was read: valid JSON, an object, numbers in range.
                 Some(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
                 None => Map::new(),
@@ -58,7 +58,7 @@ impl JsonObject {
 
     /// The object's text, if it is kept as text: it came in as text and nothing changed it since.
     pub fn raw(&self) -> Option<&str> {
-        self.raw.get().map(|raw| raw.get())
+        self.raw.as_deref().map(|raw| raw.get())
     }
 
     /// Reads an object from its JSON text, checking it as [`JsonObject`]'s `Deserialize` does.
@@ -79,7 +79,7 @@ impl DerefMut for JsonObject {
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.as_map();
         // The text no longer says what the map will: it goes.
-        self.raw = OnceLock::new();
+        self.raw = None;
         let map = self.map.get_mut().expect("parsed above");
         Arc::make_mut(map)
     }
@@ -129,7 +129,7 @@ impl fmt::Debug for JsonObject {
 
 impl Serialize for JsonObject {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match (self.raw.get(), self.map.get()) {
+        match (self.raw.as_deref(), self.map.get()) {
             (Some(raw), _) => raw.serialize(serializer),
             (None, Some(map)) => map.serialize(serializer),
             (None, None) => Map::new().serialize(serializer),
@@ -148,9 +148,7 @@ impl<'de> Deserialize<'de> for JsonObject {
             return Err(de::Error::invalid_type(unexpected(&value), &"a map"));
         }
         serde_json::from_str::<Checked>(text).map_err(de::Error::custom)?;
-        let object = Self::default();
-        let _ = object.raw.set(Arc::from(raw));
-        Ok(object)
+        Ok(Self { raw: Some(Arc::from(raw)), map: OnceLock::new() })
     }
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
-use crate::envelope::{EventSchema, masked};
+use crate::envelope::{EventSchema, mask_map};
 use crate::local::consumer;
 use crate::local::ends::PartitionEnds;
 use crate::local::memory::MemoryStorage;
@@ -36,7 +36,7 @@ fn log_record(topic: &TopicName, record: &NewRecord, published: &Published) {
             }
         },
     };
-    let data = masked(&event.data.to_value());
+    let data = serde_json::Value::Object(mask_map(event.data.as_map()));
     tracing::info!(
         target: "eventbus::published",
         %topic,
