@@ -121,8 +121,12 @@ pub async fn open_customer_account(bank: &Bank, ctx: &Ctx, n: usize) -> anyhow::
 async fn deposits(store_name: &'static str, store: Arc<dyn EventStore>, options: &Options) -> anyhow::Result<Row> {
     let bus = Arc::new(MemoryBus::memory_bounded(BusConfig::default(), 10_000).await?);
     bus.start().await?;
-    let system =
-        nexum::hooks::create_with(bus.clone(), store.clone(), RelayConfig { batch: 5000, ..RelayConfig::default() });
+    let system = nexum::hooks::create_with(
+        bus.clone(),
+        store.clone(),
+        RelayConfig { batch: 5000, ..RelayConfig::default() },
+        &nexum::leadership::default_instance(),
+    );
     let bank = Arc::clone(system.bank());
     let ctx = Ctx::now().by_user("bench");
     let setup = progress(ACCOUNTS as u64, &format!("opening accounts ({store_name})"));

@@ -57,9 +57,7 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
     let service = CoreBanking::start(Arc::clone(&bus), store, Arc::new(SystemClock), ServiceConfig::default()).await?;
     let accounts = open_accounts(&service).await?;
     let config = ApiConfig { token: Some(TOKEN.into()), ..ApiConfig::default() };
-    let state =
-        ApiState::new(Arc::clone(&bus), Arc::clone(service.bank()), Arc::clone(service.projections()), config, None)
-            .await?;
+    let state = ApiState::new(Arc::clone(&bus), service.view(), config, None).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
     let server = tokio::spawn(axum::serve(listener, router(state.clone())).into_future());

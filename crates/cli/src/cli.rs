@@ -111,6 +111,12 @@ pub enum Command {
         /// Development mode: enables `POST /kafka/publish-test`.
         #[arg(long)]
         dev: bool,
+        /// This instance's name among the instances sharing the event store and the bus: it
+        /// names the consumer groups it reads everything in (projections, the API's tail) and
+        /// the roles it holds. Unique per instance, and stable across restarts on Kafka, so that
+        /// its groups are reused [default: the host's name and the process id].
+        #[arg(long, env = "EVENTBUS_INSTANCE", value_parser = parse_instance)]
+        instance: Option<String>,
     },
     /// List, show and check the JSON Schemas of the Nexum events.
     #[command(subcommand)]
@@ -239,4 +245,13 @@ pub enum Schemas {
         #[arg(value_name = "FILE|-")]
         file: PathBuf,
     },
+}
+
+/// An instance name: 1 to 100 letters, digits, `.`, `_` or `-`.
+fn parse_instance(name: &str) -> Result<String, String> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 100 || !name.chars().all(legal) {
+        return Err(format!("`{name}` is not an instance name: use 1 to 100 letters, digits, `.`, `_` or `-`"));
+    }
+    Ok(name.to_owned())
 }

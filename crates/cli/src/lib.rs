@@ -136,8 +136,9 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Groups(command) => commands::groups::run(&config, command).await,
         Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
         Command::Schemas(command) => commands::schemas::run(command),
-        Command::Serve { postgres, postgres_schema, no_loan_offers, collections_tick_secs, listen, dev } => {
+        Command::Serve { postgres, postgres_schema, no_loan_offers, collections_tick_secs, listen, dev, instance } => {
             let options = commands::serve::Options {
+                instance,
                 postgres,
                 postgres_schema,
                 loan_offers: !no_loan_offers,

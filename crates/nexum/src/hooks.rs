@@ -11,6 +11,7 @@ use std::sync::Arc;
 use eventbus::EventBus;
 
 use crate::bank::Bank;
+use crate::leadership::{Leadership, default_instance};
 use crate::relay::{Relay, RelayConfig, RelayError, RelayHandle};
 use crate::store::EventStore;
 
@@ -23,13 +24,19 @@ pub struct EventEnabledBank {
 
 /// Connects the bank over `store` to `bus` and starts the relay.
 pub fn create_event_enabled_banking_system(bus: Arc<dyn EventBus>, store: Arc<dyn EventStore>) -> EventEnabledBank {
-    create_with(bus, store, RelayConfig::default())
+    create_with(bus, store, RelayConfig::default(), &default_instance())
 }
 
-/// As [`create_event_enabled_banking_system`], with the relay's pacing.
-pub fn create_with(bus: Arc<dyn EventBus>, store: Arc<dyn EventStore>, config: RelayConfig) -> EventEnabledBank {
+/// As [`create_event_enabled_banking_system`], with the relay's pacing, for the instance named
+/// `instance` among those sharing `store`.
+pub fn create_with(
+    bus: Arc<dyn EventBus>,
+    store: Arc<dyn EventStore>,
+    config: RelayConfig,
+    instance: &str,
+) -> EventEnabledBank {
     let bank = Arc::new(Bank::new(Arc::clone(&store)));
-    let relay = Relay::new(store, bus, config);
+    let relay = Relay::new(store, bus, config, instance);
     let running = relay.clone().spawn(bank.commit_signal());
     EventEnabledBank { bank, relay, running }
 }
@@ -41,8 +48,14 @@ impl EventEnabledBank {
     }
 
     /// Publishes everything committed so far, now; returns how many events went out.
+    /// `Standby` if another instance sharing the store holds the relay's role.
     pub async fn flush(&self) -> Result<usize, RelayError> {
         self.relay.drain().await
+    }
+
+    /// The relay's role, as this instance sees it.
+    pub fn relay_role(&self) -> &Arc<Leadership> {
+        self.relay.leadership()
     }
 
     /// Stops the relay. Events not yet published stay in the outbox for the next start.

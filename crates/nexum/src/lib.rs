@@ -34,6 +34,7 @@ pub mod domain;
 pub mod events;
 pub mod hooks;
 pub mod ids;
+pub mod leadership;
 pub mod projections;
 pub mod publisher;
 pub mod relay;

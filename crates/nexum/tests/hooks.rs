@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use eventbus::{BusConfig, EventBus, GroupId, MemoryBus, Subscription, Topic, TopicName};
+use nexum::relay::RelayError;
 use nexum::store::{EventStore, SqliteStore, SqliteSync};
-use nexum::{NexumEventPublisher, PublishError, create_event_enabled_banking_system};
+use nexum::{NexumEventPublisher, PublishError, Relay, RelayConfig, create_event_enabled_banking_system};
 
 async fn started_bus() -> Arc<MemoryBus> {
     let bus = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
@@ -172,6 +173,37 @@ async fn the_relay_resumes_after_a_restart_from_what_was_not_acknowledged() {
     expected.sort();
     assert_eq!(published, expected);
     system.shutdown().await;
+}
+
+#[tokio::test]
+async fn of_two_relays_on_one_store_one_publishes_and_the_other_takes_over_once_it_stops_renewing() {
+    // Given the relays of two instances over one store, with leases of 300 ms, and events stored
+    let f = bank();
+    let bus = started_bus().await;
+    let config = RelayConfig { lease_ttl: Duration::from_millis(300), ..RelayConfig::default() };
+    let a = Relay::new(f.store.clone(), bus.clone(), config, "instance-a");
+    let b = Relay::new(f.store.clone(), bus.clone(), config, "instance-b");
+    funded(&f.bank, "10.00").await;
+
+    // When both try, one publishes and the other stands by
+    assert!(a.pass().await.unwrap() > 0);
+    assert!(matches!(b.pass().await, Err(RelayError::Standby)));
+    assert!(a.leadership().is_held() && !b.leadership().is_held());
+
+    // When the first stops renewing (its process died) while more is stored
+    funded(&f.bank, "20.00").await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+
+    // Then the second takes over and publishes the rest, and the first stands by
+    assert!(b.drain().await.unwrap() > 0);
+    assert!(matches!(a.pass().await, Err(RelayError::Standby)));
+    assert!(b.leadership().is_held() && !a.leadership().is_held());
+    let mut stored: Vec<_> = all_events(&*f.store).await.into_iter().map(|e| e.event.event_id).collect();
+    let mut published: Vec<_> = bus.get_events(None).into_iter().map(|(_, e)| e.event_id.clone()).collect();
+    stored.sort();
+    published.sort();
+    assert_eq!(published, stored, "every event once");
+    assert_eq!(f.store.outbox_len().await.unwrap(), 0);
 }
 
 #[tokio::test]

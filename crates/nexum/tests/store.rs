@@ -14,9 +14,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use eventbus::{EventSchema, Topic, TopicName};
+use nexum::relay::RELAY_ROLE;
 use nexum::store::{
-    Commit, EventStore, ExpectedVersion, MemoryStore, NewEvent, PostgresStore, SqliteStore, SqliteSync, StoreError,
-    StreamId,
+    Commit, EventStore, ExpectedVersion, Lease, MemoryStore, NewEvent, PostgresStore, SqliteStore, SqliteSync,
+    StoreError, StreamId,
 };
 use serde_json::{Map, Value, json};
 
@@ -143,7 +144,68 @@ scenarios!(
     given_tricky_payloads_when_stored_then_they_read_back_byte_identical,
     given_commits_cancelled_midway_when_the_store_is_used_again_then_it_commits_gap_free,
     given_commits_queued_together_when_committed_then_each_sees_those_before_it_and_a_failing_one_fails_alone,
+    given_a_role_held_when_another_asks_then_refused_until_it_lapses_then_taken_at_a_higher_epoch,
+    given_a_role_held_when_renewed_or_released_then_the_epoch_stays_and_a_release_lets_another_in_at_once,
+    given_a_deposed_relay_when_it_acknowledges_then_it_is_fenced_and_the_outbox_stays,
 );
+
+/// The relay's role, taken by `holder` for a minute.
+async fn relay_lease(store: &dyn EventStore, holder: &str) -> Lease {
+    store.acquire_lease(RELAY_ROLE, holder, Duration::from_secs(60)).await.unwrap().expect("the role is free")
+}
+
+async fn given_a_role_held_when_another_asks_then_refused_until_it_lapses_then_taken_at_a_higher_epoch(
+    backend: &Backend,
+) {
+    let store = backend.open().await;
+    let ttl = Duration::from_millis(300);
+    let first = store.acquire_lease("timer", "a", ttl).await.unwrap().expect("a free role is taken");
+
+    assert_eq!(store.acquire_lease("timer", "b", ttl).await.unwrap(), None);
+    assert!(store.acquire_lease("other-role", "b", ttl).await.unwrap().is_some(), "roles are independent");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = store.acquire_lease("timer", "b", ttl).await.unwrap().expect("a lapsed role is taken");
+    assert_eq!(second.holder, "b");
+    assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
+    assert_eq!(store.acquire_lease("timer", "a", ttl).await.unwrap(), None, "the old holder does not get it back");
+}
+
+async fn given_a_role_held_when_renewed_or_released_then_the_epoch_stays_and_a_release_lets_another_in_at_once(
+    backend: &Backend,
+) {
+    let store = backend.open().await;
+    let ttl = Duration::from_secs(60);
+    let first = store.acquire_lease("timer", "a", ttl).await.unwrap().unwrap();
+
+    let renewed = store.acquire_lease("timer", "a", ttl).await.unwrap().unwrap();
+    assert_eq!(renewed, first);
+
+    store.release_lease(&renewed).await.unwrap();
+    let taken = store.acquire_lease("timer", "b", ttl).await.unwrap().expect("a released role is free at once");
+    assert!(taken.epoch > first.epoch);
+    store.release_lease(&renewed).await.unwrap();
+    assert_eq!(store.acquire_lease("timer", "c", ttl).await.unwrap(), None, "a stale release changes nothing");
+}
+
+async fn given_a_deposed_relay_when_it_acknowledges_then_it_is_fenced_and_the_outbox_stays(backend: &Backend) {
+    let store = backend.open().await;
+    store.append(&stream("account-a"), ExpectedVersion::NoStream, events("a", 1..=3)).await.unwrap();
+    let pending = store.outbox_pending(10).await.unwrap();
+    let deposed = store.acquire_lease(RELAY_ROLE, "a", Duration::from_millis(200)).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let successor = relay_lease(&*store, "b").await;
+
+    let fenced = store.outbox_ack(pending[2].id, &deposed).await;
+
+    assert!(
+        matches!(&fenced, Err(StoreError::Fenced { role, epoch }) if role == RELAY_ROLE && *epoch == deposed.epoch),
+        "{fenced:?}"
+    );
+    assert_eq!(store.outbox_pending(10).await.unwrap(), pending);
+    store.outbox_ack(pending[0].id, &successor).await.unwrap();
+    assert_eq!(store.outbox_pending(10).await.unwrap(), pending[1..]);
+}
 
 fn topic() -> TopicName {
     TopicName::new("nexum.test.events").expect("a valid topic name")
@@ -434,14 +496,15 @@ async fn given_pending_entries_when_acked_up_to_an_id_then_those_are_removed_and
     let s = stream("account-a");
     store.append(&s, ExpectedVersion::NoStream, events("a", 1..=4)).await.unwrap();
     let pending = store.outbox_pending(10).await.unwrap();
+    let lease = relay_lease(&*store, "relay-a").await;
 
-    store.outbox_ack(pending[1].id).await.unwrap();
+    store.outbox_ack(pending[1].id, &lease).await.unwrap();
 
     assert_eq!(store.outbox_pending(10).await.unwrap(), pending[2..]);
     assert_eq!(store.outbox_len().await.unwrap(), 2);
 
-    store.outbox_ack(pending[1].id).await.unwrap();
-    store.outbox_ack(pending[3].id).await.unwrap();
+    store.outbox_ack(pending[1].id, &lease).await.unwrap();
+    store.outbox_ack(pending[3].id, &lease).await.unwrap();
 
     assert!(store.outbox_pending(10).await.unwrap().is_empty());
     assert_eq!(store.outbox_len().await.unwrap(), 0);
@@ -452,7 +515,7 @@ async fn given_pending_entries_when_acked_up_to_an_id_then_those_are_removed_and
     assert_eq!(next.len(), 1);
     assert!(next[0].id > pending[3].id, "outbox id {} reused after acking up to {}", next[0].id, pending[3].id);
 
-    store.outbox_ack(u64::MAX).await.unwrap();
+    store.outbox_ack(u64::MAX, &lease).await.unwrap();
 
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 }
@@ -463,7 +526,7 @@ async fn given_pending_entries_when_the_store_is_reopened_then_the_outbox_and_ev
         let store = backend.open().await;
         store.append(&s, ExpectedVersion::NoStream, events("a", 1..=3)).await.unwrap();
         let first = store.outbox_pending(1).await.unwrap();
-        store.outbox_ack(first[0].id).await.unwrap();
+        store.outbox_ack(first[0].id, &relay_lease(&*store, "relay-a").await).await.unwrap();
         (store.outbox_pending(10).await.unwrap(), store.read_all(1, 10).await.unwrap())
     };
 

@@ -157,7 +157,7 @@ async fn answer(state: &ApiState, id: &CommandId, audit: &EventSchema) -> Result
     });
     if audit.data.get("outcome").and_then(Value::as_str) == Some("rejected") {
         let backend = state.backend();
-        let store = backend.bank.store();
+        let store = backend.service.bank.store();
         let recorded = store
             .read(&StreamId::of("command", id), 1)
             .await

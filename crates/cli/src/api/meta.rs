@@ -13,18 +13,24 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the bus runs and the event store answers.
+/// Ready: the bus runs and the event store answers. Also says which of the roles that one
+/// instance holds at a time this one holds.
 pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
-    let bus = state.backend().bus.is_running();
-    let store = state.backend().bank.store().outbox_len().await;
+    let backend = state.backend();
+    let bus = backend.bus.is_running();
+    let store = backend.service.bank.store().outbox_len().await;
     if let Err(error) = &store {
         tracing::warn!(%error, "Readiness: the event store does not answer");
     }
     let ready = bus && store.is_ok();
+    let roles: serde_json::Map<String, Value> =
+        backend.service.roles.iter().map(|role| (role.role().to_owned(), Value::Bool(role.is_held()))).collect();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {"bus_running": bus, "event_store": store.is_ok(), "outbox_backlog": store.ok()},
+        "instance": backend.service.instance,
+        "roles": roles,
     });
     (status, Json(body))
 }

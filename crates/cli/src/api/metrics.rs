@@ -122,13 +122,13 @@ pub async fn render(State(state): State<ApiState>) -> Result<Response, ApiError>
     out.push_str("# HELP eventbus_consumer_group_offset Committed offsets of a group in a topic (events consumed).\n");
     out.push_str("# TYPE eventbus_consumer_group_offset gauge\n");
     let mut lags = String::new();
-    for (group, topics) in super::reads::service_groups() {
-        let group_id = eventbus::GroupId::new(group)?;
+    for (group, topics) in super::reads::service_groups(&backend.service.instance) {
+        let group_id = eventbus::GroupId::new(group.as_str())?;
         for topic in topics {
             let partitions = backend.bus.group_offsets(&group_id, &topic).await?;
             let consumed: u64 = partitions.iter().map(|p| p.offset.0).sum();
             let lag: u64 = partitions.iter().map(|p| p.lag).sum();
-            let labels = format!("group=\"{}\",topic=\"{}\"", label(group), label(topic.as_str()));
+            let labels = format!("group=\"{}\",topic=\"{}\"", label(&group), label(topic.as_str()));
             let _ = writeln!(out, "eventbus_consumer_group_offset{{{labels}}} {consumed}");
             let _ = writeln!(lags, "eventbus_consumer_group_lag{{{labels}}} {lag}");
         }
@@ -142,14 +142,24 @@ pub async fn render(State(state): State<ApiState>) -> Result<Response, ApiError>
     out.push_str("# HELP nexum_command_lag_limit The command lag above which POST /commands/* answers 429.\n");
     let _ = writeln!(out, "# TYPE nexum_command_lag_limit gauge\nnexum_command_lag_limit {}", backend.lag.limit());
 
-    let backlog = backend.bank.store().outbox_len().await.map_err(|e| ApiError::unavailable("the event store", &e))?;
+    out.push_str(
+        "# HELP nexum_role Whether this instance holds a role that one instance holds at a time (1) or not (0).\n",
+    );
+    out.push_str("# TYPE nexum_role gauge\n");
+    for role in &backend.service.roles {
+        let (name, instance) = (label(role.role()), label(&backend.service.instance));
+        let _ = writeln!(out, "nexum_role{{role=\"{name}\",instance=\"{instance}\"}} {}", u8::from(role.is_held()));
+    }
+
+    let backlog =
+        backend.service.bank.store().outbox_len().await.map_err(|e| ApiError::unavailable("the event store", &e))?;
     out.push_str("# HELP nexum_outbox_backlog Committed events the relay has yet to publish.\n");
     let _ = writeln!(out, "# TYPE nexum_outbox_backlog gauge\nnexum_outbox_backlog {backlog}");
     out.push_str("# HELP nexum_projection_events_applied_total Events that changed the read models.\n");
     let _ = writeln!(
         out,
         "# TYPE nexum_projection_events_applied_total counter\nnexum_projection_events_applied_total {}",
-        backend.projections.applied()
+        backend.service.projections.applied()
     );
 
     let metrics = &inner.metrics;

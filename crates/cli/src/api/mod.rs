@@ -26,8 +26,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::middleware;
 use axum::routing::{get, post};
 use eventbus::EventBus;
-use nexum::Bank;
-use nexum::projections::Projections;
+use nexum::service::ServiceView;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
@@ -74,10 +73,8 @@ struct Inner {
 pub struct Backend {
     /// The bus the service runs on.
     pub bus: Arc<dyn EventBus>,
-    /// The bank the commands are carried out on.
-    pub bank: Arc<Bank>,
-    /// The read models.
-    pub projections: Arc<Projections>,
+    /// The bank, the read models and the roles of this instance.
+    pub service: ServiceView,
     outcomes: commands::Outcomes,
     tail: Arc<tail::Tail>,
     /// How far behind the command handler is.
@@ -89,13 +86,12 @@ impl ApiState {
     /// the requests of `POST /kafka/config`.
     pub async fn new(
         bus: Arc<dyn EventBus>,
-        bank: Arc<Bank>,
-        projections: Arc<Projections>,
+        service: ServiceView,
         config: ApiConfig,
         switch: Option<mpsc::Sender<config::Switch>>,
     ) -> Result<Self, eventbus::BusError> {
         let metrics = Arc::new(metrics::Metrics::default());
-        let backend = Backend::start(bus, bank, projections, &metrics, &config).await?;
+        let backend = Backend::start(bus, service, &metrics, &config).await?;
         Ok(Self(Arc::new(Inner { config, metrics, current: RwLock::new(Arc::new(backend)), switch })))
     }
 
@@ -105,13 +101,8 @@ impl ApiState {
     }
 
     /// Points the API at a new bus and the service running on it.
-    pub async fn replace(
-        &self,
-        bus: Arc<dyn EventBus>,
-        bank: Arc<Bank>,
-        projections: Arc<Projections>,
-    ) -> Result<(), eventbus::BusError> {
-        let backend = Arc::new(Backend::start(bus, bank, projections, &self.0.metrics, &self.0.config).await?);
+    pub async fn replace(&self, bus: Arc<dyn EventBus>, service: ServiceView) -> Result<(), eventbus::BusError> {
+        let backend = Arc::new(Backend::start(bus, service, &self.0.metrics, &self.0.config).await?);
         let old = std::mem::replace(&mut *self.0.current.write().unwrap_or_else(|e| e.into_inner()), backend);
         old.tail.close();
         Ok(())
@@ -127,15 +118,14 @@ impl Backend {
     /// Follows the audit trail (for commands that wait) and every topic (for recent events).
     async fn start(
         bus: Arc<dyn EventBus>,
-        bank: Arc<Bank>,
-        projections: Arc<Projections>,
+        service: ServiceView,
         metrics: &Arc<metrics::Metrics>,
         config: &ApiConfig,
     ) -> Result<Self, eventbus::BusError> {
         let outcomes = commands::Outcomes::start(&*bus).await?;
-        let tail = tail::Tail::start(Arc::clone(&bus), Arc::clone(metrics)).await?;
+        let tail = tail::Tail::start(Arc::clone(&bus), Arc::clone(metrics), &service.instance).await?;
         let lag = backpressure::CommandLag::start(Arc::clone(&bus), config.max_command_lag)?;
-        Ok(Self { bus, bank, projections, outcomes, tail, lag })
+        Ok(Self { bus, service, outcomes, tail, lag })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use eventbus::{GroupId, Topic, TopicName};
+use eventbus::{GroupId, TopicName};
 use nexum::commands::COMMAND_TOPICS;
 use nexum::ids::{AccountId, CustomerId, LoanId};
 use nexum::projections::Projections;
@@ -17,7 +17,7 @@ fn id<T: std::str::FromStr<Err = nexum::ids::IdError>>(text: &str) -> Result<T, 
 
 pub async fn account(State(state): State<ApiState>, Path(account): Path<String>) -> Result<Json<Value>, ApiError> {
     let account: AccountId = id(&account)?;
-    let view = state.backend().projections.account(&account).filter(|view| view.details.is_some());
+    let view = state.backend().service.projections.account(&account).filter(|view| view.details.is_some());
     let view = view.ok_or_else(|| ApiError::not_found("unknown_account", format!("unknown account `{account}`")))?;
     Ok(Json(json!(view)))
 }
@@ -25,7 +25,7 @@ pub async fn account(State(state): State<ApiState>, Path(account): Path<String>)
 /// `GET /accounts?limit=`: opened accounts with their balances, by id.
 pub async fn accounts(State(state): State<ApiState>, Query(query): Query<Limit>) -> Result<Json<Value>, ApiError> {
     let limit = limit(query.limit)?;
-    let accounts = state.backend().projections.accounts(limit);
+    let accounts = state.backend().service.projections.accounts(limit);
     Ok(Json(json!({"accounts": accounts, "showing": accounts.len()})))
 }
 
@@ -39,14 +39,14 @@ fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
 
 pub async fn customer(State(state): State<ApiState>, Path(customer): Path<String>) -> Result<Json<Value>, ApiError> {
     let customer: CustomerId = id(&customer)?;
-    let view = state.backend().projections.customer(&customer).filter(|view| view.contact.is_some());
+    let view = state.backend().service.projections.customer(&customer).filter(|view| view.contact.is_some());
     let view = view.ok_or_else(|| ApiError::not_found("unknown_customer", format!("unknown customer `{customer}`")))?;
     Ok(Json(json!(view)))
 }
 
 pub async fn loan(State(state): State<ApiState>, Path(loan): Path<String>) -> Result<Json<Value>, ApiError> {
     let loan: LoanId = id(&loan)?;
-    let view = state.backend().projections.loan(&loan).filter(|view| view.terms.is_some());
+    let view = state.backend().service.projections.loan(&loan).filter(|view| view.terms.is_some());
     let view = view.ok_or_else(|| ApiError::not_found("unknown_loan", format!("unknown loan `{loan}`")))?;
     Ok(Json(json!(view)))
 }
@@ -58,7 +58,7 @@ pub struct Limit {
 }
 
 pub async fn alerts(State(state): State<ApiState>, Query(query): Query<Limit>) -> Result<Json<Value>, ApiError> {
-    let alerts = state.backend().projections.alerts(limit(query.limit)?);
+    let alerts = state.backend().service.projections.alerts(limit(query.limit)?);
     Ok(Json(json!({"alerts": alerts, "showing": alerts.len()})))
 }
 
@@ -82,16 +82,16 @@ pub async fn topics(State(state): State<ApiState>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({"topics": topics})))
 }
 
-/// The consumer groups `serve` runs, and their topics.
-pub fn service_groups() -> Vec<(&'static str, Vec<TopicName>)> {
+/// The consumer groups `serve` runs as the instance named `instance`, and their topics: those
+/// the instances share, and this instance's own projections group.
+pub fn service_groups(instance: &str) -> Vec<(String, Vec<TopicName>)> {
     let commands: Vec<TopicName> = COMMAND_TOPICS.iter().map(|(topic, _)| topic.name()).collect();
     vec![
-        (nexum::commands::GROUP, commands.clone()),
-        (nexum::commands::REJECTIONS_GROUP, commands.iter().map(TopicName::dlq).collect()),
-        (nexum::service::PROJECTIONS_GROUP, Projections::topics()),
-        (nexum::sagas::LOAN_APPLICATION_GROUP, nexum::sagas::LoanApplicationSaga::topics()),
-        (nexum::sagas::COLLECTIONS_GROUP, vec![Topic::LoansDisbursed.name()]),
-        (capera::service::DEFAULT_GROUP, capera::service::topics()),
+        (nexum::commands::GROUP.to_owned(), commands.clone()),
+        (nexum::commands::REJECTIONS_GROUP.to_owned(), commands.iter().map(TopicName::dlq).collect()),
+        (format!("{}.{instance}", nexum::service::PROJECTIONS_GROUP), Projections::topics()),
+        (nexum::sagas::LOAN_APPLICATION_GROUP.to_owned(), nexum::sagas::LoanApplicationSaga::topics()),
+        (capera::service::DEFAULT_GROUP.to_owned(), capera::service::topics()),
     ]
 }
 
@@ -99,11 +99,12 @@ pub fn service_groups() -> Vec<(&'static str, Vec<TopicName>)> {
 /// partition. (The bus has no call to list every group; these are the ones this service owns.)
 pub async fn consumer_groups(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let mut answer = Vec::new();
-    for (group, topics) in service_groups() {
-        let group_id = GroupId::new(group).map_err(ApiError::from)?;
+    let backend = state.backend();
+    for (group, topics) in service_groups(&backend.service.instance) {
+        let group_id = GroupId::new(group.as_str()).map_err(ApiError::from)?;
         let (mut total, mut rows) = (0, Vec::new());
         for topic in topics {
-            let partitions = state.backend().bus.group_offsets(&group_id, &topic).await?;
+            let partitions = backend.bus.group_offsets(&group_id, &topic).await?;
             let lag: u64 = partitions.iter().map(|p| p.lag).sum();
             total += lag;
             rows.push(json!({"topic": topic, "lag": lag, "partitions": partitions}));

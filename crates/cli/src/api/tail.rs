@@ -23,7 +23,8 @@ use super::{ApiError, ApiState};
 
 /// Events kept per topic.
 pub const KEEP_PER_TOPIC: usize = 500;
-/// The group the API follows the topics in.
+/// The group the API follows the topics in, followed by the instance's name: each instance
+/// follows every partition.
 pub const GROUP: &str = "eventbus-api-tail";
 /// How often the API looks for topics created since it started.
 const NEW_TOPICS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -32,6 +33,7 @@ const LOOK_BACK: chrono::Duration = chrono::Duration::hours(1);
 
 pub struct Tail {
     metrics: Arc<super::metrics::Metrics>,
+    group: GroupId,
     recent: Mutex<HashMap<TopicName, VecDeque<Arc<Message>>>>,
     live: broadcast::Sender<Arc<Message>>,
     closed: watch::Sender<bool>,
@@ -43,9 +45,11 @@ impl Tail {
     pub async fn start(
         bus: Arc<dyn EventBus>,
         metrics: Arc<super::metrics::Metrics>,
+        instance: &str,
     ) -> Result<Arc<Self>, eventbus::BusError> {
         let (live, _) = broadcast::channel(4096);
-        let tail = Arc::new(Self { metrics, recent: Mutex::default(), live, closed: watch::channel(false).0 });
+        let group = GroupId::new(format!("{GROUP}.{instance}"))?;
+        let tail = Arc::new(Self { metrics, group, recent: Mutex::default(), live, closed: watch::channel(false).0 });
         let mut followed = HashSet::new();
         tail.follow_new(&*bus, &mut followed, StartPosition::Timestamp(Utc::now() - LOOK_BACK)).await?;
         let (watcher, mut closed) = (Arc::clone(&tail), tail.closed.subscribe());
@@ -75,7 +79,7 @@ impl Tail {
         let mut topics = new.iter().cloned();
         let Some(first) = topics.next() else { return Ok(()) };
         let subscription =
-            topics.fold(Subscription::new(first, GroupId::new(GROUP)?), Subscription::and_topic).from(start);
+            topics.fold(Subscription::new(first, self.group.clone()), Subscription::and_topic).from(start);
         let keeper = Arc::clone(self);
         bus.subscribe(
             subscription,

@@ -32,7 +32,7 @@ async fn api_with(config: ApiConfig) -> Api {
     let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
     let service =
         CoreBanking::start(bus.clone(), store, Arc::new(SystemClock), ServiceConfig::default()).await.unwrap();
-    let state = ApiState::new(bus, service.bank().clone(), service.projections().clone(), config, None).await.unwrap();
+    let state = ApiState::new(bus, service.view(), config, None).await.unwrap();
     Api { _dir: dir, router: router(state), service }
 }
 
@@ -418,6 +418,35 @@ async fn the_live_stream_sends_new_events_of_the_topics_asked_for() {
 }
 
 #[tokio::test]
+async fn a_lone_instance_takes_both_roles_and_ready_and_metrics_say_so() {
+    // Given a service alone on its store
+    let api = api().await;
+
+    // When its relay and its timer have looked at their leases
+    let started = std::time::Instant::now();
+    let body = loop {
+        let (status, body) = api.call(Method::GET, "/ready", None, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["roles"]["outbox-relay"] == true && body["roles"]["collections-timer"] == true {
+            break body;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the roles were not taken: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+
+    // Then /ready names the instance, and /metrics has a gauge per role
+    assert!(body["instance"].as_str().is_some_and(|name| !name.is_empty()), "{body}");
+    let request = Request::get("/metrics").body(Body::empty()).unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let instance = body["instance"].as_str().unwrap();
+    for role in ["outbox-relay", "collections-timer"] {
+        assert!(text.contains(&format!(r#"nexum_role{{role="{role}",instance="{instance}"}} 1"#)), "{role}:\n{text}");
+    }
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn metrics_are_in_the_prometheus_format_and_count_what_happened() {
     let api = api().await;
     api.customer_with_account("cust_metrics", "acc_metrics").await;
@@ -566,7 +595,8 @@ async fn commands_are_refused_with_429_and_retry_after_when_the_handler_is_too_f
     let bank = Arc::new(nexum::Bank::new(store.clone()));
     let projections = Arc::new(nexum::Projections::rebuild(&*store).await.unwrap());
     let config = ApiConfig { token: Some(TOKEN.into()), max_command_lag: 3, ..ApiConfig::default() };
-    let state = ApiState::new(bus, bank, projections, config, None).await.unwrap();
+    let view = nexum::service::ServiceView { bank, projections, roles: Vec::new(), instance: "test".into() };
+    let state = ApiState::new(bus, view, config, None).await.unwrap();
     let router = router(state);
     let deposit = json!({"action": "deposit", "account_id": "acc_1", "amount": "1.00", "currency": "USD"});
     let post = || {

@@ -25,6 +25,8 @@ use crate::config::Config;
 const STORE_FILE: &str = "nexum-events.db";
 
 pub struct Options {
+    /// This instance's name; `None`: the host's name and the process id.
+    pub instance: Option<String>,
     /// A libpq connection string: the event store is PostgreSQL instead of SQLite.
     pub postgres: Option<String>,
     pub postgres_schema: String,
@@ -69,13 +71,17 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         },
         ..ServiceConfig::default()
     };
+    let service_config = match options.instance {
+        Some(instance) => ServiceConfig { instance, ..service_config },
+        None => service_config,
+    };
     let listen = options.listen.or_else(|| config.api.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     let bus = crate::open_bus(config, crate::Outbox::Required).await?;
     let service = start_on(config, &bus, &store, &service_config).await?;
-    let (bank, projections) = (Arc::clone(service.bank()), Arc::clone(service.projections()));
+    let view = service.view();
     let mut running = Running { config: config.clone(), service: Some(service) };
 
     let token = std::env::var("EVENTBUS_API_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| config.api.token.clone());
@@ -87,7 +93,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     let max_command_lag = config.api.max_command_lag.unwrap_or(crate::api::DEFAULT_MAX_COMMAND_LAG);
     let api = ApiConfig { token, dev_mode: options.dev, max_command_lag };
     let (switches, mut switch_requests) = tokio::sync::mpsc::channel(1);
-    let state = ApiState::new(Arc::clone(&bus), bank, projections, api, Some(switches)).await?;
+    let state = ApiState::new(Arc::clone(&bus), view, api, Some(switches)).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = api::router(state.clone());
     let http = tokio::spawn(async move {
@@ -189,10 +195,7 @@ impl Running {
                 ));
             }
         };
-        state
-            .replace(bus, Arc::clone(service.bank()), Arc::clone(service.projections()))
-            .await
-            .map_err(ApiError::from)?;
+        state.replace(bus, service.view()).await.map_err(ApiError::from)?;
         self.service = Some(service);
         let persisted = persist(&next, config_file).map_err(|error| {
             tracing::error!(error = %format!("{error:#}"), "The bus switched but the config file was not written");
@@ -218,7 +221,7 @@ impl Running {
         let resumed = async {
             let bus = crate::open_bus(&self.config, crate::Outbox::Required).await?;
             let service = start_on(&self.config, &bus, store, service_config).await?;
-            state.replace(bus, Arc::clone(service.bank()), Arc::clone(service.projections())).await?;
+            state.replace(bus, service.view()).await?;
             anyhow::Ok(service)
         };
         match resumed.await {

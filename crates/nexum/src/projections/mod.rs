@@ -268,19 +268,24 @@ impl Projections {
     /// A fresh model from every event in the store, in commit order, read in pages.
     pub async fn rebuild(store: &dyn EventStore) -> Result<Projections, ProjectionError> {
         let projections = Projections::new();
+        projections.replay(store).await?;
+        Ok(projections)
+    }
+
+    /// Applies every event of `store`, in its global order; events applied already are skipped.
+    pub async fn replay(&self, store: &dyn EventStore) -> Result<(), ProjectionError> {
         let mut from = 1;
         loop {
             let page = store.read_all(from, REBUILD_PAGE).await?;
             for recorded in &page {
-                projections
-                    .apply(&recorded.event)
+                self.apply(&recorded.event)
                     .map_err(|source| ProjectionError::Decode { position: recorded.position, source })?;
             }
             // Only an empty page ends the replay: a store may return fewer events than asked for
             // before the end. Positions only grow, so each page starts further on.
             match page.last() {
                 Some(last) => from = last.position + 1,
-                None => return Ok(projections),
+                None => return Ok(()),
             }
         }
     }

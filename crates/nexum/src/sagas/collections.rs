@@ -8,26 +8,29 @@
 //! level for `escalate_after`. The bank resolves the case when a payment brings the loan up to
 //! date. Each command's id is derived from the loan or case and the state it answers, so a
 //! repeated tick, or a restart, sends nothing new.
+//!
+//! The loans to watch come from the event store: all of it at the start, then what was stored
+//! since, at each tick. Of the instances sharing a store, the timer ticks on the one holding the
+//! [`TIMER_ROLE`] lease; if that instance dies, another takes the role and goes on.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventbus::{EventBus, GroupId, HandlerError, Message, Subscription, Topic};
+use eventbus::{EventBus, Topic};
 use serde_json::json;
 use tokio::sync::watch;
 
 use super::{Outgoing, Parts};
 use crate::bank::{Bank, BankError};
 use crate::clock::Clock;
-use crate::consumer::typed_handler;
 use crate::domain::LoanStatus;
-use crate::events::{NexumEvent, Payload};
 use crate::ids::{CommandId, LoanId};
+use crate::leadership::Leadership;
 use crate::store::EventStore;
 
-/// Its consumer group.
-pub const GROUP: &str = "nexum-collections-saga";
+/// The timer's role in the store's leases.
+pub const TIMER_ROLE: &str = "collections-timer";
 const ACTOR: &str = "saga:collections";
 /// Events read per page when the watched loans are recovered from the store.
 const RECOVERY_PAGE: usize = 10_000;
@@ -62,8 +65,15 @@ pub struct Tick {
 pub struct CollectionsSaga {
     parts: Parts,
     config: CollectionsConfig,
-    /// Loans being repaid.
-    watched: Mutex<BTreeSet<LoanId>>,
+    watched: Mutex<Watched>,
+}
+
+/// Loans being repaid, and how far the store has been read for new ones.
+#[derive(Default)]
+struct Watched {
+    loans: BTreeSet<LoanId>,
+    /// The next position of the store to read.
+    next: u64,
 }
 
 impl CollectionsSaga {
@@ -73,40 +83,38 @@ impl CollectionsSaga {
         Arc::new(Self { parts: Parts { bank, bus, clock }, config, watched: Mutex::default() })
     }
 
-    /// Finds the loans to watch in the store (every disbursed loan still being repaid), then
-    /// subscribes to new disbursements. Returns how many loans it watches.
+    /// Finds the loans to watch in the store: every disbursed loan still being repaid. Returns
+    /// how many loans it watches.
     pub async fn start(self: &Arc<Self>) -> Result<usize, CollectionsError> {
+        self.catch_up().await?;
+        Ok(self.lock().loans.len())
+    }
+
+    /// Watches the loans disbursed in what the store recorded since the last look.
+    async fn catch_up(&self) -> Result<(), CollectionsError> {
         let store: &dyn EventStore = &**self.parts.bank.store();
-        let mut from = 1;
         loop {
+            let from = self.lock().next.max(1);
             let page = store.read_all(from, RECOVERY_PAGE).await.map_err(BankError::from)?;
-            let Some(last) = page.last() else { break };
-            from = last.position + 1;
+            let Some(last) = page.last().map(|recorded| recorded.position) else { return Ok(()) };
+            let mut watched = self.lock();
             for recorded in &page {
                 if recorded.event.event_type.as_str() == "loan_disbursed"
                     && let Ok(id) = recorded.event.entity_id.parse()
                 {
-                    self.watch(id);
+                    watched.loans.insert(id);
                 }
             }
+            watched.next = watched.next.max(last + 1);
         }
-        let saga = Arc::clone(self);
-        let handler = typed_handler(move |event: NexumEvent, _: Message| {
-            let saga = Arc::clone(&saga);
-            async move {
-                if let Payload::LoanDisbursed(_) = event.payload {
-                    saga.watch(event.entity_id.parse().map_err(HandlerError::permanent)?);
-                }
-                Ok(())
-            }
-        });
-        let subscription = Subscription::new(Topic::LoansDisbursed.name(), GroupId::new(GROUP)?);
-        self.parts.bus.subscribe(subscription, handler).await?;
-        Ok(self.lock().len())
     }
 
-    /// Ticks every `tick_every` until `stop` turns true.
-    pub fn spawn_timer(self: &Arc<Self>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    /// Ticks every `tick_every`, while this instance holds `role`, until `stop` turns true.
+    pub fn spawn_timer(
+        self: &Arc<Self>,
+        role: Arc<Leadership>,
+        mut stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let saga = Arc::clone(self);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(saga.config.tick_every);
@@ -119,6 +127,15 @@ impl CollectionsSaga {
                 if *stop.borrow() {
                     return;
                 }
+                match role.current().await {
+                    Ok(Some(_)) => {}
+                    // Another instance ticks.
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "Cannot tell which instance ticks; trying again at the next tick");
+                        continue;
+                    }
+                }
                 if let Err(error) = saga.tick().await {
                     tracing::warn!(%error, "Collections tick failed; trying again at the next one");
                 }
@@ -130,12 +147,13 @@ impl CollectionsSaga {
     pub async fn tick(&self) -> Result<Tick, CollectionsError> {
         let now = self.parts.clock.now();
         let due_by = (now - chrono::Duration::days(i64::from(self.config.grace_days))).date_naive();
-        let loans: Vec<LoanId> = self.lock().iter().cloned().collect();
+        self.catch_up().await?;
+        let loans: Vec<LoanId> = self.lock().loans.iter().cloned().collect();
         let mut tick = Tick::default();
         for loan_id in loans {
             let Some(loan) = self.parts.bank.loan(&loan_id).await? else { continue };
             if loan.status != LoanStatus::Active {
-                self.lock().remove(&loan_id);
+                self.lock().loans.remove(&loan_id);
                 continue;
             }
             let missed = loan.overdue_installments(due_by);
@@ -176,11 +194,7 @@ impl CollectionsSaga {
         Ok(())
     }
 
-    fn watch(&self, loan: LoanId) {
-        self.lock().insert(loan);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<LoanId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -23,7 +23,9 @@ use serde_json::{Map, Value};
 
 use crate::ids::CommandId;
 
-pub use collections::{CollectionsConfig, CollectionsError, CollectionsSaga, GROUP as COLLECTIONS_GROUP, Tick};
+pub use collections::{
+    CollectionsConfig, CollectionsError, CollectionsSaga, TIMER_ROLE as COLLECTIONS_TIMER_ROLE, Tick,
+};
 pub use loan_application::{GROUP as LOAN_APPLICATION_GROUP, LoanApplicationSaga, LoanOffer};
 
 /// A command a saga sends, in the seed's format.

@@ -11,11 +11,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use eventbus::TopicName;
 
-use super::{Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event};
+use super::{Commit, EventStore, Lease, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, now_ms};
 
 /// An event store in memory. Cloning it gives another handle on the same events, as opening a
 /// durable store again does; the events are gone when the last handle is dropped.
@@ -46,6 +47,8 @@ struct State {
     streams: HashMap<StreamId, Vec<u64>>,
     /// The outbox is every event after this position: the last one the relay acknowledged.
     published: u64,
+    /// The leases, by role: holder, epoch, expiry in milliseconds since the Unix epoch.
+    leases: HashMap<String, (String, u64, i64)>,
 }
 
 impl State {
@@ -179,8 +182,11 @@ impl EventStore for MemoryStore {
             .collect()
     }
 
-    async fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
+    async fn outbox_ack(&self, id: u64, lease: &Lease) -> Result<(), StoreError> {
         let mut state = self.lock();
+        if !state.holds(lease) {
+            return Err(StoreError::Fenced { role: lease.role.clone(), epoch: lease.epoch });
+        }
         // Entries not yet stored are not acknowledged: an id past the end acknowledges up to it.
         let last = state.events.len() as u64;
         state.published = state.published.max(id.min(last));
@@ -190,5 +196,38 @@ impl EventStore for MemoryStore {
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         let state = self.lock();
         Ok(state.events.len() as u64 - state.published)
+    }
+
+    async fn acquire_lease(&self, role: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let now = now_ms();
+        let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let mut state = self.lock();
+        let epoch = match state.leases.get(role) {
+            Some((current, epoch, until)) if current == holder && *until > now => *epoch,
+            Some((_, _, until)) if *until > now => return Ok(None),
+            Some((_, epoch, _)) => epoch + 1,
+            None => 1,
+        };
+        state.leases.insert(role.to_owned(), (holder.to_owned(), epoch, expires));
+        Ok(Some(Lease { role: role.to_owned(), holder: holder.to_owned(), epoch }))
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.holds(lease) {
+            // Kept, lapsed, so that the next holder's epoch is higher.
+            if let Some(entry) = state.leases.get_mut(&lease.role) {
+                entry.2 = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Whether `lease` is the role's current one: its holder and epoch. A lease that lapsed
+    /// with nobody taking the role since still holds it.
+    fn holds(&self, lease: &Lease) -> bool {
+        self.leases.get(&lease.role).is_some_and(|(holder, epoch, _)| *holder == lease.holder && *epoch == lease.epoch)
     }
 }

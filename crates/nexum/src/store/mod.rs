@@ -15,6 +15,7 @@ mod postgres;
 mod sqlite;
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use eventbus::{EventId, EventSchema, TopicName};
@@ -224,6 +225,15 @@ pub enum StoreError {
     /// The store's writer has shut down; open the store again.
     #[error("the event store is closed")]
     Closed,
+    /// The write was fenced off: the lease of `role` it was made under (epoch `epoch`) is no
+    /// longer current, because another process took the role over.
+    #[error("the lease of `{role}` at epoch {epoch} is no longer held: another process took the role over")]
+    Fenced {
+        /// The role whose lease lapsed.
+        role: String,
+        /// The epoch the write was made under.
+        epoch: u64,
+    },
 }
 
 /// An event store. Implementations are cheap to share behind an `Arc`.
@@ -266,11 +276,42 @@ pub trait EventStore: Send + Sync + 'static {
     /// Up to `limit` unpublished events, oldest first.
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Marks every entry up to and including `id` as published.
-    async fn outbox_ack(&self, id: u64) -> Result<(), StoreError>;
+    /// Marks every entry up to and including `id` as published, if `lease` still holds the
+    /// relay's role: otherwise `Fenced`, and nothing changes. A relay deposed while it published
+    /// cannot move the outbox past what the new holder has not published.
+    async fn outbox_ack(&self, id: u64, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Takes `role` for `holder` for `ttl`, or renews it if `holder` holds it already; `None`
+    /// while another holder's lease runs. The epoch goes up each time the role is taken anew
+    /// (after another holder, or after it lapsed), never on a renewal.
+    async fn acquire_lease(&self, role: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>, StoreError>;
+
+    /// Gives `lease` up, so that another process can take the role at once. Does nothing if it
+    /// was lost already.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
 
     /// Unpublished events.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
+}
+
+/// A role held by one process at a time among those sharing a store, such as the outbox
+/// relay's: a row in the store with its holder, its expiry and an epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// What the lease is for, e.g. [`RELAY_ROLE`](crate::relay::RELAY_ROLE).
+    pub role: String,
+    /// Who holds it: one process's name for itself, unique among the live ones.
+    pub holder: String,
+    /// The fencing token: raised each time the role changes hands. A write fenced by an older
+    /// epoch is refused.
+    pub epoch: u64,
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock: the lease expiries of the stores
+/// that have no server clock.
+pub(crate) fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Parses a stored event.

@@ -54,7 +54,7 @@ use tokio::time::Instant;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use super::{Commit, EventStore, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic};
+use super::{Commit, EventStore, Lease, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic};
 
 /// Connections in the read pool of one store. The writer has one more, of its own.
 const POOL_SIZE: usize = 4;
@@ -98,6 +98,12 @@ CREATE TABLE IF NOT EXISTS {s}.stream_events (
 CREATE TABLE IF NOT EXISTS {s}.outbox (
     id bigint PRIMARY KEY,
     position bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.leases (
+    role text PRIMARY KEY,
+    holder text NOT NULL,
+    epoch bigint NOT NULL,
+    expires_at timestamptz NOT NULL
 );
 ";
 
@@ -463,6 +469,8 @@ struct Sql {
     outbox_pending: String,
     outbox_ack: String,
     outbox_len: String,
+    acquire_lease: String,
+    release_lease: String,
 }
 
 impl Sql {
@@ -500,8 +508,32 @@ impl Sql {
                 "SELECT o.id, e.position, e.topic, e.key, e.payload FROM {s}.outbox o
                  JOIN {s}.events e ON e.position = o.position ORDER BY o.id LIMIT $1"
             ),
-            outbox_ack: format!("DELETE FROM {s}.outbox WHERE id <= $1"),
+            // The lease row is locked (shared) until the delete commits: a process taking the
+            // role over waits for it, then reads an outbox without these entries.
+            outbox_ack: format!(
+                "WITH fence AS (
+                     SELECT 1 FROM {s}.leases WHERE role = $2 AND holder = $3 AND epoch = $4 FOR SHARE
+                 ), acked AS (
+                     DELETE FROM {s}.outbox WHERE id <= $1 AND EXISTS (SELECT 1 FROM fence) RETURNING 1
+                 )
+                 SELECT EXISTS (SELECT 1 FROM fence)"
+            ),
             outbox_len: format!("SELECT count(*) FROM {s}.outbox"),
+            // The server's clock decides expiry, so the processes' clocks need not agree.
+            acquire_lease: format!(
+                "INSERT INTO {s}.leases AS l (role, holder, epoch, expires_at)
+                 VALUES ($1, $2, 1, clock_timestamp() + $3::bigint * interval '1 millisecond')
+                 ON CONFLICT (role) DO UPDATE SET
+                     epoch = CASE WHEN l.holder = excluded.holder AND l.expires_at > clock_timestamp()
+                                  THEN l.epoch ELSE l.epoch + 1 END,
+                     holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE l.holder = excluded.holder OR l.expires_at <= clock_timestamp()
+                 RETURNING epoch"
+            ),
+            release_lease: format!(
+                "UPDATE {s}.leases SET expires_at = '-infinity' WHERE role = $1 AND holder = $2 AND epoch = $3"
+            ),
         }
     }
 }
@@ -521,6 +553,8 @@ struct Statements {
     outbox_pending: Statement,
     outbox_ack: Statement,
     outbox_len: Statement,
+    acquire_lease: Statement,
+    release_lease: Statement,
 }
 
 impl Statements {
@@ -540,6 +574,8 @@ impl Statements {
             outbox_pending: client.prepare(&sql.outbox_pending).await?,
             outbox_ack: client.prepare(&sql.outbox_ack).await?,
             outbox_len: client.prepare(&sql.outbox_len).await?,
+            acquire_lease: client.prepare(&sql.acquire_lease).await?,
+            release_lease: client.prepare(&sql.release_lease).await?,
         })
     }
 }
@@ -631,9 +667,31 @@ impl EventStore for PostgresStore {
             .collect()
     }
 
-    async fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
+    async fn outbox_ack(&self, id: u64, lease: &Lease) -> Result<(), StoreError> {
         let slot = self.slot().await?;
-        slot.client.execute(&slot.statements.outbox_ack, &[&to_bigint(id)]).await?;
+        let params: [&(dyn ToSql + Sync); 4] = [&to_bigint(id), &lease.role, &lease.holder, &to_bigint(lease.epoch)];
+        let held: bool = slot.client.query_one(&slot.statements.outbox_ack, &params).await?.get(0);
+        if !held {
+            return Err(StoreError::Fenced { role: lease.role.clone(), epoch: lease.epoch });
+        }
+        Ok(())
+    }
+
+    async fn acquire_lease(&self, role: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let slot = self.slot().await?;
+        let ttl_ms = to_bigint(ttl.as_millis());
+        let row = slot.client.query_opt(&slot.statements.acquire_lease, &[&role, &holder, &ttl_ms]).await?;
+        Ok(row.map(|row| Lease {
+            role: role.to_owned(),
+            holder: holder.to_owned(),
+            epoch: row.get::<_, i64>(0) as u64,
+        }))
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let slot = self.slot().await?;
+        let params: [&(dyn ToSql + Sync); 3] = [&lease.role, &lease.holder, &to_bigint(lease.epoch)];
+        slot.client.execute(&slot.statements.release_lease, &params).await?;
         Ok(())
     }
 

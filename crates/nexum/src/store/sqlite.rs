@@ -29,6 +29,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -37,7 +38,8 @@ use tokio::sync::oneshot;
 use eventbus::{EventId, TopicName};
 
 use super::{
-    Commit, EventStore, ExpectedVersion, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event, decode_topic,
+    Commit, EventStore, ExpectedVersion, Lease, OutboxEntry, RecordedEvent, StoreError, StreamId, decode_event,
+    decode_topic, now_ms,
 };
 
 /// A commit taken apart on the caller's thread: its events encoded, the rest of them dropped
@@ -81,11 +83,32 @@ impl EncodedEvent {
     }
 }
 
+type Reply = oneshot::Sender<Result<u64, StoreError>>;
+
 /// What the writer thread does.
 enum Job {
-    Commit(Encoded, oneshot::Sender<Result<u64, StoreError>>),
-    /// Moves the relay's cursor to this position.
-    Ack(u64, oneshot::Sender<Result<u64, StoreError>>),
+    Commit(Encoded, Reply),
+    /// Moves the relay's cursor to this position, if the lease still holds the role.
+    Ack(u64, Lease, Reply),
+    /// Takes or renews a lease for this many milliseconds: answers its epoch, or 0 while
+    /// another holder's lease runs.
+    Acquire {
+        role: String,
+        holder: String,
+        ttl_ms: i64,
+        reply: Reply,
+    },
+    /// Lets a lease lapse now.
+    Release(Lease, Reply),
+}
+
+impl Job {
+    fn reply(self) -> Reply {
+        match self {
+            Self::Commit(_, reply) | Self::Ack(_, _, reply) | Self::Release(_, reply) => reply,
+            Self::Acquire { reply, .. } => reply,
+        }
+    }
 }
 
 /// Commits the writer takes at most into one transaction.
@@ -110,6 +133,13 @@ CREATE TABLE IF NOT EXISTS stream_events (
     version INTEGER NOT NULL,
     position INTEGER NOT NULL,
     PRIMARY KEY (stream, version)
+) WITHOUT ROWID;
+-- Roles held by one process at a time (the relay's), with their fencing epoch.
+CREATE TABLE IF NOT EXISTS leases (
+    role TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 -- The last position the relay has published.
 CREATE TABLE IF NOT EXISTS relay_cursor (
@@ -148,6 +178,13 @@ impl SqliteStore {
             .spawn(move || write_loop(writer, receiver))
             .expect("spawning a thread only fails when the process is out of resources");
         Ok(Self { writer: sender, reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    /// Hands a job to the writer thread and waits for its answer.
+    async fn write(&self, job: impl FnOnce(Reply) -> Job) -> Result<u64, StoreError> {
+        let (reply, result) = oneshot::channel();
+        self.writer.send(job(reply)).map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn read_with<T: Send + 'static>(
@@ -192,8 +229,7 @@ fn write_loop(connection: Connection, receiver: mpsc::Receiver<Job>) {
         match write_group(&mut writer, &group) {
             Ok(results) => {
                 for (job, result) in group.into_iter().zip(results) {
-                    let (Job::Commit(_, reply) | Job::Ack(_, reply)) = job;
-                    let _ = reply.send(result);
+                    let _ = job.reply().send(result);
                 }
             }
             Err(error) => {
@@ -202,8 +238,7 @@ fn write_loop(connection: Connection, receiver: mpsc::Receiver<Job>) {
                 writer.versions.forget();
                 let error = Arc::new(error);
                 for job in group {
-                    let (Job::Commit(_, reply) | Job::Ack(_, reply)) = job;
-                    let _ = reply.send(Err(StoreError::Transaction(Arc::clone(&error))));
+                    let _ = job.reply().send(Err(StoreError::Transaction(Arc::clone(&error))));
                 }
             }
         }
@@ -250,9 +285,20 @@ fn try_group(
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         let result = match job {
-            Job::Ack(position, _) => {
-                group.statements.ack.execute([to_integer(*position)])?;
-                Ok(*position)
+            Job::Ack(position, lease, _) => {
+                if group.holds(lease)? {
+                    group.statements.ack.execute([to_integer(*position)])?;
+                    Ok(*position)
+                } else {
+                    Err(StoreError::Fenced { role: lease.role.clone(), epoch: lease.epoch })
+                }
+            }
+            Job::Acquire { role, holder, ttl_ms, .. } => Ok(group.acquire(role, holder, *ttl_ms)?),
+            Job::Release(lease, _) => {
+                if group.holds(lease)? {
+                    group.statements.lapse.execute([&lease.role])?;
+                }
+                Ok(0)
             }
             Job::Commit(commit, _) => match group.plan(versions, commit) {
                 // Checked before anything of it was written.
@@ -449,6 +495,31 @@ impl<'t, 'j> Group<'t, 'j> {
         Ok(last)
     }
 
+    /// Whether `lease` is its role's current one: its holder and epoch.
+    fn holds(&mut self, lease: &Lease) -> rusqlite::Result<bool> {
+        let current =
+            self.statements.lease_of.query_row([&lease.role], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
+        Ok(current.is_some_and(|(holder, epoch): (String, i64)| holder == lease.holder && epoch as u64 == lease.epoch))
+    }
+
+    /// Takes or renews `role` for `holder`: its epoch, or 0 while another holder's lease runs.
+    fn acquire(&mut self, role: &str, holder: &str, ttl_ms: i64) -> rusqlite::Result<u64> {
+        let now = now_ms();
+        let current = self
+            .statements
+            .lease_of
+            .query_row([role], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+            .optional()?;
+        let epoch = match current {
+            Some((current, epoch, until)) if current == holder && until > now => epoch,
+            Some((_, _, until)) if until > now => return Ok(0),
+            Some((_, epoch, _)) => epoch + 1,
+            None => 1,
+        };
+        self.statements.set_lease.execute(params![role, holder, epoch, now.saturating_add(ttl_ms)])?;
+        Ok(epoch as u64)
+    }
+
     /// Stores the new version of each stream the group wrote, and returns them.
     fn finish(mut self) -> rusqlite::Result<HashMap<&'j str, u64>> {
         for (stream, version) in &self.written {
@@ -466,6 +537,9 @@ struct Statements<'t> {
     link: rusqlite::CachedStatement<'t>,
     set_version: rusqlite::CachedStatement<'t>,
     ack: rusqlite::CachedStatement<'t>,
+    lease_of: rusqlite::CachedStatement<'t>,
+    set_lease: rusqlite::CachedStatement<'t>,
+    lapse: rusqlite::CachedStatement<'t>,
 }
 
 impl<'t> Statements<'t> {
@@ -482,6 +556,13 @@ impl<'t> Statements<'t> {
                  ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
             )?,
             ack: transaction.prepare_cached("UPDATE relay_cursor SET position = max(position, ?1) WHERE id = 1")?,
+            lease_of: transaction.prepare_cached("SELECT holder, epoch, expires_ms FROM leases WHERE role = ?1")?,
+            set_lease: transaction.prepare_cached(
+                "INSERT INTO leases (role, holder, epoch, expires_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (role) DO UPDATE SET
+                     holder = excluded.holder, epoch = excluded.epoch, expires_ms = excluded.expires_ms",
+            )?,
+            lapse: transaction.prepare_cached("UPDATE leases SET expires_ms = 0 WHERE role = ?1")?,
         })
     }
 }
@@ -511,10 +592,9 @@ fn to_recorded(
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
-        let (reply, result) = oneshot::channel();
         // Encoding happens here, on the caller's thread: the one writer thread only writes.
-        self.writer.send(Job::Commit(Encoded::new(commit), reply)).map_err(|_| StoreError::Closed)?;
-        result.await.map_err(|_| StoreError::Closed)?
+        let encoded = Encoded::new(commit);
+        self.write(|reply| Job::Commit(encoded, reply)).await
     }
 
     async fn read(&self, stream: &StreamId, from_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -579,10 +659,20 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    async fn outbox_ack(&self, id: u64) -> Result<(), StoreError> {
-        let (reply, result) = oneshot::channel();
-        self.writer.send(Job::Ack(id, reply)).map_err(|_| StoreError::Closed)?;
-        result.await.map_err(|_| StoreError::Closed)?.map(drop)
+    async fn outbox_ack(&self, id: u64, lease: &Lease) -> Result<(), StoreError> {
+        self.write(|reply| Job::Ack(id, lease.clone(), reply)).await.map(drop)
+    }
+
+    async fn acquire_lease(&self, role: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let (role, holder) = (role.to_owned(), holder.to_owned());
+        let epoch =
+            self.write(|reply| Job::Acquire { role: role.clone(), holder: holder.clone(), ttl_ms, reply }).await?;
+        Ok((epoch > 0).then_some(Lease { role, holder, epoch }))
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.write(|reply| Job::Release(lease.clone(), reply)).await.map(drop)
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {
