@@ -42,7 +42,7 @@ const STALL: Duration = Duration::from_secs(60);
 const SEED_CONCURRENCY: usize = 64;
 /// Each account's opening balance: below the reporting threshold, so seeding raises no alerts,
 /// and far above what the withdrawals and transfers of a run take out.
-const OPENING_BALANCE: &str = "5000.00";
+pub(crate) const OPENING_BALANCE: &str = "5000.00";
 /// How many rejections or duplicate outcomes the error names.
 const SHOWN_PROBLEMS: usize = 5;
 
@@ -80,7 +80,7 @@ pub struct Options {
 
 /// How the load generator paces itself.
 #[derive(Clone, Copy, Debug)]
-enum Pace {
+pub(crate) enum Pace {
     /// At most this many commands without an outcome.
     InFlight(usize),
     /// This many commands per second, whatever is in flight.
@@ -103,10 +103,7 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
     let capacity = Pace::InFlight(options.in_flight);
 
     // 1. The bank alone: the handler called directly, no bus before it.
-    let system = System::open(&options).await?;
-    let alone = system.bank_alone(options.commands, options.in_flight).await;
-    system.close().await?;
-    let alone = alone?;
+    let alone = bank_alone(&options).await?;
 
     // 2. End to end at capacity, then 3. open loop at half of it, for the latency.
     let system = System::open(&options).await?;
@@ -147,6 +144,31 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
     figures.set("commands_per_s", full.rate()).set("bank_alone_per_s", alone.rate()).set("ratio", ratio);
     figures.set("p99_ms", latency.ms(0.99)).set("open_loop_per_s", rate).set("capacity_p99_ms", full.ms(0.99));
     Ok(figures)
+}
+
+/// The bank alone on the embedded default and SQLite, as `commands` measures it first: `total`
+/// commands of the mix over `accounts` funded accounts, [`DEFAULT_IN_FLIGHT`] at a time.
+pub(crate) async fn embedded_bank_alone(total: u64, accounts: usize) -> anyhow::Result<Report> {
+    let options = Options {
+        commands: total,
+        in_flight: DEFAULT_IN_FLIGHT,
+        rate: None,
+        latency_secs: 1,
+        accounts,
+        brokers: None,
+        kafka_properties: Vec::new(),
+        postgres: None,
+    };
+    validate(&options)?;
+    bank_alone(&options).await
+}
+
+/// The command handler called directly, with no bus before it, on a system of its own.
+async fn bank_alone(options: &Options) -> anyhow::Result<Report> {
+    let system = System::open(options).await?;
+    let alone = system.bank_alone(options.commands, options.in_flight).await;
+    system.close().await?;
+    alone
 }
 
 fn validate(options: &Options) -> anyhow::Result<()> {
@@ -306,7 +328,7 @@ async fn seed(bank: &Arc<Bank>, count: usize) -> anyhow::Result<Vec<AccountId>> 
 }
 
 /// What the watcher knows of one command.
-enum Entry {
+pub(crate) enum Entry {
     /// Sent at this instant; no outcome yet.
     Sent(Instant),
     /// Answered by this outcome event.
@@ -314,7 +336,7 @@ enum Entry {
 }
 
 /// The commands sent and their outcomes, shared by the generator and the watcher.
-struct Tracker {
+pub(crate) struct Tracker {
     state: Mutex<State>,
     /// Notified on every outcome.
     outcome: Notify,
@@ -323,8 +345,8 @@ struct Tracker {
     bar: ProgressBar,
 }
 
-struct State {
-    commands: HashMap<String, Entry>,
+pub(crate) struct State {
+    pub(crate) commands: HashMap<String, Entry>,
     latency: Histogram<u64>,
     answered: u64,
     posted: u64,
@@ -335,7 +357,7 @@ struct State {
 }
 
 impl Tracker {
-    fn new(pace: Pace, bar: ProgressBar) -> anyhow::Result<Arc<Self>> {
+    pub(crate) fn new(pace: Pace, bar: ProgressBar) -> anyhow::Result<Arc<Self>> {
         let state = State {
             commands: HashMap::new(),
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)?,
@@ -353,7 +375,7 @@ impl Tracker {
         Ok(Arc::new(Self { state: Mutex::new(state), outcome: Notify::new(), places, bar }))
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("the tracker's lock is never poisoned: nothing panics while holding it")
     }
 
@@ -426,7 +448,7 @@ enum Outcome {
 }
 
 /// Subscribes the watcher, in its own group, from the beginning of the outcome topics.
-async fn watch_outcomes(bus: &dyn EventBus, tracker: &Arc<Tracker>, group: &GroupId) -> anyhow::Result<()> {
+pub(crate) async fn watch_outcomes(bus: &dyn EventBus, tracker: &Arc<Tracker>, group: &GroupId) -> anyhow::Result<()> {
     let topics = [
         (Topic::TransactionsPosted.name(), Outcome::Posted),
         (Topic::TransactionsFailed.name(), Outcome::Failed),
@@ -449,17 +471,17 @@ async fn watch_outcomes(bus: &dyn EventBus, tracker: &Arc<Tracker>, group: &Grou
 }
 
 /// What one run measured.
-struct Report {
-    commands: u64,
-    elapsed: Duration,
-    posted: u64,
-    failed: u64,
+pub(crate) struct Report {
+    pub(crate) commands: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) posted: u64,
+    pub(crate) failed: u64,
     /// From sending each command to its outcome, in microseconds.
     latency: Histogram<u64>,
 }
 
 impl Report {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.commands as f64 / self.elapsed.as_secs_f64()
     }
 
@@ -468,7 +490,7 @@ impl Report {
         self.latency.value_at_quantile(q) as f64 / 1000.0
     }
 
-    fn print(&self, run: &str) {
+    pub(crate) fn print(&self, run: &str) {
         println!(
             "| {run} | {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
             self.commands,
@@ -531,8 +553,13 @@ async fn drive(
         .await
         .with_context(|| format!("the bus did not acknowledge the last commands within {} s", STALL.as_secs()))??;
     tracing::info!(commands = total, seconds = started.elapsed().as_secs_f64(), "All commands published");
+    let elapsed = all_answered(tracker, total, started).await?;
+    settled_report(bus, store, tracker, group, total, elapsed).await
+}
 
-    // Every command answered, with no stall longer than STALL.
+/// Waits until each of the `total` commands has an outcome, with no stall longer than [`STALL`];
+/// returns the time from `started` to the last outcome.
+pub(crate) async fn all_answered(tracker: &Tracker, total: u64, started: Instant) -> anyhow::Result<Duration> {
     loop {
         tracker.check()?;
         let notified = tracker.outcome.notified();
@@ -555,8 +582,19 @@ async fn drive(
     let last = tracker.state().last_outcome.unwrap_or_else(Instant::now);
     let elapsed = last.duration_since(started);
     tracing::info!(commands = total, seconds = elapsed.as_secs_f64(), "Every command answered");
+    Ok(elapsed)
+}
 
-    // Exactly one: let everything committed reach the watcher, then look for second outcomes.
+/// Exactly one outcome each: lets everything committed reach the watcher, then looks for second
+/// outcomes; returns the run's report.
+pub(crate) async fn settled_report(
+    bus: &dyn EventBus,
+    store: &dyn EventStore,
+    tracker: &Tracker,
+    group: &GroupId,
+    total: u64,
+    elapsed: Duration,
+) -> anyhow::Result<Report> {
     settle(bus, store, group).await?;
     tracing::info!("Outbox empty and every outcome read");
     tracker.check()?;
@@ -608,7 +646,7 @@ async fn settle(bus: &dyn EventBus, store: &dyn EventStore, group: &GroupId) -> 
 
 /// Command `n` in the seed's format: 70% deposits, 20% withdrawals, 10% transfers, spread over
 /// the accounts by a hash of `n`.
-fn command(n: u64, accounts: &[AccountId]) -> EventSchema {
+pub(crate) fn command(n: u64, accounts: &[AccountId]) -> EventSchema {
     let pick = |salt: u64| &accounts[(mix(n ^ salt) % accounts.len() as u64) as usize];
     let account = pick(0);
     let data = match n % 10 {

@@ -10,6 +10,7 @@
 //! - `bank`: the banking core alone: deposits from command to published event, and replay.
 //! - `commands`: commands in the seed's format end to end, from publish to outcome event.
 //! - `http`: commands through `POST /commands/transactions`.
+//! - `serve`: commands sent by `eventbus publish` into a running `eventbus serve`, as processes.
 //! - `report`: progress bars and the JSON line.
 
 mod bank;
@@ -17,6 +18,7 @@ mod bus;
 mod commands;
 mod http;
 mod report;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,9 @@ enum Command {
     Commands(commands::Options),
     /// Commands accepted and carried out through `POST /commands/transactions`.
     Http(http::Options),
+    /// Commands sent by `eventbus publish` into a running `eventbus serve`: the integrator's
+    /// path, as separate processes, beside the bank alone on the same mix.
+    Serve(serve::Options),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
             Command::Bank(options) => bank::run(options).await,
             Command::Commands(options) => commands::run(options).await,
             Command::Http(options) => http::run(options).await,
+            Command::Serve(options) => serve::run(options).await,
         }
     });
     match figures {

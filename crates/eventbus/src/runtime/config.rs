@@ -3,8 +3,11 @@
 /// Kafka's default `message.max.bytes`, about 1 MB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
-/// Records a subscription handles at once unless it says otherwise.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// Records a subscription handles at once unless it says otherwise. A handler that commits to a
+/// store with group commit (the bank's) carries out about as many records per disk sync as it has
+/// in flight: with 64, commands published by another process into `eventbus serve` went through
+/// at 0.61 of the bank's own rate, with 256 at 0.85 (`eventbus-bench serve`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Settings every backend shares: how topics come to exist and how large a message may be.
 #[derive(Clone, Debug, PartialEq, Eq)]
