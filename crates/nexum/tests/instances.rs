@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use nexum::Bank;
 use nexum::bank::TransactionStatus;
-use nexum::store::{EventStore, PostgresStore};
+use nexum::store::PostgresStore;
 
 const DEFAULT_POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
