@@ -1,7 +1,14 @@
-//! The consumer loop of the local backends. Each term as the group's consumer of its topics, it
-//! reads the partitions whose end moved past its cursor into the shared
-//! [`Dispatcher`](crate::runtime::Dispatcher), which handles the records concurrently with
-//! per-key order, and commits the positions the dispatcher reports, one commit at a time.
+//! The consumer loop of the local backends. It reads the partitions it holds whose end moved past
+//! its cursor into the shared [`Dispatcher`](crate::runtime::Dispatcher), which handles the
+//! records concurrently with per-key order, and commits the positions the dispatcher reports, one
+//! commit at a time.
+//!
+//! Processes sharing a store split a group's partitions between their live consumers
+//! ([`Storage::claim`]): each renews its membership every third of the lease's time to live and
+//! takes its share. When the share changes (a consumer joined, left or died), it lets its records
+//! in flight finish, commits them, gives up the partitions that fall to others, and resumes the
+//! ones it holds from their committed positions. A consumer that died holds its partitions until
+//! its lease lapses.
 //!
 //! It sleeps until this process appends to one of its topics, a record finishes, or the poll
 //! interval passes; then it refreshes the ends from the store, for what other processes appended.
@@ -41,24 +48,31 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
     let poll = storage.poll_interval();
     let renew_every = storage.lease_ttl().map_or(Duration::MAX, |ttl| ttl / 3);
     let mut committer = Committer::default();
-    // Each pass is one term as the group's consumer of these topics; another process sharing the
-    // store may hold them, and then this one waits on standby.
+    // Each pass is one term with one share of the partitions; it ends when the share changes.
     'term: while !*stop.borrow() {
-        match storage.acquire_lease(&group, &topics, &owner).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(%group, "Another process consumes these topics for the group; standing by");
-                wait_or_stop(&mut stop, renew_every.min(Duration::from_secs(1))).await;
-                continue;
-            }
+        let partitions = match all_partitions(&*storage, &topics).await {
+            Ok(partitions) => partitions,
             Err(error) => {
-                tracing::error!(%group, %error, "Cannot take the group's lease; retrying");
+                tracing::error!(%group, %error, "Cannot describe the topics; retrying");
                 wait_or_stop(&mut stop, STORAGE_RETRY).await;
                 continue;
             }
-        }
+        };
+        let mut held = match take_share(&*storage, &group, &owner, &partitions).await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::error!(%group, %error, "Cannot take the group's partitions; retrying");
+                wait_or_stop(&mut stop, STORAGE_RETRY).await;
+                continue;
+            }
+        };
         let mut renewed = Instant::now();
-        let mut cursors = match resume(&*storage, &group, &topics, &mut dispatcher).await {
+        if held.is_empty() {
+            tracing::debug!(%group, "Other processes consume every partition for the group; standing by");
+            wait_or_stop(&mut stop, renew_every.min(Duration::from_secs(1))).await;
+            continue;
+        }
+        let mut cursors = match resume(&*storage, &group, &topics, &held, &mut dispatcher).await {
             Ok(cursors) => cursors,
             Err(error) => {
                 tracing::error!(%group, %error, "Cannot resolve start offsets; retrying");
@@ -66,21 +80,23 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
                 continue;
             }
         };
-        tracing::info!(%group, partitions = cursors.len(), "Consumer started");
+        tracing::info!(%group, partitions = cursors.len(), of = partitions.len(), "Consumer started");
         let mut refresh = tokio::time::interval(poll);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut first = 0;
         while !*stop.borrow() {
             if renewed.elapsed() >= renew_every {
-                match storage.acquire_lease(&group, &topics, &owner).await {
-                    Ok(true) => renewed = Instant::now(),
-                    Ok(false) => {
-                        tracing::warn!(%group, "Lease lost to another process; standing by");
+                match storage.claim(&group, &owner, &partitions).await {
+                    Ok(claim) if claim.revoked.is_empty() && same(&claim.held, &held) => renewed = Instant::now(),
+                    Ok(claim) => {
+                        tracing::info!(%group, held = held.len(), now = claim.held.len(), "The group's share changed; rebalancing");
                         dispatcher.drain().await;
-                        committer.wait().await;
+                        settle(&mut committer, &storage, &group, &mut dispatcher).await;
+                        forget(&mut dispatcher, &held);
+                        held.clear();
                         continue 'term;
                     }
-                    Err(error) => tracing::error!(%group, %error, "Cannot renew the group's lease"),
+                    Err(error) => tracing::error!(%group, %error, "Cannot renew the group's partitions"),
                 }
             }
             let more = match read_moved(&*storage, &mut cursors, first, &mut dispatcher).await {
@@ -115,20 +131,65 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
     }
     // Stopping: let the records in flight end, then commit what they finished.
     dispatcher.drain().await;
-    committer.wait().await;
-    committer.start(&storage, &group, &mut dispatcher);
-    committer.wait().await;
-    if let Err(error) = storage.release_lease(&group, &topics, &owner).await {
-        tracing::warn!(%group, %error, "Cannot release the group's lease; it expires by itself");
+    settle(&mut committer, &storage, &group, &mut dispatcher).await;
+    if let Err(error) = storage.leave(&group, &owner).await {
+        tracing::warn!(%group, %error, "Cannot leave the group; its partitions are free once their leases expire");
     }
     tracing::info!(%group, "Consumer stopped");
 }
 
-/// Resumes every partition of `topics` at the group's committed position; returns the cursors.
+/// Every partition of `topics`, in order.
+async fn all_partitions<S: Storage>(
+    storage: &S,
+    topics: &[TopicName],
+) -> Result<Vec<(TopicName, Partition)>, BusError> {
+    let mut partitions = Vec::new();
+    for topic in topics {
+        let description =
+            storage.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
+        partitions.extend(description.partitions.iter().map(|info| (topic.clone(), info.partition)));
+    }
+    Ok(partitions)
+}
+
+/// Claims this consumer's share; gives up at once what falls to others (nothing of it is in
+/// flight at the start of a term). Returns the partitions held.
+async fn take_share<S: Storage>(
+    storage: &S,
+    group: &GroupId,
+    owner: &str,
+    partitions: &[(TopicName, Partition)],
+) -> Result<Vec<(TopicName, Partition)>, BusError> {
+    let claim = storage.claim(group, owner, partitions).await?;
+    if !claim.revoked.is_empty() {
+        storage.release(group, owner, &claim.revoked).await?;
+    }
+    Ok(claim.held)
+}
+
+fn same(a: &[(TopicName, Partition)], b: &[(TopicName, Partition)]) -> bool {
+    a.len() == b.len() && a.iter().all(|partition| b.contains(partition))
+}
+
+/// Commits what is finished: what changes while a commit runs goes in one more.
+async fn settle<S: Storage>(committer: &mut Committer, storage: &Arc<S>, group: &GroupId, dispatcher: &mut Dispatcher) {
+    committer.wait().await;
+    committer.start(storage, group, dispatcher);
+    committer.wait().await;
+}
+
+fn forget(dispatcher: &mut Dispatcher, partitions: &[(TopicName, Partition)]) {
+    for (topic, partition) in partitions {
+        dispatcher.forget(topic, *partition);
+    }
+}
+
+/// Resumes each partition of `held` at the group's committed position; returns the cursors.
 async fn resume<S: Storage>(
     storage: &S,
     group: &GroupId,
     topics: &[TopicName],
+    held: &[(TopicName, Partition)],
     dispatcher: &mut Dispatcher,
 ) -> Result<Vec<Cursor>, BusError> {
     storage.refresh_ends(topics).await?;
@@ -138,6 +199,9 @@ async fn resume<S: Storage>(
             storage.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
         let committed = storage.committed(group, &description).await?;
         for (partition, position) in resume_positions(&description, committed) {
+            if !held.iter().any(|(t, p)| t == topic && *p == partition) {
+                continue;
+            }
             cursors.push(Cursor { topic: topic.clone(), partition, next: position.next });
             dispatcher.resume(topic, partition, position);
         }

@@ -11,6 +11,15 @@ use crate::bus::{BusError, GroupId, Offset, Partition};
 use crate::runtime::{Backend, StoredRecord};
 use crate::topics::TopicName;
 
+/// What a member of a group holds after [`Storage::claim`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// The partitions it consumes now.
+    pub held: Vec<(TopicName, Partition)>,
+    /// The partitions it still holds but that fall to another member now.
+    pub revoked: Vec<(TopicName, Partition)>,
+}
+
 /// A [`Backend`] whose logs this process reads itself, with the polling consumer of the local
 /// backends.
 #[async_trait]
@@ -24,18 +33,38 @@ pub trait Storage: Backend {
         max: usize,
     ) -> Result<Vec<StoredRecord>, BusError>;
 
-    /// Makes `owner` the one consumer of `group` on `topics` across processes, or renews that;
-    /// false while another owner holds them. Storage that only one process sees always agrees.
-    async fn acquire_lease(&self, _group: &GroupId, _topics: &[TopicName], _owner: &str) -> Result<bool, BusError> {
-        Ok(true)
+    /// Joins `group` as `owner`, or renews its membership, and claims its share of `partitions`
+    /// among the group's live members (the same partitions for every member): the partitions it
+    /// holds now, renewed, and those it holds but must give up to another member, which it
+    /// releases with [`Storage::release`] once their records in flight are finished. A partition
+    /// held by another member is taken only when that member released it or its lease lapsed.
+    /// Storage that only one process sees gives every partition.
+    async fn claim(
+        &self,
+        _group: &GroupId,
+        _owner: &str,
+        partitions: &[(TopicName, Partition)],
+    ) -> Result<Claim, BusError> {
+        Ok(Claim { held: partitions.to_vec(), revoked: Vec::new() })
     }
 
-    /// Gives up a lease taken with [`Storage::acquire_lease`].
-    async fn release_lease(&self, _group: &GroupId, _topics: &[TopicName], _owner: &str) -> Result<(), BusError> {
+    /// Gives up `partitions` of `group` that `owner` holds.
+    async fn release(
+        &self,
+        _group: &GroupId,
+        _owner: &str,
+        _partitions: &[(TopicName, Partition)],
+    ) -> Result<(), BusError> {
         Ok(())
     }
 
-    /// How long a lease lasts without renewal; `None` where there are no leases.
+    /// Leaves `group`: gives up the membership of `owner` and every partition it holds.
+    async fn leave(&self, _group: &GroupId, _owner: &str) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    /// How long a membership or a partition lasts without renewal; `None` where there are no
+    /// leases.
     fn lease_ttl(&self) -> Option<Duration> {
         None
     }

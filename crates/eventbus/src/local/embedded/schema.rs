@@ -74,13 +74,23 @@ CREATE TABLE IF NOT EXISTS records (
     value     BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_position ON records (topic_id, partition, offset);
--- The one consumer of a group's topics across processes sharing the store, until it expires.
-CREATE TABLE IF NOT EXISTS group_leases (
+-- Superseded by the partition leases below; leases are short-lived, so nothing is carried over.
+DROP TABLE IF EXISTS group_leases;
+-- The live consumers of a group across processes sharing the store, until they expire.
+CREATE TABLE IF NOT EXISTS group_members (
     group_id   TEXT NOT NULL,
-    topic_id   INTEGER NOT NULL,
     owner      TEXT NOT NULL,
     expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (group_id, topic_id)
+    PRIMARY KEY (group_id, owner)
+) WITHOUT ROWID;
+-- The one consumer of a group's partition, until it releases it or the lease expires.
+CREATE TABLE IF NOT EXISTS partition_leases (
+    group_id   TEXT NOT NULL,
+    topic_id   INTEGER NOT NULL,
+    partition  INTEGER NOT NULL,
+    owner      TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic_id, partition)
 ) WITHOUT ROWID;
 -- A group's position: the first offset not finished, and the finished offsets above it
 -- (comma-separated runs relative to it, e.g. '1-3,7').

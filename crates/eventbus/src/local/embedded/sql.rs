@@ -155,46 +155,92 @@ pub(super) fn first_at_or_after(
     Ok(Offset(low))
 }
 
-/// Takes the lease on every topic, or on none if another owner holds any of them unexpired.
-pub(super) fn lease(
+/// A partition of a topic, by the topic's row id.
+pub(super) type PartitionId = (i64, Partition);
+
+/// Renews `owner`'s membership of `group`, forgets members that expired, and deals `partitions`
+/// out over the live members in the order of their names: the `i`th partition (in order) to the
+/// `i % n`th member. Takes or renews the lease of each partition dealt to `owner` unless another
+/// member holds it unexpired; leaves the others it holds alone, neither renewed nor released.
+/// Returns the partitions held, and those held that fall to another member.
+pub(super) fn claim(
     conn: &Connection,
     group: &GroupId,
-    topic_ids: &[i64],
     owner: &str,
-    expires_ms: i64,
-) -> rusqlite::Result<bool> {
+    partitions: &[PartitionId],
+    ttl_ms: i64,
+) -> rusqlite::Result<(Vec<PartitionId>, Vec<PartitionId>)> {
     let now = now_ms();
-    let mut held =
-        conn.prepare_cached("SELECT owner, expires_ms FROM group_leases WHERE group_id = ?1 AND topic_id = ?2")?;
-    for topic_id in topic_ids {
-        let holder: Option<(String, i64)> =
-            held.query_row(params![group.as_str(), topic_id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-        if holder.is_some_and(|(holder, expires)| holder != owner && expires > now) {
-            return Ok(false);
-        }
-    }
-    let mut take = conn.prepare_cached(
-        "INSERT INTO group_leases (group_id, topic_id, owner, expires_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (group_id, topic_id) DO UPDATE SET owner = excluded.owner, expires_ms = excluded.expires_ms",
+    let expires = now.saturating_add(ttl_ms);
+    conn.prepare_cached(
+        "INSERT INTO group_members (group_id, owner, expires_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (group_id, owner) DO UPDATE SET expires_ms = excluded.expires_ms",
+    )?
+    .execute(params![group.as_str(), owner, expires])?;
+    conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND expires_ms <= ?2")?
+        .execute(params![group.as_str(), now])?;
+    let members: Vec<String> = conn
+        .prepare_cached("SELECT owner FROM group_members WHERE group_id = ?1 ORDER BY owner")?
+        .query_map([group.as_str()], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let me = members.iter().position(|member| member == owner).unwrap_or(0);
+    let mut sorted = partitions.to_vec();
+    sorted.sort_unstable();
+    let mut holder = conn.prepare_cached(
+        "SELECT owner, expires_ms FROM partition_leases WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3",
     )?;
-    for topic_id in topic_ids {
-        take.execute(params![group.as_str(), topic_id, owner, expires_ms])?;
+    let mut take = conn.prepare_cached(
+        "INSERT INTO partition_leases (group_id, topic_id, partition, owner, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET owner = excluded.owner, expires_ms = excluded.expires_ms",
+    )?;
+    let (mut held, mut revoked) = (Vec::new(), Vec::new());
+    for (i, &(topic_id, partition)) in sorted.iter().enumerate() {
+        let current: Option<(String, i64)> = holder
+            .query_row(params![group.as_str(), topic_id, partition.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let live_holder = current.filter(|(_, until)| *until > now).map(|(holder, _)| holder);
+        if i % members.len().max(1) != me {
+            if live_holder.as_deref() == Some(owner) {
+                revoked.push((topic_id, partition));
+            }
+            continue;
+        }
+        if live_holder.as_ref().is_some_and(|holder| holder != owner) {
+            continue;
+        }
+        take.execute(params![group.as_str(), topic_id, partition.0, owner, expires])?;
+        held.push((topic_id, partition));
     }
-    Ok(true)
+    Ok((held, revoked))
+}
+
+/// Gives up the leases `owner` holds on `partitions` of `group`.
+pub(super) fn release(
+    conn: &Connection,
+    group: &GroupId,
+    owner: &str,
+    partitions: &[PartitionId],
+) -> rusqlite::Result<()> {
+    let mut release = conn.prepare_cached(
+        "DELETE FROM partition_leases WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND owner = ?4",
+    )?;
+    for (topic_id, partition) in partitions {
+        release.execute(params![group.as_str(), topic_id, partition.0, owner])?;
+    }
+    Ok(())
+}
+
+/// Ends `owner`'s membership of `group` and gives up every partition it holds.
+pub(super) fn leave(conn: &Connection, group: &GroupId, owner: &str) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM partition_leases WHERE group_id = ?1 AND owner = ?2", params![group.as_str(), owner])?;
+    conn.execute("DELETE FROM group_members WHERE group_id = ?1 AND owner = ?2", params![group.as_str(), owner])?;
+    Ok(())
 }
 
 pub(super) fn delete_group(conn: &Connection, group: &GroupId) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM group_offsets WHERE group_id = ?1", [group.as_str()])?;
-    conn.execute("DELETE FROM group_leases WHERE group_id = ?1", [group.as_str()])?;
-    Ok(())
-}
-
-pub(super) fn release(conn: &Connection, group: &GroupId, topic_ids: &[i64], owner: &str) -> rusqlite::Result<()> {
-    let mut stmt =
-        conn.prepare_cached("DELETE FROM group_leases WHERE group_id = ?1 AND topic_id = ?2 AND owner = ?3")?;
-    for topic_id in topic_ids {
-        stmt.execute(params![group.as_str(), topic_id, owner])?;
-    }
+    conn.execute("DELETE FROM partition_leases WHERE group_id = ?1", [group.as_str()])?;
+    conn.execute("DELETE FROM group_members WHERE group_id = ?1", [group.as_str()])?;
     Ok(())
 }
 

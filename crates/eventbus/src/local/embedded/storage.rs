@@ -22,7 +22,7 @@ use super::writer::{self, Reply, WriteOp};
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, PartitionInfo, Published, TopicDescription};
 use crate::local::consumer;
 use crate::local::ends::PartitionEnds;
-use crate::local::storage::Storage;
+use crate::local::storage::{Claim, Storage};
 use crate::runtime::{Backend, Consumer, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
@@ -108,12 +108,19 @@ impl EmbeddedStorage {
         self.topic(name).await?.ok_or_else(|| BusError::UnknownTopic(name.clone()))
     }
 
-    async fn topic_ids(&self, topics: &[TopicName]) -> Result<Vec<i64>, BusError> {
-        let mut ids = Vec::with_capacity(topics.len());
-        for topic in topics {
-            ids.push(self.known_topic(topic).await?.id);
+    /// The partitions by their topics' row ids, and the names of those topics by id.
+    async fn partition_ids(
+        &self,
+        partitions: &[(TopicName, Partition)],
+    ) -> Result<(Vec<sql::PartitionId>, HashMap<i64, TopicName>), BusError> {
+        let mut names = HashMap::new();
+        let mut ids = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            let id = self.known_topic(topic).await?.id;
+            names.entry(id).or_insert_with(|| topic.clone());
+            ids.push((id, *partition));
         }
-        Ok(ids)
+        Ok((ids, names))
     }
 }
 
@@ -251,18 +258,37 @@ impl Storage for EmbeddedStorage {
         Ok(self.read_with(move |conn| sql::read(conn, row.id, partition, from, max)).await?)
     }
 
-    async fn acquire_lease(&self, group: &GroupId, topics: &[TopicName], owner: &str) -> Result<bool, BusError> {
-        let topic_ids = self.topic_ids(topics).await?;
-        let ttl = i64::try_from(self.shared.config.lease_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let expires_ms = sql::now_ms() + ttl;
+    async fn claim(
+        &self,
+        group: &GroupId,
+        owner: &str,
+        partitions: &[(TopicName, Partition)],
+    ) -> Result<Claim, BusError> {
+        let (ids, names) = self.partition_ids(partitions).await?;
+        let ttl_ms = i64::try_from(self.shared.config.lease_ttl.as_millis()).unwrap_or(i64::MAX / 2);
         let (group, owner) = (group.clone(), owner.to_owned());
-        Ok(self.write(|reply| WriteOp::Lease { group, topic_ids, owner, expires_ms, reply }).await?)
+        let (held, revoked) =
+            self.write(|reply| WriteOp::Claim { group, owner, partitions: ids, ttl_ms, reply }).await?;
+        let named = |ids: Vec<sql::PartitionId>| -> Vec<(TopicName, Partition)> {
+            ids.into_iter().filter_map(|(id, partition)| names.get(&id).map(|name| (name.clone(), partition))).collect()
+        };
+        Ok(Claim { held: named(held), revoked: named(revoked) })
     }
 
-    async fn release_lease(&self, group: &GroupId, topics: &[TopicName], owner: &str) -> Result<(), BusError> {
-        let topic_ids = self.topic_ids(topics).await?;
+    async fn release(
+        &self,
+        group: &GroupId,
+        owner: &str,
+        partitions: &[(TopicName, Partition)],
+    ) -> Result<(), BusError> {
+        let (partitions, _) = self.partition_ids(partitions).await?;
         let (group, owner) = (group.clone(), owner.to_owned());
-        Ok(self.write(|reply| WriteOp::Release { group, topic_ids, owner, reply }).await?)
+        Ok(self.write(|reply| WriteOp::Release { group, owner, partitions, reply }).await?)
+    }
+
+    async fn leave(&self, group: &GroupId, owner: &str) -> Result<(), BusError> {
+        let (group, owner) = (group.clone(), owner.to_owned());
+        Ok(self.write(|reply| WriteOp::Leave { group, owner, reply }).await?)
     }
 
     fn lease_ttl(&self) -> Option<Duration> {

@@ -171,51 +171,62 @@ async fn a_store_of_a_newer_format_is_refused() {
     );
 }
 
+/// A handler that records each event's `seq`.
+fn collect(seen: Arc<Mutex<Vec<u64>>>) -> Arc<dyn crate::bus::Handler> {
+    crate::bus::handler_fn(move |m| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.lock().unwrap().push(m.event.data["seq"].as_u64().unwrap());
+            Ok(())
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_process_of_a_group_consumes_and_another_takes_over_when_it_stops() {
-    // Given two buses on one directory, as two processes, each subscribed in the same group
+async fn processes_of_a_group_share_its_partitions_and_one_takes_the_others_share_when_it_stops() {
+    // Given two buses on one directory, as two processes, each subscribed in the same group to a
+    // topic of 3 partitions
     let dir = tempfile::tempdir().unwrap();
     let config = EmbeddedConfig { lease_ttl: Duration::from_millis(600), ..EmbeddedConfig::at(dir.path()) };
     let first = EmbeddedBus::embedded(BusConfig::default(), config.clone()).await.unwrap();
     let second = EmbeddedBus::embedded(BusConfig::default(), config).await.unwrap();
     let topic = Topic::BankTransactions.name();
     let group = GroupId::new("recommender").unwrap();
-    let collect = |seen: Arc<Mutex<Vec<u64>>>| {
-        crate::bus::handler_fn(move |m| {
-            let seen = Arc::clone(&seen);
-            async move {
-                seen.lock().unwrap().push(m.event.data["seq"].as_u64().unwrap());
-                Ok(())
-            }
-        })
-    };
     let (seen_first, seen_second) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
     first.start().await.unwrap();
     first.subscribe(Subscription::new(topic.clone(), group.clone()), collect(Arc::clone(&seen_first))).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     second.start().await.unwrap();
     second.subscribe(Subscription::new(topic.clone(), group.clone()), collect(Arc::clone(&seen_second))).await.unwrap();
-    // When events arrive, the first stops, and more arrive
-    first.publish_batch(&topic, (0..20).map(event).collect(), None).await.unwrap();
-    wait_until(|| seen_first.lock().unwrap().len() >= 20).await;
-    first.stop().await.unwrap();
-    second.publish_batch(&topic, (20..40).map(event).collect(), None).await.unwrap();
-    // Then the first handled the first 20 alone, and the second took over for the rest
-    wait_until(|| seen_second.lock().unwrap().len() >= 20).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut all: Vec<u64> = seen_first.lock().unwrap().clone();
-    assert_eq!(all.len(), 20, "the first consumed alone while it held the lease");
-    let second_seen = seen_second.lock().unwrap().clone();
-    assert!(second_seen.iter().all(|n| *n >= 20), "the second resumed after the first's commits: {second_seen:?}");
-    all.extend(second_seen);
+
+    // When they have rebalanced and events of 7 keys arrive
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.publish_batch(&topic, (0..40).map(event).collect(), None).await.unwrap();
+    wait_until(|| seen_first.lock().unwrap().len() + seen_second.lock().unwrap().len() >= 40).await;
+
+    // Then each handled a share, and together every event once
+    let (a, b) = (seen_first.lock().unwrap().clone(), seen_second.lock().unwrap().clone());
+    assert!(!a.is_empty() && !b.is_empty(), "both consume: {a:?} / {b:?}");
+    let mut all: Vec<u64> = a.iter().chain(&b).copied().collect();
     all.sort();
     assert_eq!(all, (0..40).collect::<Vec<_>>());
+
+    // When the first stops and more arrive
+    first.stop().await.unwrap();
+    second.publish_batch(&topic, (40..80).map(event).collect(), None).await.unwrap();
+
+    // Then the second takes the first's share over and handles the rest, each event once
+    wait_until(|| seen_second.lock().unwrap().iter().filter(|n| **n >= 40).count() >= 40).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut all: Vec<u64> =
+        seen_first.lock().unwrap().iter().chain(seen_second.lock().unwrap().iter()).copied().collect();
+    all.sort();
+    assert_eq!(all, (0..80).collect::<Vec<_>>());
     second.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_left_by_a_dead_process_expires_and_a_consumer_takes_over() {
-    // Given a group's lease held by a process that died without releasing it
+async fn the_share_of_a_dead_process_is_taken_over_once_its_leases_lapse() {
+    // Given a group whose every partition is held by a process that died without leaving
     let dir = tempfile::tempdir().unwrap();
     let config = EmbeddedConfig { lease_ttl: Duration::from_millis(800), ..EmbeddedConfig::at(dir.path()) };
     let bus = EmbeddedBus::embedded(BusConfig::default(), config).await.unwrap();
@@ -223,22 +234,19 @@ async fn a_lease_left_by_a_dead_process_expires_and_a_consumer_takes_over() {
     let topic = Topic::BankTransactions.name();
     let group = GroupId::new("recommender").unwrap();
     use crate::local::Storage;
-    assert!(bus.inner().acquire_lease(&group, std::slice::from_ref(&topic), "dead-process").await.unwrap());
-    let seen = Arc::new(Mutex::new(0usize));
-    let sink = Arc::clone(&seen);
-    let handler = crate::bus::handler_fn(move |_| {
-        let sink = Arc::clone(&sink);
-        async move {
-            *sink.lock().unwrap() += 1;
-            Ok(())
-        }
-    });
+    bus.publish_batch(&topic, vec![event(0)], None).await.unwrap();
+    let partitions: Vec<_> = (0..3).map(|p| (topic.clone(), crate::bus::Partition(p))).collect();
+    let claim = bus.inner().claim(&group, "dead-process", &partitions).await.unwrap();
+    assert_eq!(claim.held.len(), 3);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+
     // When a consumer of the group starts and events arrive
-    bus.subscribe(Subscription::new(topic.clone(), group), handler).await.unwrap();
-    bus.publish_batch(&topic, (0..5).map(event).collect(), None).await.unwrap();
+    bus.subscribe(Subscription::new(topic.clone(), group), collect(Arc::clone(&seen))).await.unwrap();
+    bus.publish_batch(&topic, (1..5).map(event).collect(), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(*seen.lock().unwrap(), 0, "it stands by while the lease is held");
-    // Then it consumes once the lease has expired
-    wait_until(|| *seen.lock().unwrap() == 5).await;
+    assert!(seen.lock().unwrap().is_empty(), "it stands by while the dead process's leases run");
+
+    // Then it consumes everything once the leases have lapsed
+    wait_until(|| seen.lock().unwrap().len() == 5).await;
     bus.stop().await.unwrap();
 }

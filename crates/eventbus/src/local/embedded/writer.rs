@@ -40,23 +40,29 @@ pub(super) enum WriteOp {
         reply: Reply<()>,
     },
     /// Creates the topics that are missing; replies with the names that existed already.
-    /// Takes or renews a group's lease on topics unless another owner holds it unexpired.
-    Lease {
+    /// Renews a member of a group and deals it its share of the partitions (`sql::claim`).
+    Claim {
         group: GroupId,
-        topic_ids: Vec<i64>,
         owner: String,
-        expires_ms: i64,
-        reply: Reply<bool>,
+        partitions: Vec<sql::PartitionId>,
+        ttl_ms: i64,
+        reply: Reply<Claimed>,
     },
     /// Deletes a group's offsets and leases.
     DeleteGroup {
         group: GroupId,
         reply: Reply<()>,
     },
-    /// Gives a lease up.
+    /// Gives partitions up.
     Release {
         group: GroupId,
-        topic_ids: Vec<i64>,
+        owner: String,
+        partitions: Vec<sql::PartitionId>,
+        reply: Reply<()>,
+    },
+    /// Ends a membership and gives up its partitions.
+    Leave {
+        group: GroupId,
         owner: String,
         reply: Reply<()>,
     },
@@ -127,8 +133,11 @@ enum Outcome {
     Published(Reply<Vec<Published>>, Result<Vec<Published>, EmbeddedError>),
     Committed(Reply<()>, Result<(), EmbeddedError>),
     Created(Reply<Vec<TopicName>>, Result<Vec<TopicName>, EmbeddedError>),
-    Leased(Reply<bool>, Result<bool, EmbeddedError>),
+    Claimed(Reply<Claimed>, Result<Claimed, EmbeddedError>),
 }
+
+/// The partitions a member holds, and those it must give up (`sql::claim`).
+pub(super) type Claimed = (Vec<sql::PartitionId>, Vec<sql::PartitionId>);
 
 impl Outcome {
     fn failed(&self) -> bool {
@@ -136,7 +145,7 @@ impl Outcome {
             Self::Published(_, r) => r.is_err(),
             Self::Committed(_, r) => r.is_err(),
             Self::Created(_, r) => r.is_err(),
-            Self::Leased(_, r) => r.is_err(),
+            Self::Claimed(_, r) => r.is_err(),
         }
     }
 
@@ -146,7 +155,7 @@ impl Outcome {
             Self::Published(reply, r) => Self::Published(reply, r.and_then(|_| Err(error()))),
             Self::Committed(reply, r) => Self::Committed(reply, r.and_then(|_| Err(error()))),
             Self::Created(reply, r) => Self::Created(reply, r.and_then(|_| Err(error()))),
-            Self::Leased(reply, r) => Self::Leased(reply, r.and_then(|_| Err(error()))),
+            Self::Claimed(reply, r) => Self::Claimed(reply, r.and_then(|_| Err(error()))),
         }
     }
 
@@ -156,7 +165,7 @@ impl Outcome {
             Self::Published(reply, r) => reply.send(r).map_err(drop),
             Self::Committed(reply, r) => reply.send(r).map_err(drop),
             Self::Created(reply, r) => reply.send(r).map_err(drop),
-            Self::Leased(reply, r) => reply.send(r).map_err(drop),
+            Self::Claimed(reply, r) => reply.send(r).map_err(drop),
         };
     }
 }
@@ -223,8 +232,10 @@ fn op_outcome_failed(op: WriteOp, error: &impl Fn() -> EmbeddedError) -> Outcome
         WriteOp::Append { reply, .. } => Outcome::Published(reply, Err(error())),
         WriteOp::Commit { reply, .. } => Outcome::Committed(reply, Err(error())),
         WriteOp::CreateTopics { reply, .. } => Outcome::Created(reply, Err(error())),
-        WriteOp::Release { reply, .. } | WriteOp::DeleteGroup { reply, .. } => Outcome::Committed(reply, Err(error())),
-        WriteOp::Lease { reply, .. } => Outcome::Leased(reply, Err(error())),
+        WriteOp::Release { reply, .. } | WriteOp::Leave { reply, .. } | WriteOp::DeleteGroup { reply, .. } => {
+            Outcome::Committed(reply, Err(error()))
+        }
+        WriteOp::Claim { reply, .. } => Outcome::Claimed(reply, Err(error())),
     }
 }
 
@@ -233,7 +244,7 @@ enum RawOutcome {
     Published(Reply<Vec<Published>>, rusqlite::Result<Vec<Published>>),
     Committed(Reply<()>, rusqlite::Result<()>),
     Created(Reply<Vec<TopicName>>, rusqlite::Result<Vec<TopicName>>),
-    Leased(Reply<bool>, rusqlite::Result<bool>),
+    Claimed(Reply<Claimed>, rusqlite::Result<Claimed>),
 }
 
 impl RawOutcome {
@@ -242,7 +253,7 @@ impl RawOutcome {
             Self::Published(reply, r) => Outcome::Published(reply, r.map_err(&classify)),
             Self::Committed(reply, r) => Outcome::Committed(reply, r.map_err(&classify)),
             Self::Created(reply, r) => Outcome::Created(reply, r.map_err(&classify)),
-            Self::Leased(reply, r) => Outcome::Leased(reply, r.map_err(&classify)),
+            Self::Claimed(reply, r) => Outcome::Claimed(reply, r.map_err(&classify)),
         }
     }
 }
@@ -267,13 +278,14 @@ fn apply_op(conn: &Connection, op: WriteOp) -> (RawOutcome, Vec<(TopicName, Part
             RawOutcome::Committed(reply, sql::commit(conn, &group, topic_id, &positions))
         }
         WriteOp::CreateTopics { topics, reply } => RawOutcome::Created(reply, sql::create_topics(conn, &topics)),
-        WriteOp::Lease { group, topic_ids, owner, expires_ms, reply } => {
-            RawOutcome::Leased(reply, sql::lease(conn, &group, &topic_ids, &owner, expires_ms))
+        WriteOp::Claim { group, owner, partitions, ttl_ms, reply } => {
+            RawOutcome::Claimed(reply, sql::claim(conn, &group, &owner, &partitions, ttl_ms))
         }
         WriteOp::DeleteGroup { group, reply } => RawOutcome::Committed(reply, sql::delete_group(conn, &group)),
-        WriteOp::Release { group, topic_ids, owner, reply } => {
-            RawOutcome::Committed(reply, sql::release(conn, &group, &topic_ids, &owner))
+        WriteOp::Release { group, owner, partitions, reply } => {
+            RawOutcome::Committed(reply, sql::release(conn, &group, &owner, &partitions))
         }
+        WriteOp::Leave { group, owner, reply } => RawOutcome::Committed(reply, sql::leave(conn, &group, &owner)),
     };
     (outcome, Vec::new())
 }
