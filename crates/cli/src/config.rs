@@ -57,8 +57,8 @@ pub struct EmbeddedSection {
     pub poll_interval_ms: u64,
     /// How long a write waits for another process's lock.
     pub busy_timeout_ms: u64,
-    /// How long a consumer keeps its group's topics without renewing; then another process's
-    /// consumer in the same group takes over.
+    /// How long a consumer keeps its membership of a group and its share of the partitions
+    /// without renewing; then the other processes' consumers in the group take its share over.
     pub lease_ttl_ms: u64,
 }
 

@@ -28,8 +28,9 @@ pub struct EmbeddedConfig {
     pub poll_interval: Duration,
     /// How long a write waits for another process's lock before failing.
     pub busy_timeout: Duration,
-    /// How long a consumer holds its group's topics without renewing; another process's consumer
-    /// in the same group takes over after it.
+    /// How long a consumer keeps its membership of a group and its share of the partitions
+    /// without renewing; the other processes' consumers in the group take its share over after
+    /// it. Consumers renew every third of it, and see others join or leave at that pace.
     pub lease_ttl: Duration,
 }
 
