@@ -117,6 +117,11 @@ pub enum Command {
         /// its groups are reused [default: the host's name and the process id].
         #[arg(long, env = "EVENTBUS_INSTANCE", value_parser = parse_instance)]
         instance: Option<String>,
+        /// Milliseconds a role held by one instance at a time (the outbox relay, the collections
+        /// timer) stays with an instance that stopped renewing it: another takes over within
+        /// about four thirds of it.
+        #[arg(long, default_value_t = 5000)]
+        role_lease_ms: u64,
     },
     /// List, show and check the JSON Schemas of the Nexum events.
     #[command(subcommand)]

@@ -136,9 +136,19 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Groups(command) => commands::groups::run(&config, command).await,
         Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
         Command::Schemas(command) => commands::schemas::run(command),
-        Command::Serve { postgres, postgres_schema, no_loan_offers, collections_tick_secs, listen, dev, instance } => {
+        Command::Serve {
+            postgres,
+            postgres_schema,
+            no_loan_offers,
+            collections_tick_secs,
+            listen,
+            dev,
+            instance,
+            role_lease_ms,
+        } => {
             let options = commands::serve::Options {
                 instance,
+                role_lease_ms,
                 postgres,
                 postgres_schema,
                 loan_offers: !no_loan_offers,

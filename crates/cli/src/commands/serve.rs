@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use capera::service::{self, Worker};
 use eventbus::{EventBus, GroupId};
+use nexum::RelayConfig;
 use nexum::clock::SystemClock;
 use nexum::sagas::{CollectionsConfig, LoanOffer};
 use nexum::service::{CoreBanking, ServiceConfig};
@@ -27,6 +28,8 @@ const STORE_FILE: &str = "nexum-events.db";
 pub struct Options {
     /// This instance's name; `None`: the host's name and the process id.
     pub instance: Option<String>,
+    /// How long a role stays with an instance that stopped renewing it, in milliseconds.
+    pub role_lease_ms: u64,
     /// A libpq connection string: the event store is PostgreSQL instead of SQLite.
     pub postgres: Option<String>,
     pub postgres_schema: String,
@@ -48,6 +51,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         (1..=86_400).contains(&options.collections_tick_secs),
         "--collections-tick-secs must be 1 to 86400"
     );
+    anyhow::ensure!((300..=600_000).contains(&options.role_lease_ms), "--role-lease-ms must be 300 to 600000");
     let (store, store_name): (Arc<dyn EventStore>, String) = match &options.postgres {
         Some(connection) => {
             let store = PostgresStore::connect(connection, &options.postgres_schema)
@@ -69,6 +73,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             tick_every: Duration::from_secs(options.collections_tick_secs),
             ..CollectionsConfig::default()
         },
+        relay: RelayConfig { lease_ttl: Duration::from_millis(options.role_lease_ms), ..RelayConfig::default() },
         ..ServiceConfig::default()
     };
     let service_config = match options.instance {

@@ -31,6 +31,7 @@ use crate::topics::TopicName;
 const REBALANCE_QUEUE: usize = 1024;
 
 /// A change of the partitions this consumer reads.
+#[derive(Debug)]
 enum Rebalanced {
     Assigned(Vec<(TopicName, Partition)>),
     Revoked(Vec<(TopicName, Partition)>),
@@ -156,6 +157,7 @@ async fn run(kafka: Arc<Kafka>, consumer: Consumer) {
 }
 
 fn apply(rebalanced: Rebalanced, dispatcher: &mut Dispatcher, resumed: &mut HashSet<(TopicName, Partition)>) {
+    tracing::info!(?rebalanced, "Kafka group rebalanced");
     match rebalanced {
         // Resumed from its commit when its first record comes.
         Rebalanced::Assigned(partitions) => {

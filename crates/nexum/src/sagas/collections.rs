@@ -109,7 +109,9 @@ impl CollectionsSaga {
         }
     }
 
-    /// Ticks every `tick_every`, while this instance holds `role`, until `stop` turns true.
+    /// Ticks every `tick_every`, while this instance holds `role`, until `stop` turns true. The
+    /// role is renewed (or tried for) at its own pace in between, so that it stays with one
+    /// instance from tick to tick.
     pub fn spawn_timer(
         self: &Arc<Self>,
         role: Arc<Leadership>,
@@ -117,22 +119,25 @@ impl CollectionsSaga {
     ) -> tokio::task::JoinHandle<()> {
         let saga = Arc::clone(self);
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(saga.config.tick_every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticks = tokio::time::interval(saga.config.tick_every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut renewals = tokio::time::interval(role.pace());
+            renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    _ = stop.changed() => {}
-                }
+                let tick = tokio::select! {
+                    _ = ticks.tick() => true,
+                    _ = renewals.tick() => false,
+                    _ = stop.changed() => false,
+                };
                 if *stop.borrow() {
                     return;
                 }
                 match role.current().await {
-                    Ok(Some(_)) => {}
-                    // Another instance ticks.
-                    Ok(None) => continue,
+                    Ok(Some(_)) if tick => {}
+                    // Renewed, or another instance ticks.
+                    Ok(_) => continue,
                     Err(error) => {
-                        tracing::warn!(%error, "Cannot tell which instance ticks; trying again at the next tick");
+                        tracing::warn!(%error, "Cannot tell which instance ticks; trying again");
                         continue;
                     }
                 }

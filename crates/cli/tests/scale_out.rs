@@ -1,0 +1,261 @@
+//! Three `eventbus serve` instances on one Kafka broker and one PostgreSQL store, with commands
+//! arriving through Kafka from another process. One run kills a random instance with SIGKILL
+//! mid-load, another the relay's leader; after each, every command published has exactly one
+//! effect, the balances hold every deposit once, and the survivors answer the same.
+//!
+//! Needs the broker and the server that `scripts/test.sh` starts (`EVENTBUS_KAFKA_BROKERS`,
+//! `NEXUM_TEST_POSTGRES`). Both runs share the broker's `nexum.*` topics and the command
+//! handler's group, so they run one after the other in one test.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TOKEN: &str = "scale-out-token";
+const DEFAULT_POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+const ACCOUNTS: [&str; 4] = ["acc_so1", "acc_so2", "acc_so3", "acc_so4"];
+/// Deposits of 1.00 per batch; three batches per run.
+const BATCH: usize = 300;
+
+struct Instance {
+    name: String,
+    serve: Running,
+    address: String,
+    /// What it logged, read as it goes so that the pipe never fills.
+    log: Arc<Mutex<Vec<String>>>,
+    _env: Env,
+}
+
+fn start(name: &str, schema: &str) -> Instance {
+    let env = Env::new();
+    let postgres = postgres();
+    let mut cmd = env.cmd(&with(&kafka(&env), &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    cmd.env("EVENTBUS_API_TOKEN", TOKEN);
+    cmd.env("EVENTBUS_LOG", "warn,eventbus::kafka::consumer=info");
+    let args = [
+        "--no-loan-offers",
+        "--postgres",
+        &postgres,
+        "--postgres-schema",
+        schema,
+        "--instance",
+        name,
+        "--role-lease-ms",
+        "1500",
+    ];
+    let (serve, log, address) = start_serve(&mut cmd, &args);
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(log) {
+            let Ok(line) = line else { return };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Instance { name: name.to_owned(), serve, address, log: lines, _env: env }
+}
+
+fn postgres() -> String {
+    std::env::var("NEXUM_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
+}
+
+fn kill_9(instance: &mut Instance) {
+    let status =
+        std::process::Command::new("kill").args(["-KILL", &instance.serve.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    instance.serve.0.wait().unwrap();
+}
+
+/// Which roles `instance` says it holds.
+fn holds_relay(instance: &Instance) -> bool {
+    let Some((_, body)) = http(&instance.address, "GET", "/ready", None, None) else { return false };
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    ready["roles"]["outbox-relay"] == true
+}
+
+/// Publishes `count` deposits of 1.00 spread over the accounts, as an integrator's process
+/// would, through Kafka; returns their command ids.
+fn publish_deposits(env: &Env, run: &str, from: usize, count: usize) -> Vec<String> {
+    let ids: Vec<String> = (from..from + count).map(|n| format!("cmd_{run}_{n}")).collect();
+    let lines: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let account = ACCOUNTS[(from + i) % ACCOUNTS.len()];
+            format!(
+                r#"{{"event_id": "{id}", "event_type": "transaction_command", "entity_type": "transaction", "entity_id": "{account}", "data": {{"action": "deposit", "account_id": "{account}", "amount": "1.00", "currency": "USD"}}}}"#
+            )
+        })
+        .collect();
+    let args = with(&kafka(env), &["publish", "nexum.commands.transactions"]);
+    let output = env.run_with_stdin(&args.iter().map(String::as_str).collect::<Vec<_>>(), &lines.join("\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    ids
+}
+
+/// How many `transaction_posted` events the store holds for each command.
+fn effects(runtime: &tokio::runtime::Runtime, schema: &str) -> HashMap<String, u64> {
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres(), tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT convert_from(payload, 'UTF8')::json->'metadata'->>'causation_id', count(*)
+                     FROM \"{schema}\".events WHERE topic = 'nexum.transactions.posted' GROUP BY 1"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = connection.await;
+        rows.iter().filter_map(|row| Some((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1) as u64))).collect()
+    })
+}
+
+fn balance_cents(instance: &Instance, account: &str) -> Option<u64> {
+    let (status, body) = http(&instance.address, "GET", &format!("/accounts/{account}"), Some(TOKEN), None)?;
+    if status != 200 {
+        return None;
+    }
+    let view: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let (units, hundredths) = view["balance"].as_str()?.split_once('.')?;
+    Some(units.parse::<u64>().ok()? * 100 + hundredths.parse::<u64>().ok()?)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Victim {
+    Random,
+    RelayLeader,
+}
+
+fn run(runtime: &tokio::runtime::Runtime, victim: Victim) {
+    // Given three instances on one broker and one store, and four accounts opened through one
+    let run = uuid_like();
+    let schema = format!("scale_out_{run}");
+    let mut instances: Vec<Instance> = (0..3).map(|n| start(&format!("node-{n}-{run}"), &schema)).collect();
+    let post = |address: &str, path: &str, body: String| http(address, "POST", path, Some(TOKEN), Some(&body));
+    let create = format!(
+        r#"{{"action": "create", "customer_id": "cust_so_{run}", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}}"#
+    );
+    let (status, body) = post(&instances[0].address, "/commands/customers?wait=true&timeout_ms=60000", create).unwrap();
+    assert_eq!(status, 200, "{body}");
+    for account in ACCOUNTS {
+        let open = format!(
+            r#"{{"action": "open_account", "customer_id": "cust_so_{run}", "account_type": "checking", "currency": "USD", "account_id": "{account}"}}"#
+        );
+        let (status, body) =
+            post(&instances[0].address, "/commands/customers?wait=true&timeout_ms=60000", open).unwrap();
+        assert!(status == 200 && body.contains(r#""status":"accepted""#), "{body}");
+    }
+    let publisher = Env::new();
+
+    // When deposits arrive through Kafka, and an instance is killed with SIGKILL between batches
+    let mut sent = publish_deposits(&publisher, &run, 0, BATCH);
+    let started = Instant::now();
+    while effects(runtime, &schema).len() < BATCH / 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the first deposits were not carried out");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let index = match victim {
+        Victim::Random => (std::process::id() as usize + run.len()) % instances.len(),
+        Victim::RelayLeader => {
+            let started = Instant::now();
+            loop {
+                if let Some(index) = instances.iter().position(holds_relay) {
+                    break index;
+                }
+                assert!(started.elapsed() < Duration::from_secs(30), "no instance holds the relay's role");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let mut victim_instance = instances.remove(index);
+    kill_9(&mut victim_instance);
+    let killed_at = Instant::now();
+    let before_kill = effects(runtime, &schema).len();
+    sent.extend(publish_deposits(&publisher, &run, BATCH, BATCH * 2));
+
+    // Then the survivors carry out every deposit exactly once
+    let started = Instant::now();
+    let mut resumed = None;
+    loop {
+        let effects = effects(runtime, &schema);
+        if resumed.is_none() && effects.len() > before_kill {
+            resumed = Some(killed_at.elapsed());
+        }
+        if sent.iter().all(|id| effects.contains_key(id)) {
+            for id in &sent {
+                assert_eq!(effects[id], 1, "command {id} carried out {} times", effects[id]);
+            }
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} of {} deposits carried out after killing {} ({victim:?}); the survivors logged:\n{}",
+            sent.iter().filter(|id| effects.contains_key(*id)).count(),
+            sent.len(),
+            victim_instance.name,
+            logs(&instances)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "{victim:?}: killed {}; work went on after {:?}; all {} deposits carried out after {:?}",
+        victim_instance.name,
+        resumed,
+        sent.len(),
+        killed_at.elapsed()
+    );
+
+    // and both survivors read the same balances, which hold every deposit once
+    let started = Instant::now();
+    loop {
+        let reads: Vec<Vec<Option<u64>>> =
+            instances.iter().map(|i| ACCOUNTS.iter().map(|a| balance_cents(i, a)).collect()).collect();
+        let totals: Vec<u64> = reads.iter().map(|read| read.iter().map(|c| c.unwrap_or(0)).sum()).collect();
+        if reads.windows(2).all(|w| w[0] == w[1]) && totals.iter().all(|t| *t == sent.len() as u64 * 100) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the survivors' reads differ or fall short: {reads:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for mut instance in instances {
+        terminate(&instance.serve.0);
+        assert!(instance.serve.0.wait().unwrap().success());
+    }
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres(), tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        client.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+        drop(client);
+        let _ = connection.await;
+    });
+}
+
+fn logs(instances: &[Instance]) -> String {
+    instances
+        .iter()
+        .map(|i| format!("--- {}\n{}", i.name, i.log.lock().unwrap().join("\n")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A short random name for a run's schema, instances and ids.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", nanos & 0xffff_ffff, std::process::id())
+}
+
+#[test]
+#[ignore = "fails on tansu 0.6: after a SIGKILL, one survivor's command partitions stay unassigned (see issue 13's note); run with --ignored"]
+fn after_a_random_instance_or_the_relay_leader_is_killed_every_command_has_one_effect() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    run(&runtime, Victim::Random);
+    run(&runtime, Victim::RelayLeader);
+}
