@@ -206,39 +206,22 @@ impl Watcher {
         run: &str,
     ) -> anyhow::Result<(Report, Duration)> {
         let total = commands.len() as u64;
-        let file = scratch.join(format!("{}.jsonl", EventId::new()));
-        let mut lines = Vec::with_capacity(commands.len() * 400);
         let bar = progress(total, run);
         let tracker = Tracker::new(Pace::Rate(1.0), bar.clone())?;
         let group = GroupId::new(format!("bench-serve-watcher-{}", EventId::new()))?;
         commands::watch_outcomes(&*self.bus, &tracker, &group).await?;
-        let mut ids = Vec::with_capacity(commands.len());
-        for command in &commands {
-            ids.push(command.event_id.as_ref().context("a command has an id")?.to_string());
-            lines.extend_from_slice(&command.to_json());
-            lines.push(b'\n');
-        }
-        std::fs::write(&file, lines)?;
+        let ids = commands
+            .iter()
+            .map(|command| command.event_id.as_ref().map(EventId::to_string).context("a command has an id"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let file = write_lines(scratch, &commands)?;
         let started = Instant::now();
         tracker.state().commands.extend(ids.into_iter().map(|id| (id, Entry::Sent(started))));
-        let mut publish = eventbus(binary, data)
-            .args(["publish", Topic::CommandsTransactions.name().as_str()])
-            .stdin(std::fs::File::open(&file)?)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = publish.stderr.take().context("publish's standard error is piped")?;
-        let errors = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::BufReader::new(stderr), &mut text).await;
-            text
-        });
+        let mut publish = eventbus(binary, data);
+        publish.args(["publish", Topic::CommandsTransactions.name().as_str()]).stdin(std::fs::File::open(&file)?);
         let published = async {
-            let status = publish.wait().await?;
-            let took = started.elapsed();
-            let errors = errors.await.unwrap_or_default();
-            anyhow::ensure!(status.success(), "eventbus publish failed with {status}:\n{errors}");
-            anyhow::Ok(took)
+            checked(&mut publish, "eventbus publish").await?;
+            anyhow::Ok(started.elapsed())
         };
         let (published, elapsed) = tokio::join!(published, commands::all_answered(&tracker, total, started));
         let (published, elapsed) = (published?, elapsed?);
@@ -260,10 +243,7 @@ async fn open_accounts(
     let customers: Vec<EventSchema> = (0..count)
         .flat_map(|n| {
             let customer = format!("cust_bench_{n}");
-            let command = |data: serde_json::Value| {
-                let serde_json::Value::Object(data) = data else { unreachable!("a json! object is an object") };
-                EventSchema::new("customer_command", "customer", customer.as_str(), data).with_source("bench-serve")
-            };
+            let command = |data| command("customer_command", "customer", &customer, data);
             [
                 command(json!({"action": "create", "customer_id": customer, "first_name": "Bench",
                                "last_name": format!("Customer {n}"), "email": format!("bench{n}@example.com")})),
@@ -274,32 +254,15 @@ async fn open_accounts(
             ]
         })
         .collect();
-    let file = scratch.join("customers.jsonl");
-    let lines: Vec<u8> = customers.iter().flat_map(|c| [c.to_json(), b"\n".to_vec()]).flatten().collect();
-    std::fs::write(&file, lines)?;
-    let published = eventbus(binary, data)
-        .args(["publish", Topic::CommandsCustomers.name().as_str()])
-        .stdin(std::fs::File::open(&file)?)
-        .output()
-        .await?;
-    anyhow::ensure!(
-        published.status.success(),
-        "publishing the customer commands failed with {}:\n{}",
-        published.status,
-        String::from_utf8_lossy(&published.stderr)
-    );
-    let created = eventbus(binary, data)
-        .args(["tail", Topic::AccountsCreated.name().as_str(), "--from-beginning", "--idle-exit", "60"])
+    let file = write_lines(scratch, &customers)?;
+    let mut publish = eventbus(binary, data);
+    publish.args(["publish", Topic::CommandsCustomers.name().as_str()]).stdin(std::fs::File::open(&file)?);
+    checked(&mut publish, "publishing the customer commands").await?;
+    let mut tail = eventbus(binary, data);
+    tail.args(["tail", Topic::AccountsCreated.name().as_str(), "--from-beginning", "--idle-exit", "60"])
         .args(["--max", &count.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .await?;
-    anyhow::ensure!(
-        created.status.success(),
-        "eventbus tail failed with {}:\n{}",
-        created.status,
-        String::from_utf8_lossy(&created.stderr)
-    );
+        .stdin(Stdio::null());
+    let created = checked(&mut tail, "eventbus tail").await?;
     let opened = created.stdout.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count();
     anyhow::ensure!(opened == count, "{opened} of {count} accounts were opened");
 
@@ -309,11 +272,40 @@ async fn open_accounts(
         .map(|account| {
             let data = json!({"action": "deposit", "account_id": account, "amount": commands::OPENING_BALANCE,
                               "currency": "USD", "description": "Opening balance"});
-            let serde_json::Value::Object(data) = data else { unreachable!("a json! object is an object") };
-            EventSchema::new("transaction_command", "transaction", account.as_str(), data).with_source("bench-serve")
+            command("transaction_command", "transaction", account.as_str(), data)
         })
         .collect();
     let (funded, _) = watcher.carry_out(binary, data, scratch, deposits, "funding the accounts").await?;
     anyhow::ensure!(funded.posted == count as u64, "{} of {count} opening deposits posted", funded.posted);
     Ok(accounts)
+}
+
+/// A command of this bench in the seed's format; `data` is a JSON object.
+fn command(event_type: &str, entity_type: &str, entity_id: &str, data: serde_json::Value) -> EventSchema {
+    let serde_json::Value::Object(data) = data else { unreachable!("the bench's commands are JSON objects") };
+    EventSchema::new(event_type, entity_type, entity_id, data).with_source("bench-serve")
+}
+
+/// Writes `events` as JSON lines to a new file in `scratch`; returns its path.
+fn write_lines(scratch: &Path, events: &[EventSchema]) -> anyhow::Result<PathBuf> {
+    let file = scratch.join(format!("{}.jsonl", EventId::new()));
+    let mut lines = Vec::with_capacity(events.len() * 512);
+    for event in events {
+        lines.extend_from_slice(&event.to_json());
+        lines.push(b'\n');
+    }
+    std::fs::write(&file, lines)?;
+    Ok(file)
+}
+
+/// Runs `command` to its end; fails with its standard error if it did not succeed.
+async fn checked(command: &mut Command, what: &str) -> anyhow::Result<std::process::Output> {
+    let output = command.output().await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{what} failed with {}:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(output)
 }

@@ -33,7 +33,8 @@ struct Instance {
 fn start(name: &str, schema: &str) -> Instance {
     let env = Env::new();
     let postgres = postgres();
-    let mut cmd = env.cmd(&with(&kafka(&env), &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    let flags = kafka(&env);
+    let mut cmd = env.cmd(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     cmd.env("EVENTBUS_API_TOKEN", TOKEN);
     cmd.env("EVENTBUS_LOG", "warn,eventbus::kafka::consumer=info");
     let args = [

@@ -69,8 +69,7 @@ impl Leadership {
         let now = Instant::now();
         if state.deadline.is_some_and(|deadline| now >= deadline) {
             tracing::warn!(role = self.role, holder = %self.holder, "Role lapsed: its lease could not be renewed in time");
-            *state = State::default();
-            self.held.store(false, Ordering::Relaxed);
+            self.clear(&mut state);
         }
         if state.next_try.is_some_and(|at| now < at) {
             return Ok(state.lease.clone());
@@ -96,8 +95,7 @@ impl Leadership {
     /// Forgets the lease at once, as after a fenced write: the next [`current`](Self::current)
     /// asks the store again.
     pub async fn forget(&self) {
-        *self.state.lock().await = State::default();
-        self.held.store(false, Ordering::Relaxed);
+        self.clear(&mut *self.state.lock().await);
     }
 
     /// Gives the role up, so that another instance takes it without waiting for the lease to
@@ -110,6 +108,11 @@ impl Leadership {
                 Err(error) => tracing::warn!(%error, role = self.role, "Cannot give the role up; it lapses by itself"),
             }
         }
+        self.clear(&mut state);
+    }
+
+    /// Holds nothing, and asks the store at the next look.
+    fn clear(&self, state: &mut State) {
         *state = State::default();
         self.held.store(false, Ordering::Relaxed);
     }

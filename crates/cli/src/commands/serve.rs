@@ -13,6 +13,7 @@ use capera::service::{self, Worker};
 use eventbus::{EventBus, GroupId};
 use nexum::RelayConfig;
 use nexum::clock::SystemClock;
+use nexum::leadership::default_instance;
 use nexum::sagas::{CollectionsConfig, LoanOffer};
 use nexum::service::{CoreBanking, ServiceConfig};
 use nexum::store::{EventStore, PostgresStore, SqliteStore, SqliteSync};
@@ -74,11 +75,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             ..CollectionsConfig::default()
         },
         relay: RelayConfig { lease_ttl: Duration::from_millis(options.role_lease_ms), ..RelayConfig::default() },
-        ..ServiceConfig::default()
-    };
-    let service_config = match options.instance {
-        Some(instance) => ServiceConfig { instance, ..service_config },
-        None => service_config,
+        instance: options.instance.unwrap_or_else(default_instance),
     };
     let listen = options.listen.or_else(|| config.api.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listener =

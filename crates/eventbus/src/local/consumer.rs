@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::storage::Storage;
-use crate::bus::{BusError, GroupId, Offset, Partition};
+use crate::bus::{BusError, GroupId, Offset, Partition, TopicDescription};
 use crate::envelope::EventId;
 use crate::runtime::{Consumer, Dispatcher, Position, STORAGE_RETRY, resume_positions, wait_or_stop};
 use crate::topics::TopicName;
@@ -50,14 +50,18 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
     let mut committer = Committer::default();
     // Each pass is one term with one share of the partitions; it ends when the share changes.
     'term: while !*stop.borrow() {
-        let partitions = match all_partitions(&*storage, &topics).await {
-            Ok(partitions) => partitions,
+        let descriptions = match describe(&*storage, &topics).await {
+            Ok(descriptions) => descriptions,
             Err(error) => {
                 tracing::error!(%group, %error, "Cannot describe the topics; retrying");
                 wait_or_stop(&mut stop, STORAGE_RETRY).await;
                 continue;
             }
         };
+        let partitions: Vec<(TopicName, Partition)> = descriptions
+            .iter()
+            .flat_map(|topic| topic.partitions.iter().map(|info| (topic.name.clone(), info.partition)))
+            .collect();
         let mut held = match take_share(&*storage, &group, &owner, &partitions).await {
             Ok(held) => held,
             Err(error) => {
@@ -72,7 +76,7 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
             wait_or_stop(&mut stop, renew_every.min(Duration::from_secs(1))).await;
             continue;
         }
-        let mut cursors = match resume(&*storage, &group, &topics, &held, &mut dispatcher).await {
+        let mut cursors = match resume(&*storage, &group, &topics, &descriptions, &held, &mut dispatcher).await {
             Ok(cursors) => cursors,
             Err(error) => {
                 tracing::error!(%group, %error, "Cannot resolve start offsets; retrying");
@@ -138,18 +142,14 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
     tracing::info!(%group, "Consumer stopped");
 }
 
-/// Every partition of `topics`, in order.
-async fn all_partitions<S: Storage>(
-    storage: &S,
-    topics: &[TopicName],
-) -> Result<Vec<(TopicName, Partition)>, BusError> {
-    let mut partitions = Vec::new();
+/// Each of `topics` with its partitions, in order.
+async fn describe<S: Storage>(storage: &S, topics: &[TopicName]) -> Result<Vec<TopicDescription>, BusError> {
+    let mut descriptions = Vec::with_capacity(topics.len());
     for topic in topics {
-        let description =
-            storage.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
-        partitions.extend(description.partitions.iter().map(|info| (topic.clone(), info.partition)));
+        let description = storage.describe(Some(topic)).await?.pop();
+        descriptions.push(description.ok_or_else(|| BusError::UnknownTopic(topic.clone()))?);
     }
-    Ok(partitions)
+    Ok(descriptions)
 }
 
 /// Claims this consumer's share; gives up at once what falls to others (nothing of it is in
@@ -189,16 +189,16 @@ async fn resume<S: Storage>(
     storage: &S,
     group: &GroupId,
     topics: &[TopicName],
+    descriptions: &[TopicDescription],
     held: &[(TopicName, Partition)],
     dispatcher: &mut Dispatcher,
 ) -> Result<Vec<Cursor>, BusError> {
     storage.refresh_ends(topics).await?;
     let mut cursors = Vec::new();
-    for topic in topics {
-        let description =
-            storage.describe(Some(topic)).await?.pop().ok_or_else(|| BusError::UnknownTopic(topic.clone()))?;
-        let committed = storage.committed(group, &description).await?;
-        for (partition, position) in resume_positions(&description, committed) {
+    for description in descriptions {
+        let topic = &description.name;
+        let committed = storage.committed(group, description).await?;
+        for (partition, position) in resume_positions(description, committed) {
             if !held.iter().any(|(t, p)| t == topic && *p == partition) {
                 continue;
             }
