@@ -46,6 +46,13 @@ pub struct Options {
     /// [default: the bus's default].
     #[arg(long)]
     max_in_flight: Option<usize>,
+    /// `serve` processes on the one data directory, each named `bench-<n>`: they share the
+    /// command partitions, and one at a time relays.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Keep the scratch directory (data, logs of `serve`) and print where it is.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Measures the bank alone, then commands published by `eventbus publish` into a running
@@ -53,6 +60,7 @@ pub struct Options {
 pub async fn run(options: Options) -> anyhow::Result<Figures> {
     anyhow::ensure!((1..=10_000_000).contains(&options.commands), "--commands must be 1 to 10000000");
     anyhow::ensure!((2..=100_000).contains(&options.accounts), "--accounts must be 2 to 100000");
+    anyhow::ensure!((1..=8).contains(&options.instances), "--instances must be 1 to 8");
     let binary = match options.eventbus {
         Some(binary) => binary,
         None => std::env::current_exe()?.with_file_name("eventbus"),
@@ -65,13 +73,20 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
 
     let alone = commands::embedded_bank_alone(options.commands, options.accounts).await?;
 
-    let dir = tempfile::Builder::new().prefix("eventbus-bench-serve-").tempdir()?;
+    let dir = tempfile::Builder::new().prefix("eventbus-bench-serve-").disable_cleanup(options.keep).tempdir()?;
+    if options.keep {
+        eprintln!("Scratch directory kept: {}", dir.path().display());
+    }
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data)?;
     if let Some(max_in_flight) = options.max_in_flight {
         std::fs::write(data.join("eventbus.toml"), format!("[consumer]\nmax_in_flight = {max_in_flight}\n"))?;
     }
-    let serve = Serve::start(&binary, &data, &dir.path().join("serve.log")).await?;
+    let mut instances = Vec::with_capacity(options.instances);
+    for n in 0..options.instances {
+        let log = dir.path().join(format!("serve-{n}.log"));
+        instances.push(Serve::start(&binary, &data, &format!("bench-{n}"), &log).await?);
+    }
     let measured = async {
         let watcher = Watcher::open(&data).await?;
         let accounts = open_accounts(&binary, &data, dir.path(), &watcher, options.accounts).await?;
@@ -79,15 +94,17 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
         watcher.carry_out(&binary, &data, dir.path(), mix, "commands → outcomes").await
     };
     let measured = measured.await;
-    serve.stop().await?;
+    for serve in instances {
+        serve.stop().await?;
+    }
     let (report, publish) = measured?;
 
     println!();
     println!(
-        "`eventbus serve` (embedded, SQLite event store with synchronous=FULL) in one process, \
-         `eventbus publish nexum.commands.transactions` in another, {} funded accounts. \
+        "`eventbus serve` (embedded, SQLite event store with synchronous=FULL) in {} process(es) on one \
+         data directory, `eventbus publish nexum.commands.transactions` in another, {} funded accounts. \
          Commands: 70% deposit, 20% withdraw, 10% transfer.",
-        options.accounts
+        options.instances, options.accounts
     );
     println!();
     println!("| run | commands | posted | failed | seconds | commands/s | `publish` exited after s |");
@@ -102,7 +119,8 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
         alone.rate()
     );
     println!(
-        "| `eventbus publish` into `eventbus serve` | {} | {} | {} | {:.2} | {:.0} | {:.2} |",
+        "| `eventbus publish` into {} × `eventbus serve` | {} | {} | {} | {:.2} | {:.0} | {:.2} |",
+        options.instances,
         report.commands,
         report.posted,
         report.failed,
@@ -115,7 +133,7 @@ pub async fn run(options: Options) -> anyhow::Result<Figures> {
     println!("Through `serve` ÷ bank alone: {ratio:.2}");
     let mut figures = Figures::default();
     figures.set("serve_commands_per_s", report.rate()).set("bank_alone_per_s", alone.rate()).set("ratio", ratio);
-    figures.set("publish_s", publish.as_secs_f64());
+    figures.set("publish_s", publish.as_secs_f64()).set("instances", options.instances as f64);
     Ok(figures)
 }
 
@@ -137,10 +155,10 @@ struct Serve {
 
 impl Serve {
     /// Starts `serve` and waits for the line that says it serves.
-    async fn start(binary: &Path, data: &Path, log: &Path) -> anyhow::Result<Self> {
+    async fn start(binary: &Path, data: &Path, instance: &str, log: &Path) -> anyhow::Result<Self> {
         let file = std::fs::File::create(log)?;
         let child = eventbus(binary, data)
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-loan-offers"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-loan-offers", "--instance", instance])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)

@@ -288,7 +288,9 @@ impl Dispatcher {
     }
 
     /// Starts nothing more and waits for the records running to end (the stop signal makes a
-    /// record in its retry wait give up). Records not started stay unfinished.
+    /// record in its retry wait give up). Records not started stay unfinished; the dispatcher
+    /// holds no record afterwards, so it can take the partitions again from their committed
+    /// positions (after a rebalance).
     pub(crate) async fn drain(&mut self) {
         self.ready.clear();
         self.lanes.retain(|_, waiting| {
@@ -298,5 +300,81 @@ impl Dispatcher {
         while let Some(done) = self.running.next().await {
             self.complete(done);
         }
+        // A key whose first record was ready, not running, keeps its lane: nothing would ever
+        // free it, and the key's next records would wait behind it for good.
+        self.lanes.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::bus::{BusError, GroupId, Message, Offset, RetryPolicy, handler_fn};
+    use crate::envelope::EventSchema;
+    use crate::runtime::processor::DeadLetterSink;
+    use crate::runtime::record::Payload;
+
+    struct NoDeadLetters;
+
+    #[async_trait]
+    impl DeadLetterSink for NoDeadLetters {
+        async fn dead_letter(&self, _: &TopicName, _: Option<Arc<str>>, _: EventSchema) -> Result<(), BusError> {
+            unreachable!("no record of these tests fails")
+        }
+    }
+
+    fn record(offset: u64, key: &str) -> StoredRecord {
+        let event = EventSchema::new("work_done", "work", key, serde_json::Map::new());
+        StoredRecord {
+            partition: Partition(0),
+            offset: Offset(offset),
+            timestamp: Utc::now(),
+            key: Some(Arc::from(key)),
+            payload: Payload::Event(Arc::new(event)),
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_drain_a_key_whose_record_was_waiting_for_a_place_is_handled_again() {
+        // Given a dispatcher with one place in flight, a record of key a running and one of
+        // key b ready behind it
+        let handled = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&handled);
+        let handler = handler_fn(move |message: Message| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(message.offset.0);
+                Ok(())
+            }
+        });
+        let processor = Processor::new(
+            GroupId::new("g").unwrap(),
+            RetryPolicy::default(),
+            handler,
+            Arc::new(NoDeadLetters),
+            1 << 20,
+        );
+        let (_stop, stopped) = watch::channel(false);
+        let mut dispatcher = Dispatcher::new(processor, stopped, 1);
+        let topic = TopicName::new("work").unwrap();
+        dispatcher.push(&topic, record(0, "a"));
+        dispatcher.push(&topic, record(1, "b"));
+
+        // When it drains (a rebalance) and the partition is read again from offset 1
+        dispatcher.drain().await;
+        dispatcher.forget(&topic, Partition(0));
+        dispatcher.resume(&topic, Partition(0), Position::at(Offset(1)));
+        dispatcher.push(&topic, record(1, "b"));
+        while dispatcher.is_busy() {
+            dispatcher.finished().await;
+        }
+
+        // Then key b's record is handled, not left behind a lane nothing frees
+        assert_eq!(*handled.lock().unwrap(), [0, 1]);
     }
 }
