@@ -108,7 +108,8 @@ pub enum Command {
         /// Where the HTTP API listens [default: 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
-        /// Development mode: enables `POST /kafka/publish-test`.
+        /// Development mode: enables `POST /kafka/publish-test`, and lets the service run on (or
+        /// switch to) the memory and log buses, which lose acknowledged commands on a crash.
         #[arg(long)]
         dev: bool,
         /// This instance's name among the instances sharing the event store and the bus: it

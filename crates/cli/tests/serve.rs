@@ -59,11 +59,11 @@ fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigter
 
 #[test]
 fn serve_answers_http_on_a_real_socket() {
-    // Given `eventbus serve` with an API token, on a free loopback port
+    // Given `eventbus serve` in development mode with an API token, on a free loopback port
     let env = Env::new();
     let mut cmd = env.cmd(&[]);
     cmd.env("EVENTBUS_API_TOKEN", "socket-test-token");
-    let (mut serve, _log, address) = start_serve(&mut cmd, &["--no-loan-offers"]);
+    let (mut serve, _log, address) = start_serve(&mut cmd, &["--no-loan-offers", "--dev"]);
 
     // When a client talks HTTP/1.1 to it
     let request = |raw: String| {
@@ -86,8 +86,9 @@ fn serve_answers_http_on_a_real_socket() {
     assert!(denied.contains(r#""code":"unauthorized""#), "{denied}");
     assert!(topics.starts_with("HTTP/1.1 200") && topics.contains("nexum.commands.transactions"), "{topics}");
 
-    // When the bus is switched at runtime (to the log backend), then it runs on it, the change
-    // is in the data directory's config file, and commands still work
+    // When the bus is switched at runtime (to the log backend), then it runs on it, the answer
+    // says that durability was lowered, the change is in the data directory's config file, and
+    // commands still work
     let post = |path: &str, body: &str| {
         request(format!(
             "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer socket-test-token\r\n\
@@ -97,6 +98,7 @@ fn serve_answers_http_on_a_real_socket() {
     };
     let switched = post("/kafka/config", r#"{"bus_type": "log", "client_id": "nexum"}"#);
     assert!(switched.starts_with("HTTP/1.1 200") && switched.contains(r#""previous":"embedded""#), "{switched}");
+    assert!(switched.contains("durability lowered"), "{switched}");
     let status = request(format!(
         "GET /kafka/status HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer socket-test-token\r\nConnection: close\r\n\r\n"
     ));
@@ -108,6 +110,34 @@ fn serve_answers_http_on_a_real_socket() {
         r#"{"action": "create", "customer_id": "cust_switch", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}"#,
     );
     assert!(created.starts_with("HTTP/1.1 200") && created.contains(r#""status":"accepted""#), "{created}");
+    terminate(&serve.0);
+    assert!(serve.0.wait().unwrap().success());
+}
+
+#[test]
+fn outside_development_mode_serve_refuses_a_bus_that_loses_acknowledged_commands() {
+    // Given a data directory whose config names the memory bus
+    let env = Env::new();
+
+    // When serve starts on it without --dev
+    let output = env.run(&["--bus", "memory", "serve", "--listen", "127.0.0.1:0"]);
+
+    // Then it exits with an error that says why and what to do
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("lost if the process dies") && message.contains("--dev"), "{message}");
+
+    // When a serve on the embedded bus is asked to switch to the log bus
+    let mut cmd = env.cmd(&[]);
+    cmd.env("EVENTBUS_API_TOKEN", "durable-token");
+    let (mut serve, _log, address) = start_serve(&mut cmd, &["--no-loan-offers"]);
+    let (status, body) =
+        http(&address, "POST", "/kafka/config", Some("durable-token"), Some(r#"{"bus_type": "log"}"#)).unwrap();
+
+    // Then it refuses, and nothing is written to the config file
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains(r#""code":"not_durable""#), "{body}");
+    assert!(!env.dir.path().join("data").join("eventbus.toml").exists());
     terminate(&serve.0);
     assert!(serve.0.wait().unwrap().success());
 }

@@ -356,6 +356,12 @@ impl BackendKind {
             Self::Kafka => "KafkaEventBus",
         }
     }
+
+    /// Whether what was published survives a crash of the process: false for the memory and
+    /// log backends, which keep events in RAM.
+    pub fn is_durable(self) -> bool {
+        matches!(self, Self::Embedded | Self::Kafka)
+    }
 }
 
 impl fmt::Display for BackendKind {

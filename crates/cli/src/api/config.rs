@@ -5,7 +5,8 @@
 //! nothing); then the service drains (what is committed is published on the old bus, handlers
 //! finish their message), stops, and starts again on the new bus, where the relay publishes
 //! whatever was still in the outbox. The change is written to the config file, so a restart
-//! keeps it.
+//! keeps it. A bus that loses acknowledged commands on a crash (memory, log) is refused unless
+//! the service runs in development mode, and a switch to one says that it lowers durability.
 
 use axum::Json;
 use axum::extract::State;
@@ -86,6 +87,16 @@ pub async fn change(
     JsonBody(change): JsonBody<BusChange>,
 ) -> Result<Json<Value>, ApiError> {
     let target = change.check()?;
+    if !target.backend.is_durable() && !state.0.config.dev_mode {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_durable",
+            format!(
+                "the {} bus loses acknowledged commands if the process dies; the service switches to it only in development mode (serve --dev)",
+                target.backend
+            ),
+        ));
+    }
     let Some(switch) = &state.0.switch else {
         return Err(ApiError::new(StatusCode::CONFLICT, "switch_unavailable", "this server cannot switch its bus"));
     };

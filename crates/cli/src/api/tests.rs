@@ -509,6 +509,22 @@ async fn a_bus_switch_is_checked_before_anything_changes() {
 }
 
 #[tokio::test]
+async fn outside_development_mode_a_switch_to_a_bus_that_loses_commands_is_refused() {
+    // Given an API in production mode
+    let api = api_with(ApiConfig { token: Some(TOKEN.into()), dev_mode: false, ..ApiConfig::default() }).await;
+
+    // When a switch to the memory or the log bus is asked for
+    for bus_type in ["memory", "log", "LogEventBus"] {
+        let (status, body) = api.post("/kafka/config", json!({"bus_type": bus_type})).await;
+
+        // Then it is refused, saying why
+        assert_error(status, &body, StatusCode::CONFLICT, "not_durable");
+        assert!(body["error"]["message"].as_str().unwrap().contains("--dev"), "{body}");
+    }
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn cross_origin_requests_get_no_cors_permission() {
     let api = api().await;
     let preflight = Request::builder()

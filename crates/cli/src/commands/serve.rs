@@ -38,7 +38,7 @@ pub struct Options {
     pub collections_tick_secs: u64,
     /// Where the HTTP API listens.
     pub listen: Option<String>,
-    /// Development mode: `POST /kafka/publish-test` works.
+    /// Development mode: `POST /kafka/publish-test` works, and the memory and log buses are allowed.
     pub dev: bool,
     /// The config file in use, where a bus switch is written; `None`: the data directory's.
     pub config_file: Option<PathBuf>,
@@ -53,6 +53,12 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         "--collections-tick-secs must be 1 to 86400"
     );
     anyhow::ensure!((300..=600_000).contains(&options.role_lease_ms), "--role-lease-ms must be 300 to 600000");
+    anyhow::ensure!(
+        config.bus.is_durable() || options.dev,
+        "the {} bus keeps events in memory: commands acknowledged on it are lost if the process dies; \
+         serve runs on it only with --dev (use the embedded or kafka bus)",
+        config.bus
+    );
     let (store, store_name): (Arc<dyn EventStore>, String) = match &options.postgres {
         Some(connection) => {
             let store = PostgresStore::connect(connection, &options.postgres_schema)
@@ -165,6 +171,7 @@ impl Running {
     ) -> Result<Value, ApiError> {
         let mut next = self.config.clone();
         next.bus = target.backend;
+
         if let Some(brokers) = &target.brokers {
             next.kafka.brokers = brokers.clone();
         }
@@ -209,13 +216,22 @@ impl Running {
         })?;
         self.config = next;
         tracing::info!(to = %self.config.bus, persisted = %persisted.display(), "Bus switched");
-        Ok(json!({
+        let mut answer = json!({
             "status": "switched",
             "bus_type": self.config.bus,
             "previous": previous,
             "outbox_waiting": waiting,
             "persisted_to": persisted.display().to_string(),
-        }))
+        });
+        if previous.is_durable() && !self.config.bus.is_durable() {
+            let warning = format!(
+                "durability lowered: the {} bus loses acknowledged commands if the process dies",
+                self.config.bus
+            );
+            tracing::warn!("{warning}");
+            answer["warning"] = Value::String(warning);
+        }
+        Ok(answer)
     }
 
     /// After a failed switch: the service on the bus of the current configuration again.
