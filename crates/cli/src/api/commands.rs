@@ -2,10 +2,18 @@
 //! `?wait=true`, its outcome.
 //!
 //! The body is the command's `data` in the seed's format (`{"action": "deposit", ...}`). It is
-//! checked before it is published, so a malformed command is a 400 at once. An
-//! `Idempotency-Key` header makes the command id derived from the key: a client that retries
-//! after a timeout cannot move money twice. The outcome is the command's audit record, which
-//! every command gets (`accepted`, `failed`, `rejected` or `unchanged`).
+//! checked before it is published, so a malformed command is a 400 at once. The outcome is the
+//! command's audit record, which every command gets (`accepted`, `failed`, `rejected` or
+//! `unchanged`); with `?wait=true`, a rejected command is a 422 with the bank's code and reason.
+//! `GET /commands/{id}` reads the outcome from the event store.
+//!
+//! An `Idempotency-Key` header (IETF draft `httpapi-idempotency-key-header`) makes the command
+//! id derived from the key, so a client that retries after a timeout cannot move money twice:
+//! - a retry of a command that ran answers at once with its stored outcome, marked
+//!   `Idempotent-Replayed: true`;
+//! - the same key with another body is a 422 (`idempotency_key_reused`): the body's fingerprint
+//!   is kept in the audit record's metadata;
+//! - concurrent requests with one key each get the outcome; the command runs once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +21,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use eventbus::{EventBus, EventId, EventSchema, GroupId, Message, StartPosition, Subscription, Topic, handler_fn};
 use nexum::ids::CommandId;
@@ -28,9 +36,10 @@ use super::{ApiError, ApiState, JsonBody};
 const MAX_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
-/// Requests waiting for the audit record of their command.
+/// Requests waiting for the audit record of their command: several may wait for one command
+/// (concurrent retries under one idempotency key), and each gets the record.
 #[derive(Clone, Default)]
-pub struct Outcomes(Arc<Mutex<HashMap<String, oneshot::Sender<EventSchema>>>>);
+pub struct Outcomes(Arc<Mutex<HashMap<String, Vec<oneshot::Sender<EventSchema>>>>>);
 
 impl Outcomes {
     /// Follows the audit trail from now on, in a group of this process.
@@ -45,9 +54,11 @@ impl Outcomes {
                 let waiting = waiting.clone();
                 async move {
                     if let Some(cause) = message.event.metadata.get("causation_id").and_then(Value::as_str)
-                        && let Some(waiter) = waiting.lock().remove(cause)
+                        && let Some(waiters) = waiting.lock().remove(cause)
                     {
-                        let _ = waiter.send((*message.event).clone());
+                        for waiter in waiters {
+                            let _ = waiter.send((*message.event).clone());
+                        }
                     }
                     Ok(())
                 }
@@ -57,17 +68,26 @@ impl Outcomes {
         Ok(outcomes)
     }
 
+    /// Waits for the audit record of command `id`. Dropping the waiter and calling
+    /// [`forget`](Self::forget) gives up.
     fn register(&self, id: &CommandId) -> oneshot::Receiver<EventSchema> {
         let (sender, receiver) = oneshot::channel();
-        self.lock().insert(id.to_string(), sender);
+        self.lock().entry(id.to_string()).or_default().push(sender);
         receiver
     }
 
+    /// Forgets the waiters of `id` that gave up (dropped their receiver); the others keep waiting.
     fn forget(&self, id: &CommandId) {
-        self.lock().remove(id.as_str());
+        let mut waiting = self.lock();
+        if let Some(waiters) = waiting.get_mut(id.as_str()) {
+            waiters.retain(|waiter| !waiter.is_closed());
+            if waiters.is_empty() {
+                waiting.remove(id.as_str());
+            }
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<EventSchema>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<EventSchema>>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -81,6 +101,9 @@ pub struct Wait {
     /// How long to wait, at most 30000; 5000 by default.
     timeout_ms: Option<u64>,
 }
+
+/// The header that marks an answer replayed from a command that ran before, as Stripe names it.
+const REPLAYED: &str = "idempotent-replayed";
 
 pub async fn submit(
     State(state): State<ApiState>,
@@ -101,10 +124,12 @@ pub async fn submit(
             ));
         }
     };
-    let id = match header(&headers, "idempotency-key")? {
+    let idempotency_key = header(&headers, "idempotency-key")?;
+    let id = match &idempotency_key {
         Some(key) => CommandId::derived(&format!("api/{kind}/{key}")),
         None => CommandId::new(),
     };
+    let digest = idempotency_key.is_some().then(|| nexum::commands::digest(&data));
     let correlation = header(&headers, "x-correlation-id")?.unwrap_or_else(|| id.to_string());
     // Commands about one entity keep their order: they share a partition.
     let key = ["account_id", "from_account_id", "customer_id", "loan_id", "case_id"]
@@ -117,31 +142,120 @@ pub async fn submit(
         .with_metadata("correlation_id", correlation);
     let topic = topic.name();
     nexum::commands::parse(&topic, &event).map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
+
+    // Waiting starts before the look at the store, so an outcome recorded in between is not missed.
+    let submitted = std::time::Instant::now();
+    let waiter =
+        Waiter { outcomes: &backend.outcomes, id: &id, receiver: wait.wait.then(|| backend.outcomes.register(&id)) };
+    if let Some(digest) = &digest
+        && let Some(audit) = recorded_outcome(&state, &id).await?
+    {
+        // A retry of a command that ran: its stored outcome, at once (IETF Idempotency-Key draft).
+        same_body(&audit, digest)?;
+        let mut response = outcome_response(&state, &id, &audit, wait.wait).await?;
+        response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+        return Ok(response);
+    }
     // A command the handler cannot get to soon is refused, not queued without end.
     if let Some(after) = backend.lag.retry_after() {
         return Err(ApiError::overloaded("the command handler", after));
     }
-
-    let submitted = std::time::Instant::now();
-    let outcome = wait.wait.then(|| backend.outcomes.register(&id));
-    if let Err(error) = backend.bus.publish(&topic, event, Some(&key)).await {
-        backend.outcomes.forget(&id);
-        return Err(error.into());
-    }
-    let Some(outcome) = outcome else {
+    backend.bus.publish(&topic, event, Some(&key)).await?;
+    if waiter.receiver.is_none() {
         return Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "submitted"}))).into_response());
-    };
-    let limit = wait.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
-    match tokio::time::timeout(limit, outcome).await {
-        Ok(Ok(audit)) => {
-            state.0.metrics.command_outcome.observe(submitted.elapsed());
-            Ok(Json(answer(&state, &id, &audit).await?).into_response())
-        }
-        _ => {
-            backend.outcomes.forget(&id);
-            Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "pending"}))).into_response())
-        }
     }
+    let limit = wait.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
+    match waiter.outcome(limit).await {
+        Some(audit) => {
+            state.0.metrics.command_outcome.observe(submitted.elapsed());
+            if let Some(digest) = &digest {
+                same_body(&audit, digest)?;
+            }
+            outcome_response(&state, &id, &audit, true).await
+        }
+        None => Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "pending"}))).into_response()),
+    }
+}
+
+/// A request's wait for the outcome of its command; given up when dropped.
+struct Waiter<'a> {
+    outcomes: &'a Outcomes,
+    id: &'a CommandId,
+    receiver: Option<oneshot::Receiver<EventSchema>>,
+}
+
+impl Waiter<'_> {
+    /// The audit record of the command, if it comes within `limit`.
+    async fn outcome(mut self, limit: Duration) -> Option<EventSchema> {
+        let receiver = self.receiver.take()?;
+        tokio::time::timeout(limit, receiver).await.ok()?.ok()
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        self.outcomes.forget(self.id);
+    }
+}
+
+/// `GET /commands/{id}`: the outcome of a command, from the event store.
+pub async fn outcome(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id: CommandId =
+        id.parse().map_err(|error: nexum::ids::IdError| ApiError::bad_request("invalid_id", error.to_string()))?;
+    match recorded_outcome(&state, &id).await? {
+        Some(audit) => outcome_response(&state, &id, &audit, false).await,
+        None => Err(ApiError::not_found(
+            "unknown_command",
+            format!("no outcome is recorded for command `{id}`: it is unknown, or not carried out yet"),
+        )),
+    }
+}
+
+/// The audit record of command `id`, if it was carried out (or refused).
+async fn recorded_outcome(state: &ApiState, id: &CommandId) -> Result<Option<EventSchema>, ApiError> {
+    let backend = state.backend();
+    let recorded = backend
+        .service
+        .bank
+        .store()
+        .read(&StreamId::of("command", id), 1)
+        .await
+        .map_err(|error| ApiError::unavailable("the event store", &error))?;
+    Ok(recorded.into_iter().map(|r| r.event).find(|event| event.event_type.as_str() == "audit_event_recorded"))
+}
+
+/// 422 if the command under this idempotency key had another body.
+fn same_body(audit: &EventSchema, digest: &str) -> Result<(), ApiError> {
+    match audit.metadata.get(nexum::bank::COMMAND_DIGEST).and_then(Value::as_str) {
+        Some(recorded) if recorded != digest => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a request with another body",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The answer for a command's outcome: 200 with it; with `rejected_is_error`, a command the bank
+/// refused is a 422 that carries its code and reason.
+async fn outcome_response(
+    state: &ApiState,
+    id: &CommandId,
+    audit: &EventSchema,
+    rejected_is_error: bool,
+) -> Result<Response, ApiError> {
+    let answer = answer(state, id, audit).await?;
+    if rejected_is_error && answer["status"] == "rejected" {
+        let error = json!({"error": {
+            "status": 422,
+            "code": answer["error_code"],
+            "message": answer["reason"],
+            "command_id": id,
+        }});
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(error)).into_response());
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// The outcome of a command from its audit record, with the reason if it was rejected.

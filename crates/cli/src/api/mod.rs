@@ -138,7 +138,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/kafka/events", get(tail::events))
         .route("/events/stream", get(tail::stream))
         .route("/accounts", get(reads::accounts))
-        .route("/commands/{kind}", post(commands::submit))
+        .route("/commands/{kind}", get(commands::outcome).post(commands::submit))
         .route("/accounts/{id}", get(reads::account))
         .route("/customers/{id}", get(reads::customer))
         .route("/loans/{id}", get(reads::loan))

@@ -16,6 +16,13 @@ fn op(summary: &str, tag: &str, responses: &[(&str, &str)]) -> Value {
     json!({"summary": summary, "tags": [tag], "responses": responses})
 }
 
+/// An operation anyone may call: no bearer token.
+fn public(summary: &str, tag: &str, responses: &[(&str, &str)]) -> Value {
+    let mut operation = op(summary, tag, responses);
+    operation["security"] = json!([]);
+    operation
+}
+
 fn path_param(name: &str) -> Value {
     json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}])
 }
@@ -35,6 +42,12 @@ pub fn document() -> Value {
             ("400", "malformed command"),
             ("404", "unknown command topic"),
             ("413", "body too large"),
+            ("415", "the body is not application/json"),
+            (
+                "422",
+                "with ?wait=true: the bank rejected the command (its code and reason); or the Idempotency-Key was used with another body",
+            ),
+            ("429", "the command handler is behind; Retry-After says when to try again"),
         ]),
     );
     commands["parameters"] = json!([
@@ -45,7 +58,39 @@ pub fn document() -> Value {
         {"name": "X-Correlation-Id", "in": "header", "schema": {"type": "string"}}
     ]);
     commands["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["action"], "properties": {"action": {"type": "string"}}}}}});
+        "type": "object", "required": ["action"], "properties": {
+            "action": {"type": "string", "description": "deposit, withdraw, transfer (transactions); create, update, kyc, open_account (customers); originate, disburse, pay, ... (loans)"},
+            "account_id": {"type": "string"},
+            "amount": {"type": "string", "pattern": "^[0-9]{1,18}(\\.[0-9]{1,8})?$", "description": "a decimal as a string"},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}}}}}});
+    let mut outcome = op(
+        "The outcome of a command, from the event store",
+        "commands",
+        &with(vec![("200", "the outcome"), ("400", "invalid command id"), ("404", "unknown, or not carried out yet")]),
+    );
+    outcome["parameters"] = path_param("kind");
+    let mut config = op(
+        "Switch the bus at runtime: drain, switch, resume; written to the config file",
+        "kafka",
+        &with(vec![
+            ("200", "switched"),
+            ("400", "invalid request"),
+            ("409", "cannot switch here, or the bus is not durable outside --dev"),
+            ("502", "new bus unreachable; nothing changed"),
+        ]),
+    );
+    config["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["bus_type"], "additionalProperties": false, "properties": {
+            "bus_type": {"enum": ["memory", "log", "embedded", "kafka"]},
+            "bootstrap_servers": {"type": "string"},
+            "client_id": {"type": "string"}}}}}});
+    let mut publish_test = op(
+        "Publish a test event (dev mode only)",
+        "kafka",
+        &with(vec![("201", "published"), ("400", "invalid event"), ("403", "not in dev mode")]),
+    );
+    publish_test["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object", "description": "an EventSchema: event_type, entity_type, entity_id, data"}}}});
     let read = |summary: &str, tag: &str, param: &str, missing: &'static str| {
         let mut operation = op(summary, tag, &with(vec![("200", "found"), ("400", "invalid id"), ("404", missing)]));
         operation["parameters"] = path_param(param);
@@ -66,21 +111,19 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/": {"get": op("The dashboard (HTML; its files under /assets/)", "dashboard", &[("200", "text/html")])},
-            "/health": {"get": op("The process is alive", "meta", &[("200", "alive")])},
-            "/ready": {"get": op("The bus runs and the event store answers", "meta", &[("200", "ready"), ("503", "not ready")])},
-            "/openapi.json": {"get": op("This document", "meta", &[("200", "the document")])},
+            "/": {"get": public("The dashboard (HTML; its files under /assets/)", "dashboard", &[("200", "text/html")])},
+            "/health": {"get": public("The process is alive", "meta", &[("200", "alive")])},
+            "/ready": {"get": public("The bus runs, the event store answers and takes writes", "meta", &[("200", "ready"), ("503", "not ready")])},
+            "/openapi.json": {"get": public("This document", "meta", &[("200", "the document")])},
             "/kafka/status": {"get": op("Bus status (the seed's shape)", "kafka", &with(vec![("200", "status")]))},
             "/kafka/events": {"get": op("Recent events, newest first (?topic=&limit=1..500), on every backend", "kafka",
                 &with(vec![("200", "events"), ("400", "invalid topic or limit")]))},
-            "/kafka/config": {"post": op("Switch the bus at runtime: drain, switch, resume; written to the config file", "kafka",
-                &with(vec![("200", "switched"), ("400", "invalid request"), ("409", "cannot switch here"), ("502", "new bus unreachable; nothing changed")]))},
+            "/kafka/config": {"post": config},
             "/events/stream": {"get": op("Live tail as Server-Sent Events (?topic=a,b)", "kafka", &with(vec![("200", "text/event-stream")]))},
-            "/metrics": {"get": op("Prometheus metrics (text format 0.0.4)", "meta", &[("200", "metrics")])},
+            "/metrics": {"get": public("Prometheus metrics (text format 0.0.4)", "meta", &[("200", "metrics")])},
             "/accounts": {"get": op("Accounts with balances (?limit=1..1000)", "read models", &with(vec![("200", "accounts")]))},
-            "/kafka/publish-test": {"post": op("Publish a test event (dev mode only)", "kafka",
-                &with(vec![("201", "published"), ("400", "invalid event")]))},
-            "/commands/{kind}": {"post": commands},
+            "/kafka/publish-test": {"post": publish_test},
+            "/commands/{kind}": {"post": commands, "get": outcome},
             "/accounts/{id}": {"get": read("An account: balance, status, latest statement", "read models", "id", "unknown account")},
             "/customers/{id}": {"get": read("A customer of the directory", "read models", "id", "unknown customer")},
             "/loans/{id}": {"get": read("A loan of the loan book", "read models", "id", "unknown loan")},

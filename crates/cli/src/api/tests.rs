@@ -54,6 +54,19 @@ impl Api {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
+        let (status, _, json) = self.exchange(method, uri, token, body, headers).await;
+        (status, json)
+    }
+
+    /// A request and the whole answer: status, headers and JSON body.
+    async fn exchange(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         let mut request = Request::builder().method(method).uri(uri).header("content-type", "application/json");
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -62,10 +75,10 @@ impl Api {
             request = request.header(*name, *value);
         }
         let response = self.router.clone().oneshot(request.body(Body::from(body.to_vec())).unwrap()).await.unwrap();
-        let status = response.status();
+        let (status, headers) = (response.status(), response.headers().clone());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        (status, json)
+        (status, headers, json)
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, Value) {
@@ -129,6 +142,15 @@ async fn health_ready_and_openapi_need_no_token() {
     assert_eq!(body["openapi"], "3.1.0");
     for path in ["/kafka/status", "/commands/{kind}", "/accounts/{id}", "/consumer-groups"] {
         assert!(body["paths"].get(path).is_some(), "{path} is documented");
+    }
+    // The document says which routes need no token, and what the bodies look like.
+    for path in ["/health", "/ready", "/metrics", "/openapi.json", "/"] {
+        assert_eq!(body["paths"][path]["get"]["security"], json!([]), "{path} is public");
+    }
+    assert!(body["paths"]["/kafka/status"]["get"].get("security").is_none(), "the global bearer rule applies");
+    for (path, method) in [("/commands/{kind}", "post"), ("/kafka/config", "post"), ("/kafka/publish-test", "post")] {
+        let schema = &body["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(schema["type"], "object", "{path} has a request schema");
     }
     api.service.shutdown().await.unwrap();
 }
@@ -241,10 +263,27 @@ async fn a_refused_command_answers_with_its_code_and_reason() {
             json!({"action": "deposit", "account_id": "acc_nowhere", "amount": "1.00", "currency": "USD"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["status"], "rejected");
-    assert_eq!(answer["error_code"], "unknown_account");
-    assert!(answer["reason"].as_str().unwrap().contains("acc_nowhere"));
+    assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "unknown_account");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("acc_nowhere"), "{answer}");
+    let id = answer["error"]["command_id"].as_str().unwrap();
+
+    // The outcome stays readable by the command's id: 200, with the status, code and reason.
+    let (status, outcome) = api.get(&format!("/commands/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(
+        (outcome["status"].as_str(), outcome["error_code"].as_str()),
+        (Some("rejected"), Some("unknown_account"))
+    );
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_outcome_of_an_unknown_or_malformed_command_id_is_a_clear_error() {
+    let api = api().await;
+    let (status, body) = api.get("/commands/cmd_never_sent").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_command");
+    let (status, body) = api.get("/commands/cmd%20bad").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_id");
     api.service.shutdown().await.unwrap();
 }
 
@@ -295,6 +334,68 @@ async fn an_idempotency_key_makes_a_retried_command_one_command() {
         .raw(Method::POST, "/commands/transactions", Some(TOKEN), body.as_bytes(), &[("idempotency-key", "bad key")])
         .await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_header");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_of_a_command_that_ran_answers_at_once_with_the_stored_outcome() {
+    // Given a deposit carried out under an idempotency key
+    let api = api().await;
+    api.customer_with_account("cust_replay", "acc_replay").await;
+    let body =
+        json!({"action": "deposit", "account_id": "acc_replay", "amount": "10.00", "currency": "USD"}).to_string();
+    let key = [("idempotency-key", "replay-1")];
+    let (status, first) =
+        api.raw(Method::POST, "/commands/transactions?wait=true", Some(TOKEN), body.as_bytes(), &key).await;
+    assert_eq!((status, first["status"].as_str()), (StatusCode::OK, Some("accepted")), "{first}");
+
+    // When it is sent again, waiting up to 30 s for the outcome
+    let started = std::time::Instant::now();
+    let (status, headers, again) = api
+        .exchange(Method::POST, "/commands/transactions?wait=true&timeout_ms=30000", Some(TOKEN), body.as_bytes(), &key)
+        .await;
+
+    // Then the stored outcome comes back at once, marked as replayed, and the money moved once
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    assert_eq!(again, first);
+    let (_, account) = api.get("/accounts/acc_replay").await;
+    assert_eq!(account["balance"], "10.00", "{account}");
+
+    // When the same key comes with another body, then it is a 422, and nothing moves
+    let other =
+        json!({"action": "deposit", "account_id": "acc_replay", "amount": "99.00", "currency": "USD"}).to_string();
+    let (status, answer) = api.raw(Method::POST, "/commands/transactions", Some(TOKEN), other.as_bytes(), &key).await;
+    assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_new_key_both_get_the_outcome_of_one_command() {
+    // Given an account
+    let api = api().await;
+    api.customer_with_account("cust_race", "acc_race").await;
+    let body = json!({"action": "deposit", "account_id": "acc_race", "amount": "7.00", "currency": "USD"}).to_string();
+    let key = [("idempotency-key", "race-1")];
+
+    // When two requests with one new key arrive together, both waiting for the outcome
+    let uri = "/commands/transactions?wait=true&timeout_ms=10000";
+    let (first, second) = tokio::join!(
+        api.raw(Method::POST, uri, Some(TOKEN), body.as_bytes(), &key),
+        api.raw(Method::POST, uri, Some(TOKEN), body.as_bytes(), &key),
+    );
+
+    // Then both get the outcome of one command, and the money moved once
+    for (status, answer) in [&first, &second] {
+        assert_eq!((*status, answer["status"].as_str()), (StatusCode::OK, Some("accepted")), "{answer}");
+    }
+    assert_eq!(first.1["command_id"], second.1["command_id"]);
+    assert_eq!(first.1["event_ids"], second.1["event_ids"]);
+    let probe = json!({"action": "deposit", "account_id": "acc_race", "amount": "1.00", "currency": "USD"});
+    let (_, answer) = api.post("/commands/transactions?wait=true", probe).await;
+    assert_eq!(answer["status"], "accepted");
+    api.eventually("/accounts/acc_race", |a| a["balance"] == "8.00").await;
     api.service.shutdown().await.unwrap();
 }
 

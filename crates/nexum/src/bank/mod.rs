@@ -189,6 +189,9 @@ impl BankError {
     }
 }
 
+/// The metadata key of an audit record that holds the fingerprint of its command's body.
+pub const COMMAND_DIGEST: &str = "command_digest";
+
 /// Who asks, when, and in answer to what. Time is passed in, never read from the clock inside
 /// the domain, so tests and replays are deterministic.
 #[derive(Clone, Debug)]
@@ -202,6 +205,10 @@ pub struct Ctx {
     /// once: the commit that records it also creates the stream `command-<id>`, so a second
     /// commit for the same command fails with [`BankError::DuplicateCommand`].
     pub command: Option<CommandId>,
+    /// The fingerprint of the command's body ([`crate::commands::digest`]), kept in the
+    /// metadata of its audit record as `command_digest`: a retry under the same idempotency key
+    /// with another body can be told apart.
+    pub command_digest: Option<String>,
 }
 
 impl Ctx {
@@ -212,7 +219,7 @@ impl Ctx {
 
     /// At `at`, cut to the microsecond as stored, by the system, in answer to nothing.
     pub fn at(at: DateTime<Utc>) -> Self {
-        Self { at: at.trunc_subsecs(6), causation: Causation::default(), command: None }
+        Self { at: at.trunc_subsecs(6), causation: Causation::default(), command: None, command_digest: None }
     }
 
     /// Asked by user `user_id`: the events' `user_id` and the audit record's `actor`.
@@ -524,7 +531,11 @@ impl Bank {
         let day = StreamId::of("audit", work.ctx.at.date_naive());
         let command = work.ctx.command.clone();
         let command_stream = command.as_ref().map(|id| StreamId::of("command", id));
+        let digest = work.ctx.command_digest.clone();
         let recorded = work.record(&audit, day)?;
+        if let Some(digest) = digest {
+            recorded.event.metadata.insert(COMMAND_DIGEST.into(), digest.into());
+        }
         if let Some(stream) = &command_stream {
             recorded.link(stream.clone());
             if !work.commit.expected.iter().any(|(expected, _)| expected == stream) {

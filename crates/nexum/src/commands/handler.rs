@@ -165,6 +165,7 @@ impl NexumCommandHandler {
                 action: None,
                 correlation_id: None,
                 user_id: None,
+                digest: None,
             },
         };
         let code = match text("error_kind").as_str() {
@@ -201,10 +202,11 @@ impl NexumCommandHandler {
     /// none), by its user.
     fn ctx(&self, envelope: &Envelope) -> Ctx {
         let correlation = envelope.correlation_id.clone().unwrap_or_else(|| envelope.id.to_string());
-        let ctx = Ctx::at(self.clock.now())
+        let mut ctx = Ctx::at(self.clock.now())
             .caused_by(envelope.id.as_str())
             .correlated(correlation)
             .for_command(envelope.id.clone());
+        ctx.command_digest = envelope.digest.clone();
         match &envelope.user_id {
             Some(user) => ctx.by_user(clip(user, 128)),
             None => ctx,

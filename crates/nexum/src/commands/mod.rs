@@ -275,6 +275,8 @@ pub struct Envelope {
     pub correlation_id: Option<String>,
     /// The `user_id` of its metadata: who sent it; the bank's audit records name them.
     pub user_id: Option<String>,
+    /// The fingerprint of its `data` ([`digest`]); `None` for a command that could not be read.
+    pub digest: Option<String>,
 }
 
 impl Envelope {
@@ -294,6 +296,7 @@ impl Envelope {
             action: text(event.data.get("action")),
             correlation_id: text(event.metadata.get("correlation_id")),
             user_id: text(event.metadata.get("user_id")),
+            digest: Some(digest(event.data.as_map())),
         }
     }
 }
@@ -365,10 +368,41 @@ fn without_values(message: &str) -> String {
     out
 }
 
+/// The fingerprint of a command's body (its `data`): the SHA-256 of its JSON with every
+/// object's keys sorted, in hex. Bodies that differ only in key order or white space have the
+/// same fingerprint; any other difference changes it.
+pub fn digest(data: &serde_json::Map<String, Value>) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&map[k]))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    use sha2::Digest;
+    let text = sorted(&Value::Object(data.clone())).to_string();
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_digest_ignores_key_order_and_sees_every_value() {
+        let object = |value: Value| value.as_object().unwrap().clone();
+        let body = object(json!({"action": "deposit", "amount": "5.00", "meta": {"a": 1, "b": [1, 2]}}));
+        let reordered = object(json!({"meta": {"b": [1, 2], "a": 1}, "amount": "5.00", "action": "deposit"}));
+        let other = object(json!({"action": "deposit", "amount": "5.01", "meta": {"a": 1, "b": [1, 2]}}));
+        assert_eq!(digest(&body), digest(&reordered));
+        assert_ne!(digest(&body), digest(&other));
+        assert_eq!(digest(&body).len(), 64);
+    }
 
     fn command(topic: Topic, event_type: &str, data: Value) -> (TopicName, EventSchema) {
         let Value::Object(data) = data else { panic!("data is an object") };
