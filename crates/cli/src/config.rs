@@ -42,6 +42,10 @@ pub struct ApiSection {
     /// Commands published and not yet carried out above which `POST /commands/*` answers 429
     /// with `Retry-After` (10000 by default).
     pub max_command_lag: Option<u64>,
+    /// Milliseconds a client may take to send a request's head (10000 by default).
+    pub header_timeout_ms: Option<u64>,
+    /// The most HTTP connections open at once (1024 by default).
+    pub max_connections: Option<usize>,
 }
 
 /// `[embedded]`: the durable store.

@@ -12,6 +12,15 @@
 //! - `api/*`: the HTTP API of `serve`: auth, errors, commands, reads, tail, metrics, config, the
 //!   dashboard.
 
+/// Writes a line for the person at the terminal to stderr. Unlike `eprintln!`, a closed stderr
+/// (a supervisor that dropped the pipe) is not a panic: the line is lost, the work goes on.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod api;
 mod cli;
 mod commands;
@@ -44,14 +53,14 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
+            say!("error: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(execute(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            say!("error: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::http::header::RETRY_AFTER;
+use axum::extract::Request;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use eventbus::BusError;
+use http_body_util::BodyExt;
 use nexum::BankError;
 use serde_json::json;
 
@@ -86,4 +89,55 @@ impl From<BankError> for ApiError {
         };
         Self::new(status, error.code(), error.to_string())
     }
+}
+
+/// The longest request target (path and query) accepted, in bytes; longer is a 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Puts every error into the one JSON shape: the answers of the framework itself (a query
+/// string or path that does not parse, 405 with its `Allow` header, 415) come as plain text or
+/// empty, and leave here as `{"error": {...}}` with their status and headers kept. Also refuses
+/// a request target longer than [`MAX_URI_BYTES`] with a 414.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // The framework's texts are short and say what was wrong with the request; nothing internal.
+    let text = match http_body_util::Limited::new(body, 2048).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        _ if status.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    let message = match (text.is_empty(), status) {
+        (false, _) => text.chars().take(300).collect(),
+        (true, StatusCode::METHOD_NOT_ALLOWED) => {
+            let allowed = parts.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            format!("this path takes only {allowed}")
+        }
+        (true, _) => status.canonical_reason().unwrap_or("the request failed").to_owned(),
+    };
+    let answer = ApiError::new(status, code, message).into_response();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, answer.into_body())
 }

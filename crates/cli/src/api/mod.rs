@@ -17,6 +17,7 @@ mod meta;
 mod metrics;
 mod openapi;
 mod reads;
+pub mod server;
 mod tail;
 
 use std::sync::{Arc, RwLock};
@@ -34,6 +35,9 @@ pub use error::ApiError;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The longest a client may take to send a request body, once the handler reads it.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The command handler's lag above which `POST /commands/*` answers 429, by default.
 pub const DEFAULT_MAX_COMMAND_LAG: u64 = 10_000;
@@ -158,23 +162,44 @@ pub fn router(state: ApiState) -> Router {
         .merge(protected)
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(error::json_errors))
         .with_state(state)
 }
 
-/// A JSON body whose every failure (too large, not JSON, wrong shape) is an [`ApiError`].
+/// A JSON body whose every failure (not `application/json`, too large, too slow, not JSON,
+/// wrong shape) is an [`ApiError`].
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
-            ApiError::new(
-                rejection.status(),
-                "invalid_body",
-                format!("the request body cannot be read: {}", rejection.body_text()),
-            )
-        })?;
+        let content_type = request.headers().get(axum::http::header::CONTENT_TYPE).map(|v| v.as_bytes());
+        let media_type = content_type.map(|v| v.split(|b| *b == b';').next().unwrap_or_default().trim_ascii());
+        if !media_type.is_some_and(|m| m.eq_ignore_ascii_case(b"application/json")) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::Bytes::from_request(request, state));
+        let bytes = read
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("the request body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+                )
+            })?
+            .map_err(|rejection| {
+                ApiError::new(
+                    rejection.status(),
+                    "invalid_body",
+                    format!("the request body cannot be read: {}", rejection.body_text()),
+                )
+            })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|error| ApiError::bad_request("invalid_json", format!("the request body is not valid: {error}")))

@@ -155,6 +155,15 @@ fn topic_filter(topic: Option<&str>) -> Result<Vec<TopicName>, ApiError> {
         .collect()
 }
 
+/// 404 for a topic the bus does not have: a stream of it would stay empty for good.
+async fn check_known(state: &ApiState, topics: &[TopicName]) -> Result<(), ApiError> {
+    let bus = Arc::clone(&state.backend().bus);
+    for topic in topics {
+        bus.describe_topic(topic).await?;
+    }
+    Ok(())
+}
+
 /// `GET /kafka/events?topic=&limit=`: the seed's shape, `{"events": [...], "total", "showing"}`.
 pub async fn events(State(state): State<ApiState>, Query(query): Query<Recent>) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(50);
@@ -165,6 +174,7 @@ pub async fn events(State(state): State<ApiState>, Query(query): Query<Recent>) 
     if topics.len() > 1 {
         return Err(ApiError::bad_request("invalid_topic", "name one topic, or none for all"));
     }
+    check_known(&state, &topics).await?;
     let (events, total) = state.backend().tail.recent(topics.first(), limit);
     Ok(Json(json!({"events": events, "total": total, "showing": events.len()})))
 }
@@ -184,6 +194,7 @@ pub async fn stream(
     Query(query): Query<Live>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let topics = topic_filter(query.topic.as_deref())?;
+    check_known(&state, &topics).await?;
     let tail = Arc::clone(&state.backend().tail);
     let start = (tail.live.subscribe(), tail.closed.subscribe(), topics);
     let stream = futures::stream::unfold(start, |(mut live, mut closed, topics)| async move {

@@ -400,6 +400,62 @@ async fn concurrent_requests_with_one_new_key_both_get_the_outcome_of_one_comman
 }
 
 #[tokio::test]
+async fn every_error_has_the_one_json_shape_even_the_frameworks_own() {
+    let api = api().await;
+    let long = format!("/accounts?limit={}", "9".repeat(super::error::MAX_URI_BYTES));
+    let cases: [(Method, &str, StatusCode, &str); 8] = [
+        (Method::GET, "/accounts?limit=abc", StatusCode::BAD_REQUEST, "invalid_request"),
+        (Method::GET, "/accounts?colour=blue", StatusCode::BAD_REQUEST, "invalid_request"),
+        (Method::POST, "/commands/transactions?wait=true&timeout_ms=-1", StatusCode::BAD_REQUEST, "invalid_request"),
+        (Method::GET, "/accounts/%FF%FE", StatusCode::BAD_REQUEST, "invalid_request"),
+        (Method::DELETE, "/accounts/acc_1", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        (Method::GET, "/kafka/config", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        (Method::GET, &long, StatusCode::URI_TOO_LONG, "uri_too_long"),
+        (Method::PUT, "/health", StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    ];
+    let deposit = json!({"action": "deposit", "account_id": "acc_1", "amount": "1.00", "currency": "USD"}).to_string();
+    for (method, uri, status, code) in cases {
+        let (got, headers, body) = api.exchange(method.clone(), uri, Some(TOKEN), deposit.as_bytes(), &[]).await;
+        assert_error(got, &body, status, code);
+        assert_eq!(headers["content-type"], "application/json", "{method} {uri}");
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(headers.contains_key("allow"), "405 for {method} {uri} names the methods");
+        }
+    }
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_by_its_content_type_is_a_415() {
+    let api = api().await;
+    let deposit = json!({"action": "deposit", "account_id": "acc_1", "amount": "1.00", "currency": "USD"}).to_string();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"] {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/commands/transactions")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", content_type)
+            .body(Body::from(deposit.clone()))
+            .unwrap();
+        let response = api.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_error(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    }
+    let (status, _) = api
+        .raw(
+            Method::POST,
+            "/commands/transactions",
+            Some(TOKEN),
+            deposit.as_bytes(),
+            &[("content-type", "application/json; charset=utf-8")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn read_models_answer_404_for_unknown_ids_and_400_for_malformed_ones() {
     let api = api().await;
     for (uri, code) in [
@@ -489,6 +545,10 @@ async fn recent_events_are_listed_newest_first_on_any_backend_in_the_seeds_shape
 #[tokio::test]
 async fn the_live_stream_sends_new_events_of_the_topics_asked_for() {
     let api = api().await;
+    // The test topic exists once something was published to it.
+    let first = json!({"topic": "nexum.test.events", "event_type": "test_event", "entity_type": "test",
+                       "entity_id": "live_0", "data": {"message": "Hello"}});
+    assert_eq!(api.post("/kafka/publish-test", first).await.0, StatusCode::CREATED);
     let request = Request::get("/events/stream?topic=nexum.test.events")
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(Body::empty())
@@ -515,6 +575,20 @@ async fn the_live_stream_sends_new_events_of_the_topics_asked_for() {
     }
     assert!(text.contains("event: event"), "{text}");
     assert!(!text.contains("acc_live"), "only the topic asked for: {text}");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_live_stream_or_recent_events_of_an_unknown_topic_is_a_404() {
+    let api = api().await;
+    for uri in [
+        "/events/stream?topic=no.such.topic",
+        "/events/stream?topic=nexum.test.events,no.such.topic",
+        "/kafka/events?topic=no.such.topic",
+    ] {
+        let (status, body) = api.get(uri).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_topic");
+    }
     api.service.shutdown().await.unwrap();
 }
 

@@ -54,6 +54,6 @@ pub async fn run(config: &Config, args: Consume) -> anyhow::Result<()> {
     };
     drop(out);
     inbox.close(bus.as_ref()).await?;
-    eprintln!("Consumed {consumed} event(s), issued {issued} recommendation(s) ({end:?})");
+    say!("Consumed {consumed} event(s), issued {issued} recommendation(s) ({end:?})");
     Ok(())
 }

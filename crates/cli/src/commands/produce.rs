@@ -106,6 +106,6 @@ pub async fn run(config: &Config, args: Produce) -> anyhow::Result<()> {
     bar.finish_and_clear();
     bus.stop().await?;
     let sent = sent?;
-    eprintln!("Published {sent} event(s) to {topic} (seed {seed})");
+    say!("Published {sent} event(s) to {topic} (seed {seed})");
     Ok(())
 }

@@ -51,7 +51,7 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
     publisher.rejected.sort_unstable();
     let (published, rejected, topic) = (publisher.published, publisher.rejected, publisher.topic);
     bus.stop().await?;
-    eprintln!("Published {published} event(s) to {topic}");
+    say!("Published {published} event(s) to {topic}");
     if !rejected.is_empty() {
         bail!("{} line(s) rejected: {rejected:?}; every other line was published", rejected.len());
     }
@@ -86,7 +86,7 @@ async fn read(interactive: bool, batches: tokio::sync::mpsc::Sender<Read>) -> Ve
         match EventSchema::from_json(&line) {
             Ok(event) => batch.push((number, event)),
             Err(error) => {
-                eprintln!("line {number}: {error}");
+                say!("line {number}: {error}");
                 rejected.push(number);
             }
         }
@@ -122,7 +122,7 @@ impl Publisher<'_> {
                     match self.bus.publish(&self.topic, event, self.key.as_deref()).await {
                         Ok(_) => self.published += 1,
                         Err(error @ (BusError::MessageTooLarge { .. } | BusError::Envelope(_))) => {
-                            eprintln!("line {number}: {error}");
+                            say!("line {number}: {error}");
                             self.rejected.push(number);
                         }
                         Err(error) => return Err(error).context(format!("line {number} and later were not published")),

@@ -83,6 +83,17 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         relay: RelayConfig { lease_ttl: Duration::from_millis(options.role_lease_ms), ..RelayConfig::default() },
         instance: options.instance.unwrap_or_else(default_instance),
     };
+    let defaults = api::server::Limits::default();
+    let limits = api::server::Limits {
+        header_timeout: config.api.header_timeout_ms.map_or(defaults.header_timeout, Duration::from_millis),
+        max_connections: config.api.max_connections.unwrap_or(defaults.max_connections),
+        ..defaults
+    };
+    anyhow::ensure!(
+        (100..=600_000).contains(&limits.header_timeout.as_millis()),
+        "api.header_timeout_ms must be 100 to 600000"
+    );
+    anyhow::ensure!((1..=100_000).contains(&limits.max_connections), "api.max_connections must be 1 to 100000");
     let listen = options.listen.or_else(|| config.api.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -104,14 +115,10 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     let state = ApiState::new(Arc::clone(&bus), view, api, Some(switches)).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = api::router(state.clone());
-    let http = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
-    eprintln!(
+    let http = tokio::spawn(api::server::serve(listener, router, limits, async {
+        let _ = http_stopped.await;
+    }));
+    say!(
         "Serving core banking on the {} bus at http://{address}, events stored in {store_name}; ctrl-c or SIGTERM stops",
         config.bus
     );
@@ -130,22 +137,20 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             }
         }
     }
-    eprintln!("Stopping: finishing in-flight work");
+    say!("Stopping: finishing in-flight work");
     state.close();
     let _ = stop_http.send(());
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "The HTTP server stopped with an error"),
-        Err(error) => tracing::warn!(%error, "The HTTP server task failed"),
+    if let Err(error) = http.await {
+        tracing::warn!(%error, "The HTTP server task failed");
     }
     let waiting = match running.service.take() {
         Some(service) => service.shutdown().await?,
         None => 0,
     };
     if waiting > 0 {
-        eprintln!("Stopped; {waiting} event(s) wait in the outbox and are published at the next start");
+        say!("Stopped; {waiting} event(s) wait in the outbox and are published at the next start");
     } else {
-        eprintln!("Stopped");
+        say!("Stopped");
     }
     Ok(())
 }
