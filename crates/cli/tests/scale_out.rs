@@ -68,7 +68,7 @@ impl Deployment {
             Self::Embedded { env } => (env.cmd(&[]), None, Vec::new()),
         };
         cmd.env("EVENTBUS_API_TOKEN", TOKEN);
-        cmd.env("EVENTBUS_LOG", "warn,eventbus::kafka::consumer=info");
+        cmd.env("EVENTBUS_LOG", std::env::var("SCALE_OUT_LOG").unwrap_or("warn,eventbus::kafka::consumer=info".into()));
         let args: Vec<&str> = common.into_iter().chain(args.iter().map(String::as_str)).collect();
         start_instance(name, &mut cmd, &args, own)
     }
@@ -118,6 +118,20 @@ impl Deployment {
         }
     }
 
+    /// The command handler's committed offsets and lag, as `eventbus groups describe` shows them.
+    fn command_lag(&self) -> String {
+        let (env, flags) = match self {
+            Self::Kafka { publisher, .. } => (publisher, kafka(publisher)),
+            Self::Embedded { env } => (env, Vec::new()),
+        };
+        let args = with(
+            &flags,
+            &["groups", "describe", "--group", "nexum-command-handler", "--topic", "nexum.commands.transactions"],
+        );
+        let output = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        format!("{}{}", stdout(&output), stderr(&output))
+    }
+
     fn finish(self, runtime: &tokio::runtime::Runtime) {
         if let Self::Kafka { schema, .. } = self {
             runtime.block_on(async {
@@ -137,9 +151,10 @@ fn start_instance(name: &str, cmd: &mut std::process::Command, args: &[&str], ow
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = Arc::clone(&lines);
     std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(log) {
+        // Every line is read, whatever its bytes, so that the pipe never fills and stalls serve.
+        for line in std::io::BufRead::split(log, b'\n') {
             let Ok(line) = line else { return };
-            sink.lock().unwrap().push(line);
+            sink.lock().unwrap().push(String::from_utf8_lossy(&line).into_owned());
         }
     });
     Instance { name: name.to_owned(), serve, address, log: lines, _env: own }
@@ -263,10 +278,11 @@ fn run(runtime: &tokio::runtime::Runtime, deployment: impl FnOnce(&str) -> Deplo
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "{} of {} deposits carried out after killing {} ({victim:?}); the survivors logged:\n{}",
+            "{} of {} deposits carried out after killing {} ({victim:?}); the command handler's group:\n{}\nthe survivors logged:\n{}",
             sent.iter().filter(|id| effects.contains_key(*id)).count(),
             sent.len(),
             victim_instance.name,
+            deployment.command_lag(),
             logs(&instances)
         );
         std::thread::sleep(Duration::from_millis(250));
@@ -313,7 +329,7 @@ fn uuid_like() -> String {
 }
 
 #[test]
-#[ignore = "tansu 0.6 groups of 2+ members never settle (scripts/tansu-group-repro.py); run with --ignored on a broker whose groups do"]
+#[ignore = "tansu 0.6 stops serving a partition to its owner (README, Out of scope); run with --ignored on Apache Kafka or Redpanda"]
 fn on_kafka_after_a_random_instance_or_the_relay_leader_is_killed_every_command_has_one_effect() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     run(&runtime, Deployment::kafka, Victim::Random);

@@ -174,6 +174,9 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
+            // Incremental rebalancing (KIP-429): when a member joins or dies, only the partitions
+            // that move are revoked; the others go on being consumed.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("enable.partition.eof", "false");
         for (key, value) in &self.properties {
             config.set(key, value);

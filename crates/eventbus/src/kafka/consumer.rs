@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Kafka, KafkaError};
+use crate::GroupId;
 use crate::bus::{BusError, Offset, Partition, Subscription};
 use crate::envelope::{Header, from_binary};
 use crate::runtime::{Consumer, Dispatcher, Payload, Position, STORAGE_RETRY, StoredRecord, wait_or_stop};
@@ -121,7 +122,7 @@ async fn run(kafka: Arc<Kafka>, consumer: Consumer) {
             received = consumer.recv(), if dispatcher.room() > 0 => {
                 // Rebalances served by the poll that fetched this record come first.
                 while let Ok(rebalanced) = rebalances.try_recv() {
-                    apply(rebalanced, &mut dispatcher, &mut resumed);
+                    apply(&group, rebalanced, &mut dispatcher, &mut resumed);
                 }
                 match received {
                     Ok(message) => {
@@ -130,8 +131,16 @@ async fn run(kafka: Arc<Kafka>, consumer: Consumer) {
                             let place = (topic.clone(), record.partition);
                             if !resumed.contains(&place) {
                                 let position = committed(&consumer, &topic, record.partition, timeout).await;
-                                dispatcher.resume(&topic, record.partition, position.unwrap_or(Position::at(record.offset)));
+                                let position = position.unwrap_or(Position::at(record.offset));
                                 resumed.insert(place);
+                                // A fetch that began past the group's commit (a broker that
+                                // answered the assignment with another offset) goes back to it,
+                                // or the records between would never be handled.
+                                let back = position.next;
+                                dispatcher.resume(&topic, record.partition, position);
+                                if record.offset > back && seek(&consumer, &topic, record.partition, back, timeout).await {
+                                    continue;
+                                }
                             }
                             dispatcher.push(&topic, record);
                         }
@@ -142,7 +151,7 @@ async fn run(kafka: Arc<Kafka>, consumer: Consumer) {
                     }
                 }
             }
-            Some(rebalanced) = rebalances.recv() => apply(rebalanced, &mut dispatcher, &mut resumed),
+            Some(rebalanced) = rebalances.recv() => apply(&group, rebalanced, &mut dispatcher, &mut resumed),
             () = dispatcher.finished(), if dispatcher.is_busy() => {}
             _ = stop.changed() => {}
         }
@@ -156,8 +165,13 @@ async fn run(kafka: Arc<Kafka>, consumer: Consumer) {
     tracing::info!(%group, "Kafka consumer stopped");
 }
 
-fn apply(rebalanced: Rebalanced, dispatcher: &mut Dispatcher, resumed: &mut HashSet<(TopicName, Partition)>) {
-    tracing::info!(?rebalanced, "Kafka group rebalanced");
+fn apply(
+    group: &GroupId,
+    rebalanced: Rebalanced,
+    dispatcher: &mut Dispatcher,
+    resumed: &mut HashSet<(TopicName, Partition)>,
+) {
+    tracing::info!(%group, ?rebalanced, "Kafka group rebalanced");
     match rebalanced {
         // Resumed from its commit when its first record comes.
         Rebalanced::Assigned(partitions) => {
@@ -194,6 +208,34 @@ async fn committed(
     })
     .await;
     fetched.ok().flatten()
+}
+
+/// Moves the fetch position of one assigned partition back to `offset`; records fetched before
+/// are dropped by librdkafka. False (logged) if it could not.
+async fn seek(
+    consumer: &Arc<KafkaConsumer>,
+    topic: &TopicName,
+    partition: Partition,
+    offset: Offset,
+    timeout: Duration,
+) -> bool {
+    tracing::info!(%topic, partition = partition.0, offset = offset.0, "The fetch began past the commit; seeking back");
+    let (consumer, name) = (Arc::clone(consumer), topic.to_string());
+    let sought = tokio::task::spawn_blocking(move || {
+        consumer.seek(&name, partition.0 as i32, KafkaOffset::Offset(offset.0 as i64), timeout)
+    })
+    .await;
+    match sought {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%topic, partition = partition.0, %error, "Cannot seek back to the commit");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(%topic, partition = partition.0, %error, "The seek task failed");
+            false
+        }
+    }
 }
 
 /// Stores the positions that changed, for librdkafka to commit: the watermark as the offset, the
