@@ -166,18 +166,34 @@ fn a_new_event_is_complete_with_a_utc_timestamp_and_string_amounts() {
 }
 
 #[test]
-fn a_new_event_without_metadata_omits_only_the_empty_metadata() {
+fn a_new_event_writes_all_nine_fields_even_with_empty_metadata() {
     // Given an event built with `new` and no metadata
     let event = EventSchema::new("customer_created", "customer", "cust_123", Map::new());
     // When it is serialised
     let json = serde_json::to_value(&event).unwrap();
-    // Then all fields are written except the empty metadata, which is left out like the seed's
-    // own examples leave it out, and empty data is still written
+    // Then all nine fields of the seed's EventSchema are written, empty data and metadata too
     let keys: BTreeSet<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     let expected: BTreeSet<&str> =
-        ["event_id", "event_type", "timestamp", "source", "version", "entity_type", "entity_id", "data"].into();
+        ["event_id", "event_type", "timestamp", "source", "version", "entity_type", "entity_id", "data", "metadata"]
+            .into();
     assert_eq!(keys, expected);
-    assert_eq!(json["data"], json!({}));
+    assert_eq!((&json["data"], &json["metadata"]), (&json!({}), &json!({})));
+}
+
+#[test]
+fn a_document_without_metadata_is_written_back_without_it_and_one_with_empty_metadata_keeps_it() {
+    // Given two documents, one without metadata and one with it empty
+    let without = r#"{"event_type":"t","data":{"a":1}}"#;
+    let empty = r#"{"event_type":"t","data":{"a":1},"metadata":{}}"#;
+    for document in [without, empty] {
+        // When each is read and written again, then it is unchanged
+        let event = EventSchema::from_json(document.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(event.to_json()).unwrap(), document);
+    }
+    // When metadata is added to the one without it, then it is written
+    let mut event = EventSchema::from_json(without.as_bytes()).unwrap();
+    event.metadata.insert("correlation_id".into(), json!("c-1"));
+    assert!(String::from_utf8(event.to_json()).unwrap().contains(r#""metadata":{"correlation_id":"c-1"}"#));
 }
 
 #[test]

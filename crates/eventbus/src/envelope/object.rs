@@ -22,9 +22,22 @@ pub struct JsonObject {
     raw: Option<Arc<RawValue>>,
     /// The object as a map, parsed from `raw` on first use.
     map: OnceLock<Arc<Map<String, Value>>>,
+    /// The document this was read from had no such field (see [`absent`](Self::absent)).
+    absent: bool,
 }
 
 impl JsonObject {
+    /// An empty object that stands for a field a document left out, so that the document is
+    /// written again without it. Any change makes it present.
+    pub fn absent() -> Self {
+        Self { absent: true, ..Self::default() }
+    }
+
+    /// Whether this stands for a field left out, and nothing changed it since.
+    pub fn is_absent(&self) -> bool {
+        self.absent
+    }
+
     /// Whether the object has no field.
     pub fn is_empty(&self) -> bool {
         match (self.map.get(), self.raw.as_deref()) {
@@ -80,6 +93,7 @@ impl DerefMut for JsonObject {
         self.as_map();
         // The text no longer says what the map will: it goes.
         self.raw = None;
+        self.absent = false;
         let map = self.map.get_mut().expect("parsed above");
         Arc::make_mut(map)
     }
@@ -148,7 +162,7 @@ impl<'de> Deserialize<'de> for JsonObject {
             return Err(de::Error::invalid_type(unexpected(&value), &"a map"));
         }
         serde_json::from_str::<Checked>(text).map_err(de::Error::custom)?;
-        Ok(Self { raw: Some(Arc::from(raw)), map: OnceLock::new() })
+        Ok(Self { raw: Some(Arc::from(raw)), map: OnceLock::new(), absent: false })
     }
 }
 

@@ -189,7 +189,7 @@ impl From<&str> for EventType {
 /// `entity_type`, `entity_id`, `metadata`) may be absent in a document; an absent field stays
 /// absent when the event is written again, so a document round-trips unchanged. The accessors
 /// apply the seed's defaults, and publishing fills in a missing `event_id` and `timestamp`.
-/// Events built with [`EventSchema::new`] carry every field.
+/// Events built with [`EventSchema::new`] carry all nine fields, `metadata` even when empty.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventSchema {
     /// Unique id of the event; consumers deduplicate on it.
@@ -215,8 +215,10 @@ pub struct EventSchema {
     /// The payload: read from JSON on demand, shared by clones (see [`JsonObject`]).
     #[serde(default)]
     pub data: JsonObject,
-    /// Correlation, causation, user and trace ids.
-    #[serde(default, skip_serializing_if = "JsonObject::is_empty")]
+    /// Correlation, causation, user and trace ids. Always written for an event made here, even
+    /// when empty (`{}`), as the seed's nine-field `EventSchema` has it; left out again only for a
+    /// document read without it.
+    #[serde(default = "JsonObject::absent", skip_serializing_if = "JsonObject::is_absent")]
     pub metadata: JsonObject,
 }
 
