@@ -43,6 +43,9 @@ pub use api::{ApiConfig, ApiState, router};
 /// Runs the `eventbus` command line: parses the arguments, runs the subcommand, and returns its
 /// exit code (1 with a message on an error; clap exits with 2 on a usage error).
 pub fn main() -> ExitCode {
+    // Whatever this process writes (stores, logs, outboxes, the config it persists) holds
+    // personal data: readable by its owner alone, as PostgreSQL does it.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("EVENTBUS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     tracing_subscriber::fmt()

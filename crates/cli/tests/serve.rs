@@ -143,6 +143,50 @@ fn outside_development_mode_serve_refuses_a_bus_that_loses_acknowledged_commands
 }
 
 #[test]
+fn the_data_directory_and_its_files_are_the_owners_alone() {
+    // Given a data directory someone made world-readable
+    let env = Env::new();
+    let data = env.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    // When serve runs on it, handles a command and stops
+    let mut cmd = env.cmd(&[]);
+    cmd.env("EVENTBUS_API_TOKEN", "perm-token");
+    let (mut serve, _log, address) = start_serve(&mut cmd, &["--no-loan-offers"]);
+    let create = r#"{"action": "create", "customer_id": "cust_perm", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}"#;
+    let (status, body) =
+        http(&address, "POST", "/commands/customers?wait=true", Some("perm-token"), Some(create)).unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // Then the directory is 0700 and every file in it 0600, the stores' WAL files included
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    let mut files = Vec::new();
+    let mut dirs = vec![data.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for name in ["nexum-events.db", "nexum-events.db-wal", "eventbus.db", "eventbus.db-wal"] {
+        assert!(files.iter().any(|f| f.ends_with(name)), "{name} in {files:?}");
+    }
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    terminate(&serve.0);
+    assert!(serve.0.wait().unwrap().success());
+}
+
+#[test]
 fn commands_acknowledged_before_a_kill_9_have_exactly_one_effect_after_the_restart() {
     // Given `eventbus serve` with four funded-by-nothing accounts
     let env = Env::new();

@@ -26,6 +26,7 @@ mod kafka;
 mod local;
 pub mod money;
 mod partitioner;
+mod private;
 mod runtime;
 pub mod topics;
 

@@ -26,6 +26,7 @@ conformance!(
     a_failing_handler_is_retried_then_dead_lettered_and_the_partition_moves_on,
     a_panicking_handler_is_dead_lettered_not_fatal,
     a_message_that_is_not_an_event_is_dead_lettered_with_its_parse_error,
+    a_dead_letter_masks_personal_data_and_names_the_original_place,
     a_repeated_event_id_is_handled_once,
     status_counts_events_per_topic,
     topics_are_created_listed_and_described,
@@ -317,6 +318,46 @@ async fn a_message_that_is_not_an_event_is_dead_lettered_with_its_parse_error(ba
     assert_eq!(junk.event.data["original_value"], "{not json");
     assert!(junk.event.data["error"].as_str().unwrap().contains("invalid event JSON"));
     assert!(untyped.event.data["error"].as_str().unwrap().contains("event_type"), "{}", untyped.event.data["error"]);
+}
+
+async fn a_dead_letter_masks_personal_data_and_names_the_original_place(backend: Backend) {
+    // Given a consumer that refuses everything, and a command with a customer's personal data
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
+    let topic = random_topic("pii");
+    bus.create_topic(&topic, 1).await.unwrap();
+    let refuse = handler_fn(|_| async { Err(HandlerError::permanent("malformed command")) });
+    bus.subscribe(Subscription::new(topic.clone(), random_group("pii")).with_retry(fast_retry()), refuse)
+        .await
+        .unwrap();
+    let dead = Collector::default();
+    bus.subscribe(Subscription::new(topic.dlq(), random_group("pii-dlq")), dead.handler()).await.unwrap();
+    let data = serde_json::json!({"action": "create", "customer_id": "cust_9", "first_name": "Jane",
+                                  "last_name": "Smith", "email": "jane.smith@example.com", "phone": "+44 20 7946 0958"});
+    let command =
+        eventbus::EventSchema::new("customer_command", "customer", "cust_9", data.as_object().unwrap().clone());
+    bus.publish(&topic, command, None).await.unwrap();
+    // And a foreign producer's JSON that is not an event, with an email in it
+    bus.publish_bytes(&topic, Some("raw"), Bytes::from_static(br#"{"email": "joe@example.com"}"#)).await.unwrap();
+
+    // When both are dead-lettered
+    let letters = dead.wait_for(2).await;
+
+    // Then no name, email or phone is in clear text in either letter, the rest is kept, and the
+    // letter says where the original is
+    for letter in &letters {
+        let text = String::from_utf8(letter.event.to_json()).unwrap();
+        for secret in ["Jane", "Smith", "jane.smith", "7946", "joe@"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(letter.event.data["original_topic"], topic.as_str());
+        assert!(letter.event.data["original_offset"].is_u64());
+    }
+    let masked = letters.iter().find(|l| l.event.data.get("original_event").is_some()).unwrap();
+    let original = &masked.event.data["original_event"]["data"];
+    assert_eq!(
+        (original["customer_id"].as_str(), original["email"].as_str()),
+        (Some("cust_9"), Some("j***@example.com"))
+    );
 }
 
 async fn a_repeated_event_id_is_handled_once(backend: Backend) {

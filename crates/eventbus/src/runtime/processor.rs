@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::record::{Payload, StoredRecord};
 use crate::bus::{BusError, GroupId, Handler, Message, RetryPolicy};
+use crate::envelope::masked;
 use crate::envelope::{EventId, EventSchema};
 use crate::topics::TopicName;
 
@@ -228,10 +229,24 @@ fn dead_letter(
             .with_source("eventbus")
             .with_metadata("group", group.as_str())
     };
+    // Personal data is masked, as in the logs: the dead-letter topic is read by operators and
+    // kept apart from the data it came from. The original, unmasked, stays at its place in the
+    // source topic, which the letter names.
     let mut full = data.clone();
-    match serde_json::from_slice::<EventSchema>(&original) {
-        Ok(event) => full.insert("original_event".into(), serde_json::to_value(event).unwrap_or(Value::Null)),
-        Err(_) => full.insert("original_value".into(), json!(String::from_utf8_lossy(&original))),
+    let shown = match serde_json::from_slice::<EventSchema>(&original) {
+        Ok(event) => {
+            let event = masked(&serde_json::to_value(event).unwrap_or(Value::Null));
+            full.insert("original_event".into(), event.clone());
+            event.to_string()
+        }
+        Err(_) => {
+            let value = match serde_json::from_slice::<Value>(&original) {
+                Ok(json) => masked(&json).to_string(),
+                Err(_) => String::from_utf8_lossy(&original).into_owned(),
+            };
+            full.insert("original_value".into(), json!(value));
+            value
+        }
     };
     let full = letter(full);
     if full.to_json().len() <= max_bytes {
@@ -239,7 +254,7 @@ fn dead_letter(
     }
     // The original does not fit in a dead letter: keep its size and beginning; the whole of it
     // stays at its place in the source topic.
-    let prefix: String = String::from_utf8_lossy(&original).chars().take(ORIGINAL_PREFIX_CHARS).collect();
+    let prefix: String = shown.chars().take(ORIGINAL_PREFIX_CHARS).collect();
     data.insert("original_bytes".into(), json!(original.len()));
     data.insert("original_truncated".into(), json!(true));
     data.insert("original_prefix".into(), json!(prefix));

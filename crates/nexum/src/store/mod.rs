@@ -225,6 +225,15 @@ pub enum StoreError {
     /// The store's writer has shut down; open the store again.
     #[error("the event store is closed")]
     Closed,
+    /// The store's file could not be set up: see the source (permissions, a full disk).
+    #[error("event store file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The write was fenced off: the lease of `role` it was made under (epoch `epoch`) is no
     /// longer current, because another process took the role over.
     #[error("the lease of `{role}` at epoch {epoch} is no longer held: another process took the role over")]

@@ -170,6 +170,10 @@ impl SqliteStore {
     /// Opens (or creates) the store in the file at `path`.
     pub fn open(path: &Path, sync: SqliteSync) -> Result<Self, StoreError> {
         let writer = open_connection(path, sync)?;
+        // The store holds personal data: its file (and SQLite's -wal and -shm, which take its
+        // mode) is the owner's alone.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
         writer.execute_batch(SCHEMA)?;
         let reader = open_connection(path, sync)?;
         let (sender, receiver) = mpsc::channel();
