@@ -143,6 +143,40 @@ fn outside_development_mode_serve_refuses_a_bus_that_loses_acknowledged_commands
 }
 
 #[test]
+fn after_a_kill_9_a_restarted_serve_handles_commands_without_waiting_out_the_dead_ones_leases() {
+    // Given serve on a data directory whose consumer-group leases last a minute
+    let env = Env::new();
+    let data = env.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("eventbus.toml"), "[embedded]\nlease_ttl_ms = 60000\n").unwrap();
+    let token = "restart-token";
+    let start = || {
+        let mut cmd = env.cmd(&[]);
+        cmd.env("EVENTBUS_API_TOKEN", token);
+        start_serve(&mut cmd, &["--no-loan-offers"])
+    };
+    let (mut serve, _log, address) = start();
+    let create = r#"{"action": "create", "customer_id": "cust_rs", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}"#;
+    let (status, body) = http(&address, "POST", "/commands/customers?wait=true", Some(token), Some(create)).unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // When it is killed with SIGKILL, holding every partition of its groups, and started again
+    let kill = std::process::Command::new("kill").args(["-KILL", &serve.0.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    serve.0.wait().unwrap();
+    let (mut serve, _log, address) = start();
+
+    // Then a command is carried out well within the minute the dead process's leases would last
+    let open = r#"{"action": "open_account", "customer_id": "cust_rs", "account_type": "checking", "currency": "USD", "account_id": "acc_rs"}"#;
+    let (status, body) =
+        http(&address, "POST", "/commands/customers?wait=true&timeout_ms=30000", Some(token), Some(open)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""status":"accepted""#), "{body}");
+    terminate(&serve.0);
+    assert!(serve.0.wait().unwrap().success());
+}
+
+#[test]
 fn the_data_directory_and_its_files_are_the_owners_alone() {
     // Given a data directory someone made world-readable
     let env = Env::new();

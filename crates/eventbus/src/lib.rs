@@ -23,6 +23,7 @@ mod bus;
 pub mod envelope;
 #[cfg(feature = "kafka")]
 mod kafka;
+pub mod liveness;
 mod local;
 pub mod money;
 mod partitioner;

@@ -7,8 +7,9 @@
 //! ([`Storage::claim`]): each renews its membership every third of the lease's time to live and
 //! takes its share. When the share changes (a consumer joined, left or died), it lets its records
 //! in flight finish, commits them, gives up the partitions that fall to others, and resumes the
-//! ones it holds from their committed positions. A consumer that died holds its partitions until
-//! its lease lapses.
+//! ones it holds from their committed positions. A consumer whose process is gone (on this
+//! machine: `kill -9`, a crash) holds nothing from the next claim on; one that cannot be proven
+//! gone holds its partitions until its lease lapses.
 //!
 //! It sleeps until this process appends to one of its topics, a record finishes, or the poll
 //! interval passes; then it refreshes the ends from the store, for what other processes appended.
@@ -42,7 +43,8 @@ pub(super) fn spawn<S: Storage>(storage: Arc<S>, consumer: Consumer) -> JoinHand
 async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
     let Consumer { subscription, mut dispatcher, mut stop } = consumer;
     let group = subscription.group.clone();
-    let owner = EventId::new().to_string();
+    // Named after this process, so that another can tell when it died (`liveness`).
+    let owner = format!("{}{}", crate::liveness::tag(), EventId::new());
     let topics = subscription.topics.clone();
     let appended = storage.ends().watch(&topics);
     let poll = storage.poll_interval();

@@ -179,10 +179,16 @@ pub(super) fn claim(
     .execute(params![group.as_str(), owner, expires])?;
     conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND expires_ms <= ?2")?
         .execute(params![group.as_str(), now])?;
-    let members: Vec<String> = conn
+    let all: Vec<String> = conn
         .prepare_cached("SELECT owner FROM group_members WHERE group_id = ?1 ORDER BY owner")?
         .query_map([group.as_str()], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    // A member whose process died is not waited out: it leaves now, with its partitions.
+    let (gone, members): (Vec<String>, Vec<String>) = all.into_iter().partition(|m| crate::liveness::is_gone(m));
+    for member in &gone {
+        tracing::info!(%group, %member, "A member of the group died; its partitions are dealt out now");
+        leave(conn, group, member)?;
+    }
     let me = members.iter().position(|member| member == owner).unwrap_or(0);
     let mut sorted = partitions.to_vec();
     sorted.sort_unstable();
