@@ -350,9 +350,18 @@ impl fmt::Display for Money {
     }
 }
 
-/// Parses a decimal amount written as a string. Exponents and thousands separators are refused.
+/// Parses a decimal amount written as a string: an optional `-`, digits, and optionally a `.`
+/// and more digits. Anything else is refused: a `+` sign, white space, exponents, thousands
+/// separators, `NaN`, and more digits than a decimal holds exactly.
 pub fn parse_amount(text: &str) -> Result<Decimal, MoneyError> {
-    Decimal::from_str_exact(text.trim()).map_err(|_| MoneyError::InvalidAmount(text.to_owned()))
+    let invalid = || MoneyError::InvalidAmount(text.chars().take(40).collect());
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return Err(invalid());
+    }
+    Decimal::from_str_exact(text).map_err(|_| invalid())
 }
 
 /// The amount written with exactly the currency's minor units (`100.5` becomes `100.50`).
@@ -422,6 +431,18 @@ mod tests {
         assert!(matches!(Money::parse("1.5", "JPY"), Err(MoneyError::TooPrecise { .. })));
         assert!(matches!(Money::parse("1e3", "USD"), Err(MoneyError::InvalidAmount(_))));
         assert!(Money::parse("1.500", "BHD").is_ok());
+    }
+
+    #[test]
+    fn only_plain_decimal_strings_are_amounts() {
+        for good in ["5", "5.00", "-5.00", "0.5", "123456789012.34"] {
+            assert!(Money::parse(good, "USD").is_ok(), "{good}");
+        }
+        let thirty_digits = "1".repeat(30);
+        for bad in ["+5.00", " 5.00", "5.00 ", "1e400", "NaN", "inf", "5.", ".5", "1,000.00", "--5", "", &thirty_digits]
+        {
+            assert!(matches!(Money::parse(bad, "USD"), Err(MoneyError::InvalidAmount(_))), "{bad:?}");
+        }
     }
 
     #[test]

@@ -141,7 +141,12 @@ pub async fn submit(
         .with_id(id.as_str().parse::<EventId>().expect("a command id is an event id"))
         .with_metadata("correlation_id", correlation);
     let topic = topic.name();
-    nexum::commands::parse(&topic, &event).map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
+    let command = nexum::commands::parse(&topic, &event)
+        .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
+    // Values that are wrong whatever the bank's state are refused now, not after the bus.
+    command
+        .check()
+        .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string()))?;
 
     // Waiting starts before the look at the store, so an outcome recorded in between is not missed.
     let submitted = std::time::Instant::now();

@@ -312,6 +312,42 @@ async fn malformed_commands_are_400_before_they_reach_the_bus() {
 }
 
 #[tokio::test]
+async fn values_wrong_whatever_the_banks_state_are_a_422_before_the_bus() {
+    let api = api().await;
+    let deposit = |amount: &str, currency: &str| json!({"action": "deposit", "account_id": "acc_1", "amount": amount, "currency": currency});
+    let thirty_digits = "9".repeat(30);
+    let mut cases = vec![];
+    for amount in
+        ["-5", "0", "0.00", "1e400", "NaN", "1.001", thirty_digits.as_str(), "+5.00", " 5.00", "1000000000001"]
+    {
+        cases.push(("/commands/transactions", deposit(amount, "USD"), "amount"));
+    }
+    cases.push(("/commands/transactions", deposit("5.00", "XYZ"), "currency"));
+    let customer = |first: &str, email: &str| json!({"action": "create", "customer_id": "cust_v", "first_name": first, "last_name": "Smith", "email": email});
+    let long_name = "J".repeat(101);
+    cases.push(("/commands/customers", customer("", "jane@example.com"), "first_name"));
+    cases.push(("/commands/customers", customer(&long_name, "jane@example.com"), "first_name"));
+    cases.push(("/commands/customers", customer("Jane", "not-an-email"), "email"));
+    cases.push((
+        "/commands/customers",
+        json!({"action": "open_account", "customer_id": "cust_v", "account_type": "checking", "currency": "EURO"}),
+        "currency",
+    ));
+    for (uri, body, field) in cases {
+        let (status, answer) = api.post(uri, body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert_eq!(answer["error"]["status"], 422, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field) || message.contains("amount"), "{field}: {message}");
+    }
+    // Nothing reached the bus
+    let (_, status_body) = api.get("/kafka/status").await;
+    assert!(status_body["events_by_topic"].get("nexum.commands.transactions").is_none(), "{status_body}");
+    assert!(status_body["events_by_topic"].get("nexum.commands.customers").is_none(), "{status_body}");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_idempotency_key_makes_a_retried_command_one_command() {
     let api = api().await;
     api.customer_with_account("cust_idem", "acc_idem").await;

@@ -35,7 +35,8 @@ pub struct CustomerUpdate {
     pub phone: Option<String>,
 }
 
-fn name(field: &'static str, value: &str) -> Result<String, BankError> {
+/// A name: 1 to 100 printable characters, trimmed.
+pub fn name(field: &'static str, value: &str) -> Result<String, BankError> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > 100 || value.chars().any(char::is_control) {
         return Err(BankError::invalid(field, "expected 1 to 100 printable characters"));
@@ -43,7 +44,8 @@ fn name(field: &'static str, value: &str) -> Result<String, BankError> {
     Ok(value.to_owned())
 }
 
-fn email(value: &str) -> Result<String, BankError> {
+/// An e-mail address such as `jane@example.com`, trimmed.
+pub fn email(value: &str) -> Result<String, BankError> {
     let value = value.trim();
     let valid = value.len() <= 254
         && value.split_once('@').is_some_and(|(local, domain)| {
@@ -56,7 +58,8 @@ fn email(value: &str) -> Result<String, BankError> {
     Ok(value.to_owned())
 }
 
-fn phone(value: &str) -> Result<String, BankError> {
+/// A phone number in E.164 form, such as `+1234567890`.
+pub fn phone(value: &str) -> Result<String, BankError> {
     let value = value.trim();
     let digits = value.strip_prefix('+').unwrap_or(value);
     if !(4..=15).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {

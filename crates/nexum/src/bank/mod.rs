@@ -29,6 +29,10 @@ use crate::store::{Commit, EventStore, ExpectedVersion, NewEvent, StoreError, St
 pub use accounts::{AccountUpdate, NewAccount};
 pub use credit::{MINIMUM_PAYMENT_FLOOR, MINIMUM_PAYMENT_RATE, PAYMENT_DUE_DAYS};
 pub use customers::{CustomerUpdate, NewCustomer};
+/// The checks of customer fields, for callers that check a command before it is sent.
+pub mod fields {
+    pub use super::customers::{email, name, phone};
+}
 pub use loans::{DEFAULT_AFTER_MISSED, LoanApplication, LoanDecision, MAX_TERM_MONTHS, OverdueCheck};
 pub use transactions::{TransactionReceipt, TransactionStatus, parse_amount, parse_currency};
 

@@ -16,8 +16,10 @@ use eventbus::{EventSchema, Topic, TopicName};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::bank::{BankError, parse_amount, parse_currency};
 use crate::domain::{AccountType, KycStatus, KycTier, PaymentFrequency};
 use crate::ids::{AccountId, CaseId, CommandId, CustomerId, LoanId};
+use eventbus::money::Money;
 
 pub use handler::{CommandOutcome, GROUP, NexumCommandHandler, REJECTIONS_GROUP};
 
@@ -258,6 +260,58 @@ pub enum Command {
     Customer(CustomerCommand),
     /// From `nexum.commands.loans`.
     Loan(LoanCommand),
+}
+
+impl Command {
+    /// Checks what can be checked without the bank's state: amounts (plain decimal strings,
+    /// above zero, within the currency's decimals and the bank's largest amount), currencies,
+    /// names, emails and phones. The bank checks the same when it carries the command out; this
+    /// lets a client hear of a bad value at once (the HTTP API answers 422 before the bus).
+    pub fn check(&self) -> Result<(), BankError> {
+        use crate::bank::fields::{email, name, phone};
+        let money = |amount: &str, currency: &str| parse_amount(amount, currency).map(drop);
+        let optional = |value: &Option<String>, check: &dyn Fn(&str) -> Result<String, BankError>| {
+            value.as_deref().map(check).transpose().map(drop)
+        };
+        match self {
+            Self::Transaction(
+                TransactionCommand::Deposit { amount, currency, .. }
+                | TransactionCommand::Withdraw { amount, currency, .. }
+                | TransactionCommand::Transfer { amount, currency, .. },
+            )
+            | Self::Loan(LoanCommand::Payment { amount, currency, .. }) => money(amount, currency),
+            Self::Loan(LoanCommand::Originate { principal, currency, .. }) => money(principal, currency),
+            Self::Customer(CustomerCommand::Create {
+                first_name, last_name, email: address, phone: number, ..
+            }) => {
+                name("first_name", first_name)?;
+                name("last_name", last_name)?;
+                email(address)?;
+                optional(number, &phone)
+            }
+            Self::Customer(CustomerCommand::Update {
+                first_name, last_name, email: address, phone: number, ..
+            }) => {
+                optional(first_name, &|v| name("first_name", v))?;
+                optional(last_name, &|v| name("last_name", v))?;
+                optional(address, &email)?;
+                optional(number, &phone)
+            }
+            Self::Customer(CustomerCommand::OpenAccount { currency, name: display, overdraft_limit, .. }) => {
+                parse_currency(currency)?;
+                optional(display, &|v| name("name", v))?;
+                match overdraft_limit {
+                    Some(limit) => Money::parse(limit, currency).map(drop).map_err(|e| BankError::InvalidInput {
+                        field: "overdraft_limit",
+                        reason: e.to_string(),
+                        source: Some(e),
+                    }),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What is known of a command even when it cannot be read: enough to reject it.
