@@ -305,3 +305,23 @@ async fn a_rejection_is_recorded_once_even_when_the_malformed_command_comes_agai
     let stored = s.store.read_all(1, 10_000).await.unwrap();
     assert_eq!(stored.iter().filter(|e| e.event.event_type.as_str() == "command_rejected").count(), 1);
 }
+
+#[tokio::test]
+async fn a_command_whose_event_id_is_unusable_is_rejected_under_the_id_its_sender_gave() {
+    // Given a deposit whose event_id is no usable command id (a space and a slash in it)
+    let s = service().await;
+    let mut bad = command(
+        "transaction_command",
+        "acc_x",
+        json!({"action": "deposit", "account_id": "acc_x", "amount": "5.00", "currency": "USD"}),
+    );
+    bad.event_id = Some("order 17/a".parse().unwrap());
+
+    // When it is sent
+    send(&s.bus, Topic::CommandsTransactions, &bad).await;
+
+    // Then its rejection names the sender's own id as its cause, and says what is wrong
+    let rejection = &caused_by(&s.bus, Topic::CommandsRejected, &bad).await[0];
+    assert_eq!(text(rejection, "error_code"), "invalid_event_id");
+    assert!(text(rejection, "reason").contains("order 17/a"), "{}", text(rejection, "reason"));
+}

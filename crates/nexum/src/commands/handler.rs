@@ -112,6 +112,15 @@ impl NexumCommandHandler {
     ) -> Result<CommandOutcome, HandlerError> {
         let envelope = Envelope::of(topic, event, place);
         let ctx = self.ctx(&envelope);
+        if let Some(sent) = &envelope.unusable_id {
+            let reason = format!(
+                "event_id `{}` is not a usable command id: expected 1 to 128 of [A-Za-z0-9_.-]",
+                clip(sent, 64)
+            );
+            tracing::warn!(%topic, command_id = %envelope.id, "Command with an unusable event_id");
+            self.reject(&ctx, &envelope, "invalid_event_id", &reason).await?;
+            return Err(HandlerError::permanent(reason));
+        }
         let command = match parse(topic, event) {
             Ok(command) => command,
             Err(error) => {
@@ -166,6 +175,7 @@ impl NexumCommandHandler {
                 correlation_id: None,
                 user_id: None,
                 digest: None,
+                unusable_id: None,
             },
         };
         let code = match text("error_kind").as_str() {
@@ -202,10 +212,9 @@ impl NexumCommandHandler {
     /// none), by its user.
     fn ctx(&self, envelope: &Envelope) -> Ctx {
         let correlation = envelope.correlation_id.clone().unwrap_or_else(|| envelope.id.to_string());
-        let mut ctx = Ctx::at(self.clock.now())
-            .caused_by(envelope.id.as_str())
-            .correlated(correlation)
-            .for_command(envelope.id.clone());
+        let cause = envelope.unusable_id.as_deref().unwrap_or(envelope.id.as_str());
+        let mut ctx =
+            Ctx::at(self.clock.now()).caused_by(cause).correlated(correlation).for_command(envelope.id.clone());
         ctx.command_digest = envelope.digest.clone();
         match &envelope.user_id {
             Some(user) => ctx.by_user(clip(user, 128)),

@@ -331,17 +331,19 @@ pub struct Envelope {
     pub user_id: Option<String>,
     /// The fingerprint of its `data` ([`digest`]); `None` for a command that could not be read.
     pub digest: Option<String>,
+    /// Its `event_id` as sent, when that is not a usable command id: the events that answer it
+    /// name this as their `causation_id`, so that the sender can match them.
+    pub unusable_id: Option<String>,
 }
 
 impl Envelope {
     /// Reads the envelope of a command; `place` names where it was read, for a command without
     /// an `event_id`.
     pub fn of(topic: &TopicName, event: &EventSchema, place: &str) -> Self {
-        let id = event
-            .event_id
-            .as_ref()
-            .and_then(|id| id.to_string().parse().ok())
-            .unwrap_or_else(|| CommandId::derived(place));
+        let sent = event.event_id.as_ref().map(ToString::to_string);
+        let parsed = sent.as_deref().and_then(|id| id.parse::<CommandId>().ok());
+        let unusable_id = sent.filter(|_| parsed.is_none());
+        let id = parsed.unwrap_or_else(|| CommandId::derived(place));
         let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
         Self {
             id,
@@ -351,6 +353,7 @@ impl Envelope {
             correlation_id: text(event.metadata.get("correlation_id")),
             user_id: text(event.metadata.get("user_id")),
             digest: Some(digest(event.data.as_map())),
+            unusable_id,
         }
     }
 }
