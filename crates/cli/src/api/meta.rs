@@ -13,22 +13,44 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the bus runs and the event store answers. Also says which of the roles that one
+/// Ready: the bus runs, the event store answers, and the data directory's disk takes writes
+/// (not full, read-only or frozen; `problem` says which). Also says which of the roles that one
 /// instance holds at a time this one holds.
 pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
     let backend = state.backend();
     let bus = backend.bus.is_running();
-    let store = backend.service.bank.store().outbox_len().await;
-    if let Err(error) = &store {
-        tracing::warn!(%error, "Readiness: the event store does not answer");
+    let store = tokio::time::timeout(super::disk::PROBE_TIMEOUT, backend.service.bank.store().outbox_len()).await;
+    let store = match store {
+        Ok(Ok(backlog)) => Ok(backlog),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Readiness: the event store does not answer");
+            Err("the event store does not answer".to_owned())
+        }
+        Err(_) => Err(format!("the event store did not answer within {:?}", super::disk::PROBE_TIMEOUT)),
+    };
+    let disk = match &state.0.disk {
+        Some(disk) => disk.check().await,
+        None => Ok(()),
+    };
+    if let Err(problem) = &disk {
+        tracing::warn!(%problem, "Readiness: the data directory cannot be written");
     }
-    let ready = bus && store.is_ok();
+    let problem = [
+        (!bus).then(|| "the bus is not running".to_owned()),
+        store.as_ref().err().cloned(),
+        disk.as_ref().err().cloned(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    let ready = problem.is_empty();
     let roles: serde_json::Map<String, Value> =
         backend.service.roles.iter().map(|role| (role.role().to_owned(), Value::Bool(role.is_held()))).collect();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": {"bus_running": bus, "event_store": store.is_ok(), "outbox_backlog": store.ok()},
+        "checks": {"bus_running": bus, "event_store": store.is_ok(), "outbox_backlog": store.ok(), "disk_writable": disk.is_ok()},
+        "problems": problem,
         "instance": backend.service.instance,
         "roles": roles,
     });

@@ -11,6 +11,7 @@ mod backpressure;
 mod commands;
 pub mod config;
 mod dashboard;
+mod disk;
 mod error;
 mod kafka;
 mod meta;
@@ -52,11 +53,13 @@ pub struct ApiConfig {
     /// Commands published and not yet carried out above which `POST /commands/*` answers 429
     /// with `Retry-After`.
     pub max_command_lag: u64,
+    /// The data directory, whose disk `GET /ready` checks that it can write to; `None`: none.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { token: None, dev_mode: false, max_command_lag: DEFAULT_MAX_COMMAND_LAG }
+        Self { token: None, dev_mode: false, max_command_lag: DEFAULT_MAX_COMMAND_LAG, data_dir: None }
     }
 }
 
@@ -71,6 +74,8 @@ struct Inner {
     current: RwLock<Arc<Backend>>,
     /// Where bus switches are asked for; `None` where nothing can switch the bus.
     switch: Option<mpsc::Sender<config::Switch>>,
+    /// The data directory's disk, for readiness.
+    disk: Option<disk::Disk>,
 }
 
 /// The bus and the core banking service the handlers talk to.
@@ -96,7 +101,8 @@ impl ApiState {
     ) -> Result<Self, eventbus::BusError> {
         let metrics = Arc::new(metrics::Metrics::default());
         let backend = Backend::start(bus, service, &metrics, &config).await?;
-        Ok(Self(Arc::new(Inner { config, metrics, current: RwLock::new(Arc::new(backend)), switch })))
+        let disk = config.data_dir.clone().map(disk::Disk::new);
+        Ok(Self(Arc::new(Inner { config, metrics, current: RwLock::new(Arc::new(backend)), switch, disk })))
     }
 
     /// The bus and service of this moment.

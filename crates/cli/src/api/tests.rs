@@ -156,6 +156,23 @@ async fn health_ready_and_openapi_need_no_token() {
 }
 
 #[tokio::test]
+async fn ready_is_503_and_says_why_when_the_data_directory_cannot_be_written() {
+    // Given a service whose data directory is not a directory it can write to
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let config = ApiConfig { token: Some(TOKEN.into()), data_dir: Some(not_a_dir), ..ApiConfig::default() };
+    let api = api_with(config).await;
+
+    // When readiness is asked for, then it is refused with the reason
+    let (status, body) = api.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["checks"]["disk_writable"], false);
+    assert!(body["problems"][0].as_str().unwrap().contains("cannot"), "{body}");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn protected_endpoints_answer_401_without_a_token_and_403_with_a_wrong_one() {
     let api = api().await;
     for (method, uri) in [

@@ -110,7 +110,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         );
     }
     let max_command_lag = config.api.max_command_lag.unwrap_or(crate::api::DEFAULT_MAX_COMMAND_LAG);
-    let api = ApiConfig { token, dev_mode: options.dev, max_command_lag };
+    let api = ApiConfig { token, dev_mode: options.dev, max_command_lag, data_dir: Some(config.data_dir.clone()) };
     let (switches, mut switch_requests) = tokio::sync::mpsc::channel(1);
     let state = ApiState::new(Arc::clone(&bus), view, api, Some(switches)).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
