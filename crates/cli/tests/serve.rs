@@ -176,6 +176,41 @@ fn after_a_kill_9_a_restarted_serve_handles_commands_without_waiting_out_the_dea
     assert!(serve.0.wait().unwrap().success());
 }
 
+/// Needs root, to mount a small tmpfs; the machines of the test suite have it.
+#[test]
+fn on_a_full_disk_serve_refuses_to_start_every_time_with_the_reason() {
+    // Given a data directory that served once, on a disk that has since filled up
+    let env = Env::new();
+    let disk = env.dir.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let target = disk.to_str().unwrap().to_owned();
+    let mounted =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=80m", "tmpfs", &target]).status();
+    assert!(mounted.is_ok_and(|s| s.success()), "mounting a tmpfs needs root");
+    let data = disk.join("data");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_eventbus"));
+        cmd.arg("--data-dir").arg(&data).args(args).env("EVENTBUS_LOG", "warn").stdin(std::process::Stdio::null());
+        cmd
+    };
+    let (mut serve, _log, _) = start_serve(&mut run(&[]), &["--no-loan-offers"]);
+    terminate(&serve.0);
+    assert!(serve.0.wait().unwrap().success());
+    std::fs::write(disk.join("fill"), vec![0u8; 40 * 1024 * 1024]).unwrap();
+
+    // When serve is started on it, several times
+    let outputs: Vec<_> = (0..3).map(|_| run(&["serve", "--listen", "127.0.0.1:0"]).output().unwrap()).collect();
+    let _ = std::process::Command::new("umount").arg(&target).status();
+
+    // Then each start fails the same way, saying the disk is full, and never panics
+    for output in outputs {
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert!(message.contains("is full") && message.contains("cannot start"), "{message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
+
 #[test]
 fn the_data_directory_and_its_files_are_the_owners_alone() {
     // Given a data directory someone made world-readable

@@ -11,7 +11,7 @@ mod backpressure;
 mod commands;
 pub mod config;
 mod dashboard;
-mod disk;
+pub mod disk;
 mod error;
 mod kafka;
 mod meta;

@@ -59,6 +59,12 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
          serve runs on it only with --dev (use the embedded or kafka bus)",
         config.bus
     );
+    // A disk that cannot take writes fails the start at once, with the reason, instead of
+    // failing at whichever first write comes first.
+    crate::api::disk::private_data_dir(&config.data_dir)?;
+    if let Err(problem) = crate::api::disk::Disk::new(config.data_dir.clone()).check().await {
+        anyhow::bail!("cannot start: {problem}; free space or repair the disk, then start again");
+    }
     let (store, store_name): (Arc<dyn EventStore>, String) = match &options.postgres {
         Some(connection) => {
             let store = PostgresStore::connect(connection, &options.postgres_schema)
@@ -67,8 +73,6 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             (Arc::new(store), format!("PostgreSQL schema {}", options.postgres_schema))
         }
         None => {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
             let path = config.data_dir.join(STORE_FILE);
             let store = SqliteStore::open(&path, SqliteSync::Full).context("cannot open the SQLite event store")?;
             (Arc::new(store), path.display().to_string())

@@ -196,9 +196,11 @@ impl SqliteStore {
         read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let reader = Arc::clone(&self.reader);
+        // A read cancelled because the runtime is shutting down is the store going away, not a
+        // panic of this process.
         tokio::task::spawn_blocking(move || read(&reader.lock().unwrap_or_else(|e| e.into_inner())))
             .await
-            .expect("store reads do not panic")
+            .map_err(|_| StoreError::Closed)?
     }
 }
 
