@@ -149,11 +149,15 @@ pub async fn submit(
         .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string()))?;
 
     // Waiting starts before the look at the store, so an outcome recorded in between is not missed.
+    // The whole request keeps to its timeout: the store and the bus may hang (a frozen disk, a
+    // broker that does not answer).
+    let limit = wait.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + limit;
     let submitted = std::time::Instant::now();
     let waiter =
         Waiter { outcomes: &backend.outcomes, id: &id, receiver: wait.wait.then(|| backend.outcomes.register(&id)) };
     if let Some(digest) = &digest
-        && let Some(audit) = recorded_outcome(&state, &id).await?
+        && let Some(audit) = within(deadline, &id, recorded_outcome(&state, &id)).await??
     {
         // A retry of a command that ran: its stored outcome, at once (IETF Idempotency-Key draft).
         same_body(&audit, digest)?;
@@ -165,12 +169,11 @@ pub async fn submit(
     if let Some(after) = backend.lag.retry_after() {
         return Err(ApiError::overloaded("the command handler", after));
     }
-    backend.bus.publish(&topic, event, Some(&key)).await?;
+    within(deadline, &id, backend.bus.publish(&topic, event, Some(&key))).await??;
     if waiter.receiver.is_none() {
         return Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "submitted"}))).into_response());
     }
-    let limit = wait.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
-    match waiter.outcome(limit).await {
+    match waiter.outcome(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
         Some(audit) => {
             state.0.metrics.command_outcome.observe(submitted.elapsed());
             if let Some(digest) = &digest {
@@ -180,6 +183,25 @@ pub async fn submit(
         }
         None => Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "pending"}))).into_response()),
     }
+}
+
+/// `work`, if it ends by `deadline`; else a 503 that says the command may still be carried out.
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    id: &CommandId,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout_at(deadline, work).await.map_err(|_| ApiError {
+        retry_after: Some(Duration::from_secs(1)),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the store or the bus did not answer in time for command `{id}`; it may still be carried out: \
+                 retry with the same Idempotency-Key, or read GET /commands/{id}"
+            ),
+        )
+    })
 }
 
 /// A request's wait for the outcome of its command; given up when dropped.
