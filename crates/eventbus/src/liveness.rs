@@ -12,7 +12,12 @@ use std::sync::OnceLock;
 /// can follow it.
 pub fn tag() -> &'static str {
     static TAG: OnceLock<String> = OnceLock::new();
-    TAG.get_or_init(|| format!("{}.{}/", machine(), std::process::id()))
+    TAG.get_or_init(|| tag_of(std::process::id()))
+}
+
+/// The tag of process `pid` of this machine and pid namespace.
+pub fn tag_of(pid: u32) -> String {
+    format!("{}.{pid}/", machine())
 }
 
 /// Whether the holder named `name` (which starts with its [`tag`]) is a process of this machine
@@ -55,7 +60,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
-        let name_of = |pid: u32| format!("{}.{pid}/member-1", machine());
+        let name_of = |pid: u32| format!("{}member-1", tag_of(pid));
 
         // Then this process is not gone, the reaped child is, and foreign or malformed names never are
         assert!(!is_gone(&format!("{}member", tag())));

@@ -74,7 +74,16 @@ impl Leadership {
         if state.next_try.is_some_and(|at| now < at) {
             return Ok(state.lease.clone());
         }
-        let acquired = self.store.acquire_lease(self.role, &self.holder, self.ttl).await?;
+        let mut acquired = self.store.acquire_lease(self.role, &self.holder, self.ttl).await?;
+        if acquired.is_none()
+            && let Some(lease) = self.store.lease_of(self.role).await?
+            && eventbus::liveness::is_gone(&lease.holder)
+        {
+            // Its holder's process died on this machine: its lease is not waited out.
+            tracing::info!(role = self.role, holder = %lease.holder, "The role's holder died; taking the role over");
+            self.store.release_lease(&lease).await?;
+            acquired = self.store.acquire_lease(self.role, &self.holder, self.ttl).await?;
+        }
         let previous = state.lease.as_ref().map(|lease| lease.epoch);
         match &acquired {
             Some(lease) if previous != Some(lease.epoch) => {
@@ -128,10 +137,12 @@ pub fn default_instance() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// A holder name for one start of `instance`: the name and a random suffix, so that two
-/// instances configured with the same name still hold a role one at a time.
+/// A holder name for one start of `instance`: this process's [`eventbus::liveness::tag`], the
+/// name and a random suffix, so that two instances configured with the same name still hold a
+/// role one at a time, and a holder that died on this machine is not waited out.
 pub fn holder_name(instance: &str) -> String {
-    format!("{instance}#{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    // Led by this process's tag, so that another process on this machine can tell when it died.
+    format!("{}{instance}#{}", eventbus::liveness::tag(), &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 #[cfg(test)]
@@ -176,5 +187,26 @@ mod tests {
         // Then another instance takes it without waiting for the lease
         assert!(b.current().await.unwrap().is_some());
         assert!(!a.is_held());
+    }
+
+    #[tokio::test]
+    async fn a_role_whose_holder_died_on_this_machine_is_taken_at_once_and_a_live_one_is_not() {
+        // Given a role held, with a long lease, by a process that has exited
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let long = |holder: String| Leadership::new(Arc::clone(&store), "test-role", holder, Duration::from_secs(600));
+        let gone = long(format!("{}node-0#00000000", eventbus::liveness::tag_of(dead)));
+        let first = gone.current().await.unwrap().expect("the role is free");
+
+        // When a restarted instance asks for it, then it takes it at once, at a higher epoch
+        let restarted = long(holder_name("node-0"));
+        let taken = restarted.current().await.unwrap().expect("a dead holder is not waited out");
+        assert!(taken.epoch > first.epoch);
+
+        // and an instance of this live process is refused while the lease runs
+        let other = long(holder_name("node-1"));
+        assert!(other.current().await.unwrap().is_none());
     }
 }

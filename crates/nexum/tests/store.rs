@@ -176,12 +176,15 @@ async fn given_a_role_held_when_renewed_or_released_then_the_epoch_stays_and_a_r
 ) {
     let store = backend.open().await;
     let ttl = Duration::from_secs(60);
+    assert_eq!(store.lease_of("timer").await.unwrap(), None, "no lease yet");
     let first = store.acquire_lease("timer", "a", ttl).await.unwrap().unwrap();
+    assert_eq!(store.lease_of("timer").await.unwrap(), Some(first.clone()), "the running lease, holder and epoch");
 
     let renewed = store.acquire_lease("timer", "a", ttl).await.unwrap().unwrap();
     assert_eq!(renewed, first);
 
     store.release_lease(&renewed).await.unwrap();
+    assert_eq!(store.lease_of("timer").await.unwrap(), None, "a released lease runs no more");
     let taken = store.acquire_lease("timer", "b", ttl).await.unwrap().expect("a released role is free at once");
     assert!(taken.epoch > first.epoch);
     store.release_lease(&renewed).await.unwrap();

@@ -212,6 +212,16 @@ impl EventStore for MemoryStore {
         Ok(Some(Lease { role: role.to_owned(), holder: holder.to_owned(), epoch }))
     }
 
+    async fn lease_of(&self, role: &str) -> Result<Option<Lease>, StoreError> {
+        let now = now_ms();
+        let state = self.lock();
+        Ok(state.leases.get(role).filter(|(_, _, until)| *until > now).map(|(holder, epoch, _)| Lease {
+            role: role.to_owned(),
+            holder: holder.clone(),
+            epoch: *epoch,
+        }))
+    }
+
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         let mut state = self.lock();
         if state.holds(lease) {

@@ -299,6 +299,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// was lost already.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
 
+    /// The lease of `role` that has not run out, whoever holds it; `None` if none runs.
+    async fn lease_of(&self, role: &str) -> Result<Option<Lease>, StoreError>;
+
     /// Unpublished events.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
 }

@@ -471,6 +471,7 @@ struct Sql {
     outbox_len: String,
     acquire_lease: String,
     release_lease: String,
+    lease_of: String,
 }
 
 impl Sql {
@@ -534,6 +535,9 @@ impl Sql {
             release_lease: format!(
                 "UPDATE {s}.leases SET expires_at = '-infinity' WHERE role = $1 AND holder = $2 AND epoch = $3"
             ),
+            lease_of: format!(
+                "SELECT holder, epoch FROM {s}.leases WHERE role = $1 AND expires_at > clock_timestamp()"
+            ),
         }
     }
 }
@@ -555,6 +559,7 @@ struct Statements {
     outbox_len: Statement,
     acquire_lease: Statement,
     release_lease: Statement,
+    lease_of: Statement,
 }
 
 impl Statements {
@@ -576,6 +581,7 @@ impl Statements {
             outbox_len: client.prepare(&sql.outbox_len).await?,
             acquire_lease: client.prepare(&sql.acquire_lease).await?,
             release_lease: client.prepare(&sql.release_lease).await?,
+            lease_of: client.prepare(&sql.lease_of).await?,
         })
     }
 }
@@ -693,6 +699,12 @@ impl EventStore for PostgresStore {
         let params: [&(dyn ToSql + Sync); 3] = [&lease.role, &lease.holder, &to_bigint(lease.epoch)];
         slot.client.execute(&slot.statements.release_lease, &params).await?;
         Ok(())
+    }
+
+    async fn lease_of(&self, role: &str) -> Result<Option<Lease>, StoreError> {
+        let slot = self.slot().await?;
+        let row = slot.client.query_opt(&slot.statements.lease_of, &[&role]).await?;
+        Ok(row.map(|row| Lease { role: role.to_owned(), holder: row.get(0), epoch: row.get::<_, i64>(1) as u64 }))
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {

@@ -681,6 +681,18 @@ impl EventStore for SqliteStore {
         self.write(|reply| Job::Release(lease.clone(), reply)).await.map(drop)
     }
 
+    async fn lease_of(&self, role: &str) -> Result<Option<Lease>, StoreError> {
+        let role = role.to_owned();
+        self.read_with(move |conn| {
+            let row = conn
+                .prepare_cached("SELECT holder, epoch FROM leases WHERE role = ?1 AND expires_ms > ?2")?
+                .query_row(params![role, now_ms()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                .optional()?;
+            Ok(row.map(|(holder, epoch)| Lease { role, holder, epoch: epoch as u64 }))
+        })
+        .await
+    }
+
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         self.read_with(|connection| {
             let pending = connection.query_row(
