@@ -266,7 +266,16 @@ impl System {
                 async move {
                     let sent = Instant::now();
                     let place = format!("bench/{n}");
-                    let outcome = handler.handle(topic, &command, &place).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    // A transient failure (lost races, a busy store) is retried, as the bus
+                    // would retry it, a few times.
+                    let mut attempt = 1;
+                    let outcome = loop {
+                        match handler.handle(topic, &command, &place).await {
+                            Ok(outcome) => break outcome,
+                            Err(error) if !error.is_permanent() && attempt < 5 => attempt += 1,
+                            Err(error) => anyhow::bail!("{error}"),
+                        }
+                    };
                     bar.inc(1);
                     anyhow::Ok((outcome, sent.elapsed().as_micros() as u64))
                 }
