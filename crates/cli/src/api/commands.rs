@@ -35,6 +35,8 @@ use super::{ApiError, ApiState, JsonBody};
 /// The longest a request may wait for its outcome.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+/// The shortest time a request is given, whatever `timeout_ms` says: enough to publish.
+const MIN_WAIT: Duration = Duration::from_millis(100);
 
 /// Requests waiting for the audit record of their command: several may wait for one command
 /// (concurrent retries under one idempotency key), and each gets the record.
@@ -98,7 +100,7 @@ pub struct Wait {
     /// Wait for the outcome before answering.
     #[serde(default)]
     wait: bool,
-    /// How long to wait, at most 30000; 5000 by default.
+    /// How long to wait, 100 to 30000 (values outside are moved into that range); 5000 by default.
     timeout_ms: Option<u64>,
 }
 
@@ -148,12 +150,12 @@ pub async fn submit(
         .check()
         .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.code(), error.to_string()))?;
 
-    // Waiting starts before the look at the store, so an outcome recorded in between is not missed.
     // The whole request keeps to its timeout: the store and the bus may hang (a frozen disk, a
     // broker that does not answer).
-    let limit = wait.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).min(MAX_WAIT);
+    let limit = wait.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis).clamp(MIN_WAIT, MAX_WAIT);
     let deadline = tokio::time::Instant::now() + limit;
     let submitted = std::time::Instant::now();
+    // Waiting starts before the look at the store, so an outcome recorded in between is not missed.
     let waiter =
         Waiter { outcomes: &backend.outcomes, id: &id, receiver: wait.wait.then(|| backend.outcomes.register(&id)) };
     if let Some(digest) = &digest
