@@ -33,7 +33,12 @@ const LOOK_BACK: chrono::Duration = chrono::Duration::hours(1);
 
 pub struct Tail {
     metrics: Arc<super::metrics::Metrics>,
+    /// The group of the topics followed from the start; each batch of topics found later gets
+    /// a group of its own (this one with `.1`, `.2`, ...), because a group's members are dealt the
+    /// same partitions and each batch subscribes to other topics.
     group: GroupId,
+    /// Batches of topics followed since the start.
+    batches: std::sync::atomic::AtomicU32,
     recent: Mutex<HashMap<TopicName, VecDeque<Arc<Message>>>>,
     live: broadcast::Sender<Arc<Message>>,
     closed: watch::Sender<bool>,
@@ -49,7 +54,14 @@ impl Tail {
     ) -> Result<Arc<Self>, eventbus::BusError> {
         let (live, _) = broadcast::channel(4096);
         let group = GroupId::new(format!("{GROUP}.{instance}"))?;
-        let tail = Arc::new(Self { metrics, group, recent: Mutex::default(), live, closed: watch::channel(false).0 });
+        let tail = Arc::new(Self {
+            metrics,
+            group,
+            batches: std::sync::atomic::AtomicU32::new(0),
+            recent: Mutex::default(),
+            live,
+            closed: watch::channel(false).0,
+        });
         let mut followed = HashSet::new();
         tail.follow_new(&*bus, &mut followed, StartPosition::Timestamp(Utc::now() - LOOK_BACK)).await?;
         let (watcher, mut closed) = (Arc::clone(&tail), tail.closed.subscribe());
@@ -78,8 +90,11 @@ impl Tail {
             bus.list_topics().await?.into_iter().map(|t| t.name).filter(|name| !followed.contains(name)).collect();
         let mut topics = new.iter().cloned();
         let Some(first) = topics.next() else { return Ok(()) };
-        let subscription =
-            topics.fold(Subscription::new(first, self.group.clone()), Subscription::and_topic).from(start);
+        let group = match self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+            0 => self.group.clone(),
+            batch => GroupId::new(format!("{}.{batch}", self.group))?,
+        };
+        let subscription = topics.fold(Subscription::new(first, group), Subscription::and_topic).from(start);
         let keeper = Arc::clone(self);
         bus.subscribe(
             subscription,
