@@ -87,9 +87,7 @@ fn three_processes_share_six_partitions_and_the_survivors_finish_the_work_of_one
 
     // When one is killed and 600 more arrive
     let (mut killed, killed_seen) = workers.remove(1);
-    let status = std::process::Command::new("kill").args(["-KILL", &killed.0.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    killed.0.wait().unwrap();
+    kill_9(&mut killed.0);
     let killed_at = Instant::now();
     publish(&env, 600..1200);
 

@@ -164,13 +164,6 @@ fn postgres() -> String {
     std::env::var("NEXUM_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
 }
 
-fn kill_9(instance: &mut Instance) {
-    let status =
-        std::process::Command::new("kill").args(["-KILL", &instance.serve.0.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    instance.serve.0.wait().unwrap();
-}
-
 /// Which roles `instance` says it holds.
 fn holds_relay(instance: &Instance) -> bool {
     let Some((_, body)) = http(&instance.address, "GET", "/ready", None, None) else { return false };
@@ -257,7 +250,7 @@ fn run(runtime: &tokio::runtime::Runtime, deployment: impl FnOnce(&str) -> Deplo
         }
     };
     let mut victim_instance = instances.remove(index);
-    kill_9(&mut victim_instance);
+    kill_9(&mut victim_instance.serve.0);
     let killed_at = Instant::now();
     let before_kill = deployment.effects(runtime).len();
     sent.extend(deployment.publish_deposits(&run, BATCH, BATCH * 2));

@@ -161,9 +161,7 @@ fn after_a_kill_9_a_restarted_serve_handles_commands_without_waiting_out_the_dea
     assert_eq!(status, 200, "{body}");
 
     // When it is killed with SIGKILL, holding every partition of its groups, and started again
-    let kill = std::process::Command::new("kill").args(["-KILL", &serve.0.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    serve.0.wait().unwrap();
+    kill_9(&mut serve.0);
     let (mut serve, _log, address) = start();
 
     // Then a command is carried out well within the minute the dead process's leases would last
@@ -304,9 +302,7 @@ fn commands_acknowledged_before_a_kill_9_have_exactly_one_effect_after_the_resta
         assert!(started.elapsed() < Duration::from_secs(60), "the clients did not get 300 commands in");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let kill = std::process::Command::new("kill").args(["-KILL", &serve.0.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    serve.0.wait().unwrap();
+    kill_9(&mut serve.0);
     for client in clients {
         client.join().unwrap();
     }

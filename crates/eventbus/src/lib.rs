@@ -27,7 +27,7 @@ pub mod liveness;
 mod local;
 pub mod money;
 mod partitioner;
-mod private;
+pub mod private;
 mod runtime;
 pub mod topics;
 

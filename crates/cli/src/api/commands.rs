@@ -139,9 +139,13 @@ pub async fn submit(
         .find_map(|field| data.get(*field).and_then(Value::as_str))
         .unwrap_or(id.as_str())
         .to_owned();
-    let event = EventSchema::new(event_type, entity_type, key.clone(), data)
+    let mut event = EventSchema::new(event_type, entity_type, key.clone(), data)
         .with_id(id.as_str().parse::<EventId>().expect("a command id is an event id"))
         .with_metadata("correlation_id", correlation);
+    if let Some(digest) = &digest {
+        // The handler keeps it in the audit record, where a later retry compares it.
+        event = event.with_metadata(nexum::bank::COMMAND_DIGEST, digest.as_str());
+    }
     let topic = topic.name();
     let command = nexum::commands::parse(&topic, &event)
         .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
@@ -216,15 +220,19 @@ struct Waiter<'a> {
 impl Waiter<'_> {
     /// The audit record of the command, if it comes within `limit`.
     async fn outcome(mut self, limit: Duration) -> Option<EventSchema> {
-        let receiver = self.receiver.take()?;
+        // The receiver stays in the waiter, so that dropping it forgets the wait.
+        let receiver = self.receiver.as_mut()?;
         tokio::time::timeout(limit, receiver).await.ok()?.ok()
     }
 }
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        drop(self.receiver.take());
-        self.outcomes.forget(self.id);
+        // Only a request that waited has anything to forget: no lock for the others.
+        if let Some(receiver) = self.receiver.take() {
+            drop(receiver);
+            self.outcomes.forget(self.id);
+        }
     }
 }
 

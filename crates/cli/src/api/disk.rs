@@ -65,17 +65,6 @@ impl Disk {
     }
 }
 
-/// Creates the data directory, the owner's alone (`0700`).
-pub fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", dir.display()))
-}
-
 fn probe(dir: &std::path::Path) -> Result<(), String> {
     let stats = rustix::fs::statvfs(dir).map_err(|error| format!("cannot read {}: {error}", dir.display()))?;
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);

@@ -99,7 +99,9 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// empty, and leave here as `{"error": {...}}` with their status and headers kept. Also refuses
 /// a request target longer than [`MAX_URI_BYTES`] with a 414.
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    if request.uri().to_string().len() > MAX_URI_BYTES {
+    let uri = request.uri();
+    let target = uri.path().len() + uri.query().map_or(0, |query| query.len() + 1);
+    if target > MAX_URI_BYTES {
         return ApiError::new(
             StatusCode::URI_TOO_LONG,
             "uri_too_long",

@@ -61,7 +61,8 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     );
     // A disk that cannot take writes fails the start at once, with the reason, instead of
     // failing at whichever first write comes first.
-    crate::api::disk::private_data_dir(&config.data_dir)?;
+    eventbus::private::dir(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     if let Err(problem) = crate::api::disk::Disk::new(config.data_dir.clone()).check().await {
         anyhow::bail!("cannot start: {problem}; free space or repair the disk, then start again");
     }

@@ -141,6 +141,12 @@ pub fn http(address: &str, method: &str, path: &str, token: Option<&str>, body: 
     Some((status, body))
 }
 
+/// Kills `child` with SIGKILL, as `kill -9` does, and reaps it.
+pub fn kill_9(child: &mut std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Sends SIGTERM to `child`, as a service manager would.
 pub fn terminate(child: &std::process::Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -209,9 +209,9 @@ pub struct Ctx {
     /// once: the commit that records it also creates the stream `command-<id>`, so a second
     /// commit for the same command fails with [`BankError::DuplicateCommand`].
     pub command: Option<CommandId>,
-    /// The fingerprint of the command's body ([`crate::commands::digest`]), kept in the
-    /// metadata of its audit record as `command_digest`: a retry under the same idempotency key
-    /// with another body can be told apart.
+    /// The fingerprint of the command's body ([`crate::commands::digest`]) as its sender gave
+    /// it, kept in the metadata of its audit record as `command_digest`: a retry under the same
+    /// idempotency key with another body can be told apart.
     pub command_digest: Option<String>,
 }
 

@@ -329,7 +329,9 @@ pub struct Envelope {
     pub correlation_id: Option<String>,
     /// The `user_id` of its metadata: who sent it; the bank's audit records name them.
     pub user_id: Option<String>,
-    /// The fingerprint of its `data` ([`digest`]); `None` for a command that could not be read.
+    /// The fingerprint of its `data` ([`digest`]) that its sender put in its metadata
+    /// (`command_digest`, as the HTTP API does for a command with an Idempotency-Key); the
+    /// handler hashes nothing itself.
     pub digest: Option<String>,
     /// Its `event_id` as sent, when that is not a usable command id: the events that answer it
     /// name this as their `causation_id`, so that the sender can match them.
@@ -352,7 +354,7 @@ impl Envelope {
             action: text(event.data.get("action")),
             correlation_id: text(event.metadata.get("correlation_id")),
             user_id: text(event.metadata.get("user_id")),
-            digest: Some(digest(event.data.as_map())),
+            digest: text(event.metadata.get(crate::bank::COMMAND_DIGEST)),
             unusable_id,
         }
     }
@@ -429,19 +431,20 @@ fn without_values(message: &str) -> String {
 /// object's keys sorted, in hex. Bodies that differ only in key order or white space have the
 /// same fingerprint; any other difference changes it.
 pub fn digest(data: &serde_json::Map<String, Value>) -> String {
-    fn sorted(value: &Value) -> Value {
+    fn sorted(map: &serde_json::Map<String, Value>) -> Value {
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        Value::Object(keys.into_iter().map(|key| (key.clone(), sorted_value(&map[key]))).collect())
+    }
+    fn sorted_value(value: &Value) -> Value {
         match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&map[k]))).collect())
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            Value::Object(map) => sorted(map),
+            Value::Array(items) => Value::Array(items.iter().map(sorted_value).collect()),
             other => other.clone(),
         }
     }
     use sha2::Digest;
-    let text = sorted(&Value::Object(data.clone())).to_string();
+    let text = sorted(data).to_string();
     sha2::Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 

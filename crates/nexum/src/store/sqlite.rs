@@ -172,8 +172,7 @@ impl SqliteStore {
         let writer = open_connection(path, sync)?;
         // The store holds personal data: its file (and SQLite's -wal and -shm, which take its
         // mode) is the owner's alone.
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
+        eventbus::private::file(path).map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
         writer.execute_batch(SCHEMA)?;
         let reader = open_connection(path, sync)?;
         let (sender, receiver) = mpsc::channel();

@@ -108,7 +108,7 @@ impl<T: Send + 'static> Log<T> {
     /// deletes what the broker acknowledged, and starts the writer. Returns the log and the
     /// first offset the broker has not acknowledged. Blocking.
     pub(super) fn open(dir: &Path, on_written: OnWritten<T>) -> Result<(Self, u64), OutboxError> {
-        crate::private::private_dir(dir).map_err(OutboxError::io(dir))?;
+        crate::private::dir(dir).map_err(OutboxError::io(dir))?;
         let lock = lock(dir)?;
         let cursor = read_cursor(dir)?;
         let mut segments = segments(dir)?;

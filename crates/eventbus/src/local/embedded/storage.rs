@@ -47,11 +47,11 @@ struct Shared {
 impl EmbeddedStorage {
     /// Opens or creates the store, checks its format, and starts the writer thread.
     pub fn open(config: EmbeddedConfig) -> Result<Self, EmbeddedError> {
-        crate::private::private_dir(&config.data_dir)
+        crate::private::dir(&config.data_dir)
             .map_err(|source| EmbeddedError::Io { path: config.data_dir.clone(), source })?;
         let path = config.db_path();
         let mut conn = sql::connect(&config, &path)?;
-        crate::private::private_file(&path).map_err(|source| EmbeddedError::Io { path: path.clone(), source })?;
+        crate::private::file(&path).map_err(|source| EmbeddedError::Io { path: path.clone(), source })?;
         schema::migrate(&mut conn).map_err(|error| match error {
             schema::MigrateError::Sqlite(error) => EmbeddedError::classify(&path, error),
             schema::MigrateError::Format { found } => {
