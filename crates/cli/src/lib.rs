@@ -64,7 +64,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             say!("error: {error:#}");
-            ExitCode::FAILURE
+            match error.downcast_ref::<commands::Queued>() {
+                Some(_) => ExitCode::from(commands::Queued::EXIT_CODE),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

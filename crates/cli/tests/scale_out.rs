@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const TOKEN: &str = "scale-out-token";
-const DEFAULT_POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 const ACCOUNTS: [&str; 4] = ["acc_so1", "acc_so2", "acc_so3", "acc_so4"];
 /// Deposits of 1.00 per batch; three batches per run.
 const BATCH: usize = 300;
@@ -100,21 +99,8 @@ impl Deployment {
     /// How many `transaction_posted` events the store holds for each command.
     fn effects(&self, runtime: &tokio::runtime::Runtime) -> HashMap<String, u64> {
         match self {
-            Self::Kafka { schema, .. } => postgres_effects(runtime, schema),
-            Self::Embedded { env } => {
-                let store = rusqlite::Connection::open(env.dir.path().join("data").join("nexum-events.db")).unwrap();
-                let mut query = store
-                    .prepare(
-                        "SELECT json_extract(payload, '$.metadata.causation_id'), count(*) FROM events
-                         WHERE topic = 'nexum.transactions.posted' GROUP BY 1",
-                    )
-                    .unwrap();
-                query
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect()
-            }
+            Self::Kafka { schema, .. } => posted_in_postgres(runtime, schema),
+            Self::Embedded { env } => posted_in_sqlite(&env.dir.path().join("data")),
         }
     }
 
@@ -134,13 +120,7 @@ impl Deployment {
 
     fn finish(self, runtime: &tokio::runtime::Runtime) {
         if let Self::Kafka { schema, .. } = self {
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&postgres(), tokio_postgres::NoTls).await.unwrap();
-                let connection = tokio::spawn(connection);
-                client.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
-                drop(client);
-                let _ = connection.await;
-            });
+            drop_schema(runtime, &schema);
         }
     }
 }
@@ -160,46 +140,11 @@ fn start_instance(name: &str, cmd: &mut std::process::Command, args: &[&str], ow
     Instance { name: name.to_owned(), serve, address, log: lines, _env: own }
 }
 
-fn postgres() -> String {
-    std::env::var("NEXUM_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
-}
-
 /// Which roles `instance` says it holds.
 fn holds_relay(instance: &Instance) -> bool {
     let Some((_, body)) = http(&instance.address, "GET", "/ready", None, None) else { return false };
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     ready["roles"]["outbox-relay"] == true
-}
-
-/// How many `transaction_posted` events the PostgreSQL schema holds for each command.
-fn postgres_effects(runtime: &tokio::runtime::Runtime, schema: &str) -> HashMap<String, u64> {
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&postgres(), tokio_postgres::NoTls).await.unwrap();
-        let connection = tokio::spawn(connection);
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT convert_from(payload, 'UTF8')::json->'metadata'->>'causation_id', count(*)
-                     FROM \"{schema}\".events WHERE topic = 'nexum.transactions.posted' GROUP BY 1"
-                ),
-                &[],
-            )
-            .await
-            .unwrap();
-        drop(client);
-        let _ = connection.await;
-        rows.iter().filter_map(|row| Some((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1) as u64))).collect()
-    })
-}
-
-fn balance_cents(instance: &Instance, account: &str) -> Option<u64> {
-    let (status, body) = http(&instance.address, "GET", &format!("/accounts/{account}"), Some(TOKEN), None)?;
-    if status != 200 {
-        return None;
-    }
-    let view: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let (units, hundredths) = view["balance"].as_str()?.split_once('.')?;
-    Some(units.parse::<u64>().ok()? * 100 + hundredths.parse::<u64>().ok()?)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -292,7 +237,7 @@ fn run(runtime: &tokio::runtime::Runtime, deployment: impl FnOnce(&str) -> Deplo
     let started = Instant::now();
     loop {
         let reads: Vec<Vec<Option<u64>>> =
-            instances.iter().map(|i| ACCOUNTS.iter().map(|a| balance_cents(i, a)).collect()).collect();
+            instances.iter().map(|i| ACCOUNTS.iter().map(|a| balance_cents(&i.address, TOKEN, a)).collect()).collect();
         let totals: Vec<u64> = reads.iter().map(|read| read.iter().map(|c| c.unwrap_or(0)).sum()).collect();
         if reads.windows(2).all(|w| w[0] == w[1]) && totals.iter().all(|t| *t == sent.len() as u64 * 100) {
             break;

@@ -592,6 +592,11 @@ pub trait EventBus: Send + Sync {
     /// Kafka, the outbox backlog.
     async fn status(&self) -> Result<BusStatus, BusError>;
 
+    /// Events published here that wait in a local outbox for the broker: durable, not yet
+    /// published. `None` where there is no outbox. Answers while the broker is down, and after
+    /// a stop (what is left then goes out at the next start on the same outbox).
+    async fn outbox_backlog(&self) -> Result<Option<u64>, BusError>;
+
     /// Creates a topic of `partitions` partitions (1 to 10,000) and its dead-letter topic.
     /// [`BusError::TopicExists`] if the topic is there already.
     async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError>;

@@ -1,21 +1,25 @@
-//! Bearer-token authentication: no token is a JSON 401, a wrong one a JSON 403.
+//! Bearer-token authentication: no token is a JSON 401 with `WWW-Authenticate: Bearer` (RFC
+//! 6750), a wrong one a JSON 403.
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, ApiState};
 
 pub async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Result<Response, ApiError> {
     let given = request.headers().get(AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(bearer_token);
     let Some(given) = given else {
-        return Err(ApiError::new(
+        let mut refusal = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "this endpoint needs `Authorization: Bearer <token>`",
-        ));
+        )
+        .into_response();
+        refusal.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"eventbus\""));
+        return Ok(refusal);
     };
     match &state.0.config.token {
         Some(token) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(next.run(request).await),

@@ -104,8 +104,12 @@ pub async fn run(config: &Config, args: Produce) -> anyhow::Result<()> {
     bar.set_message(topic.to_string());
     let sent = simulator.publish(bus.as_ref(), args.count, args.rate, &bar, shutdown_signal()).await;
     bar.finish_and_clear();
-    bus.stop().await?;
-    let sent = sent?;
-    say!("Published {sent} event(s) to {topic} (seed {seed})");
-    Ok(())
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(error) => {
+            bus.stop().await?;
+            return Err(error);
+        }
+    };
+    super::stop_and_report(bus.as_ref(), sent, &topic, &format!(" (seed {seed})")).await
 }

@@ -50,8 +50,7 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
     publisher.rejected.extend(reader.await.context("the stdin reader failed")?);
     publisher.rejected.sort_unstable();
     let (published, rejected, topic) = (publisher.published, publisher.rejected, publisher.topic);
-    bus.stop().await?;
-    say!("Published {published} event(s) to {topic}");
+    super::stop_and_report(bus.as_ref(), published, &topic, "").await?;
     if !rejected.is_empty() {
         bail!("{} line(s) rejected: {rejected:?}; every other line was published", rejected.len());
     }

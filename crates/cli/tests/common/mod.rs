@@ -152,3 +152,66 @@ pub fn terminate(child: &std::process::Child) {
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
+
+const DEFAULT_POSTGRES: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+/// The PostgreSQL server of the tests (`NEXUM_TEST_POSTGRES`, as `scripts/test.sh` sets it).
+pub fn postgres() -> String {
+    std::env::var("NEXUM_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
+}
+
+/// How many `transaction_posted` events the SQLite event store of `data_dir` holds for each
+/// command (by the command id they were caused by).
+pub fn posted_in_sqlite(data_dir: &std::path::Path) -> std::collections::HashMap<String, u64> {
+    let store = rusqlite::Connection::open(data_dir.join("nexum-events.db")).unwrap();
+    let mut query = store
+        .prepare(
+            "SELECT json_extract(payload, '$.metadata.causation_id'), count(*) FROM events
+             WHERE topic = 'nexum.transactions.posted' GROUP BY 1",
+        )
+        .unwrap();
+    query.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// The same from the PostgreSQL event store in `schema`.
+pub fn posted_in_postgres(runtime: &tokio::runtime::Runtime, schema: &str) -> std::collections::HashMap<String, u64> {
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres(), tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT convert_from(payload, 'UTF8')::json->'metadata'->>'causation_id', count(*)
+                     FROM \"{schema}\".events WHERE topic = 'nexum.transactions.posted' GROUP BY 1"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = connection.await;
+        rows.iter().filter_map(|row| Some((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1) as u64))).collect()
+    })
+}
+
+/// Drops a PostgreSQL schema a test made.
+pub fn drop_schema(runtime: &tokio::runtime::Runtime, schema: &str) {
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres(), tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await.unwrap();
+        drop(client);
+        let _ = connection.await;
+    });
+}
+
+/// An account's balance in cents, as `serve` at `address` answers it; `None` if it does not.
+pub fn balance_cents(address: &str, token: &str, account: &str) -> Option<u64> {
+    let (status, body) = http(address, "GET", &format!("/accounts/{account}"), Some(token), None)?;
+    if status != 200 {
+        return None;
+    }
+    let view: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let (units, hundredths) = view["balance"].as_str()?.split_once('.')?;
+    Some(units.parse::<u64>().ok()? * 100 + hundredths.parse::<u64>().ok()?)
+}

@@ -63,11 +63,6 @@ impl Bus<Kafka> {
     pub fn outbox_in_use(dir: &std::path::Path) -> bool {
         outbox::in_use(dir)
     }
-
-    /// Events waiting in the local outbox for the broker; answers while the broker is down.
-    pub async fn outbox_backlog(&self) -> Result<u64, BusError> {
-        Ok(self.inner().outbox_backlog().await?.unwrap_or(0))
-    }
 }
 
 /// The Kafka backend: a producer, an admin client, a metadata client and, if configured, the

@@ -353,6 +353,10 @@ impl<B: Backend> EventBus for Bus<B> {
         Ok(BusStatus::of(self.backend(), self.is_running(), &topics, backlog))
     }
 
+    async fn outbox_backlog(&self) -> Result<Option<u64>, BusError> {
+        self.shared.backend.outbox_backlog().await
+    }
+
     async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
         check_partitions(partitions)?;
         self.shared.backend.create_topic(name, partitions).await?;

@@ -410,11 +410,14 @@ fn fields<T: for<'de> Deserialize<'de>>(data: &Value, actions: &'static str) -> 
 }
 
 /// serde names the value of a field it refuses (`invalid type: string "jane@…", expected u32`,
-/// `unknown variant `jane@…``), and the value may be personal data that must not reach a log
-/// or a dead letter: keep what was wrong, drop the value.
+/// `invalid type: integer `447946…``, `unknown variant `jane@…``), and the value may be
+/// personal data (a phone number sent as a number) that must not reach a log or a dead letter:
+/// keep what was wrong, drop the value.
 fn without_values(message: &str) -> String {
     let mut out = message.to_owned();
-    for (mark, close) in [("string \"", '"'), ("variant `", '`')] {
+    let marks =
+        [("string \"", '"'), ("variant `", '`'), ("integer `", '`'), ("floating point `", '`'), ("character `", '`')];
+    for (mark, close) in marks {
         let (mut kept, mut rest) = (String::with_capacity(out.len()), out.as_str());
         while let Some(at) = rest.find(mark) {
             kept.push_str(&rest[..at + mark.len() - 2]);
@@ -559,6 +562,14 @@ mod tests {
         assert_eq!(
             without_values(r#"invalid type: string "x@y.z", expected u32"#),
             "invalid type: string, expected u32"
+        );
+        assert_eq!(
+            without_values("invalid type: integer `442079460958`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_values("invalid value: floating point `1.5`, expected u32 at line 1"),
+            "invalid value: floating point, expected u32 at line 1"
         );
     }
 
