@@ -115,7 +115,9 @@ pub enum Command {
         /// This instance's name among the instances sharing the event store and the bus: it
         /// names the consumer groups it reads everything in (projections, the API's tail) and
         /// the roles it holds. Unique per instance, and stable across restarts on Kafka, so that
-        /// its groups are reused [default: the host's name and the process id].
+        /// its groups are reused; there it is also the static membership id of its consumers
+        /// (KIP-345), so that a restarted instance takes its partitions back at once
+        /// [default: the host's name and the process id].
         #[arg(long, env = "EVENTBUS_INSTANCE", value_parser = parse_instance)]
         instance: Option<String>,
         /// Milliseconds a role held by one instance at a time (the outbox relay, the collections

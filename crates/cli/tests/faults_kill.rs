@@ -60,7 +60,10 @@ impl Target {
                 let config = env.dir.path().join("kafka.toml");
                 std::fs::write(&config, "[kafka]\nrequest_timeout_ms = 5000\n").unwrap();
                 let flags = ["--bus", "kafka", "--brokers", brokers, "--config", config.to_str().unwrap()];
-                let args = ["--no-loan-offers", "--postgres", &postgres(), "--postgres-schema", schema];
+                // (Named, it is a static member of its groups: restarted, it takes its
+                // partitions back without waiting for its old session to end.)
+                let args =
+                    ["--no-loan-offers", "--instance", "r2", "--postgres", &postgres(), "--postgres-schema", schema];
                 (env.cmd(&flags), args.map(str::to_owned).to_vec())
             }
         };

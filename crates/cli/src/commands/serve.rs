@@ -48,6 +48,13 @@ pub struct Options {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
+    // A named instance is a static member of its Kafka groups: restarted, it takes its
+    // partitions back at once.
+    let mut config = config.clone();
+    if let Some(instance) = &options.instance {
+        config.kafka.group_instance_id.get_or_insert_with(|| instance.clone());
+    }
+    let config = &config;
     anyhow::ensure!(
         (1..=86_400).contains(&options.collections_tick_secs),
         "--collections-tick-secs must be 1 to 86400"

@@ -66,6 +66,13 @@ pub struct KafkaConfig {
     /// instead of failing the caller. Unset, publishing goes straight to the broker. The CLI sets
     /// it to `<data_dir>/kafka-outbox`.
     pub outbox_dir: Option<PathBuf>,
+    /// Static group membership (KIP-345): the consumers that join a group set
+    /// `group.instance.id` to this, a dot and the group's name. A process restarted with the
+    /// same id takes its partitions back at once instead of waiting for its old session to
+    /// time out (and a broker that never times it out, such as tansu 0.6, is not stuck). Unique
+    /// per process and stable across its restarts; `serve` sets it to `--instance` when that is
+    /// given. Unset, membership is dynamic.
+    pub group_instance_id: Option<String>,
     /// Any other librdkafka property, passed through as it is and applied last.
     pub properties: BTreeMap<String, String>,
 }
@@ -90,6 +97,7 @@ impl Default for KafkaConfig {
             ssl_key_location: None,
             ssl_key_password: None,
             outbox_dir: None,
+            group_instance_id: None,
             properties: BTreeMap::new(),
         }
     }

@@ -83,11 +83,11 @@ fn connect(
     subscription: &Subscription,
 ) -> Result<(Arc<KafkaConsumer>, mpsc::Receiver<Rebalanced>), BusError> {
     let (rebalances, events) = mpsc::channel(REBALANCE_QUEUE);
-    let consumer: KafkaConsumer = kafka
-        .config
-        .consumer(subscription.group.as_str())
-        .create_with_context(Context { rebalances })
-        .map_err(KafkaError::Client)?;
+    let mut config = kafka.config.consumer(subscription.group.as_str());
+    if let Some(instance) = &kafka.config.group_instance_id {
+        config.set("group.instance.id", format!("{instance}.{}", subscription.group));
+    }
+    let consumer: KafkaConsumer = config.create_with_context(Context { rebalances }).map_err(KafkaError::Client)?;
     let topics: Vec<&str> = subscription.topics.iter().map(TopicName::as_str).collect();
     consumer.subscribe(&topics).map_err(KafkaError::Client)?;
     Ok((Arc::new(consumer), events))
