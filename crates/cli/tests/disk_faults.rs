@@ -88,22 +88,25 @@ fn a_frozen_disk_gets_fast_clear_answers_and_the_service_recovers_when_it_thaws(
     // Then it is answered within the timeout and a little, not left hanging, and not as done
     assert!(waited < Duration::from_secs(8), "answered after {waited:?}: {answer}");
     assert!(answer.starts_with("HTTP/1.1 503") || answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let answer_status = answer[9..12].to_owned();
 
     // and readiness says the disk is frozen
     let started = Instant::now();
     let (status, body) = http(&address, "GET", "/ready", None, None).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(8));
+    let ready_answered = started.elapsed();
+    assert!(ready_answered < Duration::from_secs(8));
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("frozen") || body.contains("did not answer"), "{body}");
 
     // When the disk thaws, then the service is ready again by itself, the retry under the same
     // key gets the outcome, and the money moved once
     disk.freeze(false);
-    let started = Instant::now();
+    let thawed = Instant::now();
     while http(&address, "GET", "/ready", None, None).is_none_or(|(status, _)| status != 200) {
-        assert!(started.elapsed() < Duration::from_secs(30), "not ready again after the thaw");
+        assert!(thawed.elapsed() < Duration::from_secs(30), "not ready again after the thaw");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let recovered = thawed.elapsed();
     let answer = keyed(20_000);
     assert!(answer.starts_with("HTTP/1.1 200") && answer.contains(r#""status":"accepted""#), "{answer}");
     let started = Instant::now();
@@ -113,4 +116,12 @@ fn a_frozen_disk_gets_fast_clear_answers_and_the_service_recovers_when_it_thaws(
     }
     terminate(&serve.0);
     assert!(serve.0.wait().unwrap().success());
+    eprintln!(
+        "fault-suite: disk | frozen disk (fsfreeze on an ext4 loop device) under a keyed command | answered {} in {} ms \
+         (timeout_ms 3000), /ready 503 naming it in {} ms; ready again {} ms after the thaw, the retry moved the money once |",
+        answer_status,
+        waited.as_millis(),
+        ready_answered.as_millis(),
+        recovered.as_millis()
+    );
 }
