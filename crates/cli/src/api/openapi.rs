@@ -23,8 +23,27 @@ fn public(summary: &str, tag: &str, responses: &[(&str, &str)]) -> Value {
     operation
 }
 
-fn path_param(name: &str) -> Value {
-    json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}])
+/// `operation` whose answer `code` is text in `media_type` (a page, metrics, an event stream), not
+/// JSON.
+fn answers_in(mut operation: Value, code: &str, media_type: &str) -> Value {
+    operation["responses"][code]["content"] = json!({media_type: {"schema": {"type": "string"}}});
+    operation
+}
+
+/// An id in the path: what `nexum::ids` accepts from outside.
+fn id_param(name: &str, description: &str) -> Value {
+    json!([{"name": name, "in": "path", "required": true, "description": description,
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}}])
+}
+
+/// `?limit=`, 1 to `max`.
+fn limit_param(max: u64) -> Value {
+    json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": max}})
+}
+
+/// `?topic=`: topic names, comma-separated.
+fn topic_param(description: &str) -> Value {
+    json!({"name": "topic", "in": "query", "description": description, "schema": {"type": "string"}})
 }
 
 pub fn document() -> Value {
@@ -51,7 +70,8 @@ pub fn document() -> Value {
         ]),
     );
     commands["parameters"] = json!([
-        {"name": "kind", "in": "path", "required": true, "schema": {"enum": ["transactions", "customers", "loans"]}},
+        {"name": "kind", "in": "path", "required": true, "schema": {"enum": ["transactions", "customers", "loans"]},
+         "example": "transactions"},
         {"name": "wait", "in": "query", "schema": {"type": "boolean"}},
         {"name": "timeout_ms", "in": "query", "schema": {"type": "integer", "maximum": 30000}},
         {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
@@ -62,13 +82,15 @@ pub fn document() -> Value {
             "action": {"type": "string", "description": "deposit, withdraw, transfer (transactions); create, update, kyc, open_account (customers); originate, disburse, pay, ... (loans)"},
             "account_id": {"type": "string"},
             "amount": {"type": "string", "pattern": "^[0-9]{1,18}(\\.[0-9]{1,8})?$", "description": "a decimal as a string"},
-            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}}}}}});
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"}}},
+        "example": {"action": "deposit", "account_id": "acc_1", "amount": "100.50", "currency": "USD"}}}});
     let mut outcome = op(
         "The outcome of a command, from the event store",
         "commands",
         &with(vec![("200", "the outcome"), ("400", "invalid command id"), ("404", "unknown, or not carried out yet")]),
     );
-    outcome["parameters"] = path_param("kind");
+    // One path template for both methods: here the segment is a command id (`cmd_...`).
+    outcome["parameters"] = id_param("kind", "the command id, as POST answered it");
     let mut config = op(
         "Switch the bus at runtime: drain, switch, resume; written to the config file",
         "kafka",
@@ -76,6 +98,8 @@ pub fn document() -> Value {
             ("200", "switched"),
             ("400", "invalid request"),
             ("409", "cannot switch here, or the bus is not durable outside --dev"),
+            ("413", "body too large"),
+            ("415", "the body is not application/json"),
             ("502", "new bus unreachable; nothing changed"),
         ]),
     );
@@ -87,15 +111,43 @@ pub fn document() -> Value {
     let mut publish_test = op(
         "Publish a test event (dev mode only)",
         "kafka",
-        &with(vec![("201", "published"), ("400", "invalid event"), ("403", "not in dev mode")]),
+        &with(vec![
+            ("201", "published"),
+            ("400", "invalid event"),
+            ("403", "not in dev mode"),
+            ("413", "body too large"),
+            ("415", "the body is not application/json"),
+        ]),
     );
     publish_test["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
         "type": "object", "description": "an EventSchema: event_type, entity_type, entity_id, data"}}}});
     let read = |summary: &str, tag: &str, param: &str, missing: &'static str| {
         let mut operation = op(summary, tag, &with(vec![("200", "found"), ("400", "invalid id"), ("404", missing)]));
-        operation["parameters"] = path_param(param);
+        operation["parameters"] = id_param(param, "the id");
         operation
     };
+    let mut accounts =
+        op("Accounts with balances, by id", "read models", &with(vec![("200", "accounts"), ("400", "invalid limit")]));
+    accounts["parameters"] = json!([limit_param(1000)]);
+    let mut alerts =
+        op("Compliance alerts, newest first", "read models", &with(vec![("200", "alerts"), ("400", "invalid limit")]));
+    alerts["parameters"] = json!([limit_param(1000)]);
+    let mut recent = op(
+        "Recent events, newest first, on every backend",
+        "kafka",
+        &with(vec![("200", "events"), ("400", "invalid topic or limit"), ("404", "unknown topic")]),
+    );
+    recent["parameters"] = json!([topic_param("one topic; all if absent"), limit_param(500)]);
+    let mut stream = answers_in(
+        op(
+            "Live tail as Server-Sent Events; it does not end",
+            "kafka",
+            &with(vec![("200", "the events"), ("400", "invalid topic"), ("404", "unknown topic")]),
+        ),
+        "200",
+        "text/event-stream",
+    );
+    stream["parameters"] = json!([topic_param("topics, comma-separated; all if absent")]);
     json!({
         "openapi": "3.1.0",
         "info": {"title": "eventbus serve", "version": env!("CARGO_PKG_VERSION"),
@@ -111,24 +163,22 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/": {"get": public("The dashboard (HTML; its files under /assets/)", "dashboard", &[("200", "text/html")])},
+            "/": {"get": answers_in(public("The dashboard (its files under /assets/)", "dashboard", &[("200", "the page")]), "200", "text/html")},
             "/health": {"get": public("The process is alive", "meta", &[("200", "alive")])},
             "/ready": {"get": public("The bus runs, the event store answers and takes writes", "meta", &[("200", "ready"), ("503", "not ready")])},
             "/openapi.json": {"get": public("This document", "meta", &[("200", "the document")])},
             "/kafka/status": {"get": op("Bus status (the seed's shape)", "kafka", &with(vec![("200", "status")]))},
-            "/kafka/events": {"get": op("Recent events, newest first (?topic=&limit=1..500), on every backend", "kafka",
-                &with(vec![("200", "events"), ("400", "invalid topic or limit")]))},
+            "/kafka/events": {"get": recent},
             "/kafka/config": {"post": config},
-            "/events/stream": {"get": op("Live tail as Server-Sent Events (?topic=a,b)", "kafka", &with(vec![("200", "text/event-stream")]))},
-            "/metrics": {"get": public("Prometheus metrics (text format 0.0.4)", "meta", &[("200", "metrics")])},
-            "/accounts": {"get": op("Accounts with balances (?limit=1..1000)", "read models", &with(vec![("200", "accounts")]))},
+            "/events/stream": {"get": stream},
+            "/metrics": {"get": answers_in(public("Prometheus metrics (text format 0.0.4)", "meta", &[("200", "metrics")]), "200", "text/plain")},
+            "/accounts": {"get": accounts},
             "/kafka/publish-test": {"post": publish_test},
             "/commands/{kind}": {"post": commands, "get": outcome},
             "/accounts/{id}": {"get": read("An account: balance, status, latest statement", "read models", "id", "unknown account")},
             "/customers/{id}": {"get": read("A customer of the directory", "read models", "id", "unknown customer")},
             "/loans/{id}": {"get": read("A loan of the loan book", "read models", "id", "unknown loan")},
-            "/compliance/alerts": {"get": op("Compliance alerts, newest first (?limit=1..1000)", "read models",
-                &with(vec![("200", "alerts"), ("400", "invalid limit")]))},
+            "/compliance/alerts": {"get": alerts},
             "/topics": {"get": op("Topics with partitions and offsets", "bus", &with(vec![("200", "topics")]))},
             "/consumer-groups": {"get": op("The service's consumer groups with lag per partition", "bus", &with(vec![("200", "groups")]))}
         }
