@@ -12,7 +12,7 @@
 #                                          crates/eventbus/tests/kafka_outage.rs
 #   R2  kill -9 of serve under load        crates/cli/tests/faults_kill.rs
 #   R3  fuzzing and the API from OpenAPI   crates/eventbus/tests/fuzz.rs, crates/nexum/tests/fuzz.rs,
-#                                          crates/cli/tests/fuzz_config.rs, crates/cli/tests/openapi_fuzz.rs
+#                                          crates/cli/src/config/fuzz.rs, crates/cli/tests/openapi_fuzz.rs
 #   R4  soak                               crates/cli/tests/faults_soak.rs
 #   R5  tokens and personal data           crates/cli/tests/faults_exposure.rs
 #   disk faults (full, read-only, frozen)  crates/cli/tests/disk_faults.rs
@@ -32,28 +32,29 @@ out="${CARGO_TARGET_DIR:-target}/faults"
 mkdir -p "$out"
 log="$out/run.log"
 : >"$log"
+# Each part: a package and the cargo test target (and filter) that holds it.
 parts=(
-  "eventbus-cli faults_broker_cut"
-  "eventbus kafka_outage"
-  "eventbus-cli faults_kill"
-  "eventbus fuzz"
-  "nexum fuzz"
-  "eventbus-cli fuzz_config"
-  "eventbus-cli openapi_fuzz"
-  "eventbus-cli faults_soak"
-  "eventbus-cli faults_exposure"
-  "eventbus-cli disk_faults"
+  "eventbus-cli --test faults_broker_cut"
+  "eventbus --test kafka_outage --features kafka"
+  "eventbus-cli --test faults_kill"
+  "eventbus --test fuzz"
+  "nexum --test fuzz"
+  "eventbus-cli --lib config::fuzz"
+  "eventbus-cli --test openapi_fuzz"
+  "eventbus-cli --test faults_soak"
+  "eventbus-cli --test faults_exposure"
+  "eventbus-cli --test disk_faults"
 )
 started=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 status=0
 for part in "${parts[@]}"; do
-  read -r package target <<<"$part"
-  echo "==> $package --test $target ${profile[*]}" | tee -a "$log"
+  read -r package selection <<<"$part"
+  echo "==> cargo test -p $package $selection ${profile[*]}" | tee -a "$log"
   # One test at a time: the soak's memory and the kill test's timings are the service's alone.
-  if ! cargo test --locked "${profile[@]}" -p "$package" --test "$target" -- --nocapture --test-threads=1 \
-      >>"$log" 2>&1; then
-    echo "FAILED: $package --test $target (see $log)" | tee -a "$log"
+  # shellcheck disable=SC2086 # the selection is several words
+  if ! cargo test --locked "${profile[@]}" -p "$package" $selection -- --nocapture --test-threads=1 >>"$log" 2>&1; then
+    echo "FAILED: $package $selection (see $log)" | tee -a "$log"
     status=1
   fi
 done

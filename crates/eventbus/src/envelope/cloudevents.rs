@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::object::MAX_DEPTH;
 use super::schema::array_is_not_an_event;
 use super::{EnvelopeError, EventId, EventSchema, EventType, JsonObject};
 
@@ -135,6 +136,11 @@ impl CloudEvent {
             Some(Value::Object(map)) => map,
             Some(_) => return Err(invalid("data", "must be a JSON object")),
         };
+        // Binary mode's `data` is a whole message, which may nest one level more than fits in
+        // the event's own document.
+        if depth_of(&data) > MAX_DEPTH {
+            return Err(too_deep("data"));
+        }
         let mut event = EventSchema {
             event_id: Some(self.id.parse::<EventId>()?),
             event_type: self.ty.parse::<EventType>()?,
@@ -151,12 +157,15 @@ impl CloudEvent {
                 (ENTITY_TYPE, Value::String(v)) => event.entity_type = v,
                 (SCHEMA_VERSION, Value::String(v)) => event.version = Some(v),
                 (LEFTOVER_METADATA, Value::String(json)) => match serde_json::from_str(&json) {
+                    Ok(Value::Object(map)) if depth_of(&map) > MAX_DEPTH => return Err(too_deep(LEFTOVER_METADATA)),
                     Ok(Value::Object(map)) => event.metadata.extend(map),
                     _ => return Err(invalid(LEFTOVER_METADATA, "must be a JSON object in a string")),
                 },
                 (ENTITY_TYPE | SCHEMA_VERSION | LEFTOVER_METADATA, _) => {
                     return Err(invalid(&name, "must be a string"));
                 }
+                // In `metadata`, one level down from where it was.
+                (_, value) if depth(&value) >= MAX_DEPTH => return Err(too_deep(&name)),
                 (_, value) => {
                     event.metadata.insert(metadata_key(&name), value);
                 }
@@ -282,6 +291,24 @@ fn invalid(name: &str, reason: &str) -> EnvelopeError {
     EnvelopeError::InvalidAttribute { name: name.to_owned(), reason: reason.to_owned() }
 }
 
+fn too_deep(name: &str) -> EnvelopeError {
+    invalid(name, &format!("nested deeper than the {MAX_DEPTH} levels an event's data and metadata may take"))
+}
+
+/// How many levels of arrays and objects `value` opens: 0 for a scalar.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => depth_of(map),
+        _ => 0,
+    }
+}
+
+/// How many levels an object opens, itself counted.
+fn depth_of(map: &Map<String, Value>) -> usize {
+    1 + map.values().map(depth).max().unwrap_or(0)
+}
+
 fn is_scalar(value: &Value) -> bool {
     matches!(value, Value::String(_) | Value::Bool(_)) || value.as_i64().is_some()
 }
@@ -356,6 +383,36 @@ mod tests {
             // When its headers are built directly
             // Then they are those of the CloudEvent mapping, in the same order
             assert_eq!(binary_headers(&event).unwrap(), headers_of_the_cloud_event(&event), "event {n}");
+        }
+    }
+
+    #[test]
+    fn data_and_metadata_deeper_than_an_event_holds_are_refused_and_what_is_read_reads_back() {
+        // Regression (fault suite R3): a binary-mode value nested 127 levels became `data`, and
+        // the event's own flat JSON (128 levels) was then refused by `from_binary`.
+        let nested = |levels: usize| format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels));
+        let headers: Vec<Header> =
+            [("ce_specversion", SPEC_VERSION), ("ce_id", "1"), ("ce_source", "s"), ("ce_type", "t")]
+                .into_iter()
+                .map(|(name, value)| Header::new(name, value))
+                .collect();
+        // Given binary-mode values as deep as an event's data may be, and one level deeper
+        // When they are decoded
+        let event = from_binary(&headers, nested(MAX_DEPTH).as_bytes()).expect("as deep as an event holds");
+        let error = from_binary(&headers, nested(MAX_DEPTH + 1).as_bytes()).expect_err("one level more");
+        // Then the first is read, and its flat JSON reads back as the same event
+        assert_eq!(from_binary(&[], &event.to_json()).unwrap(), event);
+        // And the second is refused, naming `data`
+        assert!(error.to_string().contains("`data`: nested deeper than the 126 levels"), "{error}");
+        // And metadata, from an extension or from `nexummetadata`, is held to the same depth
+        let extension =
+            format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","deep":{}}}"#, nested(MAX_DEPTH));
+        let leftover = serde_json::to_string(&nested(MAX_DEPTH + 1)).unwrap();
+        let leftover =
+            format!(r#"{{"specversion":"1.0","id":"1","source":"s","type":"t","nexummetadata":{leftover}}}"#);
+        for (document, name) in [(extension, "deep"), (leftover, LEFTOVER_METADATA)] {
+            let error = from_binary(&[], document.as_bytes()).expect_err("metadata one level too deep");
+            assert!(error.to_string().contains(&format!("`{name}`: nested deeper")), "{error}");
         }
     }
 }

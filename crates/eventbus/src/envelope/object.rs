@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -161,7 +161,8 @@ impl<'de> Deserialize<'de> for JsonObject {
             let value: Value = serde_json::from_str(text).map_err(de::Error::custom)?;
             return Err(de::Error::invalid_type(unexpected(&value), &"a map"));
         }
-        serde_json::from_str::<Checked>(text).map_err(de::Error::custom)?;
+        let mut reader = serde_json::Deserializer::from_str(text);
+        CheckedVisitor(MAX_DEPTH).deserialize(&mut reader).and_then(|_| reader.end()).map_err(de::Error::custom)?;
         Ok(Self { raw: Some(Arc::from(raw)), map: OnceLock::new(), absent: false })
     }
 }
@@ -183,17 +184,35 @@ fn unexpected(value: &Value) -> de::Unexpected<'_> {
     }
 }
 
+/// The most levels an event's `data` or `metadata` may nest, the object itself counted: what
+/// still fits in an event document read whole. serde_json reads 127 levels, and the document
+/// around the object is one of them; an object checked alone could use all 127 and make an event
+/// whose own JSON no reader of the whole document accepts.
+pub(super) const MAX_DEPTH: usize = 126;
+
 /// A JSON value read through without being kept: it fails where reading it into a [`Value`]
-/// would (a number out of range), and allocates nothing.
+/// would (a number out of range) or where it would not fit in an event (deeper than
+/// [`MAX_DEPTH`]), and allocates nothing.
 struct Checked;
 
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(CheckedVisitor)
+/// Reads a [`Checked`] value that may still open `.0` levels of arrays and objects.
+#[derive(Clone, Copy)]
+struct CheckedVisitor(usize);
+
+impl CheckedVisitor {
+    /// The visitor of what a container holds, one level further down.
+    fn inside<E: de::Error>(self) -> Result<Self, E> {
+        self.0.checked_sub(1).map(Self).ok_or_else(|| E::custom(format_args!("nested deeper than {MAX_DEPTH} levels")))
     }
 }
 
-struct CheckedVisitor;
+impl<'de> DeserializeSeed<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
 
 impl<'de> Visitor<'de> for CheckedVisitor {
     type Value = Checked;
@@ -231,13 +250,15 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
+        let inside = self.inside()?;
+        while seq.next_element_seed(inside)?.is_some() {}
         Ok(Checked)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        let inside = self.inside()?;
         while map.next_key::<IgnoredAny>()?.is_some() {
-            map.next_value::<Checked>()?;
+            map.next_value_seed(inside)?;
         }
         Ok(Checked)
     }
@@ -274,6 +295,21 @@ mod tests {
         }
         let deep = format!("{}{}", "{\"a\":".repeat(200), "1".to_owned() + &"}".repeat(200));
         assert!(JsonObject::from_text(&deep).is_err(), "deeper than a map can be read");
+    }
+
+    #[test]
+    fn an_object_as_deep_as_fits_in_an_event_is_read_and_one_level_deeper_is_refused() {
+        // Regression (fault suite R3): an object checked alone could nest 127 levels, which is
+        // one more than fits in the event document around it, so the event's own JSON was refused
+        // by `from_binary`, which reads the whole document.
+        let nested = |levels: usize| format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels));
+        let fits = JsonObject::from_text(&nested(MAX_DEPTH)).expect("as deep as an event holds");
+        let event = format!(r#"{{"event_type":"t","data":{}}}"#, serde_json::to_string(&fits).unwrap());
+        assert!(serde_json::from_str::<Value>(&event).is_ok(), "the whole event is readable");
+        let error = JsonObject::from_text(&nested(MAX_DEPTH + 1)).expect_err("one level more").to_string();
+        assert!(error.contains("nested deeper than 126 levels"), "{error}");
+        let in_an_array = format!("{{\"a\":{}{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(JsonObject::from_text(&in_an_array).is_err(), "arrays count as levels too");
     }
 
     #[test]
