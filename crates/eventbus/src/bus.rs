@@ -588,6 +588,12 @@ pub trait EventBus: Send + Sync {
     /// Calls `handler` for every message of the subscribed topics, in order per partition.
     async fn subscribe(&self, subscription: Subscription, handler: Arc<dyn Handler>) -> Result<(), BusError>;
 
+    /// Whether this bus's consumers of `group` run and have joined the group since they
+    /// started: each was dealt its share of the partitions (perhaps none, when other members
+    /// hold them all), so records of the group are being handled. `None` if this bus has no
+    /// subscription in `group`. A readiness probe waits for it.
+    async fn joined(&self, group: &GroupId) -> Option<bool>;
+
     /// The state of the bus: its backend, whether it runs, the events retained per topic and, on
     /// Kafka, the outbox backlog.
     async fn status(&self) -> Result<BusStatus, BusError>;

@@ -35,6 +35,7 @@ conformance!(
     missing_event_id_and_timestamp_are_filled_in,
     a_dead_letter_of_a_message_near_the_size_limit_keeps_its_place_and_prefix,
     deleting_a_group_forgets_its_offsets,
+    a_group_reports_when_its_consumer_joined,
 );
 
 async fn running(backend: Backend, config: BusConfig) -> (Arc<dyn EventBus>, Option<tempfile::TempDir>) {
@@ -538,4 +539,27 @@ async fn deleting_a_group_forgets_its_offsets(backend: Backend) {
     bus.delete_group(&group).await.unwrap();
     // Then it has no committed offsets left
     assert!(bus.group_offsets(&group, &topic).await.unwrap().is_empty());
+}
+
+async fn a_group_reports_when_its_consumer_joined(backend: Backend) {
+    // Given a bus with no subscription in a group
+    let (bus, _dir) = open(backend, auto_create()).await;
+    let (topic, group) = (random_topic("joined"), random_group("joined"));
+    assert_eq!(bus.joined(&group).await, None, "no subscription: nothing to say");
+
+    // When a subscription of the group is registered on the stopped bus
+    let seen = Collector::default();
+    bus.subscribe(Subscription::new(topic.clone(), group.clone()), seen.handler()).await.unwrap();
+    // Then it has not joined
+    assert_eq!(bus.joined(&group).await, Some(false), "not running yet");
+
+    // When the bus starts, then its consumer joins the group, and a record published now is handled
+    bus.start().await.unwrap();
+    wait_until(|| async { bus.joined(&group).await == Some(true) }).await;
+    bus.publish(&topic, transaction("acc_1", 1), None).await.unwrap();
+    seen.wait_for(1).await;
+
+    // When the bus stops, then the group is no longer joined
+    bus.stop().await.unwrap();
+    assert_eq!(bus.joined(&group).await, Some(false));
 }

@@ -13,12 +13,16 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the bus runs, the event store answers, and the data directory's disk takes writes
-/// (not full, read-only or frozen; `problem` says which). Also says which of the roles that one
+/// Ready: the bus runs, the command handler has joined its consumer group (commands sent now
+/// are carried out), the event store answers, and the data directory's disk takes writes (not
+/// full, read-only or frozen; `problems` says which). Also says which of the roles that one
 /// instance holds at a time this one holds.
 pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
     let backend = state.backend();
     let bus = backend.bus.is_running();
+    let group = eventbus::GroupId::new(nexum::commands::GROUP).expect("a valid group name");
+    // (`None`: a service without a command handler of its own, as in some tests.)
+    let handling = backend.bus.joined(&group).await != Some(false);
     let store = tokio::time::timeout(super::disk::PROBE_TIMEOUT, backend.service.bank.store().outbox_len()).await;
     let store = match store {
         Ok(Ok(backlog)) => Ok(backlog),
@@ -37,6 +41,7 @@ pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
     }
     let problem = [
         (!bus).then(|| "the bus is not running".to_owned()),
+        (bus && !handling).then(|| format!("the command handler has not joined its consumer group `{group}` yet")),
         store.as_ref().err().cloned(),
         disk.as_ref().err().cloned(),
     ]
@@ -49,7 +54,7 @@ pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": {"bus_running": bus, "event_store": store.is_ok(), "outbox_backlog": store.ok(), "disk_writable": disk.is_ok()},
+        "checks": {"bus_running": bus, "handling_commands": bus && handling, "event_store": store.is_ok(), "outbox_backlog": store.ok(), "disk_writable": disk.is_ok()},
         "problems": problem,
         "instance": backend.service.instance,
         "roles": roles,

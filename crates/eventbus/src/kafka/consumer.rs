@@ -175,6 +175,7 @@ fn apply(
     match rebalanced {
         // Resumed from its commit when its first record comes.
         Rebalanced::Assigned(partitions) => {
+            dispatcher.joined();
             for place in partitions {
                 resumed.remove(&place);
             }

@@ -72,6 +72,7 @@ async fn run<S: Storage>(storage: Arc<S>, consumer: Consumer) {
                 continue;
             }
         };
+        dispatcher.joined();
         let mut renewed = Instant::now();
         if held.is_empty() {
             tracing::debug!(%group, "Other processes consume every partition for the group; standing by");

@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -119,12 +120,19 @@ pub struct Dispatcher {
     /// Records received and not finished.
     buffered: usize,
     hasher: foldhash::fast::FixedState,
+    /// Set once the consumer joined its group ([`Dispatcher::joined`]).
+    joined: Arc<AtomicBool>,
 }
 
 impl Dispatcher {
     /// A dispatcher that handles records with `processor`, at most `max_in_flight` at once, until
     /// `stop` turns true.
-    pub(crate) fn new(processor: Processor, stop: watch::Receiver<bool>, max_in_flight: usize) -> Self {
+    pub(crate) fn new(
+        processor: Processor,
+        stop: watch::Receiver<bool>,
+        max_in_flight: usize,
+        joined: Arc<AtomicBool>,
+    ) -> Self {
         let max_in_flight = max_in_flight.max(1);
         Self {
             processor: Arc::new(processor),
@@ -137,7 +145,14 @@ impl Dispatcher {
             tracks: HashMap::new(),
             buffered: 0,
             hasher: foldhash::fast::FixedState::default(),
+            joined,
         }
+    }
+
+    /// Says that the consumer joined its group: it was dealt its share of the partitions,
+    /// perhaps none. The bus reports it ([`EventBus::joined`](crate::EventBus::joined)).
+    pub(crate) fn joined(&self) {
+        self.joined.store(true, Ordering::Release);
     }
 
     /// The largest message the subscription takes.
@@ -360,7 +375,7 @@ mod tests {
             1 << 20,
         );
         let (_stop, stopped) = watch::channel(false);
-        let mut dispatcher = Dispatcher::new(processor, stopped, 1);
+        let mut dispatcher = Dispatcher::new(processor, stopped, 1, Arc::default());
         let topic = TopicName::new("work").unwrap();
         dispatcher.push(&topic, record(0, "a"));
         dispatcher.push(&topic, record(1, "b"));

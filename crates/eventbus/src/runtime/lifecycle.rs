@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::bus::{BusError, EventBus, Handler, StartPosition, Subscription};
+use crate::bus::{BusError, EventBus, GroupId, Handler, StartPosition, Subscription};
 
-/// Starts one consumer task for a subscription; it ends when the receiver turns true.
+/// Starts one consumer task for a subscription; it ends when the receiver turns true, and sets
+/// the flag once it has joined its group.
 pub(crate) type Spawn<'a> =
-    &'a (dyn Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>) -> JoinHandle<()> + Sync);
+    &'a (dyn Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>, Arc<AtomicBool>) -> JoinHandle<()> + Sync);
 
 pub(crate) struct Lifecycle {
     /// A lock-free copy of "running" for `is_running`; written only under `state`.
@@ -23,7 +24,15 @@ pub(crate) struct Lifecycle {
 struct State {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    subscriptions: Vec<(Subscription, Arc<dyn Handler>)>,
+    subscriptions: Vec<Registered>,
+}
+
+struct Registered {
+    subscription: Subscription,
+    handler: Arc<dyn Handler>,
+    /// Whether its consumer task, since it started, joined the group: it was dealt its share
+    /// of the partitions (perhaps none).
+    joined: Arc<AtomicBool>,
 }
 
 impl Lifecycle {
@@ -50,7 +59,10 @@ impl Lifecycle {
         let tasks: Vec<_> = state
             .subscriptions
             .iter()
-            .map(|(subscription, handler)| spawn(subscription.clone(), Arc::clone(handler), state.stop.subscribe()))
+            .map(|r| {
+                r.joined.store(false, Ordering::Release);
+                spawn(r.subscription.clone(), Arc::clone(&r.handler), state.stop.subscribe(), Arc::clone(&r.joined))
+            })
             .collect();
         state.tasks = tasks;
         self.running.store(true, Ordering::Release);
@@ -101,17 +113,28 @@ impl Lifecycle {
         spawn: Spawn<'_>,
     ) -> Result<(), BusError> {
         let mut state = self.state.lock().await;
-        for (existing, _) in &state.subscriptions {
+        for Registered { subscription: existing, .. } in &state.subscriptions {
             let overlap = existing.topics.iter().find(|t| subscription.topics.contains(t));
             if let (true, Some(topic)) = (existing.group == subscription.group, overlap) {
                 return Err(BusError::AlreadySubscribed { group: subscription.group.clone(), topic: topic.clone() });
             }
         }
+        let joined = Arc::new(AtomicBool::new(false));
         if self.is_running() {
-            let task = spawn(subscription.clone(), Arc::clone(&handler), state.stop.subscribe());
+            let task = spawn(subscription.clone(), Arc::clone(&handler), state.stop.subscribe(), Arc::clone(&joined));
             state.tasks.push(task);
         }
-        state.subscriptions.push((subscription, handler));
+        state.subscriptions.push(Registered { subscription, handler, joined });
         Ok(())
+    }
+
+    /// Whether every subscription of `group` in this bus runs and has joined the group; `None`
+    /// if the bus has no subscription in it.
+    pub(crate) async fn joined(&self, group: &GroupId) -> Option<bool> {
+        let state = self.state.lock().await;
+        let mut of_group = state.subscriptions.iter().filter(|r| &r.subscription.group == group).peekable();
+        of_group.peek()?;
+        let running = self.is_running();
+        Some(of_group.all(|r| running && r.joined.load(Ordering::Acquire)))
     }
 }

@@ -11,7 +11,7 @@
 //! - A dead letter goes to `<topic>.dlq`, which is created if it is missing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -75,14 +75,16 @@ impl<B: Backend> Bus<B> {
     }
 
     /// Starts one consumer task for a subscription on the backend.
-    fn spawner(&self) -> impl Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>) -> JoinHandle<()> + Sync {
+    fn spawner(
+        &self,
+    ) -> impl Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>, Arc<AtomicBool>) -> JoinHandle<()> + Sync {
         let shared = Arc::clone(&self.shared);
-        move |subscription, handler, stop| {
+        move |subscription, handler, stop, joined| {
             let sink = Arc::clone(&shared) as Arc<dyn DeadLetterSink>;
             let max = shared.config.max_message_bytes;
             let processor = Processor::new(subscription.group.clone(), subscription.retry, handler, sink, max);
             let in_flight = subscription.max_in_flight.unwrap_or(shared.config.max_in_flight);
-            let dispatcher = Dispatcher::new(processor, stop.clone(), in_flight);
+            let dispatcher = Dispatcher::new(processor, stop.clone(), in_flight, joined);
             Arc::clone(&shared.backend).spawn_consumer(Consumer { subscription, dispatcher, stop })
         }
     }
@@ -345,6 +347,10 @@ impl<B: Backend> EventBus for Bus<B> {
             self.shared.partition_count(topic).await?;
         }
         self.shared.lifecycle.subscribe(self, subscription, handler, &self.spawner()).await
+    }
+
+    async fn joined(&self, group: &GroupId) -> Option<bool> {
+        self.shared.lifecycle.joined(group).await
     }
 
     async fn status(&self) -> Result<BusStatus, BusError> {
