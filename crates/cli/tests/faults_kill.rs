@@ -39,10 +39,10 @@ fn full() -> bool {
 /// What one `serve` runs on, kept across its restarts.
 enum Target {
     /// One data directory: the embedded bus and the SQLite store.
-    Embedded { env: Env },
+    Embedded { env: Env, log: Arc<Mutex<Vec<String>>> },
     /// A broker of the test's own, a PostgreSQL schema of its own, and a data directory for the
     /// Kafka outbox.
-    Kafka { env: Env, _broker: faults::Broker, brokers: String, schema: String },
+    Kafka { env: Env, _broker: faults::Broker, brokers: String, schema: String, log: Arc<Mutex<Vec<String>>> },
 }
 
 impl Target {
@@ -55,10 +55,13 @@ impl Target {
 
     fn start(&self) -> (Running, String) {
         let (mut cmd, args) = match self {
-            Self::Embedded { env } => (env.cmd(&[]), vec!["--no-loan-offers".to_owned()]),
+            Self::Embedded { env, .. } => (env.cmd(&[]), vec!["--no-loan-offers".to_owned()]),
             Self::Kafka { env, brokers, schema, .. } => {
                 let config = env.dir.path().join("kafka.toml");
-                std::fs::write(&config, "[kafka]\nrequest_timeout_ms = 5000\n").unwrap();
+                // One record per producer batch: tansu 0.6 skips the rest of a batch when a
+                // consumer resumes from an offset inside it (scripts/tansu-midbatch-repro.py);
+                // Apache Kafka serves the whole batch and the client drops what precedes.
+                std::fs::write(&config, "[kafka]\nrequest_timeout_ms = 5000\nbatch_messages = 1\n").unwrap();
                 let flags = ["--bus", "kafka", "--brokers", brokers, "--config", config.to_str().unwrap()];
                 // (Named, it is a static member of its groups: restarted, it takes its
                 // partitions back without waiting for its old session to end.)
@@ -67,17 +70,56 @@ impl Target {
                 (env.cmd(&flags), args.map(str::to_owned).to_vec())
             }
         };
-        cmd.env("EVENTBUS_API_TOKEN", TOKEN);
+        cmd.env("EVENTBUS_API_TOKEN", TOKEN).env("EVENTBUS_LOG", "warn,eventbus::kafka::consumer=info");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (serve, log, address) = start_serve(&mut cmd, &args);
-        // Its log is read as it goes, so that the pipe never fills and stalls it.
-        std::thread::spawn(move || std::io::copy(&mut { log }, &mut std::io::sink()));
+        // Its log is read as it goes, so that the pipe never fills and stalls it; the last
+        // lines are kept for a failure's message.
+        let lines = Arc::clone(self.log());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::split(log, b'\n') {
+                let Ok(line) = line else { return };
+                let mut lines = lines.lock().unwrap();
+                if lines.len() == 200 {
+                    lines.remove(0);
+                }
+                lines.push(String::from_utf8_lossy(&line).into_owned());
+            }
+        });
         (serve, address)
+    }
+
+    /// Where the commands `ids` are on the broker, for a failure's message.
+    fn explain(&self, ids: &[&str]) -> String {
+        let Self::Kafka { brokers, .. } = self else { return self.last_logged() };
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/faults/find_events.py");
+        let output = std::process::Command::new("python3")
+            .args([script, brokers, "nexum.commands.transactions", "nexum-command-handler"])
+            .args(ids.iter().take(20))
+            .output()
+            .unwrap();
+        format!(
+            "on the broker: {}{}\nserve logged:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.last_logged()
+        )
+    }
+
+    /// The last lines `serve` logged, across its restarts.
+    fn log(&self) -> &Arc<Mutex<Vec<String>>> {
+        match self {
+            Self::Embedded { log, .. } | Self::Kafka { log, .. } => log,
+        }
+    }
+
+    fn last_logged(&self) -> String {
+        self.log().lock().unwrap().join("\n")
     }
 
     fn posted(&self, runtime: &tokio::runtime::Runtime) -> HashMap<String, u64> {
         match self {
-            Self::Embedded { env } => posted_in_sqlite(&env.dir.path().join("data")),
+            Self::Embedded { env, .. } => posted_in_sqlite(&env.dir.path().join("data")),
             Self::Kafka { schema, .. } => posted_in_postgres(runtime, schema),
         }
     }
@@ -195,7 +237,7 @@ fn kill_9_five_times(runtime: &tokio::runtime::Runtime, target: &Target) {
             std::thread::spawn(move || load.client(client, client < 2))
         })
         .collect();
-    let mut resumed = Vec::new();
+    let (mut ready, mut resumed) = (Vec::new(), Vec::new());
     for kill in 0..KILLS {
         let target_count = load.acknowledged() + between;
         let started = Instant::now();
@@ -211,6 +253,16 @@ fn kill_9_five_times(runtime: &tokio::runtime::Runtime, target: &Target) {
         let (restarted, address) = target.start();
         serve = restarted;
         *load.address.lock().unwrap() = address.clone();
+        // (Ready: /ready is 200 once the command handler joined its group.)
+        while http(&address, "GET", "/ready", None, None).is_none_or(|(status, _)| status != 200) {
+            assert!(
+                killed.elapsed() < Duration::from_secs(120),
+                "kill {kill}: not ready after the restart; serve logged:\n{}",
+                target.last_logged()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ready.push(killed.elapsed());
         // (A command carried out: a deposit answered by the bank, not only accepted.)
         let probe = "/commands/transactions?wait=true&timeout_ms=2000";
         loop {
@@ -222,7 +274,8 @@ fn kill_9_five_times(runtime: &tokio::runtime::Runtime, target: &Target) {
             }
             assert!(
                 killed.elapsed() < Duration::from_secs(120),
-                "kill {kill}: no command carried out after the restart"
+                "kill {kill}: no command carried out after the restart; serve logged:\n{}",
+                target.last_logged()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -238,33 +291,55 @@ fn kill_9_five_times(runtime: &tokio::runtime::Runtime, target: &Target) {
     // Then every acknowledged command was carried out exactly once, and none twice
     let posted = target.posted(runtime);
     let acknowledged = load.acknowledged.lock().unwrap().clone();
+    let lost: Vec<&str> =
+        acknowledged.iter().map(|(id, _)| id.as_str()).filter(|id| !posted.contains_key(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged command(s) not carried out: {lost:?}\n{}",
+        lost.len(),
+        target.explain(&lost)
+    );
     for (id, _) in &acknowledged {
         assert_eq!(posted.get(id), Some(&1), "acknowledged command {id} carried out {:?} times", posted.get(id));
     }
     assert!(posted.values().all(|count| *count == 1), "a command was carried out twice");
 
-    // And the ledger holds: the balances are the deposits carried out, once each
-    let cents: u64 = ACCOUNTS.iter().map(|a| balance_cents(&address, TOKEN, a).expect("a balance")).sum();
-    assert_eq!(cents, posted.len() as u64 * 100, "the balances hold every deposit carried out, once");
+    // And the ledger holds: the balances (read models that follow the bus) come to the deposits
+    // carried out, once each
+    let expected = posted.len() as u64 * 100;
+    let started = Instant::now();
+    loop {
+        let cents: u64 = ACCOUNTS.iter().map(|a| balance_cents(&address, TOKEN, a).expect("a balance")).sum();
+        if cents == expected {
+            break;
+        }
+        assert!(cents < expected, "the balances hold {cents} cents, more than the {expected} carried out");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the balances hold {cents} cents of the {expected} carried out after 60 s; serve logged:\n{}",
+            target.last_logged()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     terminate(&serve.0);
     assert!(serve.0.wait().unwrap().success());
-    let mut sorted = resumed.clone();
-    sorted.sort();
+    let ms = |times: &[Duration]| times.iter().map(|d| d.as_millis().to_string()).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "fault-suite: R2 | {} | {KILLS} kill -9 of serve during an HTTP load, {} commands acknowledged ({} with idempotency keys), \
-         all carried out once, balances = deposits | commands flowing again after each kill: {} (median {} ms)",
+        "fault-suite: R2 | {} | {KILLS} kill -9 of serve during an HTTP load, {} commands acknowledged ({} with \
+         idempotency keys), all carried out once, balances = deposits | after each kill, ms until /ready: {}; until \
+         a command was carried out: {}",
         target.name(),
         acknowledged.len(),
         acknowledged.iter().filter(|(_, keyed)| *keyed).count(),
-        resumed.iter().map(|d| format!("{} ms", d.as_millis())).collect::<Vec<_>>().join(", "),
-        sorted[sorted.len() / 2].as_millis()
+        ms(&ready),
+        ms(&resumed)
     );
 }
 
 #[test]
 fn on_the_embedded_default_five_kill_9_lose_and_double_no_acknowledged_command() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    kill_9_five_times(&runtime, &Target::Embedded { env: Env::new() });
+    kill_9_five_times(&runtime, &Target::Embedded { env: Env::new(), log: Arc::default() });
 }
 
 #[test]
@@ -273,7 +348,8 @@ fn on_kafka_and_postgresql_five_kill_9_lose_and_double_no_acknowledged_command()
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let broker = faults::Broker::start(port, port);
     let schema = format!("r2_{}", std::process::id());
-    let target = Target::Kafka { env: Env::new(), _broker: broker, brokers: format!("127.0.0.1:{port}"), schema };
+    let brokers = format!("127.0.0.1:{port}");
+    let target = Target::Kafka { env: Env::new(), _broker: broker, brokers, schema, log: Arc::default() };
     kill_9_five_times(&runtime, &target);
     if let Target::Kafka { schema, .. } = &target {
         drop_schema(&runtime, schema);

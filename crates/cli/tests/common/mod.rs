@@ -111,7 +111,7 @@ pub fn start_serve(cmd: &mut Command, args: &[&str]) -> (Running, BufReader<std:
     let mut lines = Vec::new();
     loop {
         let mut line = String::new();
-        assert!(log.read_line(&mut line).unwrap() > 0 && lines.len() < 20, "serve did not start: {lines:?}");
+        assert!(log.read_line(&mut line).unwrap() > 0 && lines.len() < 200, "serve did not start: {lines:?}");
         if line.contains("Serving core banking") {
             let address = line.split("http://").nth(1).and_then(|rest| rest.split(',').next()).unwrap().to_owned();
             return (serve, log, address);
