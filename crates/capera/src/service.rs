@@ -104,6 +104,11 @@ impl Worker {
         Self::default()
     }
 
+    /// A worker with a fresh [`Recommender`] with these thresholds and bounds.
+    pub fn with_config(config: crate::RecommenderConfig) -> Result<Self, RecommenderError> {
+        Ok(Self { recommender: Recommender::with_config(config)?, pending: BTreeMap::new() })
+    }
+
     /// The recommender and the state it holds.
     pub fn recommender(&self) -> &Recommender {
         &self.recommender

@@ -29,6 +29,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub consumer: ConsumerSection,
     pub api: ApiSection,
+    /// The recommender's thresholds and the most accounts and instruments it follows.
+    pub recommender: capera::RecommenderConfig,
 }
 
 /// `[api]`: the HTTP API of `eventbus serve`.
@@ -46,6 +48,9 @@ pub struct ApiSection {
     pub header_timeout_ms: Option<u64>,
     /// The most HTTP connections open at once (1024 by default).
     pub max_connections: Option<usize>,
+    /// Recent events kept in memory per topic for `GET /kafka/events` and the dashboard (1 to
+    /// 500; 500 by default).
+    pub tail_events_per_topic: Option<usize>,
 }
 
 /// `[embedded]`: the durable store.
@@ -80,6 +85,9 @@ pub struct ConsumerSection {
     pub initial_backoff_ms: u64,
     /// The longest wait between retries.
     pub max_backoff_ms: u64,
+    /// Event ids each subscription remembers to drop a redelivered event (1 to 10,000,000;
+    /// 100,000 by default, about 10 MB per subscription).
+    pub dedup_window: usize,
 }
 
 impl Default for Config {
@@ -95,6 +103,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             consumer: ConsumerSection::default(),
             api: ApiSection::default(),
+            recommender: capera::RecommenderConfig::default(),
         }
     }
 }
@@ -120,6 +129,7 @@ impl Default for ConsumerSection {
             max_attempts: defaults.max_attempts,
             initial_backoff_ms: defaults.initial_backoff.as_millis() as u64,
             max_backoff_ms: defaults.max_backoff.as_millis() as u64,
+            dedup_window: eventbus::DEFAULT_DEDUP_WINDOW,
         }
     }
 }
@@ -138,6 +148,7 @@ impl Config {
             default_partitions: self.default_partitions,
             max_message_bytes: self.max_message_bytes,
             max_in_flight: self.consumer.max_in_flight.max(1),
+            dedup_window: self.consumer.dedup_window.max(1),
         }
     }
 

@@ -46,7 +46,7 @@ pub use local::{PartitionEnds, Storage};
 pub use money::{Currency, Money, MoneyError};
 pub use partitioner::{murmur2, partition_for_key};
 pub use runtime::{
-    Backend, Bus, BusConfig, Consumer, DEAD_LETTERED, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, Dispatcher,
-    MAX_FINISHED_TEXT, NewRecord, Payload, Position, Processor, StoredRecord,
+    Backend, Bus, BusConfig, Consumer, DEAD_LETTERED, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_BYTES, Dispatcher, MAX_FINISHED_TEXT, NewRecord, Payload, Position, Processor, StoredRecord,
 };
 pub use topics::{Topic, TopicName};

@@ -30,6 +30,9 @@ pub struct RecommenderConfig {
     /// After `price_dip` or `price_surge` fires, that rule stays silent until this many more
     /// updates of the instrument have been seen.
     pub price_cooldown: u64,
+    /// The most accounts, and the most instruments, whose history is kept: past it, the one used
+    /// least recently is forgotten, and its next event starts a fresh history. About 2 KB each.
+    pub max_keys: usize,
 }
 
 impl Default for RecommenderConfig {
@@ -44,6 +47,7 @@ impl Default for RecommenderConfig {
             dip_ratio: Decimal::new(97, 2),
             surge_ratio: Decimal::new(103, 2),
             price_cooldown: 20,
+            max_keys: 100_000,
         }
     }
 }
@@ -72,6 +76,9 @@ impl RecommenderConfig {
         }
         if self.surge_ratio <= Decimal::ONE {
             return invalid("surge_ratio", "must be above 1");
+        }
+        if !(1..=10_000_000).contains(&self.max_keys) {
+            return invalid("max_keys", "must be 1 to 10000000");
         }
         Ok(())
     }

@@ -12,11 +12,10 @@ mod decode;
 mod error;
 #[cfg(test)]
 mod fixtures;
+mod keys;
 mod rules;
 mod state;
 mod vocabulary;
-
-use std::collections::HashMap;
 
 use eventbus::{Currency, EventSchema};
 
@@ -25,6 +24,7 @@ pub use error::{EventProblem, RecommenderError};
 pub use vocabulary::{Action, RECOMMENDATION_ISSUED, RECOMMENDER_SOURCE, Recommendation, Rule, SubjectType};
 
 use self::decode::Ctx;
+use self::keys::KeyStates;
 use self::rules::{ACCOUNT_RULES, Finding, INSTRUMENT_RULES, KeyRule};
 use self::state::{AccountHistory, History, InstrumentHistory, KeyState};
 use crate::prices::MARKET_PRICE_UPDATED;
@@ -46,11 +46,20 @@ use crate::transactions::BANK_TRANSACTION_RECORDED;
 /// Every rule reads the history of one key only, so any replay that keeps each key's order gives
 /// the same recommendations. A redelivered event (an `event_id` among the key's last 64) is
 /// ignored. Events of other types are ignored; a malformed event is an error and changes nothing.
-#[derive(Clone, Debug, Default)]
+///
+/// It keeps the history of at most [`RecommenderConfig::max_keys`] accounts and as many
+/// instruments; past that, the key used least recently is forgotten.
+#[derive(Clone, Debug)]
 pub struct Recommender {
     config: RecommenderConfig,
-    accounts: HashMap<String, KeyState<AccountHistory>>,
-    instruments: HashMap<String, KeyState<InstrumentHistory>>,
+    accounts: KeyStates<AccountHistory>,
+    instruments: KeyStates<InstrumentHistory>,
+}
+
+impl Default for Recommender {
+    fn default() -> Self {
+        Self::unchecked(RecommenderConfig::default())
+    }
 }
 
 impl Recommender {
@@ -62,7 +71,12 @@ impl Recommender {
     /// A recommender with other thresholds.
     pub fn with_config(config: RecommenderConfig) -> Result<Self, RecommenderError> {
         config.validate()?;
-        Ok(Self { config, ..Self::default() })
+        Ok(Self::unchecked(config))
+    }
+
+    fn unchecked(config: RecommenderConfig) -> Self {
+        let max = config.max_keys;
+        Self { config, accounts: KeyStates::new(max), instruments: KeyStates::new(max) }
     }
 
     /// The thresholds the rules use.
@@ -109,7 +123,7 @@ impl Recommender {
 /// figures in `currency`; then records the event in the key's state. A redelivery is ignored; an
 /// error leaves the state as it was.
 fn evaluate<H: History>(
-    states: &mut HashMap<String, KeyState<H>>,
+    states: &mut KeyStates<H>,
     rules: &[&dyn KeyRule<H>],
     config: &RecommenderConfig,
     ctx: &Ctx<'_>,
@@ -139,7 +153,7 @@ fn evaluate<H: History>(
     }
     let mut after = before.clone();
     after.record(event, issued.iter().map(|r| r.rule), config, ctx)?;
-    states.insert(subject_id.to_owned(), after);
+    states.insert(subject_id, after);
     Ok(issued)
 }
 

@@ -55,11 +55,19 @@ pub struct ApiConfig {
     pub max_command_lag: u64,
     /// The data directory, whose disk `GET /ready` checks that it can write to; `None`: none.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Recent events kept in memory per topic for `GET /kafka/events` (1 to 500).
+    pub tail_per_topic: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { token: None, dev_mode: false, max_command_lag: DEFAULT_MAX_COMMAND_LAG, data_dir: None }
+        Self {
+            token: None,
+            dev_mode: false,
+            max_command_lag: DEFAULT_MAX_COMMAND_LAG,
+            data_dir: None,
+            tail_per_topic: tail::MAX_PER_TOPIC,
+        }
     }
 }
 
@@ -133,7 +141,8 @@ impl Backend {
         config: &ApiConfig,
     ) -> Result<Self, eventbus::BusError> {
         let outcomes = commands::Outcomes::start(&*bus).await?;
-        let tail = tail::Tail::start(Arc::clone(&bus), Arc::clone(metrics), &service.instance).await?;
+        let tail =
+            tail::Tail::start(Arc::clone(&bus), Arc::clone(metrics), &service.instance, config.tail_per_topic).await?;
         let lag = backpressure::CommandLag::start(Arc::clone(&bus), config.max_command_lag)?;
         Ok(Self { bus, service, outcomes, tail, lag })
     }

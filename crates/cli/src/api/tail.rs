@@ -2,7 +2,7 @@
 //! `GET /events/stream` (Server-Sent Events).
 //!
 //! The API follows every topic that exists at start, from an hour back, in its own group, like
-//! Kafka UI's live mode. It keeps the last [`KEEP_PER_TOPIC`] events of each topic in memory
+//! Kafka UI's live mode. It keeps the last few hundred ([`ApiConfig::tail_per_topic`](super::ApiConfig)) events of each topic in memory
 //! and hands each new one to the live streams.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -21,8 +21,8 @@ use tokio::sync::{broadcast, watch};
 
 use super::{ApiError, ApiState};
 
-/// Events kept per topic.
-pub const KEEP_PER_TOPIC: usize = 500;
+/// The most events kept per topic, and the most `GET /kafka/events` shows.
+pub const MAX_PER_TOPIC: usize = 500;
 /// The group the API follows the topics in, followed by the instance's name: each instance
 /// follows every partition.
 pub const GROUP: &str = "eventbus-api-tail";
@@ -40,6 +40,8 @@ pub struct Tail {
     /// Batches of topics followed since the start.
     batches: std::sync::atomic::AtomicU32,
     recent: Mutex<HashMap<TopicName, VecDeque<Arc<Message>>>>,
+    /// Events kept per topic.
+    keep: usize,
     live: broadcast::Sender<Arc<Message>>,
     closed: watch::Sender<bool>,
 }
@@ -51,6 +53,7 @@ impl Tail {
         bus: Arc<dyn EventBus>,
         metrics: Arc<super::metrics::Metrics>,
         instance: &str,
+        keep: usize,
     ) -> Result<Arc<Self>, eventbus::BusError> {
         let (live, _) = broadcast::channel(4096);
         let group = GroupId::new(format!("{GROUP}.{instance}"))?;
@@ -59,6 +62,7 @@ impl Tail {
             group,
             batches: std::sync::atomic::AtomicU32::new(0),
             recent: Mutex::default(),
+            keep: keep.clamp(1, MAX_PER_TOPIC),
             live,
             closed: watch::channel(false).0,
         });
@@ -121,7 +125,7 @@ impl Tail {
         {
             let mut recent = self.lock();
             let kept = recent.entry(delivered.topic.clone()).or_default();
-            if kept.len() == KEEP_PER_TOPIC {
+            if kept.len() >= self.keep {
                 kept.pop_front();
             }
             kept.push_back(Arc::clone(&delivered));
@@ -182,8 +186,8 @@ async fn check_known(state: &ApiState, topics: &[TopicName]) -> Result<(), ApiEr
 /// `GET /kafka/events?topic=&limit=`: the seed's shape, `{"events": [...], "total", "showing"}`.
 pub async fn events(State(state): State<ApiState>, Query(query): Query<Recent>) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(50);
-    if !(1..=KEEP_PER_TOPIC).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {KEEP_PER_TOPIC}")));
+    if !(1..=MAX_PER_TOPIC).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_PER_TOPIC}")));
     }
     let topics = topic_filter(query.topic.as_deref())?;
     if topics.len() > 1 {

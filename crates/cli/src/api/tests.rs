@@ -596,6 +596,25 @@ async fn recent_events_are_listed_newest_first_on_any_backend_in_the_seeds_shape
 }
 
 #[tokio::test]
+async fn the_recent_events_kept_per_topic_are_bounded_by_the_config() {
+    // Given an API that keeps 2 recent events per topic
+    let api = api_with(ApiConfig { token: Some(TOKEN.into()), tail_per_topic: 2, ..ApiConfig::default() }).await;
+    // When three accounts are opened
+    for n in 1..=3 {
+        api.customer_with_account(&format!("cust_bound{n}"), &format!("acc_bound{n}")).await;
+    }
+    api.eventually("/accounts/acc_bound3", |a| a["account_id"] == "acc_bound3").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Then it shows the last two of the topic, newest first, even when asked for more
+    let (status, body) = api.get("/kafka/events?topic=nexum.accounts.created&limit=10").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["showing"], 2, "{body}");
+    assert_eq!(body["events"][0]["event"]["entity_id"], "acc_bound3");
+    assert_eq!(body["events"][1]["event"]["entity_id"], "acc_bound2");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_live_stream_sends_new_events_of_the_topics_asked_for() {
     let api = api().await;
     // The test topic exists once something was published to it.

@@ -106,6 +106,10 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         "api.header_timeout_ms must be 100 to 600000"
     );
     anyhow::ensure!((1..=100_000).contains(&limits.max_connections), "api.max_connections must be 1 to 100000");
+    anyhow::ensure!(
+        (1..=10_000_000).contains(&config.consumer.dedup_window),
+        "consumer.dedup_window must be 1 to 10000000"
+    );
     let listen = options.listen.or_else(|| config.api.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -122,7 +126,15 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         );
     }
     let max_command_lag = config.api.max_command_lag.unwrap_or(crate::api::DEFAULT_MAX_COMMAND_LAG);
-    let api = ApiConfig { token, dev_mode: options.dev, max_command_lag, data_dir: Some(config.data_dir.clone()) };
+    let tail_per_topic = config.api.tail_events_per_topic.unwrap_or(ApiConfig::default().tail_per_topic);
+    anyhow::ensure!((1..=500).contains(&tail_per_topic), "api.tail_events_per_topic must be 1 to 500");
+    let api = ApiConfig {
+        token,
+        dev_mode: options.dev,
+        max_command_lag,
+        data_dir: Some(config.data_dir.clone()),
+        tail_per_topic,
+    };
     let (switches, mut switch_requests) = tokio::sync::mpsc::channel(1);
     let state = ApiState::new(Arc::clone(&bus), view, api, Some(switches)).await?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -273,7 +285,7 @@ async fn start_on(
     store: &Arc<dyn EventStore>,
     service_config: &ServiceConfig,
 ) -> anyhow::Result<CoreBanking> {
-    let mut recommender = Worker::new();
+    let mut recommender = Worker::with_config(config.recommender.clone()).context("invalid [recommender] config")?;
     let group = GroupId::new(service::DEFAULT_GROUP)?;
     // The rebuild gets a bus of its own: it subscribes a throwaway group and stops the bus.
     let state_bus = crate::open_bus(config, crate::Outbox::None).await?;

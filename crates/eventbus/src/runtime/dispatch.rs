@@ -373,6 +373,7 @@ mod tests {
             handler,
             Arc::new(NoDeadLetters),
             1 << 20,
+            1000,
         );
         let (_stop, stopped) = watch::channel(false);
         let mut dispatcher = Dispatcher::new(processor, stopped, 1, Arc::default());

@@ -21,7 +21,7 @@ mod processor;
 mod record;
 
 pub use backend::{Backend, Consumer};
-pub use config::{BusConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES};
+pub use config::{BusConfig, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES};
 pub use dispatch::Dispatcher;
 pub use policy::Bus;
 pub(crate) use policy::resume_positions;

@@ -82,7 +82,8 @@ impl<B: Backend> Bus<B> {
         move |subscription, handler, stop, joined| {
             let sink = Arc::clone(&shared) as Arc<dyn DeadLetterSink>;
             let max = shared.config.max_message_bytes;
-            let processor = Processor::new(subscription.group.clone(), subscription.retry, handler, sink, max);
+            let (group, window) = (subscription.group.clone(), shared.config.dedup_window);
+            let processor = Processor::new(group, subscription.retry, handler, sink, max, window);
             let in_flight = subscription.max_in_flight.unwrap_or(shared.config.max_in_flight);
             let dispatcher = Dispatcher::new(processor, stop.clone(), in_flight, joined);
             Arc::clone(&shared.backend).spawn_consumer(Consumer { subscription, dispatcher, stop })

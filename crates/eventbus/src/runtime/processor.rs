@@ -19,7 +19,6 @@ use crate::envelope::{EventId, EventSchema};
 use crate::topics::TopicName;
 
 /// Event ids remembered per subscription to drop repeats.
-const DEDUP_WINDOW: usize = 100_000;
 /// The wait after a storage error before trying again.
 pub(crate) const STORAGE_RETRY: Duration = Duration::from_millis(200);
 
@@ -65,8 +64,10 @@ impl Processor {
         handler: Arc<dyn Handler>,
         sink: Arc<dyn DeadLetterSink>,
         max_message_bytes: usize,
+        dedup_window: usize,
     ) -> Self {
-        Self { group, retry, handler, sink, max_message_bytes, dedup: Mutex::default() }
+        let dedup = Mutex::new(Dedup { window: dedup_window.max(1), ..Dedup::default() });
+        Self { group, retry, handler, sink, max_message_bytes, dedup }
     }
 
     fn dedup(&self) -> std::sync::MutexGuard<'_, Dedup> {
@@ -269,9 +270,10 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
-/// The last `DEDUP_WINDOW` event ids handled.
+/// The last `window` event ids handled.
 #[derive(Default)]
 struct Dedup {
+    window: usize,
     seen: HashSet<EventId, foldhash::fast::RandomState>,
     order: VecDeque<EventId>,
 }
@@ -284,11 +286,30 @@ impl Dedup {
     fn insert(&mut self, id: EventId) {
         if self.seen.insert(id.clone()) {
             self.order.push_back(id);
-            if self.order.len() > DEDUP_WINDOW
+            if self.order.len() > self.window
                 && let Some(old) = self.order.pop_front()
             {
                 self.seen.remove(&old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dedup_window_remembers_the_last_ids_it_is_configured_for() {
+        // Given a window of two ids
+        let mut dedup = Dedup { window: 2, ..Dedup::default() };
+        let [a, b, c] = ["a", "b", "c"].map(|id| id.parse::<EventId>().unwrap());
+        // When three are handled
+        for id in [&a, &b, &c] {
+            dedup.insert(id.clone());
+        }
+        // Then the oldest is forgotten and the last two are remembered, and no more are kept
+        assert!(!dedup.contains(&a) && dedup.contains(&b) && dedup.contains(&c));
+        assert_eq!((dedup.seen.len(), dedup.order.len()), (2, 2));
     }
 }
