@@ -68,7 +68,7 @@ done
   echo
   echo "| part | what | result | figures |"
   echo "|---|---|---|---|"
-  grep '^fault-suite: ' "$log" | sed 's/^fault-suite: /| /; s/[ |]*$/ |/'
+  grep -o 'fault-suite: .*' "$log" | sed 's/^fault-suite: /| /; s/[ |]*$/ |/'
 } >"$out/report.md"
 cat "$out/report.md"
 [ $status -eq 0 ] || echo "the fault suite FAILED; see $log" >&2
