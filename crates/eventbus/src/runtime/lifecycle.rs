@@ -129,9 +129,12 @@ impl Lifecycle {
     }
 
     /// Whether every subscription of `group` in this bus runs and has joined the group; `None`
-    /// if the bus has no subscription in it.
+    /// if the bus has no subscription in it. False while a start or a stop holds the state for
+    /// more than a second (a stop waits for its consumers): a readiness probe must not wait.
     pub(crate) async fn joined(&self, group: &GroupId) -> Option<bool> {
-        let state = self.state.lock().await;
+        let Ok(state) = tokio::time::timeout(std::time::Duration::from_secs(1), self.state.lock()).await else {
+            return Some(false);
+        };
         let mut of_group = state.subscriptions.iter().filter(|r| &r.subscription.group == group).peekable();
         of_group.peek()?;
         let running = self.is_running();
