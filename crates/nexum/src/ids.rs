@@ -10,14 +10,29 @@ use uuid::Uuid;
 /// The longest id accepted from outside.
 const MAX_ID_LEN: usize = 128;
 
-/// Why an id was refused.
+/// Why an id was refused. It does not repeat the text: a refused id is often something else
+/// sent in its place (an email, a name), and the error goes into rejections, dead letters and
+/// logs. It says where the text goes wrong instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} id `{value}`: expected 1 to 128 ASCII letters, digits, `_`, `-` or `.`")]
+#[error("invalid {kind} id: expected 1 to 128 ASCII letters, digits, `_`, `-` or `.`; {problem}")]
 pub struct IdError {
     /// The kind of id expected, e.g. `account`.
     pub kind: &'static str,
-    /// The refused text, cut to 128 characters.
-    pub value: String,
+    /// What is wrong with the text, without the text.
+    pub problem: String,
+}
+
+impl IdError {
+    fn of(kind: &'static str, text: &str) -> Self {
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        let chars = text.chars().count();
+        let problem = match text.chars().position(|c| !legal(c)) {
+            _ if text.is_empty() => "it is empty".to_owned(),
+            Some(at) => format!("character {} of {chars} is not one of them", at + 1),
+            None => format!("it has {chars} characters"),
+        };
+        Self { kind, problem }
+    }
 }
 
 macro_rules! ids {
@@ -64,7 +79,7 @@ macro_rules! ids {
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
                 if s.is_empty() || s.len() > MAX_ID_LEN || !s.chars().all(legal) {
-                    return Err(IdError { kind: $kind, value: s.chars().take(MAX_ID_LEN).collect() });
+                    return Err(IdError::of($kind, s));
                 }
                 Ok(Self(s.to_owned()))
             }
@@ -123,6 +138,16 @@ impl AccountId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_id_is_not_repeated_in_its_error_but_located() {
+        let error = "jane.doe@example.com".parse::<CustomerId>().unwrap_err().to_string();
+        assert!(!error.contains("jane"), "personal data sent as an id stays out of the error: {error}");
+        assert!(error.contains("character 9 of 20"), "{error}");
+        let long = "a".repeat(129).parse::<CustomerId>().unwrap_err().to_string();
+        assert!(long.contains("it has 129 characters"), "{long}");
+        assert!("".parse::<CustomerId>().unwrap_err().to_string().contains("it is empty"));
+    }
 
     #[test]
     fn new_ids_carry_their_prefix_and_parse_back() {

@@ -422,7 +422,10 @@ fn without_values(message: &str) -> String {
         while let Some(at) = rest.find(mark) {
             kept.push_str(&rest[..at + mark.len() - 2]);
             rest = &rest[at + mark.len()..];
-            rest = rest.find(close).map_or("", |end| &rest[end + 1..]);
+            // The value ends where serde goes on with `, expected`; a quote or backtick inside
+            // the value must not end it early.
+            let end = rest.find(&format!("{close}, expected")).or_else(|| rest.find(close));
+            rest = end.map_or("", |end| &rest[end + 1..]);
         }
         kept.push_str(rest);
         out = kept;
@@ -562,6 +565,10 @@ mod tests {
         assert_eq!(
             without_values(r#"invalid type: string "x@y.z", expected u32"#),
             "invalid type: string, expected u32"
+        );
+        assert_eq!(
+            without_values("unknown variant `jane`doe@example.com`, expected one of `a`, `b`"),
+            "unknown variant, expected one of `a`, `b`"
         );
         assert_eq!(
             without_values("invalid type: integer `442079460958`, expected a string"),
