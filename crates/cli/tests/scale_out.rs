@@ -5,9 +5,11 @@
 //! published has exactly one effect, the balances hold every deposit once, and the survivors
 //! answer the same.
 //!
-//! The Kafka runs need the broker and the server that `scripts/test.sh` starts
-//! (`EVENTBUS_KAFKA_BROKERS`, `NEXUM_TEST_POSTGRES`). They share the broker's `nexum.*` topics and
-//! the command handler's group, so they run one after the other in one test.
+//! Each Kafka run starts a tansu broker of its own (`TANSU`, as `scripts/test.sh` installs it)
+//! and uses a PostgreSQL schema of its own (`NEXUM_TEST_POSTGRES`).
+
+#[path = "../../eventbus/tests/common/faults.rs"]
+mod faults;
 
 mod common;
 
@@ -36,14 +38,20 @@ struct Instance {
 enum Deployment {
     /// One Kafka broker and one PostgreSQL schema; each instance, and the publisher, has a data
     /// directory of its own (for its Kafka outbox).
-    Kafka { schema: String, publisher: Env },
+    Kafka { schema: String, publisher: Env, brokers: String, _broker: faults::Broker },
     /// One data directory: the embedded bus and the SQLite event store in it.
     Embedded { env: Env },
 }
 
 impl Deployment {
     fn kafka(run: &str) -> Self {
-        Self::Kafka { schema: format!("scale_out_{run}"), publisher: Env::new() }
+        // A broker of the run's own: tansu 0.6 never ends the membership of a static member
+        // that stopped, so a second run on the same broker would find the first run's instances
+        // still holding the command handler's partitions.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let broker = faults::Broker::start(port, port);
+        let brokers = format!("127.0.0.1:{port}");
+        Self::Kafka { schema: format!("scale_out_{run}"), publisher: Env::new(), brokers, _broker: broker }
     }
 
     /// One data directory whose consumers and roles change hands within about 2 s.
@@ -57,9 +65,9 @@ impl Deployment {
     fn start(&self, name: &str) -> Instance {
         let common = ["--no-loan-offers", "--instance", name, "--role-lease-ms", "1500"];
         let (mut cmd, own, args) = match self {
-            Self::Kafka { schema, .. } => {
+            Self::Kafka { schema, brokers, .. } => {
                 let env = Env::new();
-                let flags = kafka(&env);
+                let flags = kafka_at(&env, brokers);
                 let cmd = env.cmd(&flags.iter().map(String::as_str).collect::<Vec<_>>());
                 let store = ["--postgres".to_owned(), postgres(), "--postgres-schema".to_owned(), schema.clone()];
                 (cmd, Some(env), store.to_vec())
@@ -87,7 +95,7 @@ impl Deployment {
             })
             .collect();
         let (env, flags) = match self {
-            Self::Kafka { publisher, .. } => (publisher, kafka(publisher)),
+            Self::Kafka { publisher, brokers, .. } => (publisher, kafka_at(publisher, brokers)),
             Self::Embedded { env } => (env, Vec::new()),
         };
         let args = with(&flags, &["publish", "nexum.commands.transactions"]);
@@ -107,7 +115,7 @@ impl Deployment {
     /// The command handler's committed offsets and lag, as `eventbus groups describe` shows them.
     fn command_lag(&self) -> String {
         let (env, flags) = match self {
-            Self::Kafka { publisher, .. } => (publisher, kafka(publisher)),
+            Self::Kafka { publisher, brokers, .. } => (publisher, kafka_at(publisher, brokers)),
             Self::Embedded { env } => (env, Vec::new()),
         };
         let args = with(
@@ -267,7 +275,7 @@ fn uuid_like() -> String {
 }
 
 #[test]
-#[ignore = "tansu 0.6 stops serving a partition to its owner (README, Out of scope); run with --ignored on Apache Kafka or Redpanda"]
+#[ignore = "tansu 0.6: groups of three members sometimes never deal their partitions, and a stopped static member is never expired (README, Out of scope); run with --ignored on Apache Kafka or Redpanda"]
 fn on_kafka_after_a_random_instance_or_the_relay_leader_is_killed_every_command_has_one_effect() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     run(&runtime, Deployment::kafka, Victim::Random);
