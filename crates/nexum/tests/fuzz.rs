@@ -24,44 +24,18 @@
 //! A passing run prints one line to stderr for the fault-suite script:
 //! `fault-suite: R3 | <decoder> | <cases> cases, 0 panics | <seconds> s`.
 
-use std::fmt;
-use std::io::Write as _;
-use std::time::Instant;
+#[path = "../../eventbus/tests/common/fuzzing.rs"]
+mod fuzzing;
 
 use eventbus::{EventId, EventSchema, Topic, TopicName};
+use fuzzing::{fuzz, must};
 use nexum::commands::{Command, CustomerCommand, Envelope, LoanCommand, TransactionCommand, parse};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value};
 
 // ---------------------------------------------------------------------------------------------
 // The runner
 // ---------------------------------------------------------------------------------------------
-
-/// Cases per decoder: 100,000 with `EVENTBUS_FAULTS=full`, else 2,000.
-fn cases() -> u32 {
-    if std::env::var("EVENTBUS_FAULTS").as_deref() == Ok("full") { 100_000 } else { 2_000 }
-}
-
-/// Runs `property` over `cases()` inputs of `strategy`. A panic in the decoder fails the run
-/// with the smallest input found; a passing run prints the fault-suite summary line.
-fn fuzz<S: Strategy>(decoder: &str, strategy: S, property: impl Fn(S::Value) -> Result<(), TestCaseError>) {
-    let cases = cases();
-    let mut runner = TestRunner::new(Config { failure_persistence: None, ..Config::with_cases(cases) });
-    let started = Instant::now();
-    if let Err(failure) = runner.run(&strategy, property) {
-        panic!("{decoder}: {failure}");
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    // Straight to stderr, past the test harness's capture: the script sees it with or without
-    // `--nocapture`.
-    let _ = writeln!(std::io::stderr(), "fault-suite: R3 | {decoder} | {cases} cases, 0 panics | {seconds:.1} s");
-}
-
-/// `Ok`, or a failed case that says what was expected to succeed.
-fn must<T, E: fmt::Display>(result: Result<T, E>, what: &str) -> Result<T, TestCaseError> {
-    result.map_err(|error| TestCaseError::fail(format!("{what}: {error}")))
-}
 
 // ---------------------------------------------------------------------------------------------
 // The field table of the commands, as `nexum::commands` documents it
