@@ -155,6 +155,49 @@ pub struct Subscription {
     /// Records handled at once across the subscription's partitions; `None` takes the bus's
     /// `max_in_flight`. Records of one key are handled one at a time whatever this is.
     pub max_in_flight: Option<usize>,
+    /// What happens after a record fails its attempts in place: parking, retry stages, redrive.
+    pub dead_letters: DeadLetterPolicy,
+}
+
+/// What a subscription does with records its handler fails on, after the attempts in place of
+/// its [`RetryPolicy`].
+///
+/// - **Redrive** (on by default): the subscription follows its topics' dead-letter topics and
+///   carries out the redrives operators ask for (`eventbus dlq redrive`), in its own group.
+///   Subscriptions that only watch (a tail, a live stream) turn it off.
+/// - **Sequenced**: when a record of key K fails, the later records of K in this subscription
+///   are parked behind it, durably, in the dead-letter topic, and other keys go on. When the
+///   failed record is redriven and handled, or discarded, K's parked records are handled in
+///   order, and K is free again once none is left.
+/// - **Retry stages**: a record that failed its attempts in place waits, durably, for each stage
+///   in turn (say 5 s, then 1 min, then 10 min) and is tried again; only after the last stage is
+///   it dead-lettered. In a sequenced subscription its key stays parked meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetterPolicy {
+    /// Whether redrives of this group's dead letters are carried out by this subscription.
+    pub redrive: bool,
+    /// Whether a failed record parks the later records of its key.
+    pub sequenced: bool,
+    /// The waits before each retry after the attempts in place, in order.
+    pub retry_stages: Vec<Duration>,
+}
+
+impl Default for DeadLetterPolicy {
+    fn default() -> Self {
+        Self { redrive: true, sequenced: false, retry_stages: Vec::new() }
+    }
+}
+
+impl DeadLetterPolicy {
+    /// No dead-letter follower at all: letters are written, and nothing redrives them here.
+    pub fn watch_only() -> Self {
+        Self { redrive: false, sequenced: false, retry_stages: Vec::new() }
+    }
+
+    /// Whether the subscription follows its dead-letter topics.
+    pub fn follows(&self) -> bool {
+        self.redrive || self.sequenced || !self.retry_stages.is_empty()
+    }
 }
 
 impl Subscription {
@@ -166,7 +209,30 @@ impl Subscription {
             start: StartPosition::default(),
             retry: RetryPolicy::default(),
             max_in_flight: None,
+            dead_letters: DeadLetterPolicy::default(),
         }
+    }
+
+    /// Parks the later records of a key behind one that failed (see [`DeadLetterPolicy`]).
+    pub fn sequenced(mut self) -> Self {
+        self.dead_letters.sequenced = true;
+        self.dead_letters.redrive = true;
+        self
+    }
+
+    /// Retries a record that failed its attempts in place after each of `stages` in turn,
+    /// durably, before it is dead-lettered (see [`DeadLetterPolicy`]).
+    pub fn with_retry_stages(mut self, stages: Vec<Duration>) -> Self {
+        self.dead_letters.retry_stages = stages;
+        self.dead_letters.redrive = true;
+        self
+    }
+
+    /// For a subscription that only watches (a tail, a live stream): it does not follow its
+    /// dead-letter topics, and nothing it dead-letters is redriven to it.
+    pub fn watch_only(mut self) -> Self {
+        self.dead_letters = DeadLetterPolicy::watch_only();
+        self
     }
 
     /// Also consumes `topic`, in the same group.
@@ -215,6 +281,54 @@ pub struct Message {
     /// The event, decoded from the stored value. A value that is not an event never reaches a
     /// handler: it goes to the dead-letter topic.
     pub event: Arc<EventSchema>,
+}
+
+/// A record read with [`EventBus::read`], outside any group: its place in the log and its
+/// value.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    /// The topic it was read from.
+    pub topic: TopicName,
+    /// Its partition.
+    pub partition: Partition,
+    /// Its place in the partition.
+    pub offset: Offset,
+    /// When the bus appended it.
+    pub timestamp: DateTime<Utc>,
+    /// Its partition key, if it has one.
+    pub key: Option<Arc<str>>,
+    /// What it holds.
+    pub value: RecordValue,
+}
+
+/// The value of a [`Record`]: an event, or bytes that are not one.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordValue {
+    /// An event, decoded.
+    Event(Arc<EventSchema>),
+    /// A value that is not an event (consumers dead-letter it), with the reason.
+    Invalid {
+        /// The value as stored.
+        #[serde(serialize_with = "lossy_text")]
+        bytes: Bytes,
+        /// Why it is not an event.
+        reason: String,
+    },
+}
+
+impl Record {
+    /// The event, if the value is one.
+    pub fn event(&self) -> Option<&Arc<EventSchema>> {
+        match &self.value {
+            RecordValue::Event(event) => Some(event),
+            RecordValue::Invalid { .. } => None,
+        }
+    }
+}
+
+fn lossy_text<S: serde::Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&String::from_utf8_lossy(bytes))
 }
 
 /// An event to publish with [`EventBus::publish_many`]: its topic, and its key unless the
@@ -471,6 +585,16 @@ pub enum BusError {
     /// or `time:` followed by an RFC 3339 time.
     #[error("invalid position `{0}`: expected committed, earliest, latest, offset:N or time:RFC3339")]
     InvalidPosition(String),
+    /// The topic has no such partition.
+    #[error("topic `{topic}` has no partition {partition}: it has {partitions}")]
+    UnknownPartition {
+        /// The topic.
+        topic: TopicName,
+        /// The partition asked for.
+        partition: Partition,
+        /// How many partitions the topic has.
+        partitions: u32,
+    },
     /// `publish_batch` got a different number of keys than events.
     #[error("{keys} keys given for {events} events")]
     KeyCountMismatch {
@@ -593,6 +717,12 @@ pub trait EventBus: Send + Sync {
     /// hold them all), so records of the group are being handled. `None` if this bus has no
     /// subscription in `group`. A readiness probe waits for it.
     async fn joined(&self, group: &GroupId) -> Option<bool>;
+
+    /// Up to `max` records of one partition from offset `from` on (from the first retained one
+    /// if `from` is below it), outside any group: nothing is committed and no handler runs.
+    /// Fewer, or none, at the end of the partition.
+    async fn read(&self, topic: &TopicName, partition: Partition, from: Offset, max: usize)
+    -> Result<Vec<Record>, BusError>;
 
     /// The state of the bus: its backend, whether it runs, the events retained per topic and, on
     /// Kafka, the outbox backlog.

@@ -12,6 +12,8 @@
 //!   - `partitioner`: Kafka's murmur2 rule.
 //! - `bus`: the [`EventBus`] trait and its vocabulary (ids, subscriptions, messages, status,
 //!   [`BusError`]). It names no backend.
+//! - [`dlq`]: the records of dead-letter topics, the state folded from them, and what operators
+//!   do with it (list, show, redrive, discard).
 //! - `runtime`: what every backend shares: [`BusConfig`], the records, the [`Backend`] trait, the
 //!   rules of the bus written once over any backend ([`Bus`]), the processor (retry, dead letters,
 //!   dedup) and the lifecycle.
@@ -20,6 +22,7 @@
 //! - `kafka` (feature `kafka`): [`KafkaBus`] on rdkafka, fronted by a durable local outbox.
 
 mod bus;
+pub mod dlq;
 pub mod envelope;
 #[cfg(feature = "kafka")]
 mod kafka;
@@ -32,10 +35,11 @@ mod runtime;
 pub mod topics;
 
 pub use bus::{
-    BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, HandlerError, Message, Offset,
-    Partition, PartitionInfo, Publication, Published, RetryPolicy, StartPosition, Subscription, TopicDescription,
+    BackendKind, BusError, BusStatus, DeadLetterPolicy, EventBus, GroupId, GroupOffset, Handler, HandlerError, Message, Offset,
+    Partition, PartitionInfo, Publication, Published, Record, RecordValue, RetryPolicy, StartPosition, Subscription, TopicDescription,
     handler_fn,
 };
+pub use dlq::DEAD_LETTERED;
 pub use envelope::{EventId, EventSchema, EventType};
 #[cfg(feature = "kafka")]
 pub use kafka::{Kafka, KafkaBus, KafkaConfig, KafkaError, OutboxError, Secret};
@@ -46,7 +50,7 @@ pub use local::{PartitionEnds, Storage};
 pub use money::{Currency, Money, MoneyError};
 pub use partitioner::{murmur2, partition_for_key};
 pub use runtime::{
-    Backend, Bus, BusConfig, Consumer, DEAD_LETTERED, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT,
+    Backend, Bus, BusConfig, Consumer, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_MESSAGE_BYTES, Dispatcher, MAX_FINISHED_TEXT, NewRecord, Payload, Position, Processor, StoredRecord,
 };
 pub use topics::{Topic, TopicName};

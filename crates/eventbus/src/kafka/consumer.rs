@@ -265,7 +265,7 @@ fn store(consumer: &KafkaConsumer, dispatcher: &mut Dispatcher, resumed: &HashSe
 /// The message as a record. A value of binary- or structured-mode CloudEvents is decoded here,
 /// where the headers are; one that cannot be decoded or is too large is kept as bytes with the
 /// reason, for the dead-letter topic.
-fn record_of(message: &BorrowedMessage<'_>, max: usize) -> Option<(TopicName, StoredRecord)> {
+pub(super) fn record_of(message: &BorrowedMessage<'_>, max: usize) -> Option<(TopicName, StoredRecord)> {
     let topic = TopicName::new(message.topic()).ok()?;
     let headers: Vec<Header> = message
         .headers()

@@ -52,6 +52,14 @@ pub enum KafkaError {
         /// What the client said.
         source: ClientError,
     },
+    /// A partition was not read to the point asked for within `request_timeout_ms`.
+    #[error("reading `{topic}` did not finish within {waited:?}")]
+    ReadTimeout {
+        /// The topic.
+        topic: String,
+        /// How long the reader waited.
+        waited: Duration,
+    },
     /// Any other client error.
     #[error("kafka: {0}")]
     Client(#[from] ClientError),

@@ -11,13 +11,14 @@
 //!
 //! Files: `config` (settings and the librdkafka properties they make), `error`, `admin` (topics,
 //! metadata, watermarks, group offsets), `consumer` (the consumer loop), `outbox` (the durable
-//! outbox and its relay).
+//! outbox and its relay), `read` (a partition read outside any group).
 
 mod admin;
 mod config;
 mod consumer;
 mod error;
 mod outbox;
+mod read;
 
 pub use config::{KafkaConfig, Secret};
 pub use error::KafkaError;
@@ -39,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
 use crate::envelope::{Header, binary_headers, to_binary};
-use crate::runtime::{Backend, Bus, BusConfig, Consumer, NewRecord, Payload, Position};
+use crate::runtime::{Backend, Bus, BusConfig, Consumer, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// The bus on Kafka. Cheap to clone; clones share the producer and consumers.
@@ -268,6 +269,16 @@ impl Backend for Kafka {
 
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
         self.remove_group(group).await
+    }
+
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, BusError> {
+        self.read_partition(topic, partition, from, max).await
     }
 
     fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {

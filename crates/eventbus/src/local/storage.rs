@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::ends::PartitionEnds;
-use crate::bus::{BusError, GroupId, Offset, Partition};
-use crate::runtime::{Backend, StoredRecord};
+use crate::bus::{BusError, GroupId, Partition};
+use crate::runtime::Backend;
 use crate::topics::TopicName;
 
 /// What a member of a group holds after [`Storage::claim`].
@@ -24,15 +24,6 @@ pub struct Claim {
 /// backends.
 #[async_trait]
 pub trait Storage: Backend {
-    /// Up to `max` records from `from` on; fewer, or none, at the end of the partition.
-    async fn read(
-        &self,
-        topic: &TopicName,
-        partition: Partition,
-        from: Offset,
-        max: usize,
-    ) -> Result<Vec<StoredRecord>, BusError>;
-
     /// Joins `group` as `owner`, or renews its membership, and claims its share of `partitions`
     /// among the group's live members (the same partitions for every member): the partitions it
     /// holds now, renewed, and those it holds but must give up to another member, which it

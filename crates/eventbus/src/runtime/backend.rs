@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::dispatch::Dispatcher;
 use super::position::Position;
-use super::record::NewRecord;
+use super::record::{NewRecord, StoredRecord};
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, Subscription, TopicDescription};
 use crate::topics::TopicName;
 
@@ -69,6 +69,16 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Deletes the group's committed offsets.
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError>;
+
+    /// Up to `max` records of a partition from `from` on; fewer, or none, at its end. Reads
+    /// outside any group: nothing is committed.
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, BusError>;
 
     /// Starts the task that consumes one subscription until its stop signal turns true.
     fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()>;

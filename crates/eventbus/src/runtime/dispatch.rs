@@ -128,14 +128,14 @@ impl Dispatcher {
     /// A dispatcher that handles records with `processor`, at most `max_in_flight` at once, until
     /// `stop` turns true.
     pub(crate) fn new(
-        processor: Processor,
+        processor: Arc<Processor>,
         stop: watch::Receiver<bool>,
         max_in_flight: usize,
         joined: Arc<AtomicBool>,
     ) -> Self {
         let max_in_flight = max_in_flight.max(1);
         Self {
-            processor: Arc::new(processor),
+            processor,
             stop,
             max_in_flight,
             max_buffered: (max_in_flight * BUFFER_PER_IN_FLIGHT).max(MIN_BUFFERED),
@@ -167,6 +167,7 @@ impl Dispatcher {
     pub(crate) fn resume(&mut self, topic: &TopicName, partition: Partition, position: Position) {
         let dropped = self.tracks.entry((topic.clone(), partition)).or_default().restart(position);
         self.buffered -= dropped;
+        self.processor.letters().take(topic, partition);
     }
 
     /// Stops tracking a partition this consumer no longer reads (Kafka revoked it). Its records
@@ -176,6 +177,7 @@ impl Dispatcher {
         if let Some(mut track) = self.tracks.remove(&(topic.clone(), partition)) {
             self.buffered -= track.restart(Position::default());
         }
+        self.processor.letters().give_up(topic, partition);
     }
 
     /// How many more records may be pushed now.
@@ -329,17 +331,22 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::bus::{BusError, GroupId, Message, Offset, RetryPolicy, handler_fn};
+    use crate::bus::{BusError, DeadLetterPolicy, GroupId, Message, Offset, Record, RetryPolicy, handler_fn};
     use crate::envelope::EventSchema;
-    use crate::runtime::processor::DeadLetterSink;
+    use crate::runtime::letters::Letters;
+    use crate::runtime::processor::DeadLetterLog;
     use crate::runtime::record::Payload;
 
     struct NoDeadLetters;
 
     #[async_trait]
-    impl DeadLetterSink for NoDeadLetters {
+    impl DeadLetterLog for NoDeadLetters {
         async fn dead_letter(&self, _: &TopicName, _: Option<Arc<str>>, _: EventSchema) -> Result<(), BusError> {
             unreachable!("no record of these tests fails")
+        }
+
+        async fn read(&self, _: &TopicName, _: Partition, _: Offset, _: usize) -> Result<Vec<Record>, BusError> {
+            Ok(Vec::new())
         }
     }
 
@@ -367,17 +374,13 @@ mod tests {
                 Ok(())
             }
         });
-        let processor = Processor::new(
-            GroupId::new("g").unwrap(),
-            RetryPolicy::default(),
-            handler,
-            Arc::new(NoDeadLetters),
-            1 << 20,
-            1000,
-        );
-        let (_stop, stopped) = watch::channel(false);
-        let mut dispatcher = Dispatcher::new(processor, stopped, 1, Arc::default());
+        let group = GroupId::new("g").unwrap();
         let topic = TopicName::new("work").unwrap();
+        let letters = Letters::new(&group, &[topic.clone()], DeadLetterPolicy::watch_only());
+        let processor =
+            Processor::new(group, RetryPolicy::default(), handler, Arc::new(NoDeadLetters), 1 << 20, 1000, letters);
+        let (_stop, stopped) = watch::channel(false);
+        let mut dispatcher = Dispatcher::new(Arc::new(processor), stopped, 1, Arc::default());
         dispatcher.push(&topic, record(0, "a"));
         dispatcher.push(&topic, record(1, "b"));
 

@@ -5,7 +5,8 @@
 //! - `record`: the records backends append and read back.
 //! - `backend`: the [`Backend`] trait, the primitives a backend provides.
 //! - `policy`: [`Bus`], the `EventBus` over any backend.
-//! - `processor`: one message from delivery to done: decode, dedup, retry, dead letter.
+//! - `processor`: one message from delivery to done: decode, dedup, park, retry, letter.
+//! - `letters`: a subscription's dead letters while it runs: parked keys, retry stages, redrives.
 //! - `dispatch`: the consumer runtime: records handled concurrently with per-key order, and the
 //!   watermark per partition that is committed.
 //! - `position`: a group's committed place in a partition, with the records finished above it.
@@ -14,6 +15,7 @@
 mod backend;
 mod config;
 mod dispatch;
+mod letters;
 mod lifecycle;
 mod policy;
 mod position;
@@ -26,6 +28,6 @@ pub use dispatch::Dispatcher;
 pub use policy::Bus;
 pub(crate) use policy::resume_positions;
 pub use position::{MAX_FINISHED_TEXT, Position};
-pub use processor::{DEAD_LETTERED, Processor};
+pub use processor::Processor;
 pub(crate) use processor::{STORAGE_RETRY, wait_or_stop};
 pub use record::{NewRecord, Payload, StoredRecord};

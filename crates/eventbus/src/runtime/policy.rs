@@ -24,11 +24,12 @@ use super::config::BusConfig;
 use super::dispatch::Dispatcher;
 use super::lifecycle::Lifecycle;
 use super::position::Position;
-use super::processor::{DeadLetterSink, Processor};
+use super::letters::Letters;
+use super::processor::{DeadLetterLog, Processor};
 use super::record::{NewRecord, Payload};
 use crate::bus::{
     BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, Offset, Partition, Publication,
-    Published, StartPosition, Subscription, TopicDescription,
+    Published, Record, StartPosition, Subscription, TopicDescription,
 };
 use crate::envelope::EventSchema;
 use crate::partitioner::partition_for_key;
@@ -80,13 +81,26 @@ impl<B: Backend> Bus<B> {
     ) -> impl Fn(Subscription, Arc<dyn Handler>, watch::Receiver<bool>, Arc<AtomicBool>) -> JoinHandle<()> + Sync {
         let shared = Arc::clone(&self.shared);
         move |subscription, handler, stop, joined| {
-            let sink = Arc::clone(&shared) as Arc<dyn DeadLetterSink>;
+            let log = Arc::clone(&shared) as Arc<dyn DeadLetterLog>;
             let max = shared.config.max_message_bytes;
             let (group, window) = (subscription.group.clone(), shared.config.dedup_window);
-            let processor = Processor::new(group, subscription.retry, handler, sink, max, window);
+            let letters = Letters::new(&group, &subscription.topics, subscription.dead_letters.clone());
+            let processor = Arc::new(Processor::new(group, subscription.retry, handler, log, max, window, letters));
+            let follower = Letters::spawn(Arc::clone(&processor), stop.clone());
             let in_flight = subscription.max_in_flight.unwrap_or(shared.config.max_in_flight);
             let dispatcher = Dispatcher::new(processor, stop.clone(), in_flight, joined);
-            Arc::clone(&shared.backend).spawn_consumer(Consumer { subscription, dispatcher, stop })
+            let consumer = Arc::clone(&shared.backend).spawn_consumer(Consumer { subscription, dispatcher, stop });
+            match follower {
+                None => consumer,
+                Some(follower) => tokio::spawn(async move {
+                    if let Err(error) = consumer.await {
+                        tracing::error!(%error, "Consumer task failed");
+                    }
+                    if let Err(error) = follower.await {
+                        tracing::error!(%error, "Dead-letter follower failed");
+                    }
+                }),
+            }
         }
     }
 }
@@ -167,6 +181,21 @@ impl<B: Backend> Shared<B> {
             self.backend.ensure_topics(vec![(dlq.clone(), DLQ_PARTITIONS)]).await?;
         }
         Ok(dlq)
+    }
+
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError> {
+        let partitions = self.partition_count(topic).await?;
+        if partition.0 >= partitions {
+            return Err(BusError::UnknownPartition { topic: topic.clone(), partition, partitions });
+        }
+        let records = self.backend.read(topic, partition, from, max).await?;
+        Ok(records.into_iter().map(|record| record.into_record(topic)).collect())
     }
 
     async fn describe(&self, topic: &TopicName) -> Result<TopicDescription, BusError> {
@@ -279,13 +308,23 @@ fn encoded_len(event: &EventSchema) -> usize {
 }
 
 #[async_trait]
-impl<B: Backend> DeadLetterSink for Shared<B> {
+impl<B: Backend> DeadLetterLog for Shared<B> {
     async fn dead_letter(&self, topic: &TopicName, key: Option<Arc<str>>, letter: EventSchema) -> Result<(), BusError> {
         let dlq = self.ensure_dlq(topic).await?;
         let partitions = self.partition_count(&dlq).await?;
         let partition = self.partition(key.as_deref(), partitions);
         let record = NewRecord { topic: dlq, partition, key, payload: self.payload(letter)? };
         self.backend.append(vec![record]).await.map(drop)
+    }
+
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError> {
+        self.read(topic, partition, from, max).await
     }
 }
 
@@ -352,6 +391,16 @@ impl<B: Backend> EventBus for Bus<B> {
 
     async fn joined(&self, group: &GroupId) -> Option<bool> {
         self.shared.lifecycle.joined(group).await
+    }
+
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError> {
+        self.shared.read(topic, partition, from, max).await
     }
 
     async fn status(&self) -> Result<BusStatus, BusError> {

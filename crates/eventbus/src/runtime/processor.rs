@@ -1,6 +1,7 @@
-//! What happens to one message, on every backend: decode it, drop a recent repeat, call the
-//! handler with bounded exponential backoff, and dead-letter it with the reason if it still
-//! fails. Only a stop interrupts it, and then nothing is committed.
+//! What happens to one message, on every backend: decode it, drop a recent repeat, park it behind
+//! an earlier failed record of its key (in a sequenced subscription), call the handler with
+//! bounded exponential backoff, and if it still fails, write its letter: a retry stage, or a dead
+//! letter with the reason. Only a stop interrupts it, and then nothing is committed.
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -9,32 +10,32 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+use bytes::Bytes;
+
+use super::letters::Letters;
 use super::record::{Payload, StoredRecord};
-use crate::bus::{BusError, GroupId, Handler, Message, RetryPolicy};
-use crate::envelope::masked;
+use crate::bus::{BusError, GroupId, Handler, Message, Offset, Partition, Record, RetryPolicy};
+use crate::dlq::letter::{self, Failure, FailureKind, Original, Place};
 use crate::envelope::{EventId, EventSchema};
 use crate::topics::TopicName;
 
-/// Event ids remembered per subscription to drop repeats.
 /// The wait after a storage error before trying again.
 pub(crate) const STORAGE_RETRY: Duration = Duration::from_millis(200);
-
-/// Characters of an original too large for its dead letter that the letter keeps.
-const ORIGINAL_PREFIX_CHARS: usize = 512;
-
-/// The `event_type` of a dead letter.
-pub const DEAD_LETTERED: &str = "dead_lettered";
 
 /// The consumer was asked to stop before it finished the message; it will be delivered again.
 pub struct Stopped;
 
-/// Where dead letters go: `<topic>.dlq` on the same bus.
+/// The dead-letter topics of the bus: where letters are written, and read back.
 #[async_trait]
-pub(crate) trait DeadLetterSink: Send + Sync + 'static {
+pub(crate) trait DeadLetterLog: Send + Sync + 'static {
+    /// Appends a record about a letter to `<topic>.dlq`, created if it is missing.
     async fn dead_letter(&self, topic: &TopicName, key: Option<Arc<str>>, letter: EventSchema) -> Result<(), BusError>;
+
+    /// Up to `max` records of `topic` (any topic: a source, or a dead-letter topic) from `from`.
+    async fn read(&self, topic: &TopicName, partition: Partition, from: Offset, max: usize)
+    -> Result<Vec<Record>, BusError>;
 }
 
 /// Waits `delay`; true if `stop` turned true meanwhile.
@@ -51,10 +52,12 @@ pub struct Processor {
     group: GroupId,
     retry: RetryPolicy,
     handler: Arc<dyn Handler>,
-    sink: Arc<dyn DeadLetterSink>,
+    log: Arc<dyn DeadLetterLog>,
     max_message_bytes: usize,
     /// Shared by the records handled at once.
     dedup: Mutex<Dedup>,
+    /// The subscription's dead letters: parked keys, retry stages, redrives.
+    letters: Arc<Letters>,
 }
 
 impl Processor {
@@ -62,16 +65,29 @@ impl Processor {
         group: GroupId,
         retry: RetryPolicy,
         handler: Arc<dyn Handler>,
-        sink: Arc<dyn DeadLetterSink>,
+        log: Arc<dyn DeadLetterLog>,
         max_message_bytes: usize,
         dedup_window: usize,
+        letters: Arc<Letters>,
     ) -> Self {
         let dedup = Mutex::new(Dedup { window: dedup_window.max(1), ..Dedup::default() });
-        Self { group, retry, handler, sink, max_message_bytes, dedup }
+        Self { group, retry, handler, log, max_message_bytes, dedup, letters }
     }
 
     fn dedup(&self) -> std::sync::MutexGuard<'_, Dedup> {
         self.dedup.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn group(&self) -> &GroupId {
+        &self.group
+    }
+
+    pub(crate) fn letters(&self) -> &Arc<Letters> {
+        &self.letters
+    }
+
+    pub(crate) fn log(&self) -> &Arc<dyn DeadLetterLog> {
+        &self.log
     }
 
     /// The largest message the subscription takes; a larger one is dead-lettered unread.
@@ -80,43 +96,22 @@ impl Processor {
         self.max_message_bytes
     }
 
-    /// Handles one record to the end: success, or a stored dead letter.
+    /// Handles one record to the end: success, a parked record, or a stored letter.
     pub(crate) async fn process(
         &self,
         topic: &TopicName,
         record: StoredRecord,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), Stopped> {
-        let event = match &record.payload {
-            Payload::Bytes(bytes) if bytes.len() > self.max_message_bytes => {
-                let error =
-                    format!("message of {} bytes exceeds the maximum of {} bytes", bytes.len(), self.max_message_bytes);
-                let letter = dead_letter(self.max_message_bytes, topic, &record, &self.group, "oversized", &error, 0);
-                return self.send_dead_letter(topic, &record, letter, stop).await;
-            }
-            Payload::Rejected { reason, .. } => {
-                let letter = dead_letter(self.max_message_bytes, topic, &record, &self.group, "undecodable", reason, 0);
-                return self.send_dead_letter(topic, &record, letter, stop).await;
-            }
-            Payload::Event(event) | Payload::Encoded { event, .. } => Arc::clone(event),
-            Payload::Bytes(bytes) => match EventSchema::from_json(bytes) {
-                Ok(event) => Arc::new(event),
-                Err(error) => {
-                    let letter = dead_letter(
-                        self.max_message_bytes,
-                        topic,
-                        &record,
-                        &self.group,
-                        "undecodable",
-                        &error.to_string(),
-                        0,
-                    );
-                    return self.send_dead_letter(topic, &record, letter, stop).await;
-                }
-            },
+        let event = match self.decode(&record) {
+            Ok(event) => event,
+            Err(failure) => return self.fail(topic, &record, failure, 0, None, stop).await,
         };
         if let Some(id) = event.event_id.as_ref().filter(|id| self.dedup().contains(id)) {
             tracing::debug!(%topic, event_id = %id, "Duplicate event dropped");
+            return Ok(());
+        }
+        if self.letters.parks(topic, &record, self, stop).await? {
             return Ok(());
         }
         let message = Message {
@@ -125,32 +120,56 @@ impl Processor {
             offset: record.offset,
             timestamp: record.timestamp,
             key: record.key.clone(),
-            event: Arc::clone(&event),
+            event,
         };
+        match self.attempt(message, stop).await? {
+            Ok(()) => Ok(()),
+            Err(failure) => self.fail(topic, &record, failure, 0, None, stop).await,
+        }
+    }
+
+    /// The record's event, or why it has none.
+    pub(crate) fn decode(&self, record: &StoredRecord) -> Result<Arc<EventSchema>, Failure> {
+        let undecodable = |error: String| Failure { kind: FailureKind::Undecodable, error, attempts: 0 };
+        match &record.payload {
+            Payload::Bytes(bytes) if bytes.len() > self.max_message_bytes => Err(Failure {
+                kind: FailureKind::Oversized,
+                error: format!(
+                    "message of {} bytes exceeds the maximum of {} bytes",
+                    bytes.len(),
+                    self.max_message_bytes
+                ),
+                attempts: 0,
+            }),
+            Payload::Rejected { reason, .. } => Err(undecodable(reason.clone())),
+            Payload::Event(event) | Payload::Encoded { event, .. } => Ok(Arc::clone(event)),
+            Payload::Bytes(bytes) => EventSchema::from_json(bytes).map(Arc::new).map_err(|e| undecodable(e.to_string())),
+        }
+    }
+
+    /// Calls the handler, retrying by the subscription's policy: `Ok(Ok)` when it succeeded (the
+    /// event id is then remembered), `Ok(Err)` with the failure when it did not.
+    pub(crate) async fn attempt(
+        &self,
+        message: Message,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Result<(), Failure>, Stopped> {
+        let (topic, partition, offset) = (message.topic.clone(), message.partition, message.offset);
+        let event_id = message.event.event_id.clone();
         let retry = self.retry;
         let mut attempt = 1;
         loop {
             let result = AssertUnwindSafe(self.handler.handle(message.clone())).catch_unwind().await;
             let error = match result {
                 Ok(Ok(())) => {
-                    if let Some(id) = &event.event_id {
-                        self.dedup().insert(id.clone());
+                    if let Some(id) = event_id {
+                        self.dedup().insert(id);
                     }
-                    break;
+                    return Ok(Ok(()));
                 }
                 Ok(Err(error)) if error.is_permanent() => {
-                    tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, %error, "Handler rejected the message; dead-lettering");
-                    let letter = dead_letter(
-                        self.max_message_bytes,
-                        topic,
-                        &record,
-                        &self.group,
-                        "rejected",
-                        &error.to_string(),
-                        attempt,
-                    );
-                    self.send_dead_letter(topic, &record, letter, stop).await?;
-                    break;
+                    tracing::warn!(%topic, %partition, %offset, %error, "Handler rejected the message; dead-lettering");
+                    return Ok(Err(Failure { kind: FailureKind::Rejected, error: error.to_string(), attempts: attempt }));
                 }
                 Ok(Err(error)) => error.to_string(),
                 Err(panic) => format!("handler panicked: {}", panic_message(&*panic)),
@@ -161,34 +180,54 @@ impl Processor {
                 return Err(Stopped);
             }
             if attempt >= retry.max_attempts.max(1) {
-                tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, attempts = attempt, %error, "Handler failed; dead-lettering");
-                let letter =
-                    dead_letter(self.max_message_bytes, topic, &record, &self.group, "handler_failed", &error, attempt);
-                self.send_dead_letter(topic, &record, letter, stop).await?;
-                break;
+                tracing::warn!(%topic, %partition, %offset, attempts = attempt, %error, "Handler failed");
+                return Ok(Err(Failure { kind: FailureKind::HandlerFailed, error, attempts: attempt }));
             }
-            tracing::debug!(%topic, offset = %record.offset, attempt, %error, "Handler failed; retrying");
+            tracing::debug!(%topic, %offset, attempt, %error, "Handler failed; retrying");
             if wait_or_stop(stop, retry.backoff(attempt)).await {
                 return Err(Stopped);
             }
             attempt += 1;
         }
-        Ok(())
     }
 
-    /// Appends the dead letter, retrying until it is stored: the partition moves on only then.
-    async fn send_dead_letter(
+    /// Writes the letter of a record that failed, `redrive_count` redrives in, after retry stage
+    /// `stage` (`None` for its first round): it waits for the next stage if there is one, and is
+    /// dead-lettered otherwise. Retried until stored: the partition moves on only then.
+    pub(crate) async fn fail(
         &self,
         topic: &TopicName,
         record: &StoredRecord,
+        failure: Failure,
+        redrive_count: u32,
+        stage: Option<u32>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        let place = Place { topic: topic.clone(), partition: record.partition, offset: record.offset };
+        let value = original_bytes(&record.payload);
+        let original = Original { place: &place, key: record.key.as_deref(), value: &value };
+        let next = self.letters.next_stage(&failure, stage);
+        let letter =
+            letter::failed(self.max_message_bytes, &self.group, &original, &failure, redrive_count, next, self.letters.sequenced());
+        if next.is_none() {
+            tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, kind = failure.kind.as_str(), "Dead-lettered");
+        }
+        self.letters.write(self, topic, record.key.clone(), letter, stop).await
+    }
+
+    /// Appends a record to `<topic>.dlq`, retrying until it is stored.
+    pub(crate) async fn append(
+        &self,
+        topic: &TopicName,
+        key: Option<Arc<str>>,
         letter: EventSchema,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), Stopped> {
         loop {
-            match self.sink.dead_letter(topic, record.key.clone(), letter.clone()).await {
+            match self.log.dead_letter(topic, key.clone(), letter.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    tracing::error!(%topic, offset = %record.offset, %error, "Dead-letter write failed; retrying");
+                    tracing::error!(%topic, %error, "Dead-letter write failed; retrying");
                     if wait_or_stop(stop, STORAGE_RETRY).await {
                         return Err(Stopped);
                     }
@@ -198,68 +237,12 @@ impl Processor {
     }
 }
 
-/// The dead letter for a record: the reason, where it came from, and the original message.
-/// Its id is derived from the record's place, so writing it twice (after a crash) is detectable.
-fn dead_letter(
-    max_bytes: usize,
-    topic: &TopicName,
-    record: &StoredRecord,
-    group: &GroupId,
-    kind: &str,
-    error: &str,
-    attempts: u32,
-) -> EventSchema {
-    let place = format!("{topic}/{}/{}", record.partition, record.offset);
-    let mut data = Map::new();
-    data.insert("original_topic".into(), json!(topic.as_str()));
-    data.insert("original_partition".into(), json!(record.partition.0));
-    data.insert("original_offset".into(), json!(record.offset.0));
-    data.insert("original_key".into(), json!(record.key.as_deref()));
-    data.insert("error_kind".into(), json!(kind));
-    data.insert("error".into(), json!(error));
-    data.insert("attempts".into(), json!(attempts));
-    let original = match &record.payload {
-        Payload::Event(event) => event.to_json(),
-        Payload::Encoded { json: bytes, .. } | Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => {
-            bytes.to_vec()
-        }
-    };
-    let letter = |data| {
-        EventSchema::new(DEAD_LETTERED, "dead_letter", place.clone(), data)
-            .with_id(EventId::derived(&format!("dlq/{}/{place}", group)))
-            .with_source("eventbus")
-            .with_metadata("group", group.as_str())
-    };
-    // Personal data is masked, as in the logs: the dead-letter topic is read by operators and
-    // kept apart from the data it came from. The original, unmasked, stays at its place in the
-    // source topic, which the letter names.
-    let mut full = data.clone();
-    let shown = match serde_json::from_slice::<EventSchema>(&original) {
-        Ok(event) => {
-            let event = masked(&serde_json::to_value(event).unwrap_or(Value::Null));
-            full.insert("original_event".into(), event.clone());
-            event.to_string()
-        }
-        Err(_) => {
-            let value = match serde_json::from_slice::<Value>(&original) {
-                Ok(json) => masked(&json).to_string(),
-                Err(_) => String::from_utf8_lossy(&original).into_owned(),
-            };
-            full.insert("original_value".into(), json!(value));
-            value
-        }
-    };
-    let full = letter(full);
-    if full.to_json().len() <= max_bytes {
-        return full;
+/// A record's value as stored: flat JSON for an event.
+pub(crate) fn original_bytes(payload: &Payload) -> Bytes {
+    match payload {
+        Payload::Event(event) => event.to_json().into(),
+        Payload::Encoded { json: bytes, .. } | Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes.clone(),
     }
-    // The original does not fit in a dead letter: keep its size and beginning; the whole of it
-    // stays at its place in the source topic.
-    let prefix: String = shown.chars().take(ORIGINAL_PREFIX_CHARS).collect();
-    data.insert("original_bytes".into(), json!(original.len()));
-    data.insert("original_truncated".into(), json!(true));
-    data.insert("original_prefix".into(), json!(prefix));
-    letter(data)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::bus::{Offset, Partition};
+use crate::bus::{Offset, Partition, Record, RecordValue};
 use crate::envelope::EventSchema;
 use crate::topics::TopicName;
 
@@ -60,4 +60,26 @@ pub struct StoredRecord {
     pub key: Option<Arc<str>>,
     /// The value.
     pub payload: Payload,
+}
+
+impl StoredRecord {
+    /// The record as [`EventBus::read`](crate::EventBus::read) gives it: its value decoded.
+    pub(crate) fn into_record(self, topic: &TopicName) -> Record {
+        let value = match self.payload {
+            Payload::Event(event) | Payload::Encoded { event, .. } => RecordValue::Event(event),
+            Payload::Rejected { bytes, reason } => RecordValue::Invalid { bytes, reason },
+            Payload::Bytes(bytes) => match EventSchema::from_json(&bytes) {
+                Ok(event) => RecordValue::Event(Arc::new(event)),
+                Err(error) => RecordValue::Invalid { bytes, reason: error.to_string() },
+            },
+        };
+        Record {
+            topic: topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key,
+            value,
+        }
+    }
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 use super::log::{Frames, Log};
 use super::{Message, OutboxError};
 use crate::bus::{GroupId, Offset, Partition};
-use crate::local::Storage;
 use crate::local::embedded::{EmbeddedConfig, EmbeddedStorage};
 use crate::runtime::{Backend, Payload};
 use crate::topics::TopicName;

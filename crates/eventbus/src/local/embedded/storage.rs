@@ -241,13 +241,6 @@ impl Backend for EmbeddedStorage {
         Ok(self.write(|reply| WriteOp::DeleteGroup { group, reply }).await?)
     }
 
-    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
-        consumer::spawn(self, consumer)
-    }
-}
-
-#[async_trait]
-impl Storage for EmbeddedStorage {
     async fn read(
         &self,
         topic: &TopicName,
@@ -259,6 +252,13 @@ impl Storage for EmbeddedStorage {
         Ok(self.read_with(move |conn| sql::read(conn, row.id, partition, from, max)).await?)
     }
 
+    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
+        consumer::spawn(self, consumer)
+    }
+}
+
+#[async_trait]
+impl Storage for EmbeddedStorage {
     async fn claim(
         &self,
         group: &GroupId,

@@ -118,13 +118,6 @@ impl Backend for LogStorage {
         self.memory.delete_group(group).await
     }
 
-    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
-        consumer::spawn(self, consumer)
-    }
-}
-
-#[async_trait]
-impl Storage for LogStorage {
     async fn read(
         &self,
         topic: &TopicName,
@@ -135,6 +128,13 @@ impl Storage for LogStorage {
         self.memory.read(topic, partition, from, max).await
     }
 
+    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
+        consumer::spawn(self, consumer)
+    }
+}
+
+#[async_trait]
+impl Storage for LogStorage {
     fn ends(&self) -> &PartitionEnds {
         self.memory.ends()
     }

@@ -222,13 +222,6 @@ impl Backend for MemoryStorage {
         Ok(())
     }
 
-    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
-        consumer::spawn(self, consumer)
-    }
-}
-
-#[async_trait]
-impl Storage for MemoryStorage {
     async fn read(
         &self,
         topic: &TopicName,
@@ -244,6 +237,13 @@ impl Storage for MemoryStorage {
         Ok(log.records.range(skip..end).cloned().collect())
     }
 
+    fn spawn_consumer(self: Arc<Self>, consumer: Consumer) -> JoinHandle<()> {
+        consumer::spawn(self, consumer)
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
     fn ends(&self) -> &PartitionEnds {
         &self.ends
     }

@@ -1,0 +1,361 @@
+//! A subscription's dead letters while it runs: the keys it has parked, the records waiting for a
+//! retry stage, and the redrives operators ask for.
+//!
+//! The state is a [`Book`] folded from the subscription's dead-letter topics, which are its only
+//! durable form: a restart, or another instance of the group, folds the same records and gets the
+//! same state. A follower task reads what others write there (operators' requests, other
+//! instances' letters) and acts on the letters that are due: a parked record whose turn came, a
+//! redrive, a retry stage.
+//!
+//! Order: the records of a parked key are handled by the follower, one at a time, in the order
+//! they were parked, after the letter they wait behind is resolved. While the key has a letter
+//! open, the consumer parks each new record of the key at the end of its sequence (under the
+//! book's lock), so none overtakes another. The follower acts only on partitions its consumer
+//! holds, so one instance of a group acts on a key.
+//!
+//! Crashes: a letter is written before the record's offset is committed. A record delivered
+//! again whose letter the book holds is not written twice. A letter handled and not yet marked
+//! resolved when the process died is handled again after the restart, and the handler's
+//! idempotence (the record keeps its `event_id`) keeps the effect single.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::processor::{Processor, Stopped, original_bytes, wait_or_stop};
+use super::record::StoredRecord;
+use crate::bus::{BusError, DeadLetterPolicy, GroupId, Message, Offset, Partition, Record, RecordValue};
+use crate::dlq::book::{Book, Letter, LetterState};
+use crate::dlq::letter::{self, Failure, FailureKind, Original, Outcome, Place, Stage};
+use crate::envelope::EventSchema;
+use crate::topics::TopicName;
+
+/// How often the follower looks for records others wrote.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// Records read from a dead-letter topic at a time.
+const READ_BATCH: usize = 500;
+
+/// The dead letters of one subscription.
+pub(crate) struct Letters {
+    policy: DeadLetterPolicy,
+    /// The subscription's dead-letter topics.
+    dlq_topics: Vec<TopicName>,
+    book: tokio::sync::Mutex<Book>,
+    /// Whether any key is parked: the consumer skips the book's lock while none is.
+    parked: AtomicBool,
+    /// True once the book holds everything written before the consumer last took partitions.
+    ready: watch::Sender<bool>,
+    /// The partitions the subscription's consumer holds.
+    owned: Mutex<HashSet<(TopicName, Partition)>>,
+    /// Ids of records this process wrote and folded already, not read back yet.
+    own: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+impl Letters {
+    pub(crate) fn new(group: &GroupId, topics: &[TopicName], policy: DeadLetterPolicy) -> Arc<Self> {
+        Arc::new(Self {
+            dlq_topics: topics.iter().map(TopicName::dlq).collect(),
+            book: tokio::sync::Mutex::new(Book::of_group(group.clone())),
+            parked: AtomicBool::new(false),
+            ready: watch::channel(!policy.follows()).0,
+            owned: Mutex::default(),
+            own: Mutex::default(),
+            wake: Notify::new(),
+            policy,
+        })
+    }
+
+    pub(crate) fn sequenced(&self) -> bool {
+        self.policy.sequenced
+    }
+
+    /// The consumer now reads `partition`: the follower catches up before the consumer handles a
+    /// record of a sequenced subscription, so a key another instance parked stays parked here.
+    pub(crate) fn take(&self, topic: &TopicName, partition: Partition) {
+        self.owned.lock().expect("owned lock").insert((topic.clone(), partition));
+        if self.policy.sequenced {
+            self.ready.send_replace(false);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The consumer no longer reads `partition`.
+    pub(crate) fn give_up(&self, topic: &TopicName, partition: Partition) {
+        self.owned.lock().expect("owned lock").remove(&(topic.clone(), partition));
+    }
+
+    fn holds(&self, place: &Place) -> bool {
+        self.owned.lock().expect("owned lock").contains(&(place.topic.clone(), place.partition))
+    }
+
+    /// The stage a record that failed waits for next, after `stage`; `None` to dead-letter it.
+    pub(crate) fn next_stage(&self, failure: &Failure, stage: Option<u32>) -> Option<Stage> {
+        if failure.kind != FailureKind::HandlerFailed {
+            return None;
+        }
+        let number = stage.map_or(1, |n| n + 1);
+        let wait = *self.policy.retry_stages.get(number as usize - 1)?;
+        let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        Some(Stage { number, due })
+    }
+
+    /// Parks the record if its key has a letter open, and says whether it did: it is then done
+    /// for the consumer. A record whose letter the book holds already (delivered again after a
+    /// crash) is done too.
+    pub(crate) async fn parks(
+        &self,
+        topic: &TopicName,
+        record: &StoredRecord,
+        processor: &Processor,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool, Stopped> {
+        let Some(key) = record.key.as_deref().filter(|_| self.policy.sequenced) else { return Ok(false) };
+        let mut ready = self.ready.subscribe();
+        tokio::select! {
+            result = ready.wait_for(|ready| *ready) => { result.map_err(|_| Stopped)?; }
+            _ = stop.wait_for(|stop| *stop) => return Err(Stopped),
+        }
+        if !self.parked.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let group = processor.group();
+        let place = Place { topic: topic.clone(), partition: record.partition, offset: record.offset };
+        let mut book = self.book.lock().await;
+        if book.get(&place.letter_id(group).to_string()).is_some() {
+            return Ok(true);
+        }
+        let Some(head) = book.head(group, topic, key) else { return Ok(false) };
+        let behind = head.id.parse().map_err(|_| Stopped)?;
+        let value = original_bytes(&record.payload);
+        let original = Original { place: &place, key: Some(key), value: &value };
+        let letter = letter::parked(processor.max_message_bytes(), group, &original, &behind);
+        tracing::info!(%topic, partition = %record.partition, offset = %record.offset, "Parked behind an earlier failed record of its key");
+        self.append(&mut book, processor, topic, record.key.clone(), letter, stop).await?;
+        Ok(true)
+    }
+
+    /// Writes a letter and folds it.
+    pub(crate) async fn write(
+        &self,
+        processor: &Processor,
+        topic: &TopicName,
+        key: Option<Arc<str>>,
+        letter: EventSchema,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        let mut book = self.book.lock().await;
+        self.append(&mut book, processor, topic, key, letter, stop).await
+    }
+
+    async fn append(
+        &self,
+        book: &mut Book,
+        processor: &Processor,
+        topic: &TopicName,
+        key: Option<Arc<str>>,
+        letter: EventSchema,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        processor.append(topic, key.clone(), letter.clone(), stop).await?;
+        if !self.policy.follows() {
+            return Ok(());
+        }
+        let id = letter.event_id.as_ref().map(ToString::to_string).unwrap_or_default();
+        self.own.lock().expect("own lock").insert(id);
+        // Folded now, as it will be read back: the dead-letter topic has one partition, and the
+        // offset only orders it among records the fold reads later, which commute with it.
+        let record = Record {
+            topic: topic.dlq(),
+            partition: Partition(0),
+            offset: book.cursor(&topic.dlq()),
+            timestamp: Utc::now(),
+            key,
+            value: RecordValue::Event(Arc::new(letter)),
+        };
+        let cursor = book.cursor(&topic.dlq());
+        book.apply(&record);
+        book.set_cursor(&topic.dlq(), cursor);
+        self.parked.store(book.any_parked(), Ordering::Release);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Folds what was written to the dead-letter topics since the last read, skipping this
+    /// process's own records, folded when written.
+    async fn catch_up(&self, processor: &Processor) -> Result<(), BusError> {
+        let mut book = self.book.lock().await;
+        for dlq in &self.dlq_topics {
+            // Bounded: a topic is read to its end as it was when the loop began, a batch at a time.
+            for _ in 0..100_000 {
+                let from = book.cursor(dlq);
+                let records = match processor.log().read(dlq, Partition(0), from, READ_BATCH).await {
+                    Ok(records) => records,
+                    Err(BusError::UnknownTopic(_)) => break,
+                    Err(error) => return Err(error),
+                };
+                for record in &records {
+                    let own = record.event().and_then(|e| e.event_id.as_ref()).map(ToString::to_string);
+                    let mine = own.is_some_and(|id| self.own.lock().expect("own lock").remove(&id));
+                    if mine {
+                        book.set_cursor(dlq, Offset(record.offset.0 + 1));
+                    } else {
+                        book.apply(record);
+                    }
+                }
+                if records.len() < READ_BATCH {
+                    break;
+                }
+            }
+        }
+        self.parked.store(book.any_parked(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Starts the follower of a subscription that has one.
+    pub(crate) fn spawn(processor: Arc<Processor>, stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+        processor.letters().policy.follows().then(|| tokio::spawn(follow(processor, stop)))
+    }
+}
+
+/// Folds what others write, and acts on the letters that are due, until the stop.
+async fn follow(processor: Arc<Processor>, mut stop: watch::Receiver<bool>) {
+    let letters = Arc::clone(processor.letters());
+    while !*stop.borrow() {
+        match letters.catch_up(&processor).await {
+            Ok(()) => {
+                letters.ready.send_replace(true);
+            }
+            Err(error) => {
+                tracing::warn!(group = %processor.group(), %error, "Cannot read the dead-letter topics; trying again");
+                if wait_or_stop(&mut stop, STORAGE_RETRY_FOLLOW).await {
+                    return;
+                }
+                continue;
+            }
+        }
+        if act(&processor, &letters, &mut stop).await.is_err() {
+            return;
+        }
+        let wait = {
+            let book = letters.book.lock().await;
+            let until_due = book.next_due().map(|due| (due - Utc::now()).to_std().unwrap_or_default());
+            until_due.map_or(FOLLOW_INTERVAL, |d| d.min(FOLLOW_INTERVAL))
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = letters.wake.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// The wait after a failed read of the dead-letter topics.
+const STORAGE_RETRY_FOLLOW: Duration = Duration::from_millis(500);
+
+/// Acts on every letter due now on the partitions held, one at a time, until none is left.
+async fn act(processor: &Processor, letters: &Letters, stop: &mut watch::Receiver<bool>) -> Result<(), Stopped> {
+    // Bounded: each pass resolves or re-letters one letter, and a letter that fails again is
+    // no longer due (it waits for an operator or a later stage).
+    for _ in 0..1_000_000 {
+        let due: Option<Letter> = {
+            let book = letters.book.lock().await;
+            book.actionable(Utc::now())
+                .into_iter()
+                .find(|letter| letter.place.as_ref().is_some_and(|place| letters.holds(place)))
+                .cloned()
+        };
+        let Some(letter) = due else { return Ok(()) };
+        handle(processor, letters, &letter, stop).await?;
+    }
+    Ok(())
+}
+
+/// Handles one due letter again: reads its original at its place and calls the handler.
+async fn handle(
+    processor: &Processor,
+    letters: &Letters,
+    letter: &Letter,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), Stopped> {
+    let place = letter.place.clone().expect("only letters with a place are due");
+    let redrive_count = letter.redrive_count + u32::from(letter.state == LetterState::RedriveRequested);
+    let read = loop {
+        match processor.log().read(&place.topic, place.partition, place.offset, 1).await {
+            Ok(read) => break read,
+            Err(error) => {
+                tracing::warn!(%place, %error, "Cannot read a dead letter's original; trying again");
+                if wait_or_stop(stop, STORAGE_RETRY_FOLLOW).await {
+                    return Err(Stopped);
+                }
+            }
+        }
+    };
+    let Some(original) = read.into_iter().find(|r| r.offset == place.offset) else {
+        // Retention removed it: nothing can be handled again; an operator discards the letter.
+        let failure = Failure {
+            kind: FailureKind::Missing,
+            error: format!("the original at {place} is no longer retained"),
+            attempts: 0,
+        };
+        let stored = StoredRecord {
+            partition: place.partition,
+            offset: place.offset,
+            timestamp: Utc::now(),
+            key: letter.key.as_deref().map(Arc::from),
+            payload: super::record::Payload::Bytes(bytes::Bytes::new()),
+        };
+        return processor.fail(&place.topic, &stored, failure, redrive_count, None, stop).await;
+    };
+    let stored = StoredRecord {
+        partition: original.partition,
+        offset: original.offset,
+        timestamp: original.timestamp,
+        key: original.key.clone(),
+        payload: match &original.value {
+            RecordValue::Event(event) => super::record::Payload::Event(Arc::clone(event)),
+            RecordValue::Invalid { bytes, reason } => {
+                super::record::Payload::Rejected { bytes: bytes.clone(), reason: reason.clone() }
+            }
+        },
+    };
+    let event = match processor.decode(&stored) {
+        Ok(event) => event,
+        Err(failure) => return processor.fail(&place.topic, &stored, failure, redrive_count, None, stop).await,
+    };
+    let event = if redrive_count > 0 {
+        let mut event = (*event).clone();
+        event.metadata.insert("redrive_count".into(), redrive_count.into());
+        Arc::new(event)
+    } else {
+        event
+    };
+    let message = Message {
+        topic: place.topic.clone(),
+        partition: place.partition,
+        offset: place.offset,
+        timestamp: original.timestamp,
+        key: original.key.clone(),
+        event,
+    };
+    let (outcome, stage) = match &letter.state {
+        LetterState::RedriveRequested => (Outcome::Redriven, None),
+        LetterState::Retrying { stage, .. } => (Outcome::Retried, Some(*stage)),
+        _ => (Outcome::Released, None),
+    };
+    tracing::info!(%place, state = letter.state.name(), redrive_count, "Handling a dead letter again");
+    match processor.attempt(message, stop).await? {
+        Ok(()) => {
+            let value = original_bytes(&stored.payload);
+            let original = Original { place: &place, key: stored.key.as_deref(), value: &value };
+            let resolved = letter::resolved(processor.group(), &original, outcome, redrive_count);
+            letters.write(processor, &place.topic, stored.key.clone(), resolved, stop).await
+        }
+        Err(failure) => processor.fail(&place.topic, &stored, failure, redrive_count, stage, stop).await,
+    }
+}
