@@ -244,7 +244,7 @@ async fn replay(bus: &dyn EventBus, group: &GroupId, rebuild: &Arc<Mutex<Rebuild
             std::future::ready(Ok::<(), HandlerError>(()))
         })
     };
-    bus.subscribe(subscription(state_group.clone()).from(StartPosition::Earliest), handler).await?;
+    bus.subscribe(subscription(state_group.clone()).from(StartPosition::Earliest).watch_only(), handler).await?;
     loop {
         let reached = committed(bus, &state_group).await?;
         if targets.iter().all(|(place, target)| reached.get(place).is_some_and(|state| state.next >= target.end())) {

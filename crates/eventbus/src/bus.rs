@@ -721,8 +721,13 @@ pub trait EventBus: Send + Sync {
     /// Up to `max` records of one partition from offset `from` on (from the first retained one
     /// if `from` is below it), outside any group: nothing is committed and no handler runs.
     /// Fewer, or none, at the end of the partition.
-    async fn read(&self, topic: &TopicName, partition: Partition, from: Offset, max: usize)
-    -> Result<Vec<Record>, BusError>;
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError>;
 
     /// The state of the bus: its backend, whether it runs, the events retained per topic and, on
     /// Kafka, the outbox backlog.

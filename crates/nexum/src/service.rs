@@ -122,7 +122,8 @@ impl CoreBanking {
         let first = topics.next().expect("the projections read some topics");
         let subscription = topics
             .fold(Subscription::new(first, projections_group(&instance)?), Subscription::and_topic)
-            .from(StartPosition::Latest);
+            .from(StartPosition::Latest)
+            .sequenced();
         bus.subscribe(subscription, projections.handler()).await?;
         projections.replay(&*store).await?;
         NexumCommandHandler::new(Arc::clone(&bank), Arc::clone(&clock)).start(&*bus).await?;

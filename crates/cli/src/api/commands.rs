@@ -49,7 +49,7 @@ impl Outcomes {
         let outcomes = Self::default();
         let waiting = outcomes.clone();
         let group = GroupId::new(format!("eventbus-api-outcomes-{}", EventId::new()))?;
-        let subscription = Subscription::new(Topic::AuditEvents.name(), group).from(StartPosition::Latest);
+        let subscription = Subscription::new(Topic::AuditEvents.name(), group).from(StartPosition::Latest).watch_only();
         bus.subscribe(
             subscription,
             handler_fn(move |message: Message| {

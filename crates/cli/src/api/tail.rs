@@ -98,7 +98,8 @@ impl Tail {
             0 => self.group.clone(),
             batch => GroupId::new(format!("{}.{batch}", self.group))?,
         };
-        let subscription = topics.fold(Subscription::new(first, group), Subscription::and_topic).from(start);
+        let subscription =
+            topics.fold(Subscription::new(first, group), Subscription::and_topic).from(start).watch_only();
         let keeper = Arc::clone(self);
         bus.subscribe(
             subscription,

@@ -13,7 +13,7 @@ pub async fn run(config: &Config, topic: &str, read: &ReadOptions, format: Forma
     let idle = super::idle(read)?;
     let bus = crate::open_bus(config, crate::Outbox::None).await?;
     let (handler, mut inbox) = inbox();
-    let subscription = super::subscription(config, vec![topic], read, "eventbus-tail")?;
+    let subscription = super::subscription(config, vec![topic], read, "eventbus-tail")?.watch_only();
     let throwaway = read.group.is_none().then(|| subscription.group.clone());
     bus.subscribe(subscription, handler).await?;
     let mut out = std::io::stdout().lock();

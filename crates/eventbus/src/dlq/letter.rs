@@ -262,17 +262,22 @@ pub(crate) fn resolved(group: &GroupId, original: &Original<'_>, outcome: Outcom
     record(RESOLVED, EventId::new(), group, original.place, data)
 }
 
-/// An operator's request about a letter, with who asked and from where.
+/// An operator's request about a letter, with who asked and from where, and the letter's
+/// original as the letter shows it (personal data masked).
 pub(crate) fn request(
     event_type: &str,
     group: &GroupId,
     original: &Original<'_>,
-    original_event_id: Option<&str>,
+    original_event: Option<&Value>,
     actor: &Actor,
 ) -> EventSchema {
     let letter = original.place.letter_id(group);
     let mut data = common(&letter, original);
-    data.insert("original_event_id".into(), json!(original_event_id));
+    // The letter's masked original, for a consumer of the request (the bank rejects a
+    // discarded command by its id).
+    if let Some(event) = original_event.filter(|event| event.is_object()) {
+        data.insert("original_event".into(), event.clone());
+    }
     data.insert("actor".into(), json!(actor.who));
     data.insert("address".into(), json!(actor.address));
     record(event_type, EventId::new(), group, original.place, data)

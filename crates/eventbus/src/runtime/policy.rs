@@ -22,9 +22,9 @@ use tokio::task::JoinHandle;
 use super::backend::{Backend, Consumer};
 use super::config::BusConfig;
 use super::dispatch::Dispatcher;
+use super::letters::Letters;
 use super::lifecycle::Lifecycle;
 use super::position::Position;
-use super::letters::Letters;
 use super::processor::{DeadLetterLog, Processor};
 use super::record::{NewRecord, Payload};
 use crate::bus::{

@@ -76,8 +76,10 @@ impl NexumCommandHandler {
             max_backoff: Duration::from_secs(5),
         };
         let handler = Arc::clone(self);
+        // Sequenced: a command that cannot be carried out (the store is down past the retries)
+        // parks the later commands of its entity until an operator redrives or discards it.
         bus.subscribe(
-            subscription(topics.clone(), GROUP)?.with_retry(patient),
+            subscription(topics.clone(), GROUP)?.with_retry(patient).sequenced(),
             handler_fn(move |message: Message| {
                 let handler = Arc::clone(&handler);
                 async move {
@@ -152,12 +154,20 @@ impl NexumCommandHandler {
         }
     }
 
-    /// Rejects a command from its dead letter, unless the handler rejected it already.
+    /// Rejects a command the bus could not read, or one an operator discarded, from its letter.
     async fn reject_dead_letter(&self, letter: &EventSchema) -> Result<(), HandlerError> {
         let text = |key: &str| letter.data.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-        if text("error_kind") == "rejected" {
-            return Ok(());
-        }
+        let group = letter.metadata.get("group").and_then(Value::as_str);
+        // A command the bus could not read is rejected at once. One the handler failed on waits,
+        // parked, for an operator: a redrive carries it out, a discard rejects it here.
+        let (code, reason) = match (letter.event_type.as_str(), text("error_kind").as_str()) {
+            (eventbus::DEAD_LETTERED, "undecodable") => ("undecodable", text("error")),
+            (eventbus::DEAD_LETTERED, "oversized") => ("oversized", text("error")),
+            (eventbus::dlq::letter::DISCARD_REQUESTED, _) if group == Some(GROUP) => {
+                ("discarded", format!("discarded by an operator ({})", text("actor")))
+            }
+            _ => return Ok(()),
+        };
         let topic = TopicName::new(&text("original_topic")).map_err(HandlerError::permanent)?;
         let number = |key: &str| letter.data.get(key).and_then(Value::as_u64).unwrap_or_default();
         let place = format!("{topic}/{}/{}", number("original_partition"), number("original_offset"));
@@ -178,12 +188,7 @@ impl NexumCommandHandler {
                 unusable_id: None,
             },
         };
-        let code = match text("error_kind").as_str() {
-            "undecodable" => "undecodable",
-            "oversized" => "oversized",
-            _ => "handler_failed",
-        };
-        self.reject(&self.ctx(&envelope), &envelope, code, &text("error")).await
+        self.reject(&self.ctx(&envelope), &envelope, code, &reason).await
     }
 
     /// Records the rejection, once.

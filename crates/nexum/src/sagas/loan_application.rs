@@ -129,7 +129,8 @@ impl LoanApplicationSaga {
     pub async fn start(self: &Arc<Self>) -> Result<(), eventbus::BusError> {
         let mut topics = Self::topics().into_iter();
         let first = topics.next().expect("the saga reads some topics");
-        let subscription = topics.fold(Subscription::new(first, GroupId::new(GROUP)?), Subscription::and_topic);
+        let subscription =
+            topics.fold(Subscription::new(first, GroupId::new(GROUP)?), Subscription::and_topic).sequenced();
         let saga = Arc::clone(self);
         let handler = typed_handler(move |event: NexumEvent, message: Message| {
             let saga = Arc::clone(&saga);
