@@ -79,6 +79,9 @@ pub enum Command {
     /// Show a group's committed offsets and lag per partition (like `kafka-consumer-groups --describe`).
     #[command(subcommand)]
     Groups(Groups),
+    /// Find dead letters, and redrive or discard them.
+    #[command(subcommand)]
+    Dlq(Dlq),
     /// Move a group's committed offsets (like `kafka-consumer-groups --reset-offsets`).
     Replay {
         #[arg(long)]
@@ -214,6 +217,74 @@ pub enum Groups {
         #[arg(long)]
         group: String,
     },
+}
+
+/// `eventbus dlq`: the dead letters of every subscription, and what an operator does with them.
+#[derive(Debug, Subcommand)]
+pub enum Dlq {
+    /// List dead letters (open ones unless `--state` says otherwise), oldest first.
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// `table` for people, `json` for one letter per line.
+        #[arg(long, value_enum, default_value_t = DlqFormat::Table)]
+        format: DlqFormat,
+    },
+    /// Show one letter: its error, its original (personal data masked) and its history.
+    Show {
+        /// The letter's id, as `list` shows it.
+        id: String,
+    },
+    /// Handle letters again in their group, keeping each record's `event_id`: the letters
+    /// named, or with `--all` every letter the filter matches.
+    Redrive(DlqAction),
+    /// Drop letters: the records parked behind each go on. The letters named, or with `--all`
+    /// every letter the filter matches.
+    Discard(DlqAction),
+}
+
+/// Which letters, by topic, group, error text, time and state.
+#[derive(Debug, Args)]
+pub struct DlqFilter {
+    /// The source topic (or its `.dlq` topic).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// The group whose subscription failed.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Text the error contains (case-insensitive).
+    #[arg(long)]
+    pub error: Option<String>,
+    /// Letters last written at or after this time: RFC 3339, or an age such as 15m, 2h, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Letters last written before this time: RFC 3339, or an age such as 15m, 2h, 7d.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// open (the default), failed, retrying, parked, redrive_requested, resolved or all.
+    #[arg(long, default_value = "open")]
+    pub state: String,
+}
+
+/// The letters a redrive or a discard acts on.
+#[derive(Debug, Args)]
+pub struct DlqAction {
+    /// Letter ids, as `list` shows them.
+    pub ids: Vec<String>,
+    /// Every letter the filter matches, instead of ids.
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    #[command(flatten)]
+    pub filter: DlqFilter,
+    /// Print what would be asked for, and ask nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DlqFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

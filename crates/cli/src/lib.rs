@@ -149,6 +149,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Tail { topic, read, format } => commands::tail::run(&config, &topic, &read, format).await,
         Command::Topics(command) => commands::topics::run(&config, command).await,
         Command::Groups(command) => commands::groups::run(&config, command).await,
+        Command::Dlq(command) => commands::dlq::run(&config, command).await,
         Command::Replay { group, topic, to } => commands::replay::run(&config, &group, &topic, &to).await,
         Command::Schemas(command) => commands::schemas::run(command),
         Command::Serve {

@@ -11,6 +11,7 @@ mod backpressure;
 mod commands;
 pub mod config;
 mod dashboard;
+mod dead_letters;
 pub mod disk;
 mod error;
 mod kafka;
@@ -164,6 +165,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/compliance/alerts", get(reads::alerts))
         .route("/topics", get(reads::topics))
         .route("/consumer-groups", get(reads::consumer_groups))
+        .route("/dead-letters", get(dead_letters::list))
+        .route("/dead-letters/redrive", post(dead_letters::redrive))
+        .route("/dead-letters/discard", post(dead_letters::discard))
+        .route("/dead-letters/{id}", get(dead_letters::show))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track));
     Router::new()

@@ -23,6 +23,7 @@ struct Api {
     _dir: tempfile::TempDir,
     router: Router,
     service: CoreBanking,
+    bus: Arc<dyn EventBus>,
 }
 
 async fn api_with(config: ApiConfig) -> Api {
@@ -32,8 +33,8 @@ async fn api_with(config: ApiConfig) -> Api {
     let store = Arc::new(SqliteStore::open(&dir.path().join("bank.db"), SqliteSync::Normal).unwrap());
     let service =
         CoreBanking::start(bus.clone(), store, Arc::new(SystemClock), ServiceConfig::default()).await.unwrap();
-    let state = ApiState::new(bus, service.view(), config, None).await.unwrap();
-    Api { _dir: dir, router: router(state), service }
+    let state = ApiState::new(bus.clone(), service.view(), config, None).await.unwrap();
+    Api { _dir: dir, router: router(state), service, bus }
 }
 
 async fn api() -> Api {
@@ -135,7 +136,17 @@ async fn health_ready_and_openapi_need_no_token() {
     let api = api().await;
     let (status, body) = api.call(Method::GET, "/health", None, None).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
-    let (status, body) = api.call(Method::GET, "/ready", None, None).await;
+    // Ready once the command handler has joined its group, which its consumer does on its own
+    // task: moments after the start, longer on a loaded machine.
+    let mut answer = api.call(Method::GET, "/ready", None, None).await;
+    for _ in 0..100 {
+        if answer.0 == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = api.call(Method::GET, "/ready", None, None).await;
+    }
+    let (status, body) = answer;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")), "{body}");
     let (status, body) = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -897,4 +908,126 @@ async fn commands_are_refused_with_429_and_retry_after_when_the_handler_is_too_f
     let text = String::from_utf8(metrics.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(text.contains("nexum_command_lag 5"), "{text}");
     assert!(text.contains("nexum_command_lag_limit 3"), "{text}");
+}
+
+/// Waits (up to 10 s) until `GET uri` answers a body for which `done` holds; returns it.
+async fn poll(api: &Api, uri: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let (status, body) = api.call(Method::GET, uri, Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if done(&body) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{uri} did not reach the state waited for");
+}
+
+#[tokio::test]
+async fn an_operator_finds_dead_letters_redrives_the_head_and_the_parked_records_follow() {
+    // Given a sequenced subscription whose handler fails on acc_1's first event until fixed
+    let api = api().await;
+    let topic = eventbus::TopicName::new("ops.work").unwrap();
+    api.bus.create_topic(&topic, 1).await.unwrap();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = {
+        let (broken, handled) = (Arc::clone(&broken), Arc::clone(&handled));
+        eventbus::handler_fn(move |message: eventbus::Message| {
+            let (broken, handled) = (Arc::clone(&broken), Arc::clone(&handled));
+            async move {
+                let seq = message.event.data["seq"].as_u64().unwrap();
+                if seq == 0 && broken.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(eventbus::HandlerError::msg("the ledger is down"));
+                }
+                handled.lock().unwrap().push(seq);
+                Ok(())
+            }
+        })
+    };
+    let group = eventbus::GroupId::new("ops-worker").unwrap();
+    let retry = eventbus::RetryPolicy {
+        max_attempts: 2,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(1),
+    };
+    let subscription = eventbus::Subscription::new(topic.clone(), group).with_retry(retry).sequenced();
+    api.bus.subscribe(subscription, handler).await.unwrap();
+    for seq in 0..3u64 {
+        let data = json!({"seq": seq, "account_id": "acc_1"}).as_object().unwrap().clone();
+        let event = eventbus::EventSchema::new("work_requested", "account", "acc_1", data);
+        api.bus.publish(&topic, event, None).await.unwrap();
+    }
+
+    // When the operator lists the open letters of the topic
+    let listed = poll(&api, "/dead-letters?topic=ops.work", |body| body["matching"] == 3).await;
+
+    // Then the failed head comes first with its error, and the later records are parked behind it
+    let letters = listed["letters"].as_array().unwrap();
+    assert_eq!(letters[0]["state"], "failed");
+    assert_eq!(letters[0]["error"], "the ledger is down");
+    assert_eq!(letters[0]["group"], "ops-worker");
+    let head = letters[0]["id"].as_str().unwrap().to_owned();
+    assert!(letters[1..].iter().all(|l| l["state"] == "parked" && l["behind"] == head.as_str()), "{listed}");
+    let (status, one) = api.call(Method::GET, &format!("/dead-letters/{head}"), Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["original"]["data"]["seq"], 0);
+    assert_eq!(one["history"][0]["event"], "dead_lettered");
+    let failed = poll(&api, "/dead-letters?error=LEDGER&state=failed", |body| body["matching"] == 1).await;
+    assert_eq!(failed["letters"][0]["id"], head.as_str());
+
+    // When the cause is fixed and the head is redriven
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, answer) =
+        api.call(Method::POST, "/dead-letters/redrive", Some(TOKEN), Some(json!({"ids": [head.clone()]}))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["requested"], 1);
+
+    // Then the three events are handled in order, and every letter is resolved, the request
+    // recorded with who asked
+    poll(&api, "/dead-letters?topic=ops.work&state=resolved", |body| body["matching"] == 3).await;
+    assert_eq!(*handled.lock().unwrap(), [0, 1, 2]);
+    let (_, one) = api.call(Method::GET, &format!("/dead-letters/{head}"), Some(TOKEN), None).await;
+    assert_eq!(one["state"], "resolved");
+    assert_eq!(one["outcome"], "redriven");
+    let request = one["history"].as_array().unwrap().iter().find(|h| h["event"] == "dead_letter_redrive_requested");
+    assert!(request.is_some_and(|r| r["actor"].is_string() && r["address"].is_string()), "{one}");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dead_letter_requests_that_cannot_be_carried_out_are_answered_with_the_reason() {
+    let api = api().await;
+    for (method, uri, body, status, code) in [
+        (Method::GET, "/dead-letters/no-such-letter", None, StatusCode::NOT_FOUND, "unknown_dead_letter"),
+        (Method::GET, "/dead-letters?since=yesterday", None, StatusCode::BAD_REQUEST, "invalid_filter"),
+        (Method::GET, "/dead-letters?state=stuck", None, StatusCode::BAD_REQUEST, "invalid_filter"),
+        (Method::GET, "/dead-letters?limit=0", None, StatusCode::BAD_REQUEST, "invalid_limit"),
+        (Method::POST, "/dead-letters/redrive", Some(json!({})), StatusCode::BAD_REQUEST, "invalid_selection"),
+        (
+            Method::POST,
+            "/dead-letters/redrive",
+            Some(json!({"ids": ["x"]})),
+            StatusCode::NOT_FOUND,
+            "unknown_dead_letter",
+        ),
+        (
+            Method::POST,
+            "/dead-letters/discard",
+            Some(json!({"ids": ["x"], "filter": {}})),
+            StatusCode::BAD_REQUEST,
+            "invalid_selection",
+        ),
+        (
+            Method::POST,
+            "/dead-letters/discard",
+            Some(json!({"filter": {"topic": "nexum.commands.transactions"}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing_to_do",
+        ),
+    ] {
+        let (got, answer) = api.call(method, uri, Some(TOKEN), body).await;
+        assert_error(got, &answer, status, code);
+    }
+    api.service.shutdown().await.unwrap();
 }

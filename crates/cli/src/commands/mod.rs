@@ -2,6 +2,7 @@
 
 pub mod consume;
 pub mod demo;
+pub mod dlq;
 pub mod groups;
 pub mod produce;
 pub mod publish;

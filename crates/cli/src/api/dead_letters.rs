@@ -1,0 +1,158 @@
+//! `/dead-letters`: find the letters of every subscription, look at one, and redrive or discard
+//! them. A redrive or a discard is recorded in the letter's dead-letter topic with who asked and
+//! from which address; the subscription of the letter's group carries it out.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{Extensions, StatusCode};
+use eventbus::GroupId;
+use eventbus::dlq::{self, Action, Actor, DlqError, Filter, Letter, StateFilter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState, JsonBody};
+
+/// Letters one answer lists, at most.
+const MAX_LIMIT: usize = 1000;
+
+impl From<DlqError> for ApiError {
+    fn from(error: DlqError) -> Self {
+        match error {
+            DlqError::Bus(error) => error.into(),
+            DlqError::UnknownLetter(_) => Self::not_found("unknown_dead_letter", error.to_string()),
+            DlqError::InvalidFilter(_) => Self::bad_request("invalid_filter", error.to_string()),
+            DlqError::NothingToDo(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_do", error.to_string()),
+            DlqError::TooMany { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "too_many", error.to_string()),
+            _ => Self::unavailable("the dead-letter console", &error),
+        }
+    }
+}
+
+/// The filter of a query string or a request body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterQuery {
+    topic: Option<String>,
+    group: Option<String>,
+    error: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+impl FilterQuery {
+    fn filter(&self) -> Result<Filter, ApiError> {
+        let invalid = |message: String| ApiError::bad_request("invalid_filter", message);
+        Ok(Filter {
+            topic: self
+                .topic
+                .as_deref()
+                .map(eventbus::TopicName::new)
+                .transpose()
+                .map_err(|e| invalid(format!("topic: {e}")))?,
+            group: self.group.as_deref().map(GroupId::new).transpose().map_err(|e| invalid(format!("group: {e}")))?,
+            error: self.error.clone(),
+            since: self.since.as_deref().map(Filter::parse_time).transpose()?,
+            until: self.until.as_deref().map(Filter::parse_time).transpose()?,
+            state: self.state.as_deref().map(str::parse).transpose()?.unwrap_or(StateFilter::Open),
+        })
+    }
+}
+
+/// A letter without its original and history, for a list.
+fn summary(letter: &Letter) -> Value {
+    let mut value = json!(letter);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("original");
+        object.remove("history");
+    }
+    value
+}
+
+/// `GET /dead-letters?topic=&group=&error=&since=&until=&state=&limit=`: matching letters,
+/// oldest first.
+pub async fn list(State(state): State<ApiState>, Query(query): Query<FilterQuery>) -> Result<Json<Value>, ApiError> {
+    let filter = query.filter()?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_LIMIT}")));
+    }
+    let bus = state.backend().bus.clone();
+    let book = dlq::load(&*bus, filter.topic.as_ref()).await?;
+    let matching: Vec<&Letter> = book.letters().filter(|l| filter.matches(l)).collect();
+    let letters: Vec<Value> = matching.iter().take(limit).map(|l| summary(l)).collect();
+    Ok(Json(json!({"letters": letters, "matching": matching.len(), "showing": letters.len()})))
+}
+
+/// `GET /dead-letters/{id}`: one letter with its original (personal data masked) and history.
+pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let bus = state.backend().bus.clone();
+    let book = dlq::load(&*bus, None).await?;
+    let letter = book.get(&id).ok_or(DlqError::UnknownLetter(id))?;
+    Ok(Json(json!(letter)))
+}
+
+/// The letters an action names: ids, or a filter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    #[serde(default)]
+    ids: Vec<String>,
+    filter: Option<FilterQuery>,
+}
+
+/// `POST /dead-letters/redrive`.
+pub async fn redrive(
+    State(state): State<ApiState>,
+    extensions: Extensions,
+    JsonBody(selection): JsonBody<Selection>,
+) -> Result<Json<Value>, ApiError> {
+    act(state, extensions, selection, Action::Redrive).await
+}
+
+/// `POST /dead-letters/discard`.
+pub async fn discard(
+    State(state): State<ApiState>,
+    extensions: Extensions,
+    JsonBody(selection): JsonBody<Selection>,
+) -> Result<Json<Value>, ApiError> {
+    act(state, extensions, selection, Action::Discard).await
+}
+
+async fn act(
+    state: ApiState,
+    extensions: Extensions,
+    selection: Selection,
+    action: Action,
+) -> Result<Json<Value>, ApiError> {
+    let filter = match (&selection.filter, selection.ids.is_empty()) {
+        (Some(_), false) => {
+            return Err(ApiError::bad_request("invalid_selection", "name letters by `ids` or by `filter`, not both"));
+        }
+        (None, true) => {
+            return Err(ApiError::bad_request("invalid_selection", "name the letters: `ids`, or a `filter`"));
+        }
+        (Some(query), true) => Some(query.filter()?),
+        (None, false) => None,
+    };
+    let bus = state.backend().bus.clone();
+    let book = dlq::load(&*bus, filter.as_ref().and_then(|f| f.topic.as_ref())).await?;
+    let ids = match &filter {
+        Some(filter) => book.letters().filter(|l| filter.matches(l)).map(|l| l.id.clone()).collect(),
+        None => selection.ids,
+    };
+    let acted = dlq::request(&*bus, &book, &ids, action, &actor(&extensions)).await?;
+    let requested = acted.iter().filter(|a| a.requested).count();
+    Ok(Json(json!({"action": action, "requested": requested, "results": acted})))
+}
+
+/// Who asks, and from which address.
+fn actor(extensions: &Extensions) -> Actor {
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(address)| address.ip().to_string());
+    Actor { who: "api token".to_owned(), address }
+}
