@@ -1,6 +1,10 @@
 //! The OpenAPI 3.1 document of the API, served at `/openapi.json`.
 
+use axum::http::Method;
 use serde_json::{Value, json};
+
+use super::Role;
+use super::auth::required_role;
 
 fn op(summary: &str, tag: &str, responses: &[(&str, &str)]) -> Value {
     let responses: serde_json::Map<String, Value> = responses
@@ -30,6 +34,24 @@ fn answers_in(mut operation: Value, code: &str, media_type: &str) -> Value {
     operation
 }
 
+/// `operation`, `method` on the protected route `path`, for the callers whose role is the one it
+/// needs ([`required_role`]) or above: the document says so in `x-required-role` and in its 403,
+/// which is also the answer to a role too low.
+fn protected(method: Method, path: &str, mut operation: Value) -> Value {
+    let role = required_role(&method, path);
+    operation["x-required-role"] = json!(role);
+    let refusal = format!(
+        "an unknown token, or a role below {role} (`error.required_role` is `{role}`; roles: viewer < operator < admin)"
+    );
+    let responses = &mut operation["responses"];
+    let description = match responses["403"]["description"].as_str() {
+        Some(own) => format!("{own}; or {refusal}"),
+        None => refusal,
+    };
+    responses["403"] = json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    operation
+}
+
 /// An id in the path: what `nexum::ids` accepts from outside.
 fn id_param(name: &str, description: &str) -> Value {
     json!([{"name": name, "in": "path", "required": true, "description": description,
@@ -47,7 +69,9 @@ fn topic_param(description: &str) -> Value {
 }
 
 pub fn document() -> Value {
-    let auth = [("401", "no bearer token"), ("403", "wrong token")];
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    let auth = [("401", "no bearer token")];
     let with = |mut base: Vec<(&'static str, &'static str)>| {
         base.extend(auth);
         base
@@ -151,14 +175,15 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "eventbus serve", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Core banking on the event bus. Every endpoint but /health, /ready, /metrics, /openapi.json and the dashboard needs `Authorization: Bearer <token>`."},
+                 "description": "Core banking on the event bus. Every endpoint but /health, /ready, /metrics, /openapi.json and the dashboard needs `Authorization: Bearer <token>`. Each token has a role, viewer < operator < admin: reads need a viewer, other methods an operator, and changes to the bus an admin (`x-required-role` of each operation); a role too low is a 403 whose `error.required_role` names the role needed. Viewers get names, emails and phones masked."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Any": {"type": "object"},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["status", "code", "message"],
-                    "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}}}}}
+                    "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"},
+                                   "required_role": {"enum": Role::ALL, "description": "in a 403 for a role too low: the role needed"}}}}}
             }
         },
         "security": [{"bearer": []}],
@@ -167,20 +192,20 @@ pub fn document() -> Value {
             "/health": {"get": public("The process is alive", "meta", &[("200", "alive")])},
             "/ready": {"get": public("The bus runs, the event store answers and takes writes", "meta", &[("200", "ready"), ("503", "not ready")])},
             "/openapi.json": {"get": public("This document", "meta", &[("200", "the document")])},
-            "/kafka/status": {"get": op("Bus status (the seed's shape)", "kafka", &with(vec![("200", "status")]))},
-            "/kafka/events": {"get": recent},
-            "/kafka/config": {"post": config},
-            "/events/stream": {"get": stream},
+            "/kafka/status": {"get": protected(GET, "/kafka/status", op("Bus status (the seed's shape)", "kafka", &with(vec![("200", "status")])))},
+            "/kafka/events": {"get": protected(GET, "/kafka/events", recent)},
+            "/kafka/config": {"post": protected(POST, "/kafka/config", config)},
+            "/events/stream": {"get": protected(GET, "/events/stream", stream)},
             "/metrics": {"get": answers_in(public("Prometheus metrics (text format 0.0.4)", "meta", &[("200", "metrics")]), "200", "text/plain")},
-            "/accounts": {"get": accounts},
-            "/kafka/publish-test": {"post": publish_test},
-            "/commands/{kind}": {"post": commands, "get": outcome},
-            "/accounts/{id}": {"get": read("An account: balance, status, latest statement", "read models", "id", "unknown account")},
-            "/customers/{id}": {"get": read("A customer of the directory", "read models", "id", "unknown customer")},
-            "/loans/{id}": {"get": read("A loan of the loan book", "read models", "id", "unknown loan")},
-            "/compliance/alerts": {"get": alerts},
-            "/topics": {"get": op("Topics with partitions and offsets", "bus", &with(vec![("200", "topics")]))},
-            "/consumer-groups": {"get": op("The service's consumer groups with lag per partition", "bus", &with(vec![("200", "groups")]))}
+            "/accounts": {"get": protected(GET, "/accounts", accounts)},
+            "/kafka/publish-test": {"post": protected(POST, "/kafka/publish-test", publish_test)},
+            "/commands/{kind}": {"post": protected(POST, "/commands/{kind}", commands), "get": protected(GET, "/commands/{kind}", outcome)},
+            "/accounts/{id}": {"get": protected(GET, "/accounts/{id}", read("An account: balance, status, latest statement", "read models", "id", "unknown account"))},
+            "/customers/{id}": {"get": protected(GET, "/customers/{id}", read("A customer of the directory", "read models", "id", "unknown customer"))},
+            "/loans/{id}": {"get": protected(GET, "/loans/{id}", read("A loan of the loan book", "read models", "id", "unknown loan"))},
+            "/compliance/alerts": {"get": protected(GET, "/compliance/alerts", alerts)},
+            "/topics": {"get": protected(GET, "/topics", op("Topics with partitions and offsets", "bus", &with(vec![("200", "topics")])))},
+            "/consumer-groups": {"get": protected(GET, "/consumer-groups", op("The service's consumer groups with lag per partition", "bus", &with(vec![("200", "groups")])))}
         }
     })
 }
