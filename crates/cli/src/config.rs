@@ -247,13 +247,13 @@ mod tests {
         let text = format!(
             "[api]\nlisten = \"127.0.0.1:9090\"\n\n{}\n{}",
             tokens::toml_block("vera", Role::Viewer, viewer),
-            tokens::toml_block("ada", Role::Admin, TokenHash::of("secret-of-ada")),
+            tokens::toml_block("ada \"the admin\" o'neil", Role::Admin, TokenHash::of("secret-of-ada")),
         );
         // When it is read, then both are there with their names, roles and hashes
         let config: Config = toml::from_str(&text).unwrap();
         let read: Vec<_> = config.api.tokens.iter().map(|t| (t.name.as_str(), t.role, t.sha256)).collect();
         assert_eq!(read[0], ("vera", Role::Viewer, viewer));
-        assert_eq!((read[1].0, read[1].1), ("ada", Role::Admin));
+        assert_eq!((read[1].0, read[1].1), ("ada \"the admin\" o'neil", Role::Admin));
         assert!(!format!("{config:?}").contains(&viewer.to_hex()), "a hash is never shown");
     }
 
