@@ -1,11 +1,13 @@
 // The dashboard of `eventbus serve`, in headless Chromium.
 //
 // Starts the `eventbus` binary (EVENTBUS_BIN; by default debug/eventbus in $CARGO_TARGET_DIR or
-// target/) on a free loopback port with a fresh data directory and a random API token, opens the
-// dashboard, refuses a wrong token, signs in, drives core banking through the API (a customer, an
-// account, a deposit, a test event whose text is HTML, a bank transaction that triggers a
-// recommendation), and checks that the page shows them live. Saves a screenshot
-// (DASHBOARD_SCREENSHOT, default target/dashboard.png), then stops the server with SIGTERM.
+// target/) on a free loopback port with a fresh data directory, a random admin API token and a
+// random viewer token (by its SHA-256 in the data directory's config file), opens the dashboard,
+// refuses a wrong token, signs in, drives core banking through the API (a customer, an account, a
+// deposit, a test event whose text is HTML, a bank transaction that triggers a recommendation),
+// and checks that the page shows them live. Saves a screenshot (DASHBOARD_SCREENSHOT, default
+// target/dashboard.png), signs out, signs in as the viewer and checks that the customer's name and
+// email are masked, then stops the server with SIGTERM.
 // CHROMIUM names another browser than /usr/bin/chromium.
 //
 // Every wait is bounded; the script exits non-zero on the first failure.
@@ -13,8 +15,8 @@
 //   (cd tests/browser && npm ci) && node tests/browser/dashboard.test.mjs
 
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -129,6 +131,11 @@ async function main() {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const token = randomBytes(24).toString('hex');
+  const viewerToken = randomBytes(32).toString('hex');
+  const viewerHash = createHash('sha256').update(viewerToken).digest('hex');
+  // The data directory's own config file, read when no other is named.
+  await writeFile(join(dataDir, 'eventbus.toml'),
+    `[[api.tokens]]\nname = "vera"\nrole = "viewer"\nsha256 = "${viewerHash}"\n`);
   const suffix = randomBytes(4).toString('hex');
   const ids = {
     customer: `cust_dash_${suffix}`,
@@ -302,6 +309,23 @@ async function main() {
     check(await page.locator('[data-testid="event"], [data-testid="account"]').count() === 0,
       'customer data is cleared on sign-out');
     log('forget token: back to the form, data cleared');
+
+    await page.getByTestId('token-input').fill(viewerToken);
+    await page.getByTestId('token-submit').click();
+    await page.getByTestId('dashboard').waitFor({ state: 'visible' });
+    const created = event('customer_created', ids.customer);
+    await created.waitFor();
+    await created.locator('summary').click();
+    const masked = JSON.parse(await created.getByTestId('event-json').textContent());
+    const data = masked.event.data;
+    check(data.first_name === 'A***' && data.last_name === 'L***' && data.email === `a***@example.com`,
+      `a viewer sees the customer masked: ${JSON.stringify(data)}`);
+    const text = await page.locator('body').textContent();
+    check(!text.includes('Lovelace') && !text.includes(`ada.${suffix}@`), 'no name or email in clear for a viewer');
+    await balance.waitFor();
+    log(`signed in as a viewer: the customer shows as ${data.first_name} ${data.last_name} <${data.email}>`);
+    await page.getByTestId('forget-token').click();
+    await page.getByTestId('token-input').waitFor({ state: 'visible' });
 
     check(problems.length === 0, `the page reported problems:\n  ${problems.join('\n  ')}`);
     await browser.close();

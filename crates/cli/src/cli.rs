@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eventbus::BackendKind;
 
+use crate::api::Role;
+
 #[derive(Debug, Parser)]
 #[command(name = "eventbus", version, about = "The event bus for core banking", propagate_version = true)]
 pub struct Cli {
@@ -132,6 +134,9 @@ pub enum Command {
     /// List, show and check the JSON Schemas of the Nexum events.
     #[command(subcommand)]
     Schemas(Schemas),
+    /// Make API tokens, and hash them for `[[api.tokens]]` in the config file.
+    #[command(subcommand)]
+    Token(Token),
 }
 
 #[derive(Debug, Args)]
@@ -333,4 +338,28 @@ fn parse_instance(name: &str) -> Result<String, String> {
         return Err(format!("`{name}` is not an instance name: use 1 to 100 letters, digits, `.`, `_` or `-`"));
     }
     Ok(name.to_owned())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Token {
+    /// Print a new random token (32 bytes, in hex) once, then the `[[api.tokens]]` block with its
+    /// hash to paste into the config file; the token itself is stored nowhere.
+    New {
+        /// Who holds it; shown in logs and audit records.
+        #[arg(long)]
+        name: String,
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    /// Read a token from stdin and print its SHA-256 in hex, the `sha256` of `[[api.tokens]]`;
+    /// with --name and --role, the whole block.
+    Hash {
+        /// Who holds it.
+        #[arg(long, requires = "role")]
+        name: Option<String>,
+        /// What it may do.
+        #[arg(long, value_enum, requires = "name")]
+        role: Option<Role>,
+    },
 }

@@ -37,8 +37,11 @@ pub struct Config {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSection {
-    /// The bearer token every protected endpoint needs; `EVENTBUS_API_TOKEN` overrides it.
+    /// A plain bearer token with the admin role; `EVENTBUS_API_TOKEN` overrides it. Kept for
+    /// existing deployments: `tokens` keeps only hashes, and gives each token a name and a role.
     pub token: Option<String>,
+    /// `[[api.tokens]]`: named tokens with a role (viewer, operator or admin), by their SHA-256.
+    pub tokens: Vec<crate::api::tokens::NamedToken>,
     /// Where to listen, `127.0.0.1:8080` by default; `--listen` overrides it.
     pub listen: Option<String>,
     /// Commands published and not yet carried out above which `POST /commands/*` answers 429
@@ -178,6 +181,7 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::tokens::{self, Role, TokenHash};
 
     #[test]
     fn an_empty_file_gives_the_defaults() {
@@ -234,6 +238,50 @@ mod tests {
         let end = start + readme[start..].find("```").expect("the block ends");
         let config: Config = toml::from_str(&readme[start..end]).unwrap();
         assert_eq!(config.bus, BackendKind::Embedded);
+    }
+
+    #[test]
+    fn named_tokens_are_read_with_their_role_and_hash() {
+        // Given a config with a viewer and an admin token, by hash
+        let viewer = TokenHash::of("secret-of-vera");
+        let text = format!(
+            "[api]\nlisten = \"127.0.0.1:9090\"\n\n{}\n{}",
+            tokens::toml_block("vera", Role::Viewer, viewer),
+            tokens::toml_block("ada \"the admin\" o'neil", Role::Admin, TokenHash::of("secret-of-ada")),
+        );
+        // When it is read, then both are there with their names, roles and hashes
+        let config: Config = toml::from_str(&text).unwrap();
+        let read: Vec<_> = config.api.tokens.iter().map(|t| (t.name.as_str(), t.role, t.sha256)).collect();
+        assert_eq!(read[0], ("vera", Role::Viewer, viewer));
+        assert_eq!((read[1].0, read[1].1), ("ada \"the admin\" o'neil", Role::Admin));
+        assert!(!format!("{config:?}").contains(&viewer.to_hex()), "a hash is never shown");
+    }
+
+    #[test]
+    fn an_unknown_role_is_refused_naming_the_roles_allowed() {
+        // Given a token whose role is not one of the three
+        let text = "[[api.tokens]]\nname = \"mallory\"\nrole = \"superuser\"\nsha256 = \"".to_owned()
+            + &"ab".repeat(32)
+            + "\"\n";
+        // When the config is read, then the error names the role and the roles allowed
+        let error = toml::from_str::<Config>(&text).unwrap_err().to_string();
+        for word in ["superuser", "viewer", "operator", "admin"] {
+            assert!(error.contains(word), "{word} in {error}");
+        }
+    }
+
+    #[test]
+    fn a_hash_that_is_not_64_hex_characters_is_refused_clearly() {
+        // Given tokens whose sha256 is the token itself, too short, or not hex
+        for sha256 in ["my-plain-token", "abcdef", &"zz".repeat(32)] {
+            let text = format!("[[api.tokens]]\nname = \"bob\"\nrole = \"viewer\"\nsha256 = \"{sha256}\"\n");
+            // When the config is read, then the error says what a hash must be, and how to get one
+            let error = toml::from_str::<Config>(&text).unwrap_err().to_string();
+            assert!(error.contains("64 hex characters") && error.contains("eventbus token hash"), "{error}");
+            assert!(error.contains("sha256"), "{error}");
+        }
+        let missing = toml::from_str::<Config>("[[api.tokens]]\nname = \"bob\"\nrole = \"viewer\"\n");
+        assert!(missing.unwrap_err().to_string().contains("sha256"));
     }
 
     #[test]

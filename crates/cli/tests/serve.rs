@@ -252,3 +252,60 @@ fn the_data_directory_and_its_files_are_the_owners_alone() {
     terminate(&serve.0);
     assert!(serve.0.wait().unwrap().success());
 }
+
+#[test]
+fn a_token_made_by_eventbus_token_new_is_accepted_by_the_config_and_authenticates_with_its_role() {
+    // Given a viewer token made by `eventbus token new`: the token on the first line, then the
+    // block for the config file, which `eventbus token hash` makes again from the token
+    let env = Env::new();
+    let output = env.run(&["token", "new", "--name", "vera", "--role", "viewer"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let (token, block) = printed.split_once("\n\n").unwrap();
+    assert!(token.len() == 64 && token.chars().all(|c| c.is_ascii_hexdigit()), "{printed}");
+    let hash = env.run_with_stdin(&["token", "hash"], &format!("{token}\n"));
+    assert!(hash.status.success(), "{}", stderr(&hash));
+    assert!(block.contains(&format!("sha256 = \"{}\"", stdout(&hash).trim())), "{block}");
+    let named = env.run_with_stdin(&["token", "hash", "--name", "vera", "--role", "viewer"], token);
+    assert_eq!(stdout(&named).trim(), block.trim());
+    assert!(!stderr(&output).contains(token), "the token is printed once, on stdout");
+
+    // When serve runs with a config file holding the block
+    let config = env.dir.path().join("eventbus.toml");
+    std::fs::write(&config, block).unwrap();
+    let mut cmd = env.cmd(&["--config", config.to_str().unwrap()]);
+    cmd.env("EVENTBUS_LOG", "eventbus_cli=info");
+    let (mut serve, mut log, address) = start_serve(&mut cmd, &["--no-loan-offers"]);
+
+    // Then the token reads, is refused a command for its role, and no token is a 401
+    let (status, body) = http(&address, "GET", "/topics", Some(token), None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let deposit = r#"{"action": "deposit", "account_id": "acc_1", "amount": "1.00", "currency": "USD"}"#;
+    let (status, body) = http(&address, "POST", "/commands/transactions", Some(token), Some(deposit)).unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains(r#""required_role":"operator""#) && body.contains("`vera` has viewer"), "{body}");
+    assert_eq!(http(&address, "GET", "/topics", None, None).unwrap().0, 401);
+    terminate(&serve.0);
+    assert!(serve.0.wait().unwrap().success());
+
+    // And the log names the refused caller with their address, never the token or its hash
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut log, &mut rest).unwrap();
+    assert!(rest.contains("vera (viewer)") && rest.contains("127.0.0.1:"), "{rest}");
+    assert!(!rest.contains(token) && !rest.contains(stdout(&hash).trim()), "{rest}");
+}
+
+#[test]
+fn a_config_with_an_unknown_role_does_not_load_and_says_which_roles_there_are() {
+    // Given a config file whose token has a role that does not exist
+    let env = Env::new();
+    let config = env.dir.path().join("eventbus.toml");
+    let hash = "ab".repeat(32);
+    std::fs::write(&config, format!("[[api.tokens]]\nname = \"eve\"\nrole = \"root\"\nsha256 = \"{hash}\"\n")).unwrap();
+
+    // When serve starts with it, then it fails, naming the role and the roles allowed
+    let output = env.run(&["--config", config.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(["root", "viewer", "operator", "admin"].iter().all(|word| error.contains(word)), "{error}");
+}

@@ -2,17 +2,15 @@
 //! them. A redrive or a discard is recorded in the letter's dead-letter topic with who asked and
 //! from which address; the subscription of the letter's group carries it out.
 
-use std::net::SocketAddr;
-
-use axum::Json;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{Extensions, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 use eventbus::GroupId;
 use eventbus::dlq::{self, Action, Actor, DlqError, Filter, Letter, StateFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, JsonBody};
+use super::{ApiError, ApiState, Caller, JsonBody};
 
 /// Letters one answer lists, at most.
 const MAX_LIMIT: usize = 1000;
@@ -107,27 +105,22 @@ pub struct Selection {
 /// `POST /dead-letters/redrive`.
 pub async fn redrive(
     State(state): State<ApiState>,
-    extensions: Extensions,
+    Extension(caller): Extension<Caller>,
     JsonBody(selection): JsonBody<Selection>,
 ) -> Result<Json<Value>, ApiError> {
-    act(state, extensions, selection, Action::Redrive).await
+    act(state, &caller, selection, Action::Redrive).await
 }
 
 /// `POST /dead-letters/discard`.
 pub async fn discard(
     State(state): State<ApiState>,
-    extensions: Extensions,
+    Extension(caller): Extension<Caller>,
     JsonBody(selection): JsonBody<Selection>,
 ) -> Result<Json<Value>, ApiError> {
-    act(state, extensions, selection, Action::Discard).await
+    act(state, &caller, selection, Action::Discard).await
 }
 
-async fn act(
-    state: ApiState,
-    extensions: Extensions,
-    selection: Selection,
-    action: Action,
-) -> Result<Json<Value>, ApiError> {
+async fn act(state: ApiState, caller: &Caller, selection: Selection, action: Action) -> Result<Json<Value>, ApiError> {
     let filter = match (&selection.filter, selection.ids.is_empty()) {
         (Some(_), false) => {
             return Err(ApiError::bad_request("invalid_selection", "name letters by `ids` or by `filter`, not both"));
@@ -144,15 +137,11 @@ async fn act(
         Some(filter) => book.letters().filter(|l| filter.matches(l)).map(|l| l.id.clone()).collect(),
         None => selection.ids,
     };
-    let acted = dlq::request(&*bus, &book, &ids, action, &actor(&extensions)).await?;
+    let actor = Actor {
+        who: caller.who(),
+        address: caller.address.map_or_else(|| "unknown".to_owned(), |address| address.ip().to_string()),
+    };
+    let acted = dlq::request(&*bus, &book, &ids, action, &actor).await?;
     let requested = acted.iter().filter(|a| a.requested).count();
     Ok(Json(json!({"action": action, "requested": requested, "results": acted})))
-}
-
-/// Who asks, and from which address.
-fn actor(extensions: &Extensions) -> Actor {
-    let address = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |ConnectInfo(address)| address.ip().to_string());
-    Actor { who: "api token".to_owned(), address }
 }

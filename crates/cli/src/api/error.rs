@@ -1,6 +1,8 @@
 //! One JSON shape for every error of the API:
-//! `{"error": {"status": 404, "code": "unknown_account", "message": "..."}}`. Messages say what
-//! the client can fix; internal details (store and broker errors) are logged, never returned.
+//! `{"error": {"status": 404, "code": "unknown_account", "message": "..."}}`, with a few more
+//! fields where an error has something a client can act on (`required_role` of a refusal for a
+//! role too low). Messages say what the client can fix; internal details (store and broker
+//! errors) are logged, never returned.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use eventbus::BusError;
 use http_body_util::BodyExt;
 use nexum::BankError;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -22,11 +24,20 @@ pub struct ApiError {
     pub message: String,
     /// Sent as `Retry-After`, in whole seconds: when the client may try again.
     pub retry_after: Option<Duration>,
+    /// More fields of the `error` object, beside `status`, `code` and `message`.
+    pub details: Vec<(&'static str, Value)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self { status, code, message: message.into(), retry_after: None, details: Vec::new() }
+    }
+
+    /// This error with the field `key` (not `status`, `code` or `message`) in its `error` object.
+    pub fn with_detail(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        debug_assert!(!["status", "code", "message"].contains(&key), "`{key}` is a field of every error");
+        self.details.push((key, value.into()));
+        self
     }
 
     /// 429: the service is too far behind to take more work now; try again after `retry_after`.
@@ -56,7 +67,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"status": self.status.as_u16(), "code": self.code, "message": self.message}});
+        let mut error = json!({"status": self.status.as_u16(), "code": self.code, "message": self.message});
+        if let Value::Object(fields) = &mut error {
+            for (key, value) in self.details {
+                fields.entry(key.to_owned()).or_insert(value);
+            }
+        }
+        let body = json!({"error": error});
         let mut response = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(after.as_secs()));

@@ -2,9 +2,11 @@
 //! models, topics and groups, the live tail, metrics, health, and the OpenAPI document.
 //!
 //! Safe by default: it listens on loopback; everything but `/health`, `/ready`, `/metrics`,
-//! `/openapi.json` and the dashboard's files needs the bearer token (`EVENTBUS_API_TOKEN`), because read models and events
-//! carry personal data; without a configured token those endpoints refuse every request. Bodies
-//! are limited in size, CORS is off, and errors have one JSON shape without internals.
+//! `/openapi.json` and the dashboard's files needs a bearer token (`[[api.tokens]]` by hash, or
+//! the plain admin token `EVENTBUS_API_TOKEN`), because read models and events carry personal
+//! data; without a configured token those endpoints refuse every request. Each token has a role
+//! (viewer < operator < admin, see [`router`]); viewers see personal data masked. Bodies are
+//! limited in size, CORS is off, and errors have one JSON shape without internals.
 
 mod auth;
 mod backpressure;
@@ -15,17 +17,20 @@ mod dead_letters;
 pub mod disk;
 mod error;
 mod kafka;
+mod masking;
 mod meta;
 mod metrics;
 mod openapi;
 mod reads;
 pub mod server;
 mod tail;
+pub mod tokens;
 
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::Method;
 use axum::middleware;
 use axum::routing::{get, post};
 use eventbus::EventBus;
@@ -33,7 +38,9 @@ use nexum::service::ServiceView;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+pub use auth::Caller;
 pub use error::ApiError;
+pub use tokens::Role;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -47,8 +54,11 @@ pub const DEFAULT_MAX_COMMAND_LAG: u64 = 10_000;
 /// How the API behaves.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    /// The bearer token; `None` refuses every protected request.
+    /// The plain bearer token (`[api] token`, `EVENTBUS_API_TOKEN`), an admin's.
     pub token: Option<String>,
+    /// The named tokens with their roles, by hash (`[[api.tokens]]`). With neither these nor
+    /// `token`, every protected request is refused.
+    pub tokens: Vec<tokens::NamedToken>,
     /// Enables `POST /kafka/publish-test`.
     pub dev_mode: bool,
     /// Commands published and not yet carried out above which `POST /commands/*` answers 429
@@ -64,6 +74,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             token: None,
+            tokens: Vec::new(),
             dev_mode: false,
             max_command_lag: DEFAULT_MAX_COMMAND_LAG,
             data_dir: None,
@@ -78,6 +89,8 @@ pub struct ApiState(Arc<Inner>);
 
 struct Inner {
     config: ApiConfig,
+    /// The tokens of `config`, by hash.
+    tokens: auth::Tokens,
     metrics: Arc<metrics::Metrics>,
     /// The bus and the service on it; replaced when `POST /kafka/config` switches the bus.
     current: RwLock<Arc<Backend>>,
@@ -111,7 +124,8 @@ impl ApiState {
         let metrics = Arc::new(metrics::Metrics::default());
         let backend = Backend::start(bus, service, &metrics, &config).await?;
         let disk = config.data_dir.clone().map(disk::Disk::new);
-        Ok(Self(Arc::new(Inner { config, metrics, current: RwLock::new(Arc::new(backend)), switch, disk })))
+        let tokens = auth::Tokens::new(config.token.as_deref(), &config.tokens);
+        Ok(Self(Arc::new(Inner { config, tokens, metrics, current: RwLock::new(Arc::new(backend)), switch, disk })))
     }
 
     /// The bus and service of this moment.
@@ -149,7 +163,14 @@ impl Backend {
     }
 }
 
-/// Every route.
+/// The protected routes only an admin may call: those that change the bus itself.
+///
+/// Who may call what ([`auth::required_role`]): on the protected routes of [`router`], a GET
+/// needs a viewer and any other method an operator, unless the route is listed here. So a new
+/// POST route is an operator's by default; one that changes the bus itself goes here.
+pub const ADMIN_ROUTES: &[(Method, &str)] = &[(Method::POST, "/kafka/config")];
+
+/// Every route. Roles: see [`ADMIN_ROUTES`].
 pub fn router(state: ApiState) -> Router {
     let protected = Router::new()
         .route("/kafka/status", get(kafka::status))
@@ -169,7 +190,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/dead-letters/redrive", post(dead_letters::redrive))
         .route("/dead-letters/discard", post(dead_letters::discard))
         .route("/dead-letters/{id}", get(dead_letters::show))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track));
     Router::new()
         .route("/health", get(meta::health))
@@ -226,5 +247,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+#[cfg(test)]
+mod roles_tests;
 #[cfg(test)]
 mod tests;

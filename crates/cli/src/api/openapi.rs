@@ -1,6 +1,10 @@
 //! The OpenAPI 3.1 document of the API, served at `/openapi.json`.
 
+use axum::http::Method;
 use serde_json::{Value, json};
+
+use super::Role;
+use super::auth::required_role;
 
 fn op(summary: &str, tag: &str, responses: &[(&str, &str)]) -> Value {
     let responses: serde_json::Map<String, Value> = responses
@@ -30,6 +34,24 @@ fn answers_in(mut operation: Value, code: &str, media_type: &str) -> Value {
     operation
 }
 
+/// `operation`, `method` on the protected route `path`, for the callers whose role is the one it
+/// needs ([`required_role`]) or above: the document says so in `x-required-role` and in its 403,
+/// which is also the answer to a role too low.
+fn protected(method: Method, path: &str, mut operation: Value) -> Value {
+    let role = required_role(&method, path);
+    operation["x-required-role"] = json!(role);
+    let refusal = format!(
+        "an unknown token, or a role below {role} (`error.required_role` is `{role}`; roles: viewer < operator < admin)"
+    );
+    let responses = &mut operation["responses"];
+    let description = match responses["403"]["description"].as_str() {
+        Some(own) => format!("{own}; or {refusal}"),
+        None => refusal,
+    };
+    responses["403"] = json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    operation
+}
+
 /// An id in the path: what `nexum::ids` accepts from outside.
 fn id_param(name: &str, description: &str) -> Value {
     json!([{"name": name, "in": "path", "required": true, "description": description,
@@ -47,7 +69,9 @@ fn topic_param(description: &str) -> Value {
 }
 
 pub fn document() -> Value {
-    let auth = [("401", "no bearer token"), ("403", "wrong token")];
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    let auth = [("401", "no bearer token")];
     let with = |mut base: Vec<(&'static str, &'static str)>| {
         base.extend(auth);
         base
@@ -148,17 +172,68 @@ pub fn document() -> Value {
         "text/event-stream",
     );
     stream["parameters"] = json!([topic_param("topics, comma-separated; all if absent")]);
+    let filter_params = json!([
+        topic_param("the source topic, or its .dlq topic"),
+        {"name": "group", "in": "query", "schema": {"type": "string"}, "description": "the group whose subscription failed"},
+        {"name": "error", "in": "query", "schema": {"type": "string"}, "description": "text the error contains, case-insensitive"},
+        {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "RFC 3339, or an age: 15m, 2h, 7d"},
+        {"name": "until", "in": "query", "schema": {"type": "string"}, "description": "RFC 3339, or an age: 15m, 2h, 7d"},
+        {"name": "state", "in": "query", "schema": {"enum": ["open", "failed", "retrying", "parked", "redrive_requested", "resolved", "all"]}},
+        limit_param(1000)
+    ]);
+    let mut letters = op(
+        "Dead letters of every subscription, oldest first: open ones unless `state` says otherwise",
+        "dead letters",
+        &with(vec![("200", "letters"), ("400", "a filter or limit that does not parse")]),
+    );
+    letters["parameters"] = filter_params;
+    let mut letter = op(
+        "One dead letter: its error, its original (personal data masked) and its history, who asked what from where",
+        "dead letters",
+        &with(vec![("200", "the letter"), ("404", "unknown dead letter")]),
+    );
+    letter["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let selection = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": false,
+        "description": "the letters: `ids`, or a `filter` (the query parameters of GET /dead-letters as fields), not both",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 10000},
+            "filter": {"type": "object", "additionalProperties": false, "properties": {
+                "topic": {"type": "string"}, "group": {"type": "string"}, "error": {"type": "string"},
+                "since": {"type": "string"}, "until": {"type": "string"}, "state": {"type": "string"}, "limit": {"type": "integer"}}}}},
+        "example": {"ids": ["0191f1c2-8a7e-7cc0-9a4e-6f2d3b1c0a11"]}}}});
+    let action = |summary: &str| {
+        let mut operation = op(
+            summary,
+            "dead letters",
+            &with(vec![
+                ("200", "what was asked for each letter, and why not where it was not"),
+                ("400", "neither ids nor a filter, both, or a filter that does not parse"),
+                ("404", "an unknown dead letter (nothing is asked then)"),
+                ("413", "body too large"),
+                ("415", "the body is not application/json"),
+                ("422", "no letter matches, or more than 10,000 do"),
+            ]),
+        );
+        operation["requestBody"] = selection.clone();
+        operation
+    };
+    let redrive = action(
+        "Redrive letters: their group handles them again, keeping each event_id; the records parked behind follow in order",
+    );
+    let discard = action("Discard letters: the records parked behind each go on; a discarded command is rejected");
     json!({
         "openapi": "3.1.0",
         "info": {"title": "eventbus serve", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Core banking on the event bus. Every endpoint but /health, /ready, /metrics, /openapi.json and the dashboard needs `Authorization: Bearer <token>`."},
+                 "description": "Core banking on the event bus. Every endpoint but /health, /ready, /metrics, /openapi.json and the dashboard needs `Authorization: Bearer <token>`. Each token has a role, viewer < operator < admin: reads need a viewer, other methods an operator, and changes to the bus an admin (`x-required-role` of each operation); a role too low is a 403 whose `error.required_role` names the role needed. Viewers get names, emails and phones masked."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Any": {"type": "object"},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["status", "code", "message"],
-                    "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}}}}}
+                    "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"},
+                                   "required_role": {"enum": Role::ALL, "description": "in a 403 for a role too low: the role needed"}}}}}
             }
         },
         "security": [{"bearer": []}],
@@ -167,20 +242,24 @@ pub fn document() -> Value {
             "/health": {"get": public("The process is alive", "meta", &[("200", "alive")])},
             "/ready": {"get": public("The bus runs, the event store answers and takes writes", "meta", &[("200", "ready"), ("503", "not ready")])},
             "/openapi.json": {"get": public("This document", "meta", &[("200", "the document")])},
-            "/kafka/status": {"get": op("Bus status (the seed's shape)", "kafka", &with(vec![("200", "status")]))},
-            "/kafka/events": {"get": recent},
-            "/kafka/config": {"post": config},
-            "/events/stream": {"get": stream},
+            "/kafka/status": {"get": protected(GET, "/kafka/status", op("Bus status (the seed's shape)", "kafka", &with(vec![("200", "status")])))},
+            "/kafka/events": {"get": protected(GET, "/kafka/events", recent)},
+            "/kafka/config": {"post": protected(POST, "/kafka/config", config)},
+            "/events/stream": {"get": protected(GET, "/events/stream", stream)},
             "/metrics": {"get": answers_in(public("Prometheus metrics (text format 0.0.4)", "meta", &[("200", "metrics")]), "200", "text/plain")},
-            "/accounts": {"get": accounts},
-            "/kafka/publish-test": {"post": publish_test},
-            "/commands/{kind}": {"post": commands, "get": outcome},
-            "/accounts/{id}": {"get": read("An account: balance, status, latest statement", "read models", "id", "unknown account")},
-            "/customers/{id}": {"get": read("A customer of the directory", "read models", "id", "unknown customer")},
-            "/loans/{id}": {"get": read("A loan of the loan book", "read models", "id", "unknown loan")},
-            "/compliance/alerts": {"get": alerts},
-            "/topics": {"get": op("Topics with partitions and offsets", "bus", &with(vec![("200", "topics")]))},
-            "/consumer-groups": {"get": op("The service's consumer groups with lag per partition", "bus", &with(vec![("200", "groups")]))}
+            "/accounts": {"get": protected(GET, "/accounts", accounts)},
+            "/kafka/publish-test": {"post": protected(POST, "/kafka/publish-test", publish_test)},
+            "/commands/{kind}": {"post": protected(POST, "/commands/{kind}", commands), "get": protected(GET, "/commands/{kind}", outcome)},
+            "/accounts/{id}": {"get": protected(GET, "/accounts/{id}", read("An account: balance, status, latest statement", "read models", "id", "unknown account"))},
+            "/customers/{id}": {"get": protected(GET, "/customers/{id}", read("A customer of the directory", "read models", "id", "unknown customer"))},
+            "/loans/{id}": {"get": protected(GET, "/loans/{id}", read("A loan of the loan book", "read models", "id", "unknown loan"))},
+            "/compliance/alerts": {"get": protected(GET, "/compliance/alerts", alerts)},
+            "/topics": {"get": protected(GET, "/topics", op("Topics with partitions and offsets", "bus", &with(vec![("200", "topics")])))},
+            "/consumer-groups": {"get": protected(GET, "/consumer-groups", op("The service's consumer groups with lag per partition", "bus", &with(vec![("200", "groups")])))},
+            "/dead-letters": {"get": protected(GET, "/dead-letters", letters)},
+            "/dead-letters/{id}": {"get": protected(GET, "/dead-letters/{id}", letter)},
+            "/dead-letters/redrive": {"post": protected(POST, "/dead-letters/redrive", redrive)},
+            "/dead-letters/discard": {"post": protected(POST, "/dead-letters/discard", discard)}
         }
     })
 }

@@ -9,6 +9,7 @@ use nexum::projections::Projections;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::masking::NoPersonalData;
 use super::{ApiError, ApiState};
 
 fn id<T: std::str::FromStr<Err = nexum::ids::IdError>>(text: &str) -> Result<T, ApiError> {
@@ -62,7 +63,8 @@ pub async fn alerts(State(state): State<ApiState>, Query(query): Query<Limit>) -
     Ok(Json(json!({"alerts": alerts, "showing": alerts.len()})))
 }
 
-pub async fn topics(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// `GET /topics`: no personal data, though each topic has a `name`.
+pub async fn topics(State(state): State<ApiState>) -> Result<(NoPersonalData, Json<Value>), ApiError> {
     let topics: Vec<Value> = state
         .backend()
         .bus
@@ -79,7 +81,7 @@ pub async fn topics(State(state): State<ApiState>) -> Result<Json<Value>, ApiErr
             })
         })
         .collect();
-    Ok(Json(json!({"topics": topics})))
+    Ok((NoPersonalData, Json(json!({"topics": topics}))))
 }
 
 /// The consumer groups `serve` runs as the instance named `instance`, and their topics: those

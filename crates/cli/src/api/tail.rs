@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::Utc;
 use eventbus::{EventBus, GroupId, Message, StartPosition, Subscription, TopicName};
@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
-use super::{ApiError, ApiState};
+use super::masking::for_caller;
+use super::{ApiError, ApiState, Caller};
 
 /// The most events kept per topic, and the most `GET /kafka/events` shows.
 pub const MAX_PER_TOPIC: usize = 500;
@@ -211,13 +212,14 @@ pub struct Live {
 /// events it missed.
 pub async fn stream(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<Live>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let topics = topic_filter(query.topic.as_deref())?;
     check_known(&state, &topics).await?;
     let tail = Arc::clone(&state.backend().tail);
-    let start = (tail.live.subscribe(), tail.closed.subscribe(), topics);
-    let stream = futures::stream::unfold(start, |(mut live, mut closed, topics)| async move {
+    let start = (tail.live.subscribe(), tail.closed.subscribe(), topics, caller);
+    let stream = futures::stream::unfold(start, |(mut live, mut closed, topics, caller)| async move {
         loop {
             let received = tokio::select! {
                 received = live.recv() => received,
@@ -225,7 +227,12 @@ pub async fn stream(
             };
             let event = match received {
                 Ok(delivered) if topics.is_empty() || topics.contains(&delivered.topic) => {
-                    Event::default().event("event").json_data(&*delivered).unwrap_or_else(|_| Event::default())
+                    // Masked for a viewer, as the JSON answers are (`masking::mask_json`).
+                    match serde_json::to_value(&*delivered) {
+                        Ok(value) => Event::default().event("event").json_data(for_caller(&caller, value)),
+                        Err(error) => Err(axum::Error::new(error)),
+                    }
+                    .unwrap_or_else(|_| Event::default())
                 }
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -233,7 +240,7 @@ pub async fn stream(
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            return Some((Ok(event), (live, closed, topics)));
+            return Some((Ok(event), (live, closed, topics, caller)));
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

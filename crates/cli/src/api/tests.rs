@@ -17,16 +17,16 @@ use tower::ServiceExt;
 
 use super::{ApiConfig, ApiState, MAX_BODY_BYTES, router};
 
-const TOKEN: &str = "test-token-0123456789";
+pub(super) const TOKEN: &str = "test-token-0123456789";
 
-struct Api {
+pub(super) struct Api {
     _dir: tempfile::TempDir,
-    router: Router,
-    service: CoreBanking,
-    bus: Arc<dyn EventBus>,
+    pub(super) router: Router,
+    pub(super) service: CoreBanking,
+    pub(super) bus: Arc<dyn EventBus>,
 }
 
-async fn api_with(config: ApiConfig) -> Api {
+pub(super) async fn api_with(config: ApiConfig) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::memory(BusConfig::default()).await.unwrap());
     bus.start().await.unwrap();
@@ -42,7 +42,13 @@ async fn api() -> Api {
 }
 
 impl Api {
-    async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let body = body.map(|b| b.to_string());
         self.raw(method, uri, token, body.as_deref().map(str::as_bytes).unwrap_or_default(), &[]).await
     }
@@ -60,7 +66,7 @@ impl Api {
     }
 
     /// A request and the whole answer: status, headers and JSON body.
-    async fn exchange(
+    pub(super) async fn exchange(
         &self,
         method: Method,
         uri: &str,
@@ -91,7 +97,7 @@ impl Api {
     }
 
     /// A customer with a checking account, made through the API, waiting for each outcome.
-    async fn customer_with_account(&self, customer: &str, account: &str) {
+    pub(super) async fn customer_with_account(&self, customer: &str, account: &str) {
         let (status, answer) = self
             .post(
                 "/commands/customers?wait=true",
@@ -111,7 +117,7 @@ impl Api {
     }
 
     /// Polls `uri` until it answers 200, at most 10 s.
-    async fn eventually(&self, uri: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(super) async fn eventually(&self, uri: &str, check: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..200 {
             let (status, body) = self.get(uri).await;
             if status == StatusCode::OK && check(&body) {
@@ -124,7 +130,7 @@ impl Api {
 }
 
 /// Asserts the one error shape.
-fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+pub(super) fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"]["status"], expected.as_u16(), "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");

@@ -10,6 +10,7 @@ pub mod replay;
 pub mod schemas;
 pub mod serve;
 pub mod tail;
+pub mod token;
 pub mod topics;
 
 use eventbus::{EventBus, GroupId, StartPosition, Subscription, TopicName};

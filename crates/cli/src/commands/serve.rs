@@ -110,6 +110,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         (1..=10_000_000).contains(&config.consumer.dedup_window),
         "consumer.dedup_window must be 1 to 10000000"
     );
+    api::tokens::check(&config.api.tokens)?;
     let listen = options.listen.or_else(|| config.api.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -120,7 +121,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     let mut running = Running { config: config.clone(), service: Some(service) };
 
     let token = std::env::var("EVENTBUS_API_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| config.api.token.clone());
-    if token.is_none() {
+    if token.is_none() && config.api.tokens.is_empty() {
         tracing::warn!(
             "No API token is configured: every endpoint but /health, /ready, /metrics, /openapi.json and the dashboard refuses requests"
         );
@@ -130,6 +131,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     anyhow::ensure!((1..=500).contains(&tail_per_topic), "api.tail_events_per_topic must be 1 to 500");
     let api = ApiConfig {
         token,
+        tokens: config.api.tokens.clone(),
         dev_mode: options.dev,
         max_command_lag,
         data_dir: Some(config.data_dir.clone()),
