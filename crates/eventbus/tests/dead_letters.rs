@@ -303,17 +303,37 @@ async fn bad_requests_are_refused_with_a_reason(backend: Backend) {
     assert!("stuck".parse::<StateFilter>().unwrap_err().to_string().contains("unknown state `stuck`"));
 }
 
+/// A durable bus over `dir`: embedded, or Kafka with its outbox there.
+async fn durable(kafka: bool, dir: &std::path::Path) -> Arc<dyn EventBus> {
+    #[cfg(feature = "kafka")]
+    if kafka {
+        let config = eventbus::KafkaConfig { outbox_dir: Some(dir.join("outbox")), ..common::kafka_config() };
+        return Arc::new(eventbus::KafkaBus::connect(config, BusConfig::default()).await.unwrap());
+    }
+    assert!(!kafka, "built without the kafka feature");
+    Arc::new(eventbus::EmbeddedBus::embedded(BusConfig::default(), eventbus::EmbeddedConfig::at(dir)).await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_keeps_a_parked_key_parked_and_handles_each_record_once() {
-    // Given an embedded bus where acc_1 is parked behind its failed event 0, with 1 and 2 parked
+async fn embedded_a_restart_keeps_a_parked_key_parked_and_handles_each_record_once() {
+    a_restart_keeps_a_parked_key_parked_and_handles_each_record_once(false).await;
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_a_restart_keeps_a_parked_key_parked_and_handles_each_record_once() {
+    a_restart_keeps_a_parked_key_parked_and_handles_each_record_once(true).await;
+}
+
+async fn a_restart_keeps_a_parked_key_parked_and_handles_each_record_once(kafka: bool) {
+    // Given a durable bus where acc_1 is parked behind its failed event 0, with 1 and 2 parked
     common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let embedded = || eventbus::EmbeddedBus::embedded(BusConfig::default(), eventbus::EmbeddedConfig::at(dir.path()));
     let topic = random_topic("restart");
     let group = random_group("bank");
     let subscription = Subscription::new(topic.clone(), group.clone()).with_retry(fast_retry()).sequenced();
     {
-        let bus = embedded().await.unwrap();
+        let bus = durable(kafka, dir.path()).await;
         bus.start().await.unwrap();
         bus.create_topic(&topic, 1).await.unwrap();
         let flaky = Flaky::failing_on(&[0]);
@@ -321,25 +341,25 @@ async fn a_restart_keeps_a_parked_key_parked_and_handles_each_record_once() {
         for n in 0..3 {
             bus.publish(&topic, transaction("acc_1", n), None).await.unwrap();
         }
-        wait_for_states(&bus, &topic, &group, &["failed", "parked", "parked"]).await;
+        wait_for_states(&*bus, &topic, &group, &["failed", "parked", "parked"]).await;
         bus.stop().await.unwrap();
     }
 
     // When the service starts again with the cause fixed, and acc_1 gets a new event
-    let bus = embedded().await.unwrap();
+    let bus = durable(kafka, dir.path()).await;
     bus.start().await.unwrap();
     let flaky = Flaky::failing_on(&[]);
     bus.subscribe(subscription, flaky.handler()).await.unwrap();
     bus.publish(&topic, transaction("acc_1", 3), None).await.unwrap();
 
     // Then the key is still parked: the new event waits behind the others
-    let book = wait_for_states(&bus, &topic, &group, &["failed", "parked", "parked", "parked"]).await;
+    let book = wait_for_states(&*bus, &topic, &group, &["failed", "parked", "parked", "parked"]).await;
     assert!(flaky.seqs("acc_1").is_empty());
 
     // And after a redrive of the head, every event is handled once, in order
-    dlq::request(&bus, &book, &ids(&book, "failed"), Action::Redrive, &operator()).await.unwrap();
+    dlq::request(&*bus, &book, &ids(&book, "failed"), Action::Redrive, &operator()).await.unwrap();
     wait_until(|| async { flaky.seqs("acc_1").len() == 4 }).await;
     settle().await;
     assert_eq!(flaky.seqs("acc_1"), [0, 1, 2, 3]);
-    wait_for_states(&bus, &topic, &group, &["resolved"; 4]).await;
+    wait_for_states(&*bus, &topic, &group, &["resolved"; 4]).await;
 }

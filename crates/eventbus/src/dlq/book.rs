@@ -423,3 +423,104 @@ fn new_letter(id: &str, record: &Record, event: &EventSchema, group: Option<Grou
         seq: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::bus::RecordValue;
+    use crate::dlq::letter::{self, Actor, Failure, FailureKind, Original};
+
+    fn place(offset: u64) -> Place {
+        Place { topic: TopicName::new("work").unwrap(), partition: Partition(0), offset: Offset(offset) }
+    }
+
+    /// The records of one story: event 0 of acc_1 fails, 1 and 2 park behind it, an operator
+    /// redrives 0, and the three are resolved.
+    fn story() -> Vec<EventSchema> {
+        let group = GroupId::new("bank").unwrap();
+        fn original(place: &Place) -> Original<'_> {
+            Original { place, key: Some("acc_1"), value: b"{}" }
+        }
+        let (p0, p1, p2) = (place(0), place(1), place(2));
+        let failure = Failure { kind: FailureKind::HandlerFailed, error: "down".into(), attempts: 3 };
+        let head = p0.letter_id(&group);
+        let actor = Actor { who: "ops".into(), address: "127.0.0.1".into() };
+        vec![
+            letter::failed(1 << 20, &group, &original(&p0), &failure, 0, None, true),
+            letter::parked(1 << 20, &group, &original(&p1), &head),
+            letter::parked(1 << 20, &group, &original(&p2), &head),
+            letter::request(letter::REDRIVE_REQUESTED, &group, &original(&p0), None, &actor),
+            letter::resolved(&group, &original(&p0), Outcome::Redriven, 1),
+            letter::resolved(&group, &original(&p1), Outcome::Released, 0),
+        ]
+    }
+
+    fn fold(events: &[EventSchema], book: &mut Book) {
+        for (offset, event) in events.iter().enumerate() {
+            let record = Record {
+                topic: TopicName::new("work.dlq").unwrap(),
+                partition: Partition(0),
+                offset: Offset(offset as u64),
+                timestamp: Utc::now(),
+                key: Some(Arc::from("acc_1")),
+                value: RecordValue::Event(Arc::new(event.clone())),
+            };
+            book.apply(&record);
+        }
+    }
+
+    fn states(book: &Book) -> Vec<(String, &'static str)> {
+        book.letters().map(|l| (l.place.as_ref().unwrap().to_string(), l.state.name())).collect()
+    }
+
+    #[test]
+    fn the_story_ends_with_the_last_parked_record_at_the_head_of_its_key() {
+        // Given the records of a failure, two parked records, a redrive and two resolutions
+        let mut book = Book::all();
+        // When they are folded
+        fold(&story(), &mut book);
+        // Then the third record is the head of acc_1 and due, and the others are resolved
+        let group = GroupId::new("bank").unwrap();
+        let head = book.head(&group, &TopicName::new("work").unwrap(), "acc_1").unwrap();
+        assert_eq!(head.place, Some(place(2)));
+        assert_eq!(book.actionable(Utc::now()).len(), 1);
+        assert_eq!(
+            states(&book),
+            [("work/0/0".into(), "resolved"), ("work/0/1".into(), "resolved"), ("work/0/2".into(), "parked")]
+        );
+        // And a subscription's book, which forgets resolved letters, holds only the open one
+        let mut running = Book::of_group(group);
+        fold(&story(), &mut running);
+        assert_eq!(states(&running), [("work/0/2".into(), "parked")]);
+    }
+
+    proptest! {
+        /// A record written twice (a crash between the write and the commit) changes nothing:
+        /// whichever records of the story are repeated, right after themselves, the fold ends the
+        /// same.
+        #[test]
+        fn a_record_folded_twice_gives_the_same_state(repeats in proptest::collection::vec(any::<bool>(), 6)) {
+            let story = story();
+            let mut once = Book::all();
+            fold(&story, &mut once);
+            let doubled: Vec<EventSchema> = story
+                .iter()
+                .zip(&repeats)
+                .flat_map(|(event, twice)| std::iter::repeat_n(event.clone(), if *twice { 2 } else { 1 }))
+                .collect();
+            let mut twice = Book::all();
+            fold(&doubled, &mut twice);
+            prop_assert_eq!(states(&once), states(&twice));
+            let group = GroupId::new("bank").unwrap();
+            let topic = TopicName::new("work").unwrap();
+            prop_assert_eq!(
+                once.head(&group, &topic, "acc_1").map(|l| l.id.clone()),
+                twice.head(&group, &topic, "acc_1").map(|l| l.id.clone())
+            );
+        }
+    }
+}
