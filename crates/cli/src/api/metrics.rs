@@ -110,9 +110,22 @@ pub async fn render(State(state): State<ApiState>) -> Result<Response, ApiError>
     for (topic, count) in status.events_by_topic.iter().filter(|(t, _)| !t.is_dlq()) {
         let _ = writeln!(out, "eventbus_topic_events{{topic=\"{}\"}} {count}", label(topic.as_str()));
     }
-    out.push_str("# HELP eventbus_dead_letters Messages in a dead-letter topic.\n# TYPE eventbus_dead_letters gauge\n");
+    out.push_str("# HELP eventbus_dead_letters Records in a dead-letter topic: letters, parked records, operators' requests and outcomes.\n# TYPE eventbus_dead_letters gauge\n");
     for (topic, count) in status.events_by_topic.iter().filter(|(t, _)| t.is_dlq()) {
         let _ = writeln!(out, "eventbus_dead_letters{{topic=\"{}\"}} {count}", label(topic.as_str()));
+    }
+    out.push_str("# HELP eventbus_dead_letters_open Letters not resolved yet, by state: failed (waiting for an operator), retrying, parked, redrive_requested.\n");
+    out.push_str("# TYPE eventbus_dead_letters_open gauge\n");
+    {
+        let mut letters = backend.letters.lock().await;
+        eventbus::dlq::refresh(&*backend.bus, &mut letters, None).await.map_err(ApiError::from)?;
+        for ((topic, state), count) in letters.open_by_state() {
+            let _ = writeln!(
+                out,
+                "eventbus_dead_letters_open{{topic=\"{}\",state=\"{state}\"}} {count}",
+                label(topic.as_str())
+            );
+        }
     }
     if let Some(backlog) = status.outbox_backlog {
         out.push_str("# HELP eventbus_kafka_outbox_backlog Events waiting in the local outbox for the broker.\n");

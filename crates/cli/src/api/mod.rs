@@ -110,6 +110,8 @@ pub struct Backend {
     tail: Arc<tail::Tail>,
     /// How far behind the command handler is.
     lag: Arc<backpressure::CommandLag>,
+    /// The open dead letters, folded a little more at each scrape of `/metrics`.
+    letters: tokio::sync::Mutex<eventbus::dlq::Book>,
 }
 
 impl ApiState {
@@ -159,7 +161,8 @@ impl Backend {
         let tail =
             tail::Tail::start(Arc::clone(&bus), Arc::clone(metrics), &service.instance, config.tail_per_topic).await?;
         let lag = backpressure::CommandLag::start(Arc::clone(&bus), config.max_command_lag)?;
-        Ok(Self { bus, service, outcomes, tail, lag })
+        let letters = tokio::sync::Mutex::new(eventbus::dlq::Book::open_only());
+        Ok(Self { bus, service, outcomes, tail, lag, letters })
     }
 }
 

@@ -182,6 +182,11 @@ impl Book {
         Self { keep_resolved: true, ..Self::default() }
     }
 
+    /// A book of the open letters of every group: what is open now, in bounded memory.
+    pub fn open_only() -> Self {
+        Self::default()
+    }
+
     /// A book of the open letters of `group`, for its subscription.
     pub fn of_group(group: GroupId) -> Self {
         Self { only: Some(group), ..Self::default() }
@@ -330,9 +335,13 @@ impl Book {
         self.order.values().filter_map(|id| self.letters.get(id))
     }
 
-    /// How many letters are open.
-    pub fn open(&self) -> usize {
-        self.letters.values().filter(|l| !l.state.is_resolved()).count()
+    /// How many letters are open, by dead-letter topic and state name.
+    pub fn open_by_state(&self) -> BTreeMap<(TopicName, &'static str), u64> {
+        let mut counts = BTreeMap::new();
+        for letter in self.letters.values().filter(|l| !l.state.is_resolved()) {
+            *counts.entry((letter.dlq_topic.clone(), letter.state.name())).or_default() += 1;
+        }
+        counts
     }
 
     /// Whether any key is parked.

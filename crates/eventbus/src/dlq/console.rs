@@ -147,12 +147,19 @@ impl Filter {
 
 /// Reads every dead-letter topic, or those of `topic`, into a book of all letters.
 pub async fn load(bus: &dyn EventBus, topic: Option<&TopicName>) -> Result<Book, DlqError> {
+    let mut book = Book::all();
+    refresh(bus, &mut book, topic).await?;
+    Ok(book)
+}
+
+/// Folds into `book` what every dead-letter topic, or those of `topic`, holds past what the book
+/// has read: a book kept between calls reads each record once.
+pub async fn refresh(bus: &dyn EventBus, book: &mut Book, topic: Option<&TopicName>) -> Result<(), DlqError> {
     let topics: Vec<TopicName> = match topic {
         Some(topic) if topic.is_dlq() => vec![topic.clone()],
         Some(topic) => vec![topic.dlq()],
         None => bus.list_topics().await?.into_iter().map(|t| t.name).filter(TopicName::is_dlq).collect(),
     };
-    let mut book = Book::all();
     for dlq in topics {
         let end = match bus.describe_topic(&dlq).await {
             Ok(description) => description.partitions.first().map_or(0, |p| p.latest.0),
@@ -170,7 +177,7 @@ pub async fn load(bus: &dyn EventBus, topic: Option<&TopicName>) -> Result<Book,
             }
         }
     }
-    Ok(book)
+    Ok(())
 }
 
 /// What an operator asks for.
