@@ -35,9 +35,9 @@ mod runtime;
 pub mod topics;
 
 pub use bus::{
-    BackendKind, BusError, BusStatus, DeadLetterPolicy, EventBus, GroupId, GroupOffset, Handler, HandlerError, Message, Offset,
-    Partition, PartitionInfo, Publication, Published, Record, RecordValue, RetryPolicy, StartPosition, Subscription, TopicDescription,
-    handler_fn,
+    BackendKind, BusError, BusStatus, DeadLetterPolicy, EventBus, GroupDescription, GroupId, GroupOffset, GroupTopic,
+    Handler, HandlerError, MAX_GROUPS, Message, Offset, Partition, PartitionInfo, Publication, Published, Record,
+    RecordValue, RetryPolicy, StartPosition, Subscription, TopicDescription, handler_fn,
 };
 pub use dlq::DEAD_LETTERED;
 pub use envelope::{EventId, EventSchema, EventType};
@@ -50,7 +50,7 @@ pub use local::{PartitionEnds, Storage};
 pub use money::{Currency, Money, MoneyError};
 pub use partitioner::{murmur2, partition_for_key};
 pub use runtime::{
-    Backend, Bus, BusConfig, Consumer, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_MESSAGE_BYTES, Dispatcher, MAX_FINISHED_TEXT, NewRecord, Payload, Position, Processor, StoredRecord,
+    Backend, Bus, BusConfig, Consumer, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES,
+    Dispatcher, MAX_FINISHED_TEXT, NewRecord, Payload, Position, Processor, StoredRecord,
 };
 pub use topics::{Topic, TopicName};

@@ -201,7 +201,8 @@ impl Book {
         if self.only.is_some() && self.only != group {
             return;
         }
-        let Some(id) = text(event, "letter_id").map(str::to_owned).or_else(|| event.event_id.as_ref().map(ToString::to_string))
+        let Some(id) =
+            text(event, "letter_id").map(str::to_owned).or_else(|| event.event_id.as_ref().map(ToString::to_string))
         else {
             return;
         };
@@ -221,12 +222,16 @@ impl Book {
                     DEAD_LETTERED => LetterState::Failed,
                     RETRY_SCHEDULED => {
                         let due = event.data.get("due_at").and_then(|v| serde_json::from_value(v.clone()).ok());
-                        LetterState::Retrying { stage: number(event, "stage").unwrap_or(1) as u32, due: due.unwrap_or(at) }
+                        LetterState::Retrying {
+                            stage: number(event, "stage").unwrap_or(1) as u32,
+                            due: due.unwrap_or(at),
+                        }
                     }
                     _ => LetterState::Parked { behind: text(event, "behind").unwrap_or_default().to_owned() },
                 };
                 let is_new = !self.letters.contains_key(&id);
-                let letter = self.letters.entry(id.clone()).or_insert_with(|| new_letter(&id, record, event, group, at));
+                let letter =
+                    self.letters.entry(id.clone()).or_insert_with(|| new_letter(&id, record, event, group, at));
                 // A resolved letter that fails again (its record delivered again after a crash)
                 // is open again, at the end of its key's sequence.
                 letter.state = state;
@@ -286,7 +291,8 @@ impl Book {
                             .get("outcome")
                             .and_then(|v| serde_json::from_value(v.clone()).ok())
                             .unwrap_or(Outcome::Redriven);
-                        letter.redrive_count = number(event, "redrive_count").unwrap_or(u64::from(letter.redrive_count)) as u32;
+                        letter.redrive_count =
+                            number(event, "redrive_count").unwrap_or(u64::from(letter.redrive_count)) as u32;
                         letter.state = LetterState::Resolved { outcome };
                         self.close(&id);
                     }

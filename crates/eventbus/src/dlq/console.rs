@@ -105,8 +105,7 @@ impl Filter {
             letter.dlq_topic == *topic || letter.place.as_ref().is_some_and(|place| place.topic == *topic)
         });
         let group = self.group.as_ref().is_none_or(|group| letter.group.as_ref() == Some(group));
-        let error =
-            self.error.as_ref().is_none_or(|text| letter.error.to_lowercase().contains(&text.to_lowercase()));
+        let error = self.error.as_ref().is_none_or(|text| letter.error.to_lowercase().contains(&text.to_lowercase()));
         let since = self.since.is_none_or(|since| letter.last_at >= since);
         let until = self.until.is_none_or(|until| letter.last_at < until);
         let state = match self.state {

@@ -12,5 +12,5 @@ pub mod console;
 pub mod letter;
 
 pub use book::{Book, HistoryEntry, Letter, LetterState};
-pub use console::{Action, Acted, DlqError, Filter, StateFilter, load, request};
+pub use console::{Acted, Action, DlqError, Filter, StateFilter, load, request};
 pub use letter::{Actor, DEAD_LETTERED, FailureKind, Outcome, Place};

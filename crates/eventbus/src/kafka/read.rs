@@ -34,9 +34,8 @@ impl Kafka {
         let topic = topic.clone();
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer = config.create().map_err(KafkaError::Client)?;
-            let (low, high) = consumer
-                .fetch_watermarks(topic.as_str(), partition.0 as i32, timeout)
-                .map_err(KafkaError::Client)?;
+            let (low, high) =
+                consumer.fetch_watermarks(topic.as_str(), partition.0 as i32, timeout).map_err(KafkaError::Client)?;
             let start = (from.0 as i64).max(low);
             let end = high.min(start.saturating_add(max as i64));
             if max == 0 || start >= end {

@@ -376,7 +376,7 @@ mod tests {
         });
         let group = GroupId::new("g").unwrap();
         let topic = TopicName::new("work").unwrap();
-        let letters = Letters::new(&group, &[topic.clone()], DeadLetterPolicy::watch_only());
+        let letters = Letters::new(&group, std::slice::from_ref(&topic), DeadLetterPolicy::watch_only());
         let processor =
             Processor::new(group, RetryPolicy::default(), handler, Arc::new(NoDeadLetters), 1 << 20, 1000, letters);
         let (_stop, stopped) = watch::channel(false);

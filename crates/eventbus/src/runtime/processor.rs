@@ -34,8 +34,13 @@ pub(crate) trait DeadLetterLog: Send + Sync + 'static {
     async fn dead_letter(&self, topic: &TopicName, key: Option<Arc<str>>, letter: EventSchema) -> Result<(), BusError>;
 
     /// Up to `max` records of `topic` (any topic: a source, or a dead-letter topic) from `from`.
-    async fn read(&self, topic: &TopicName, partition: Partition, from: Offset, max: usize)
-    -> Result<Vec<Record>, BusError>;
+    async fn read(
+        &self,
+        topic: &TopicName,
+        partition: Partition,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, BusError>;
 }
 
 /// Waits `delay`; true if `stop` turned true meanwhile.
@@ -143,7 +148,9 @@ impl Processor {
             }),
             Payload::Rejected { reason, .. } => Err(undecodable(reason.clone())),
             Payload::Event(event) | Payload::Encoded { event, .. } => Ok(Arc::clone(event)),
-            Payload::Bytes(bytes) => EventSchema::from_json(bytes).map(Arc::new).map_err(|e| undecodable(e.to_string())),
+            Payload::Bytes(bytes) => {
+                EventSchema::from_json(bytes).map(Arc::new).map_err(|e| undecodable(e.to_string()))
+            }
         }
     }
 
@@ -169,7 +176,11 @@ impl Processor {
                 }
                 Ok(Err(error)) if error.is_permanent() => {
                     tracing::warn!(%topic, %partition, %offset, %error, "Handler rejected the message; dead-lettering");
-                    return Ok(Err(Failure { kind: FailureKind::Rejected, error: error.to_string(), attempts: attempt }));
+                    return Ok(Err(Failure {
+                        kind: FailureKind::Rejected,
+                        error: error.to_string(),
+                        attempts: attempt,
+                    }));
                 }
                 Ok(Err(error)) => error.to_string(),
                 Err(panic) => format!("handler panicked: {}", panic_message(&*panic)),
@@ -207,8 +218,15 @@ impl Processor {
         let value = original_bytes(&record.payload);
         let original = Original { place: &place, key: record.key.as_deref(), value: &value };
         let next = self.letters.next_stage(&failure, stage);
-        let letter =
-            letter::failed(self.max_message_bytes, &self.group, &original, &failure, redrive_count, next, self.letters.sequenced());
+        let letter = letter::failed(
+            self.max_message_bytes,
+            &self.group,
+            &original,
+            &failure,
+            redrive_count,
+            next,
+            self.letters.sequenced(),
+        );
         if next.is_none() {
             tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, kind = failure.kind.as_str(), "Dead-lettered");
         }
