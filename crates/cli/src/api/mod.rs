@@ -10,6 +10,7 @@ mod auth;
 mod backpressure;
 mod commands;
 pub mod config;
+mod console;
 mod dashboard;
 pub mod disk;
 mod error;
@@ -163,7 +164,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/loans/{id}", get(reads::loan))
         .route("/compliance/alerts", get(reads::alerts))
         .route("/topics", get(reads::topics))
-        .route("/consumer-groups", get(reads::consumer_groups))
+        .route("/topics/{topic}/messages", get(console::browse).post(console::produce))
+        .route("/topics/{topic}/messages/{partition}/{offset}/reproduce", post(console::reproduce))
+        .route("/consumer-groups", get(console::consumer_groups))
+        .route("/consumer-groups/{group}/offsets", post(console::reset_offsets))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track));
     Router::new()
