@@ -141,10 +141,8 @@ impl Kafka {
         ids.truncate(max);
         let topics: Vec<(String, u32)> =
             self.metadata_topics().await?.into_iter().filter(|(name, _)| !name.starts_with("__")).collect();
-        let clients = ids
-            .into_iter()
-            .map(|group| Ok((self.group_client(&group)?, group)))
-            .collect::<Result<Vec<_>, BusError>>()?;
+        // Client settings only: each client is created, asked and dropped in turn below.
+        let clients: Vec<_> = ids.into_iter().map(|group| (self.config.consumer(group.as_str()), group)).collect();
         tokio::task::spawn_blocking(move || {
             let mut groups = GroupCommits::new();
             let mut tpl = TopicPartitionList::new();
@@ -153,7 +151,8 @@ impl Kafka {
                     tpl.add_partition(name, p as i32);
                 }
             }
-            for (client, group) in clients {
+            for (settings, group) in clients {
+                let client: BaseConsumer = settings.create().map_err(KafkaError::Client)?;
                 let committed = client.committed_offsets(tpl.clone(), timeout).map_err(KafkaError::Client)?;
                 let entry = groups.entry(group).or_default();
                 for elem in committed.elements() {
