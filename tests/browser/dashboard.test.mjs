@@ -16,7 +16,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -41,7 +41,7 @@ const STEP_MS = 20_000;
 /** The longest the server may take to stop after SIGTERM. */
 const STOP_MS = 20_000;
 /** The longest the whole test may take. */
-const TOTAL_MS = 240_000;
+const TOTAL_MS = 300_000;
 
 const started = Date.now();
 const since = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
@@ -182,8 +182,9 @@ async function main() {
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
     page.on('console', (message) => {
       const text = message.text();
-      // The wrong token is refused on purpose; Chromium logs the refused request.
-      const refused = /Failed to load resource: the server responded with a status of 40[13]/.test(text);
+      // The wrong token, and the reset of a live group, are refused on purpose; Chromium logs
+      // the refused requests.
+      const refused = /Failed to load resource: the server responded with a status of 40[139]/.test(text);
       if (message.type() === 'error' && !refused) {
         problems.push(`console error: ${text}`);
       }
@@ -299,6 +300,140 @@ async function main() {
     check(total > 0, `total events: ${total}`);
     log(`rate chart drawn (${inked.lines} lines); ${total} events on the bus`);
 
+    // ------------------------------------------------------------ the console
+    const consoleTopic = 'nexum.test.events';
+    const keys = { produced: `key_ui_${suffix}`, other: `key_api_${suffix}` };
+    const accounts = { produced: `acc_ui_${suffix}`, other: `acc_api_${suffix}` };
+    const chooseTopic = async (id) => {
+      await page.waitForFunction(([select, topic]) => [...document.getElementById(select).options]
+        .some((option) => option.value === topic), [id, consoleTopic], { timeout: STEP_MS });
+      await page.getByTestId(id).selectOption(consoleTopic);
+    };
+
+    // Produce a message from the form, and another one through the API
+    await chooseTopic('produce-topic');
+    await page.getByTestId('produce-key').fill(keys.produced);
+    await page.getByTestId('produce-event').fill(JSON.stringify({
+      event_type: 'console_test', entity_type: 'test', entity_id: `ent_${suffix}`,
+      data: { account_id: accounts.produced, amount: '1.00' },
+    }));
+    await page.getByTestId('produce-submit').click();
+    const result = page.getByTestId('produce-result');
+    await page.waitForFunction(() => document.getElementById('produce-result').dataset.offset !== undefined);
+    const produced = await result.evaluate((element) => ({ ...element.dataset }));
+    check(/^[0-9]+$/.test(produced.offset) && /^[0-9]+$/.test(produced.partition), `produced: ${JSON.stringify(produced)}`);
+    check(await page.getByTestId('produce-error').isHidden(), 'the produce form reports no error');
+    await call('POST', `/topics/${consoleTopic}/messages`, {
+      key: keys.other,
+      event: { event_type: 'console_test', entity_type: 'test', entity_id: `ent2_${suffix}`, data: { account_id: accounts.other } },
+    });
+    log(`produced from the form to partition ${produced.partition}, offset ${produced.offset}; one more through the API`);
+
+    // Browse by key: the message produced from the form, and only it
+    await chooseTopic('browse-topic');
+    await page.getByTestId('browse-key').fill(keys.produced);
+    await page.getByTestId('browse-submit').click();
+    const records = (key) => page.locator(`[data-testid="record"][data-key="${key}"]`);
+    await records(keys.produced).first().waitFor();
+    check(await page.locator('[data-testid="record"]').count() === 1, 'browsing by key shows that key only');
+    const found = await records(keys.produced).first().evaluate((element) => ({ ...element.dataset }));
+    check(found.partition === produced.partition && found.offset === produced.offset && found.eventId === produced.eventId,
+      `the browsed message is the produced one: ${JSON.stringify(found)} vs ${JSON.stringify(produced)}`);
+    log('browsed by key: the produced message is there');
+
+    // Browse by a data field
+    await page.getByTestId('browse-key').fill('');
+    await page.getByTestId('browse-where').fill(`data.account_id=${accounts.other}`);
+    await page.getByTestId('browse-submit').click();
+    await records(keys.other).first().waitFor();
+    check(await page.locator('[data-testid="record"]').count() === 1, 'browsing by a data field shows its matches only');
+    await records(keys.other).first().locator('summary').click();
+    const browsedJson = JSON.parse(await records(keys.other).first().getByTestId('record-json').textContent());
+    check(browsedJson.event.data.account_id === accounts.other, `the browsed JSON: ${JSON.stringify(browsedJson)}`);
+    log('browsed by data.account_id: only the matching message');
+
+    // Export the same query as JSON lines
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: STEP_MS }),
+      page.getByTestId('browse-export').click(),
+    ]);
+    check(download.suggestedFilename() === `${consoleTopic}.jsonl`, `export file name: ${download.suggestedFilename()}`);
+    const exported = await readFile(await download.path(), 'utf8');
+    const lines = exported.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    check(lines.length === 1 && lines[0].key === keys.other && lines[0].event.data.account_id === accounts.other,
+      `the exported lines: ${exported}`);
+    log('exported as JSON lines: one line, the matching message');
+
+    // Re-produce the produced message: a new message with the same key and a new event id
+    await page.getByTestId('browse-where').fill('');
+    await page.getByTestId('browse-key').fill(keys.produced);
+    await page.getByTestId('browse-submit').click();
+    await records(keys.produced).first().waitFor();
+    await records(keys.produced).first().locator('summary').click();
+    await records(keys.produced).first().getByTestId('reproduce').click();
+    await page.waitForFunction((key) => document.querySelectorAll(`[data-testid="record"][data-key="${key}"]`).length === 2,
+      keys.produced, { timeout: STEP_MS });
+    const copies = await records(keys.produced).evaluateAll((elements) => elements.map((e) => ({ ...e.dataset })));
+    check(copies[0].eventId !== copies[1].eventId && copies[0].partition === copies[1].partition
+      && Number(copies[0].offset) > Number(copies[1].offset), `the re-produced message: ${JSON.stringify(copies)}`);
+    log(`re-produced: offset ${copies[0].offset}, new event id`);
+
+    // The groups table: every group with its lag; a group reset through the API to the start is behind
+    const offline = `console-${suffix}`;
+    const partitionRowOf = (group, p) => page.locator(
+      `[data-testid="group-partition"][data-group="${group}"][data-partition="${p}"]`,
+    );
+    await call('POST', `/consumer-groups/${offline}/offsets`, { topic: consoleTopic, to: 'earliest' });
+    const groupLag = page.locator(`[data-testid="group"][data-group="${offline}"] [data-testid="group-lag"]`);
+    await groupLag.waitFor();
+    await page.waitForFunction((group) => Number(document.querySelector(
+      `[data-testid="group"][data-group="${group}"] [data-testid="group-lag"]`,
+    )?.dataset.lag) > 0, offline, { timeout: STEP_MS });
+    await page.locator('[data-testid="group-partition"][data-group="nexum-command-handler"]').first()
+      .waitFor({ state: 'attached' });
+    await page.locator(`[data-testid="group-partitions"][data-group="${offline}"] > summary`).click();
+    await partitionRowOf(offline, produced.partition).waitFor();
+    await page.waitForTimeout(3500); // a refresh of the table keeps the partitions open
+    check(await partitionRowOf(offline, produced.partition).isVisible(), 'the partitions stay open across refreshes');
+    log(`groups table: ${offline} lags by ${await groupLag.getAttribute('data-lag')}`);
+
+    // Reset one partition of that group to its end from the form: only that partition moves
+    const partitionRow = (p) => partitionRowOf(offline, p);
+    const before = await page.locator(`[data-testid="group-partition"][data-group="${offline}"]`).evaluateAll(
+      (rows) => rows.map((row) => ({ partition: row.dataset.partition,
+        offset: row.querySelector('[data-testid="group-offset"]').dataset.offset })),
+    );
+    await partitionRow(produced.partition).getByTestId('reset-pick').click();
+    check(await page.getByTestId('reset-partition').inputValue() === produced.partition, 'the pick fills the form');
+    await page.getByTestId('reset-to').selectOption('latest');
+    await page.getByTestId('reset-submit').click();
+    await page.waitForFunction(([group, p]) => {
+      const row = document.querySelector(`[data-testid="group-partition"][data-group="${group}"][data-partition="${p}"]`);
+      return row && row.querySelector('[data-testid="partition-lag"]').dataset.lag === '0'
+        && Number(row.querySelector('[data-testid="group-offset"]').dataset.offset) > 0;
+    }, [offline, produced.partition], { timeout: STEP_MS });
+    const after = await page.locator(`[data-testid="group-partition"][data-group="${offline}"]`).evaluateAll(
+      (rows) => rows.map((row) => ({ partition: row.dataset.partition,
+        offset: row.querySelector('[data-testid="group-offset"]').dataset.offset })),
+    );
+    for (const row of before.filter((r) => r.partition !== produced.partition)) {
+      check(after.some((r) => r.partition === row.partition && r.offset === row.offset),
+        `partition ${row.partition} did not move: ${JSON.stringify({ before, after })}`);
+    }
+    check(await page.getByTestId('reset-result').textContent() !== '', 'the reset reports its offsets');
+    log(`reset partition ${produced.partition} of ${offline} to its end; the other partitions kept their offsets`);
+
+    // A reset of a group this process consumes in is refused, and says why
+    await page.getByTestId('reset-group').fill('nexum-command-handler');
+    await page.getByTestId('reset-topic').fill('nexum.commands.transactions');
+    await page.getByTestId('reset-partition').fill('0');
+    await page.getByTestId('reset-to').selectOption('earliest');
+    await page.getByTestId('reset-submit').click();
+    await page.getByTestId('reset-error').waitFor({ state: 'visible' });
+    const refusedReset = await page.getByTestId('reset-error').textContent();
+    check(refusedReset.includes('409') && refusedReset.includes('group_active'), `the refused reset: ${refusedReset}`);
+    log(`a reset of a live group is refused: "${refusedReset}"`);
+
     await mkdir(dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     log(`screenshot: ${SCREENSHOT}`);
@@ -306,7 +441,7 @@ async function main() {
     await page.getByTestId('forget-token').click();
     await page.getByTestId('token-input').waitFor({ state: 'visible' });
     check(await page.evaluate(() => sessionStorage.getItem('eventbus.dashboard.token')) === null, 'token forgotten');
-    check(await page.locator('[data-testid="event"], [data-testid="account"]').count() === 0,
+    check(await page.locator('[data-testid="event"], [data-testid="account"], [data-testid="record"]').count() === 0,
       'customer data is cleared on sign-out');
     log('forget token: back to the form, data cleared');
 

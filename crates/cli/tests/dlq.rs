@@ -92,7 +92,7 @@ async fn an_operator_finds_the_failures_redrives_them_and_checks_from_the_comman
         (&["dlq", "list", "--since", "yesterday"][..], "RFC 3339"),
         (&["dlq", "list", "--state", "stuck"][..], "unknown state `stuck`"),
         (&["dlq", "redrive"][..], "--all"),
-        (&["dlq", "redrive", &letters[1]["id"].as_str().unwrap().to_owned()][..], "parked behind"),
+        (&["dlq", "redrive", letters[1]["id"].as_str().unwrap()][..], "parked behind"),
     ] {
         let output = cli(&env, args).await;
         assert!(!output.status.success(), "{args:?} must fail");

@@ -26,6 +26,9 @@ pub struct Partition(pub u32);
 #[serde(transparent)]
 pub struct Offset(pub u64);
 
+/// The most groups [`EventBus::list_groups`] describes.
+pub const MAX_GROUPS: usize = 1000;
+
 /// A consumer group: consumers in one group share committed offsets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -561,6 +564,29 @@ pub struct GroupOffset {
     pub lag: u64,
 }
 
+/// Where a group is in one topic: its committed offset and lag per partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupTopic {
+    /// The topic.
+    pub topic: TopicName,
+    /// The partitions the group committed in, by partition.
+    pub partitions: Vec<GroupOffset>,
+    /// The lag of the group in the topic: the sum of its partitions' lag.
+    pub lag: u64,
+}
+
+/// A consumer group of the bus, as [`EventBus::list_groups`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupDescription {
+    /// The group.
+    pub group: GroupId,
+    /// The topics it committed offsets in, by name. Empty for a group that has members but has
+    /// committed nothing yet (Kafka, and the embedded store's live members).
+    pub topics: Vec<GroupTopic>,
+    /// The lag of the group over all its topics.
+    pub lag: u64,
+}
+
 /// Errors of the bus.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -755,6 +781,24 @@ pub trait EventBus: Send + Sync {
     /// Forgets a group's committed offsets, like `kafka-consumer-groups --delete`. Stop its
     /// consumers first. Deleting a group that does not exist succeeds.
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError>;
+
+    /// Every consumer group of the bus (at most [`MAX_GROUPS`], by id), with its committed offsets
+    /// and lag in each topic it committed in: the groups of other processes too, like
+    /// `kafka-consumer-groups --list --describe`. A group whose topic was deleted since is shown
+    /// without it.
+    async fn list_groups(&self) -> Result<Vec<GroupDescription>, BusError>;
+
+    /// Moves a group's committed offset in one partition of `topic` to `to`, like
+    /// `kafka-consumer-groups --reset-offsets --topic T:P`; the other partitions keep theirs.
+    /// Returns the group's offsets in every partition of the topic. Stop the group's consumers
+    /// first: a running consumer commits over the reset.
+    async fn reset_partition_offset(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        partition: Partition,
+        to: StartPosition,
+    ) -> Result<Vec<GroupOffset>, BusError>;
 
     /// Moves a group's committed offsets, like `kafka-consumer-groups --reset-offsets`. Returns the
     /// new offsets. Stop the group's consumers first.

@@ -35,9 +35,9 @@ mod runtime;
 pub mod topics;
 
 pub use bus::{
-    BackendKind, BusError, BusStatus, DeadLetterPolicy, EventBus, GroupId, GroupOffset, Handler, HandlerError, Message,
-    Offset, Partition, PartitionInfo, Publication, Published, Record, RecordValue, RetryPolicy, StartPosition,
-    Subscription, TopicDescription, handler_fn,
+    BackendKind, BusError, BusStatus, DeadLetterPolicy, EventBus, GroupDescription, GroupId, GroupOffset, GroupTopic,
+    Handler, HandlerError, MAX_GROUPS, Message, Offset, Partition, PartitionInfo, Publication, Published, Record,
+    RecordValue, RetryPolicy, StartPosition, Subscription, TopicDescription, handler_fn,
 };
 pub use dlq::DEAD_LETTERED;
 pub use envelope::{EventId, EventSchema, EventType};

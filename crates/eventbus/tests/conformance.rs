@@ -36,6 +36,8 @@ conformance!(
     a_dead_letter_of_a_message_near_the_size_limit_keeps_its_place_and_prefix,
     deleting_a_group_forgets_its_offsets,
     a_group_reports_when_its_consumer_joined,
+    every_group_is_listed_with_its_offsets_and_lag,
+    a_partition_reset_moves_only_that_partition,
 );
 
 async fn running(backend: Backend, config: BusConfig) -> (Arc<dyn EventBus>, Option<tempfile::TempDir>) {
@@ -562,4 +564,92 @@ async fn a_group_reports_when_its_consumer_joined(backend: Backend) {
     // When the bus stops, then the group is no longer joined
     bus.stop().await.unwrap();
     assert_eq!(bus.joined(&group).await, Some(false));
+}
+
+/// A 2-partition topic with six keyed events, consumed to the end by a group, on a stopped bus:
+/// the topic, the group, what it saw and the events per partition.
+async fn consumed_topic(
+    bus: &Arc<dyn EventBus>,
+    name: &str,
+) -> (eventbus::TopicName, eventbus::GroupId, Collector, [u64; 2]) {
+    let topic = random_topic(name);
+    bus.create_topic(&topic, 2).await.unwrap();
+    let group = random_group(name);
+    let seen = Collector::default();
+    bus.subscribe(Subscription::new(topic.clone(), group.clone()), seen.handler()).await.unwrap();
+    let mut counts = [0u64; 2];
+    for n in 0..6 {
+        let key = format!("acc_{n}");
+        counts[partition_for_key(key.as_bytes(), 2).0 as usize] += 1;
+        bus.publish(&topic, transaction(&key, n), Some(&key)).await.unwrap();
+    }
+    assert!(counts.iter().all(|c| *c > 0), "both partitions hold events: {counts:?}");
+    seen.wait_for(6).await;
+    wait_until(|| async {
+        bus.group_offsets(&group, &topic).await.unwrap().iter().map(|o| o.offset.0).sum::<u64>() == 6
+    })
+    .await;
+    bus.stop().await.unwrap();
+    (topic, group, seen, counts)
+}
+
+async fn every_group_is_listed_with_its_offsets_and_lag(backend: Backend) {
+    // Given a group that consumed a topic to its end, and one that was only reset to its start
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
+    let (topic, consumer, _seen, counts) = consumed_topic(&bus, "listed").await;
+    let offline = random_group("offline");
+    bus.reset_offsets(&offline, &topic, StartPosition::Earliest).await.unwrap();
+
+    // When the groups of the bus are listed
+    let groups = bus.list_groups().await.unwrap();
+
+    // Then both are there, with their committed offset and lag per partition of the topic
+    let find = |group: &eventbus::GroupId| groups.iter().find(|g| g.group == *group).cloned();
+    let consumed = find(&consumer).expect("the consumer's group is listed");
+    let row = consumed.topics.iter().find(|t| t.topic == topic).expect("with its topic");
+    let offsets: Vec<(u32, u64, u64)> = row.partitions.iter().map(|p| (p.partition.0, p.offset.0, p.lag)).collect();
+    assert_eq!(offsets, vec![(0, counts[0], 0), (1, counts[1], 0)]);
+    assert_eq!(row.lag, 0);
+    let behind = find(&offline).expect("a group with no consumer is listed too");
+    assert_eq!(behind.topics.len(), 1);
+    assert_eq!(behind.topics[0].topic, topic);
+    assert_eq!(behind.lag, 6);
+    let lags: Vec<u64> = behind.topics[0].partitions.iter().map(|p| p.lag).collect();
+    assert_eq!(lags, counts.to_vec());
+    let ids: Vec<_> = groups.iter().map(|g| g.group.clone()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted by id, each once");
+
+    // And a deleted group is no longer listed
+    bus.delete_group(&offline).await.unwrap();
+    assert!(!bus.list_groups().await.unwrap().iter().any(|g| g.group == offline));
+}
+
+async fn a_partition_reset_moves_only_that_partition(backend: Backend) {
+    // Given a group that consumed both partitions of a topic to their end
+    let (bus, _dir) = running(backend, BusConfig::default()).await;
+    let (topic, group, seen, counts) = consumed_topic(&bus, "partreset").await;
+
+    // When partition 0 alone is reset to its start
+    let offsets = bus.reset_partition_offset(&group, &topic, Partition(0), StartPosition::Earliest).await.unwrap();
+
+    // Then partition 0 is back at 0 with all its events to read again, and partition 1 is as it was
+    let offsets: Vec<(u32, u64, u64)> = offsets.iter().map(|p| (p.partition.0, p.offset.0, p.lag)).collect();
+    assert_eq!(offsets, vec![(0, 0, counts[0]), (1, counts[1], 0)]);
+    // And a partition the topic does not have is refused
+    let missing = bus.reset_partition_offset(&group, &topic, Partition(2), StartPosition::Earliest).await;
+    assert!(matches!(missing, Err(BusError::UnknownPartition { partitions: 2, .. })), "{missing:?}");
+    // And an offset is clamped to what the partition holds
+    let at = bus.reset_partition_offset(&group, &topic, Partition(1), StartPosition::Offset(Offset(1))).await.unwrap();
+    assert_eq!((at[1].offset, at[1].lag), (Offset(1), counts[1] - 1));
+    bus.reset_partition_offset(&group, &topic, Partition(1), StartPosition::Latest).await.unwrap();
+
+    // When the group consumes again, it reads partition 0 again, and nothing of partition 1
+    bus.start().await.unwrap();
+    let expected = 6 + counts[0] as usize;
+    seen.wait_for(expected).await;
+    wait_until(|| async { bus.group_offsets(&group, &topic).await.unwrap().iter().all(|o| o.lag == 0) }).await;
+    let messages = seen.messages();
+    assert_eq!(messages.len(), expected, "partition 1 is not read again");
+    let again: Vec<u32> = messages[6..].iter().map(|m| m.partition.0).collect();
+    assert_eq!(again, vec![0; counts[0] as usize]);
 }

@@ -14,7 +14,7 @@
   /** Seconds shown by the rate chart. */
   const WINDOW = 60;
   const RECOMMENDATIONS_TOPIC = 'capera.recommendations';
-  const EVERY = { status: 2000, groups: 3000, accounts: 3000 };
+  const EVERY = { status: 2000, groups: 3000, accounts: 3000, topics: 5000 };
   const PALETTE = ['#1f6feb', '#d1242f', '#1a7f37', '#bf8700', '#8250df', '#0a7ea4', '#cf4a00', '#bf3989'];
   const OTHER_COLOR = '#8c959f';
   /** Topics drawn with their own line, one per colour; the others are summed into one. */
@@ -51,6 +51,28 @@
   async function api(s, path) {
     const response = await fetch(path, {
       headers: { Authorization: `Bearer ${s.token}`, Accept: 'application/json' },
+      signal: s.abort.signal,
+      cache: 'no-store',
+    });
+    if (response.status === 401 || response.status === 403) {
+      throw new AuthError(response.status, await errorText(response));
+    }
+    if (!response.ok) {
+      throw new Error(await errorText(response));
+    }
+    return response.json();
+  }
+
+  /** A request of session `s` with a JSON body (POST); answers the JSON it gets back. */
+  async function send(s, method, path, body) {
+    const response = await fetch(path, {
+      method,
+      headers: {
+        Authorization: `Bearer ${s.token}`,
+        Accept: 'application/json',
+        'Content-Type': 'application/json',
+      },
+      body: JSON.stringify(body),
       signal: s.abort.signal,
       cache: 'no-store',
     });
@@ -166,6 +188,7 @@
       }
     });
     every(s, EVERY.groups, 'groups-error', async () => renderGroups(await api(s, '/consumer-groups')));
+    every(s, EVERY.topics, null, async () => renderTopics(await api(s, '/topics')));
     every(s, EVERY.accounts, 'accounts-error', async () => renderAccounts(await api(s, '/accounts?limit=100')));
   }
 
@@ -184,6 +207,16 @@
     $('recommendation-list').replaceChildren();
     $('account-table').replaceChildren();
     $('group-table').replaceChildren();
+    $('browse-list').replaceChildren();
+    browsing.next = null;
+    openGroups.clear();
+    $('browse-next').disabled = true;
+    for (const id of ['browse-summary', 'produce-result', 'reset-result', 'groups-total']) {
+      $(id).textContent = '';
+    }
+    for (const id of ['browse-error', 'produce-error', 'reset-error']) {
+      showError(id, null);
+    }
     $('rate-legend').replaceChildren();
     balances.clear();
     for (const id of ['bus-running', 'bus-backend', 'bus-total-events', 'bus-outbox']) {
@@ -706,7 +739,8 @@
   }
 
   function renderGroups(body) {
-    const rows = body.groups.map((group) => {
+    const rows = [];
+    for (const group of body.groups) {
       const row = document.createElement('tr');
       row.dataset.testid = 'group';
       row.dataset.group = String(group.group);
@@ -720,10 +754,324 @@
           : `${group.topics.length} topics, caught up`,
         'group-topics',
       );
-      row.append(cell(group.group), lag, topics);
-      return row;
-    });
+      const name = cell(group.consuming_here ? `${group.group} (consuming here)` : group.group);
+      row.append(name, lag, topics);
+      rows.push(row);
+      const partitions = group.topics.flatMap((topic) => topic.partitions.map((p) => ({ topic: topic.topic, ...p })));
+      if (partitions.length) {
+        rows.push(partitionRow(group, partitions));
+      }
+    }
     $('group-table').replaceChildren(...rows);
+    $('groups-total').textContent = `${number.format(body.count)} groups, total lag ${number.format(body.total_lag)}`;
+  }
+
+  /** A row under a group's: its committed offset, end and lag per partition, each with a reset. */
+  function partitionRow(group, partitions) {
+    const table = document.createElement('table');
+    table.className = 'partitions';
+    const head = document.createElement('tr');
+    for (const title of ['Topic', 'Partition', 'Offset', 'End', 'Lag', '']) {
+      const th = document.createElement('th');
+      th.textContent = title;
+      head.append(th);
+    }
+    table.append(head);
+    for (const p of partitions) {
+      const row = document.createElement('tr');
+      row.dataset.testid = 'group-partition';
+      row.dataset.group = String(group.group);
+      row.dataset.topic = String(p.topic);
+      row.dataset.partition = String(p.partition);
+      const offset = cell(number.format(p.offset), 'num');
+      offset.dataset.testid = 'group-offset';
+      offset.dataset.offset = String(p.offset);
+      const lag = cell(number.format(p.lag), p.lag > 0 ? 'num lagging' : 'num');
+      lag.dataset.testid = 'partition-lag';
+      lag.dataset.lag = String(p.lag);
+      const pick = document.createElement('button');
+      pick.type = 'button';
+      pick.className = 'small';
+      pick.dataset.testid = 'reset-pick';
+      pick.textContent = 'Reset…';
+      pick.addEventListener('click', () => {
+        $('reset-group').value = String(group.group);
+        $('reset-topic').value = String(p.topic);
+        $('reset-partition').value = String(p.partition);
+        $('reset-value').focus();
+      });
+      const action = document.createElement('td');
+      action.append(pick);
+      row.append(cell(p.topic), cell(p.partition, 'num'), offset, cell(p.latest == null ? '–' : number.format(p.latest), 'num'), lag, action);
+      table.append(row);
+    }
+    // Collapsed unless opened: a group may commit in many partitions. The refresh keeps it open.
+    const name = String(group.group);
+    const details = document.createElement('details');
+    details.dataset.testid = 'group-partitions';
+    details.dataset.group = name;
+    details.open = openGroups.has(name);
+    details.addEventListener('toggle', () => {
+      if (details.open) {
+        openGroups.add(name);
+      } else {
+        openGroups.delete(name);
+      }
+    });
+    const summary = document.createElement('summary');
+    summary.textContent = `offsets of ${partitions.length} partitions`;
+    const scroll = document.createElement('div');
+    scroll.className = 'scroll';
+    scroll.append(table);
+    details.append(summary, scroll);
+    const row = document.createElement('tr');
+    row.className = 'group-partitions';
+    const td = document.createElement('td');
+    td.colSpan = 3;
+    td.append(details);
+    row.append(td);
+    return row;
+  }
+
+  /** The groups whose partitions are shown. */
+  const openGroups = new Set();
+
+  // ---------------------------------------------------------------- topics, browser, produce, reset
+
+  /** Fills the topic lists, keeping what is selected. */
+  function renderTopics(body) {
+    const names = body.topics.map((topic) => String(topic.name)).sort();
+    for (const id of ['browse-topic', 'produce-topic']) {
+      const select = $(id);
+      const chosen = select.value;
+      const current = [...select.options].map((option) => option.value);
+      if (current.length === names.length && current.every((name, i) => name === names[i])) {
+        continue;
+      }
+      select.replaceChildren(...names.map((name) => {
+        const option = document.createElement('option');
+        option.value = name;
+        option.textContent = name;
+        return option;
+      }));
+      if (names.includes(chosen)) {
+        select.value = chosen;
+      }
+    }
+  }
+
+  /** The browse asked for: its topic and query, and the cursor of its last page. */
+  const browsing = { topic: null, query: null, next: null };
+
+  function browseQuery() {
+    const query = new URLSearchParams();
+    const fields = {
+      partition: 'browse-partition', from_offset: 'browse-offset', key: 'browse-key', event_type: 'browse-type',
+      where: 'browse-where', since: 'browse-since', until: 'browse-until', limit: 'browse-limit',
+    };
+    for (const [name, id] of Object.entries(fields)) {
+      const value = $(id).value.trim();
+      if (value) {
+        query.set(name, value);
+      }
+    }
+    query.set('order', $('browse-order').value);
+    return query;
+  }
+
+  function messagesPath(topic, query) {
+    return `/topics/${encodeURIComponent(topic)}/messages?${query}`;
+  }
+
+  /** Reads a page of the browse: the first one (`more` false) or the one after the cursor. */
+  async function browse(more) {
+    const s = session;
+    if (!s) {
+      return;
+    }
+    if (!more) {
+      browsing.topic = $('browse-topic').value;
+      browsing.query = browseQuery();
+      browsing.next = null;
+    }
+    const query = new URLSearchParams(browsing.query);
+    if (more && browsing.next) {
+      query.set('from_partition', String(browsing.next.partition));
+      query.set('from_offset', String(browsing.next.offset));
+    }
+    $('browse-submit').disabled = true;
+    try {
+      const body = await api(s, messagesPath(browsing.topic, query));
+      if (session !== s) {
+        return;
+      }
+      const items = body.messages.map(recordElement);
+      if (more) {
+        $('browse-list').append(...items);
+      } else {
+        $('browse-list').replaceChildren(...items);
+      }
+      browsing.next = body.next;
+      $('browse-next').disabled = !body.next;
+      const shown = $('browse-list').children.length;
+      const summary = $('browse-summary');
+      summary.dataset.count = String(shown);
+      summary.textContent = `${number.format(shown)} messages shown; this page read ${number.format(body.scanned)} records`
+        + (body.next ? `; more from partition ${body.next.partition}, offset ${body.next.offset}` : '; end of the topic');
+      showError('browse-error', null);
+    } catch (error) {
+      failed(s, error, 'browse-error');
+    } finally {
+      $('browse-submit').disabled = false;
+    }
+  }
+
+  function recordElement(message) {
+    const event = message.event || {};
+    const item = $('record-template').content.firstElementChild.cloneNode(true);
+    item.dataset.topic = String(message.topic);
+    item.dataset.partition = String(message.partition);
+    item.dataset.offset = String(message.offset);
+    item.dataset.key = message.key == null ? '' : String(message.key);
+    item.dataset.eventType = String(event.event_type || '');
+    item.dataset.eventId = String(event.event_id || '');
+    item.querySelector('.place').textContent = `${message.partition}:${message.offset}`;
+    const time = item.querySelector('.ts');
+    time.textContent = clock(message.timestamp);
+    time.dateTime = String(message.timestamp);
+    time.title = String(message.timestamp);
+    item.querySelector('.key').textContent = message.key == null ? '(no key)' : String(message.key);
+    if (message.invalid) {
+      item.classList.add('invalid');
+      item.querySelector('.type').textContent = 'not an event';
+      item.querySelector('.entity').textContent = String(message.invalid.reason || '');
+      item.querySelector('.record-actions').hidden = true;
+    } else {
+      item.querySelector('.type').textContent = String(event.event_type || '');
+      item.querySelector('.entity').textContent = String(event.entity_id || '');
+    }
+    item.querySelector('.json').textContent = JSON.stringify(message, null, 2);
+    item.querySelector('.reproduce').addEventListener('click', () => reproduce(message, item.querySelector('.keep-id').checked));
+    return item;
+  }
+
+  async function reproduce(message, keepEventId) {
+    const s = session;
+    if (!s) {
+      return;
+    }
+    const path = `/topics/${encodeURIComponent(message.topic)}/messages/${message.partition}/${message.offset}/reproduce`;
+    try {
+      const answer = await send(s, 'POST', path, { keep_event_id: keepEventId });
+      const summary = $('browse-summary');
+      summary.dataset.reproduced = `${answer.partition}:${answer.offset}`;
+      await browse(false);
+      summary.textContent = `Re-produced ${message.partition}:${message.offset} as ${answer.topic} `
+        + `${answer.partition}:${answer.offset ?? '(in the outbox)'}, event_id ${answer.event_id}. ${summary.textContent}`;
+    } catch (error) {
+      failed(s, error, 'browse-error');
+    }
+  }
+
+  /** Downloads the browse as JSON lines: fetched with the token, saved from memory. */
+  async function exportLines() {
+    const s = session;
+    if (!s) {
+      return;
+    }
+    const topic = $('browse-topic').value;
+    const query = browseQuery();
+    query.set('format', 'jsonl');
+    try {
+      const response = await fetch(messagesPath(topic, query), {
+        headers: { Authorization: `Bearer ${s.token}`, Accept: 'application/x-ndjson' },
+        signal: s.abort.signal,
+        cache: 'no-store',
+      });
+      if (response.status === 401 || response.status === 403) {
+        throw new AuthError(response.status, await errorText(response));
+      }
+      if (!response.ok) {
+        throw new Error(await errorText(response));
+      }
+      const text = await response.text();
+      const url = URL.createObjectURL(new Blob([text], { type: 'application/x-ndjson' }));
+      const link = document.createElement('a');
+      link.href = url;
+      link.download = `${topic}.jsonl`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      const lines = text.split('\n').filter(Boolean).length;
+      const next = response.headers.get('x-eventbus-next');
+      $('browse-summary').textContent = `Exported ${number.format(lines)} messages as ${topic}.jsonl`
+        + (next ? `; more from ${next}` : '');
+      showError('browse-error', null);
+    } catch (error) {
+      failed(s, error, 'browse-error');
+    }
+  }
+
+  async function produce() {
+    const s = session;
+    if (!s) {
+      return;
+    }
+    let event;
+    try {
+      event = JSON.parse($('produce-event').value);
+    } catch (error) {
+      showError('produce-error', `The event is not JSON: ${error.message}`);
+      return;
+    }
+    const topic = $('produce-topic').value;
+    const body = { event };
+    const key = $('produce-key').value.trim();
+    if (key) {
+      body.key = key;
+    }
+    try {
+      const answer = await send(s, 'POST', `/topics/${encodeURIComponent(topic)}/messages`, body);
+      const result = $('produce-result');
+      result.dataset.partition = String(answer.partition);
+      result.dataset.offset = String(answer.offset);
+      result.dataset.eventId = String(answer.event_id);
+      result.textContent = `Produced to ${answer.topic}, partition ${answer.partition}, offset `
+        + `${answer.offset ?? '(in the outbox)'}; event_id ${answer.event_id}`;
+      showError('produce-error', null);
+    } catch (error) {
+      failed(s, error, 'produce-error');
+    }
+  }
+
+  async function resetOffsets() {
+    const s = session;
+    if (!s) {
+      return;
+    }
+    const group = $('reset-group').value.trim();
+    const body = { topic: $('reset-topic').value.trim() };
+    const partition = $('reset-partition').value.trim();
+    if (partition) {
+      if (!/^[0-9]+$/.test(partition)) {
+        showError('reset-error', 'The partition is a number from 0, or empty for every partition');
+        return;
+      }
+      body.partition = Number(partition);
+    }
+    const to = $('reset-to').value;
+    body.to = to === 'offset' || to === 'time' ? `${to}:${$('reset-value').value.trim()}` : to;
+    try {
+      const answer = await send(s, 'POST', `/consumer-groups/${encodeURIComponent(group)}/offsets`, body);
+      const offsets = answer.partitions.map((p) => `${p.partition}: ${p.offset} (lag ${p.lag})`).join(', ');
+      $('reset-result').textContent = `Reset ${answer.group} in ${answer.topic} to ${answer.to}: ${offsets}`;
+      showError('reset-error', null);
+      renderGroups(await api(s, '/consumer-groups'));
+    } catch (error) {
+      $('reset-result').textContent = '';
+      failed(s, error, 'reset-error');
+    }
   }
 
   // ---------------------------------------------------------------- recommendations
@@ -798,6 +1146,20 @@
     $('forget-token').addEventListener('click', () => signOut(null));
     $('event-filter').addEventListener('input', applyFilter);
     $('events-pause').addEventListener('click', togglePause);
+    $('browse-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      browse(false);
+    });
+    $('browse-next').addEventListener('click', () => browse(true));
+    $('browse-export').addEventListener('click', exportLines);
+    $('produce-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      produce();
+    });
+    $('reset-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      resetOffsets();
+    });
     setInterval(drawRates, 1000);
     window.addEventListener('resize', drawRates);
     const token = sessionStorage.getItem(TOKEN_KEY);

@@ -84,9 +84,17 @@ impl IntoResponse for ApiError {
 
 impl From<BusError> for ApiError {
     fn from(error: BusError) -> Self {
-        match error {
+        match &error {
             BusError::UnknownTopic(topic) => Self::not_found("unknown_topic", format!("unknown topic `{topic}`")),
-            other => Self::unavailable("the event bus", &other),
+            BusError::UnknownPartition { .. } => Self::bad_request("unknown_partition", error.to_string()),
+            BusError::InvalidGroup(_) => Self::bad_request("invalid_group", error.to_string()),
+            BusError::InvalidPosition(_) => Self::bad_request("invalid_position", error.to_string()),
+            BusError::InvalidTopic(_) => Self::bad_request("invalid_topic", error.to_string()),
+            BusError::Envelope(_) => Self::bad_request("invalid_event", error.to_string()),
+            BusError::MessageTooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "message_too_large", error.to_string())
+            }
+            _ => Self::unavailable("the event bus", &error),
         }
     }
 }

@@ -12,6 +12,7 @@ mod auth;
 mod backpressure;
 mod commands;
 pub mod config;
+mod console;
 mod dashboard;
 mod dead_letters;
 pub mod disk;
@@ -188,7 +189,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/loans/{id}", get(reads::loan))
         .route("/compliance/alerts", get(reads::alerts))
         .route("/topics", get(reads::topics))
-        .route("/consumer-groups", get(reads::consumer_groups))
+        .route("/topics/{topic}/messages", get(console::browse).post(console::produce))
+        .route("/topics/{topic}/messages/{partition}/{offset}/reproduce", post(console::reproduce))
+        .route("/consumer-groups", get(console::consumer_groups))
+        .route("/consumer-groups/{group}/offsets", post(console::reset_offsets))
         .route("/dead-letters", get(dead_letters::list))
         .route("/dead-letters/redrive", post(dead_letters::redrive))
         .route("/dead-letters/discard", post(dead_letters::discard))

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use eventbus::{GroupId, TopicName};
+use eventbus::TopicName;
 use nexum::commands::COMMAND_TOPICS;
 use nexum::ids::{AccountId, CustomerId, LoanId};
 use nexum::projections::Projections;
@@ -95,23 +95,4 @@ pub fn service_groups(instance: &str) -> Vec<(String, Vec<TopicName>)> {
         (nexum::sagas::LOAN_APPLICATION_GROUP.to_owned(), nexum::sagas::LoanApplicationSaga::topics()),
         (capera::service::DEFAULT_GROUP.to_owned(), capera::service::topics()),
     ]
-}
-
-/// `GET /consumer-groups`: the groups `serve` runs, with each one's committed offset and lag per
-/// partition. (The bus has no call to list every group; these are the ones this service owns.)
-pub async fn consumer_groups(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let mut answer = Vec::new();
-    let backend = state.backend();
-    for (group, topics) in service_groups(&backend.service.instance) {
-        let group_id = GroupId::new(group.as_str()).map_err(ApiError::from)?;
-        let (mut total, mut rows) = (0, Vec::new());
-        for topic in topics {
-            let partitions = backend.bus.group_offsets(&group_id, &topic).await?;
-            let lag: u64 = partitions.iter().map(|p| p.lag).sum();
-            total += lag;
-            rows.push(json!({"topic": topic, "lag": lag, "partitions": partitions}));
-        }
-        answer.push(json!({"group": group, "lag": total, "topics": rows}));
-    }
-    Ok(Json(json!({"groups": answer})))
 }

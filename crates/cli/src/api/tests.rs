@@ -157,7 +157,17 @@ async fn health_ready_and_openapi_need_no_token() {
     let (status, body) = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["openapi"], "3.1.0");
-    for path in ["/kafka/status", "/commands/{kind}", "/accounts/{id}", "/consumer-groups"] {
+    for path in [
+        "/kafka/status",
+        "/commands/{kind}",
+        "/accounts/{id}",
+        "/consumer-groups",
+        "/consumer-groups/{group}/offsets",
+        "/topics/{topic}/messages",
+        "/topics/{topic}/messages/{partition}/{offset}/reproduce",
+        "/dead-letters",
+        "/dead-letters/{id}",
+    ] {
         assert!(body["paths"].get(path).is_some(), "{path} is documented");
     }
     // The document says which routes need no token, and what the bodies look like.
@@ -1035,5 +1045,413 @@ async fn dead_letter_requests_that_cannot_be_carried_out_are_answered_with_the_r
         let (got, answer) = api.call(method, uri, Some(TOKEN), body).await;
         assert_error(got, &answer, status, code);
     }
+    api.service.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------- console
+
+impl Api {
+    /// A GET and its answer as text, with its headers.
+    async fn text(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, axum::http::HeaderMap, String) {
+        let mut request =
+            Request::builder().method(Method::GET).uri(uri).header("authorization", format!("Bearer {TOKEN}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// A topic of `partitions` partitions holding, in order, `events` (key, event type, account)
+    /// and then a value that is not an event, keyed `junk`.
+    async fn console_topic(&self, name: &str, partitions: u32, events: &[(&str, &str, &str)]) -> eventbus::TopicName {
+        let topic = eventbus::TopicName::new(name).unwrap();
+        self.bus.create_topic(&topic, partitions).await.unwrap();
+        for (n, (key, event_type, account)) in events.iter().enumerate() {
+            self.bus.publish(&topic, console_event(event_type, account, n), Some(key)).await.unwrap();
+        }
+        self.bus.publish_bytes(&topic, Some("junk"), axum::body::Bytes::from_static(b"not json {")).await.unwrap();
+        topic
+    }
+
+    /// Every message of a browse, following its cursor until it ends (at most 100 pages).
+    async fn browse_all(&self, uri: &str) -> Vec<Value> {
+        let mut messages = Vec::new();
+        let mut next = String::new();
+        for _ in 0..100 {
+            let (status, page) = self.get(&format!("{uri}{next}")).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            messages.extend(page["messages"].as_array().unwrap().iter().cloned());
+            match page["next"].as_object() {
+                None => return messages,
+                Some(cursor) => {
+                    next = format!("&from_partition={}&from_offset={}", cursor["partition"], cursor["offset"])
+                }
+            }
+        }
+        panic!("{uri} never ended");
+    }
+}
+
+fn console_event(event_type: &str, account: &str, n: usize) -> eventbus::EventSchema {
+    let data = json!({"account_id": account, "amount": format!("{n}.00"), "n": n});
+    let Value::Object(data) = data else { unreachable!() };
+    eventbus::EventSchema::new(event_type, "transaction", format!("txn_{n}"), data)
+}
+
+fn places(messages: &[Value]) -> Vec<(u64, u64)> {
+    messages.iter().map(|m| (m["partition"].as_u64().unwrap(), m["offset"].as_u64().unwrap())).collect()
+}
+
+const BROWSED: &[(&str, &str, &str)] = &[
+    ("acc_1", "deposit_made", "acc_1"),
+    ("acc_2", "deposit_made", "acc_2"),
+    ("acc_1", "withdrawal_made", "acc_1"),
+    ("acc_3", "deposit_made", "acc_3"),
+    ("acc_2", "withdrawal_made", "acc_2"),
+];
+
+#[tokio::test]
+async fn messages_are_browsed_by_key_event_type_field_time_partition_and_offset() {
+    // Given a 1-partition topic with five events and a value that is not an event
+    let api = api().await;
+    let topic = api.console_topic("console.browse", 1, BROWSED).await;
+    let uri = |query: &str| format!("/topics/{topic}/messages?{query}");
+
+    // When it is browsed without filters, then every record is there, newest first
+    let (status, page) = api.get(&uri("")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        (page["order"].as_str(), page["scanned"].as_u64(), &page["next"]),
+        (Some("newest"), Some(6), &Value::Null)
+    );
+    let offsets: Vec<u64> = places(page["messages"].as_array().unwrap()).iter().map(|p| p.1).collect();
+    assert_eq!(offsets, vec![5, 4, 3, 2, 1, 0]);
+    // And the value that is not an event is shown as its text, with the reason
+    let junk = &page["messages"][0];
+    assert_eq!((junk["key"].as_str(), &junk["event"]), (Some("junk"), &Value::Null));
+    assert_eq!(junk["invalid"]["raw"], "not json {");
+    assert!(junk["invalid"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{junk}");
+
+    // When filtered by key, event type or a data field, then only those match
+    let (_, page) = api.get(&uri("key=acc_1&order=oldest")).await;
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(0, 0), (0, 2)]);
+    let (_, page) = api.get(&uri("event_type=withdrawal_made&order=oldest")).await;
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(0, 2), (0, 4)]);
+    let (_, page) = api.get(&uri("where=data.account_id%3Dacc_2&order=oldest")).await;
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(0, 1), (0, 4)]);
+    assert_eq!(page["messages"][0]["event"]["data"]["account_id"], "acc_2");
+    let (_, page) = api.get(&uri("where=data.n%3D3")).await;
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(0, 3)], "numbers compare as their JSON text");
+    let (_, page) = api.get(&uri("where=event_type%3Ddeposit_made&key=acc_3")).await;
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(0, 3)], "filters combine");
+
+    // When browsed from an offset, then the scan starts there, in the order asked for
+    let (_, page) = api.get(&uri("partition=0&from_offset=2&order=oldest")).await;
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(0, 2), (0, 3), (0, 4), (0, 5)]);
+    let (_, page) = api.get(&uri("partition=0&from_offset=2")).await;
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(0, 2), (0, 1), (0, 0)]);
+
+    // When filtered by time, then since is inclusive and until exclusive
+    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cut = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    api.bus.publish(&topic, console_event("deposit_made", "acc_9", 9), Some("acc_9")).await.unwrap();
+    let since = format!("since={}", urlencode(&cut.to_rfc3339()));
+    let (_, page) = api.get(&uri(&since)).await;
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(0, 6)]);
+    let until = format!("until={}&order=oldest", urlencode(&cut.to_rfc3339()));
+    let (_, page) = api.get(&uri(&until)).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 6);
+    let (_, page) = api.get(&uri(&format!("since={}", urlencode(&later.to_rfc3339())))).await;
+    assert_eq!(page["messages"], json!([]));
+    api.service.shutdown().await.unwrap();
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn a_browse_goes_on_from_its_cursor_across_partitions_in_either_order() {
+    // Given a 3-partition topic with twenty events
+    let api = api().await;
+    let events: Vec<(String, String)> = (0..20).map(|n| (format!("acc_{n}"), format!("acc_{n}"))).collect();
+    let events: Vec<(&str, &str, &str)> =
+        events.iter().map(|(k, a)| (k.as_str(), "deposit_made", a.as_str())).collect();
+    let topic = api.console_topic("console.cursor", 3, &events).await;
+
+    for order in ["oldest", "newest"] {
+        // When it is read two messages a page, following the cursor
+        let messages = api.browse_all(&format!("/topics/{topic}/messages?limit=2&order={order}")).await;
+        // Then every record comes once, partition after partition, each in the order asked for
+        let seen = places(&messages);
+        assert_eq!(seen.len(), 21, "{order}: {seen:?}");
+        let mut sorted = seen.clone();
+        sorted.sort_by_key(|(p, o)| (*p, if order == "oldest" { *o as i64 } else { -(*o as i64) }));
+        assert_eq!(seen, sorted, "{order}");
+    }
+    // And a filtered browse pages through the matches only
+    let matched = api.browse_all(&format!("/topics/{topic}/messages?limit=1&where=data.account_id%3Dacc_7")).await;
+    assert_eq!(matched.len(), 1);
+    assert_eq!(matched[0]["key"], "acc_7");
+    // And the cursor of a full page points at the next record to look at
+    let (_, page) = api.get(&format!("/topics/{topic}/messages?partition=0&limit=1&order=oldest")).await;
+    assert_eq!(page["next"], json!({"partition": 0, "offset": 1}));
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_browse_exports_as_json_lines_by_format_or_accept_header() {
+    let api = api().await;
+    let topic = api.console_topic("console.export", 1, BROWSED).await;
+    for (query, headers) in
+        [("format=jsonl&key=acc_2", vec![]), ("key=acc_2", vec![("accept", "application/x-ndjson")])]
+    {
+        // When the browse is asked for as JSON lines
+        let (status, headers, text) = api.text(&format!("/topics/{topic}/messages?{query}"), &headers).await;
+        // Then each matching message is one JSON line, sent as an attachment
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(headers["content-type"], "application/x-ndjson");
+        assert_eq!(headers["content-disposition"], "attachment; filename=\"console.export.jsonl\"");
+        assert_eq!(headers["x-eventbus-scanned"], "6");
+        assert!(headers.get("x-eventbus-next").is_none());
+        let lines: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(places(&lines), vec![(0, 4), (0, 1)]);
+        assert!(lines.iter().all(|m| m["key"] == "acc_2" && m["event"]["data"]["account_id"] == "acc_2"));
+    }
+    // And a partial export says where to go on
+    let (_, headers, text) =
+        api.text(&format!("/topics/{topic}/messages?format=jsonl&limit=2&order=oldest"), &[]).await;
+    assert_eq!(text.lines().count(), 2);
+    assert_eq!(headers["x-eventbus-next"], "0:2");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_browse_with_a_filter_that_does_not_parse_is_a_400_that_names_it() {
+    let api = api().await;
+    let topic = api.console_topic("console.bad", 2, BROWSED).await;
+    for (query, code, named) in [
+        ("where=data.x", "invalid_where", "="),
+        ("where=data..x%3D1", "invalid_where", "empty segment"),
+        ("since=yesterday", "invalid_time", "since"),
+        ("until=2026-13-01T00:00:00Z", "invalid_time", "until"),
+        ("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "invalid_time", "before"),
+        ("partition=2", "unknown_partition", "no partition 2"),
+        ("partition=x", "invalid_partition", "partition"),
+        ("from_offset=-1", "invalid_offset", "from_offset"),
+        ("limit=0", "invalid_limit", "limit"),
+        ("limit=1001", "invalid_limit", "limit"),
+        ("order=sideways", "invalid_order", "order"),
+        ("format=xml", "invalid_format", "format"),
+        ("key=", "invalid_filter", "key"),
+        ("partition=0&from_partition=1", "invalid_cursor", "from_partition"),
+    ] {
+        let (status, body) = api.get(&format!("/topics/{topic}/messages?{query}")).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, code);
+        assert!(body["error"]["message"].as_str().unwrap().contains(named), "{query}: {body}");
+    }
+    let (status, body) = api.get("/topics/console.nothing/messages").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_topic");
+    let (status, body) = api.get(&format!("/topics/{topic}/messages?colour=red")).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_is_produced_and_reproduced_with_a_new_id_or_the_same_one() {
+    // Given a topic
+    let api = api().await;
+    let topic = eventbus::TopicName::new("console.produce").unwrap();
+    api.bus.create_topic(&topic, 2).await.unwrap();
+    let other = eventbus::TopicName::new("console.other").unwrap();
+    api.bus.create_topic(&other, 1).await.unwrap();
+
+    // When an event is produced to it with a key
+    let event = json!({"event_type": "deposit_made", "entity_type": "transaction", "entity_id": "txn_p",
+                       "data": {"account_id": "acc_p", "amount": "1.00"}});
+    let (status, produced) =
+        api.post(&format!("/topics/{topic}/messages"), json!({"key": "acc_p", "event": event})).await;
+    assert_eq!(status, StatusCode::CREATED, "{produced}");
+    let (partition, offset) = (produced["partition"].as_u64().unwrap(), produced["offset"].as_u64().unwrap());
+    let id = produced["event_id"].as_str().unwrap().to_owned();
+
+    // Then it can be browsed, with its key and a filled-in id
+    let (_, page) = api.get(&format!("/topics/{topic}/messages?key=acc_p")).await;
+    let shown = &page["messages"][0];
+    assert_eq!(places(page["messages"].as_array().unwrap()), vec![(partition, offset)]);
+    assert_eq!(
+        (shown["event"]["event_id"].as_str(), shown["event"]["data"]["account_id"].as_str()),
+        (Some(&*id), Some("acc_p"))
+    );
+
+    // When it is re-produced, then it is a new message with a new id, the same key and data, and
+    // metadata naming the original
+    let reproduce = format!("/topics/{topic}/messages/{partition}/{offset}/reproduce");
+    let (status, again) = api.call(Method::POST, &reproduce, Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_ne!(again["event_id"].as_str(), Some(&*id));
+    assert_eq!((again["partition"].as_u64(), again["offset"].as_u64()), (Some(partition), Some(offset + 1)));
+    assert_eq!(again["reproduced_from"]["event_id"].as_str(), Some(&*id));
+    let (_, page) = api.get(&format!("/topics/{topic}/messages?key=acc_p")).await;
+    let copy = &page["messages"][0];
+    assert_eq!(copy["event"]["event_id"], again["event_id"]);
+    assert_eq!(copy["event"]["data"], shown["event"]["data"]);
+    assert_eq!(copy["event"]["metadata"]["reproduced_from"]["offset"], offset);
+
+    // When it is re-produced keeping its id, to another topic, then the id is the original's
+    let (status, kept) = api.post(&reproduce, json!({"keep_event_id": true, "topic": other})).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    assert_eq!(
+        (kept["event_id"].as_str(), kept["topic"].as_str(), kept["kept_event_id"].as_bool()),
+        (Some(&*id), Some("console.other"), Some(true))
+    );
+    let (_, page) = api.get(&format!("/topics/{other}/messages?key=acc_p")).await;
+    assert_eq!(page["messages"][0]["event"]["event_id"].as_str(), Some(&*id));
+
+    // And what cannot be produced or re-produced is refused, saying why
+    let (status, body) = api.post(&format!("/topics/{topic}/messages"), json!({"event": {"data": {}}})).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_event");
+    let (status, body) = api.post(&format!("/topics/{topic}/messages"), json!({"key": "", "event": event})).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_key");
+    let (status, body) = api.post("/topics/console.none/messages", json!({"event": event})).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_topic");
+    let (status, body) = api.post(&format!("/topics/{topic}/messages/{partition}/99/reproduce"), json!({})).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_message");
+    let (status, body) = api.post(&format!("/topics/{topic}/messages/7/0/reproduce"), json!({})).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_message");
+    let (status, body) = api.post(&format!("/topics/{topic}/messages/x/0/reproduce"), json!({})).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_partition");
+    let junk = api.console_topic("console.junk", 1, &[]).await;
+    let (status, body) = api.post(&format!("/topics/{junk}/messages/0/0/reproduce"), json!({})).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "not_an_event");
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_group_is_listed_with_its_lag_after_consuming_part_of_a_topic() {
+    // Given a group that handled the first three of five events of a key and holds the fourth
+    let api = api().await;
+    let topic = eventbus::TopicName::new("console.lag").unwrap();
+    api.bus.create_topic(&topic, 1).await.unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = Arc::clone(&gate);
+    let handler = eventbus::handler_fn(move |message| {
+        let held = Arc::clone(&held);
+        async move {
+            if message.event.data["n"].as_u64() >= Some(3) {
+                let _permit = held.acquire().await;
+            }
+            Ok(())
+        }
+    });
+    let group = eventbus::GroupId::new("console-partial").unwrap();
+    api.bus.subscribe(eventbus::Subscription::new(topic.clone(), group.clone()), handler).await.unwrap();
+    for n in 0..5 {
+        api.bus.publish(&topic, console_event("deposit_made", "acc_1", n), Some("acc_1")).await.unwrap();
+    }
+
+    // When the groups are listed, then it is there with its committed offset and a lag of 2
+    let partial =
+        |groups: &Value| groups["groups"].as_array().unwrap().iter().find(|g| g["group"] == "console-partial").cloned();
+    let groups = api.eventually("/consumer-groups", |g| partial(g).is_some_and(|g| g["lag"] == 2)).await;
+    let row = partial(&groups).unwrap();
+    assert_eq!(row["topics"][0]["topic"], "console.lag");
+    assert_eq!(
+        row["topics"][0]["partitions"][0],
+        json!({"partition": 0, "offset": 3, "finished": [], "lag": 2, "latest": 5})
+    );
+    assert_eq!((row["consuming_here"].as_bool(), row["service"].as_bool()), (Some(true), Some(false)));
+    // And the service's own groups are listed as before, with the totals
+    let handler = groups["groups"].as_array().unwrap().iter().find(|g| g["group"] == "nexum-command-handler").unwrap();
+    assert_eq!((handler["service"].as_bool(), handler["topics"].as_array().unwrap().len()), (Some(true), 3));
+    let sum: u64 = groups["groups"].as_array().unwrap().iter().map(|g| g["lag"].as_u64().unwrap()).sum();
+    assert_eq!(groups["total_lag"].as_u64(), Some(sum));
+    assert_eq!(groups["count"].as_u64(), Some(groups["groups"].as_array().unwrap().len() as u64));
+
+    // When the held events are let through, then the lag goes to 0
+    gate.add_permits(10);
+    api.eventually("/consumer-groups", |g| partial(g).is_some_and(|g| g["lag"] == 0)).await;
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reset_of_one_partition_moves_only_that_partition() {
+    // Given a group with no consumer, at the end of both partitions of a topic
+    let api = api().await;
+    let events: Vec<(String, String)> = (0..10).map(|n| (format!("acc_{n}"), format!("acc_{n}"))).collect();
+    let events: Vec<(&str, &str, &str)> =
+        events.iter().map(|(k, a)| (k.as_str(), "deposit_made", a.as_str())).collect();
+    let topic = api.console_topic("console.reset", 2, &events).await;
+    let uri = "/consumer-groups/console-offline/offsets";
+    let (status, all) = api.post(uri, json!({"topic": topic, "to": "latest"})).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(all["lag"], 0);
+    let ends: Vec<u64> = all["partitions"].as_array().unwrap().iter().map(|p| p["offset"].as_u64().unwrap()).collect();
+
+    // When partition 1 alone is reset to offset 1
+    let (status, reset) = api.post(uri, json!({"topic": topic, "partition": 1, "to": "offset:1"})).await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+
+    // Then partition 1 is at 1 with the rest to read again, and partition 0 did not move
+    let offsets: Vec<(u64, u64)> = reset["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["offset"].as_u64().unwrap(), p["lag"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(offsets, vec![(ends[0], 0), (1, ends[1] - 1)]);
+    assert_eq!((reset["partition"].as_u64(), reset["lag"].as_u64()), (Some(1), Some(ends[1] - 1)));
+    let groups = api.eventually("/consumer-groups", |_| true).await;
+    let listed = groups["groups"].as_array().unwrap().iter().find(|g| g["group"] == "console-offline").unwrap();
+    assert_eq!((listed["lag"].as_u64(), listed["consuming_here"].as_bool()), (Some(ends[1] - 1), Some(false)));
+
+    // And a reset to a time moves to the first message at or after it
+    let (_, reset) = api.post(uri, json!({"topic": topic, "partition": 0, "to": "time:2000-01-01T00:00:00Z"})).await;
+    assert_eq!(reset["partitions"][0]["offset"], 0);
+    // And what does not make sense is refused, saying why
+    for (body, status, code) in [
+        (json!({"topic": topic, "partition": 2, "to": "earliest"}), StatusCode::BAD_REQUEST, "unknown_partition"),
+        (json!({"topic": topic, "to": "yesterday"}), StatusCode::BAD_REQUEST, "invalid_position"),
+        (json!({"topic": topic, "to": "committed"}), StatusCode::BAD_REQUEST, "invalid_position"),
+        (json!({"topic": "console.none", "to": "earliest"}), StatusCode::NOT_FOUND, "unknown_topic"),
+        (json!({"topic": topic, "partition": -1, "to": "earliest"}), StatusCode::BAD_REQUEST, "invalid_json"),
+    ] {
+        let (answer, found) = api.post(uri, body.clone()).await;
+        assert_error(answer, &found, status, code);
+    }
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reset_of_a_group_that_consumes_in_this_process_is_a_409() {
+    // Given the service's command handler, which consumes in this process
+    let api = api().await;
+    // When its offsets are reset, then it is refused, and nothing moved
+    let before = api
+        .bus
+        .group_offsets(
+            &eventbus::GroupId::new("nexum-command-handler").unwrap(),
+            &"nexum.commands.transactions".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = json!({"topic": "nexum.commands.transactions", "partition": 0, "to": "earliest"});
+    let (status, answer) = api.post("/consumer-groups/nexum-command-handler/offsets", body).await;
+    assert_error(status, &answer, StatusCode::CONFLICT, "group_active");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("stop"), "{answer}");
+    let after = api
+        .bus
+        .group_offsets(
+            &eventbus::GroupId::new("nexum-command-handler").unwrap(),
+            &"nexum.commands.transactions".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(before, after);
     api.service.shutdown().await.unwrap();
 }

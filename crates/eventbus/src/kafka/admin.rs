@@ -11,7 +11,7 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use super::{Kafka, KafkaError};
 use crate::bus::{BusError, GroupId, Offset, Partition, PartitionInfo, TopicDescription};
-use crate::runtime::Position;
+use crate::runtime::{GroupCommits, Position};
 use crate::topics::TopicName;
 
 /// How long a created topic may take to show in the metadata.
@@ -123,6 +123,49 @@ impl Kafka {
             }
         }
         Ok(())
+    }
+
+    /// Every group the cluster lists (ListGroups: the first `max` by id), with the offsets each
+    /// committed in the partitions of the topics the metadata shows (OffsetFetch, one request
+    /// per group). Kafka's internal topics are left out.
+    pub(super) async fn list_groups(&self, max: usize) -> Result<GroupCommits, BusError> {
+        let timeout = self.config.request_timeout();
+        let mut ids: Vec<GroupId> = self
+            .blocking(move |meta| {
+                let list = meta.fetch_group_list(None, timeout).map_err(KafkaError::Client)?;
+                Ok(list.groups().iter().filter_map(|g| GroupId::new(g.name()).ok()).collect::<Vec<_>>())
+            })
+            .await?;
+        ids.sort();
+        ids.dedup();
+        ids.truncate(max);
+        let topics: Vec<(String, u32)> =
+            self.metadata_topics().await?.into_iter().filter(|(name, _)| !name.starts_with("__")).collect();
+        // Client settings only: each client is created, asked and dropped in turn below.
+        let clients: Vec<_> = ids.into_iter().map(|group| (self.config.consumer(group.as_str()), group)).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut groups = GroupCommits::new();
+            let mut tpl = TopicPartitionList::new();
+            for (name, partitions) in &topics {
+                for p in 0..*partitions {
+                    tpl.add_partition(name, p as i32);
+                }
+            }
+            for (settings, group) in clients {
+                let client: BaseConsumer = settings.create().map_err(KafkaError::Client)?;
+                let committed = client.committed_offsets(tpl.clone(), timeout).map_err(KafkaError::Client)?;
+                let entry = groups.entry(group).or_default();
+                for elem in committed.elements() {
+                    let KafkaOffset::Offset(offset) = elem.offset() else { continue };
+                    let Ok(topic) = TopicName::new(elem.topic()) else { continue };
+                    let position = Position::with_finished_text(Offset(offset.max(0) as u64), elem.metadata());
+                    entry.entry(topic).or_default().insert(Partition(elem.partition() as u32), position);
+                }
+            }
+            Ok(groups)
+        })
+        .await
+        .map_err(KafkaError::Task)?
     }
 
     /// A consumer of `group` that never joins it: for reading and writing its offsets.

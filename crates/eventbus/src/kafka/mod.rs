@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, TopicDescription};
 use crate::envelope::{Header, binary_headers, to_binary};
-use crate::runtime::{Backend, Bus, BusConfig, Consumer, NewRecord, Payload, Position, StoredRecord};
+use crate::runtime::{Backend, Bus, BusConfig, Consumer, GroupCommits, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// The bus on Kafka. Cheap to clone; clones share the producer and consumers.
@@ -265,6 +265,10 @@ impl Backend for Kafka {
         positions: Vec<(Partition, Position)>,
     ) -> Result<(), BusError> {
         self.commit_offsets(group, topic, positions).await
+    }
+
+    async fn groups(&self, max: usize) -> Result<GroupCommits, BusError> {
+        self.list_groups(max).await
     }
 
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {

@@ -2,7 +2,7 @@
 //! subscription. The rules every backend obeys on top of these are written once, in
 //! [`Bus`](super::policy::Bus).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +15,10 @@ use super::position::Position;
 use super::record::{NewRecord, StoredRecord};
 use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, Published, Subscription, TopicDescription};
 use crate::topics::TopicName;
+
+/// What groups committed, as [`Backend::groups`] lists it: group → topic → partition → position.
+/// A group with members and nothing committed has no topics.
+pub type GroupCommits = BTreeMap<GroupId, BTreeMap<TopicName, HashMap<Partition, Position>>>;
 
 /// The primitives of one backend. [`Bus`](super::policy::Bus) checks every argument before it
 /// calls them: topics exist, partitions are in range, messages fit.
@@ -66,6 +70,10 @@ pub trait Backend: Send + Sync + 'static {
         topic: &TopicName,
         positions: Vec<(Partition, Position)>,
     ) -> Result<(), BusError>;
+
+    /// Every group of the store or cluster (at most `max`, by id) with what it committed in
+    /// each topic: the groups of other processes too.
+    async fn groups(&self, max: usize) -> Result<GroupCommits, BusError>;
 
     /// Deletes the group's committed offsets.
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError>;

@@ -22,7 +22,7 @@ mod position;
 mod processor;
 mod record;
 
-pub use backend::{Backend, Consumer};
+pub use backend::{Backend, Consumer, GroupCommits};
 pub use config::{BusConfig, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES};
 pub use dispatch::Dispatcher;
 pub use policy::Bus;

@@ -28,8 +28,8 @@ use super::position::Position;
 use super::processor::{DeadLetterLog, Processor};
 use super::record::{NewRecord, Payload};
 use crate::bus::{
-    BackendKind, BusError, BusStatus, EventBus, GroupId, GroupOffset, Handler, Offset, Partition, Publication,
-    Published, Record, StartPosition, Subscription, TopicDescription,
+    BackendKind, BusError, BusStatus, EventBus, GroupDescription, GroupId, GroupOffset, GroupTopic, Handler,
+    MAX_GROUPS, Offset, Partition, Publication, Published, Record, StartPosition, Subscription, TopicDescription,
 };
 use crate::envelope::EventSchema;
 use crate::partitioner::partition_for_key;
@@ -227,18 +227,45 @@ impl<B: Backend> Shared<B> {
     async fn group_offsets(&self, group: &GroupId, topic: &TopicName) -> Result<Vec<GroupOffset>, BusError> {
         let description = self.describe(topic).await?;
         let committed = self.backend.committed(group, &description).await?;
-        Ok(description
-            .partitions
-            .iter()
-            .filter_map(|info| {
-                let position = committed.get(&info.partition)?;
-                let finished: Vec<Offset> =
-                    position.finished.iter().filter(|o| **o < info.latest.0).map(|o| Offset(*o)).collect();
-                let lag = info.latest.0.saturating_sub(position.next.0).saturating_sub(finished.len() as u64);
-                Some(GroupOffset { partition: info.partition, offset: position.next, finished, lag })
+        Ok(group_offsets(&description, &committed))
+    }
+
+    async fn list_groups(&self) -> Result<Vec<GroupDescription>, BusError> {
+        let commits = self.backend.groups(MAX_GROUPS).await?;
+        let topics: HashMap<TopicName, TopicDescription> =
+            self.backend.describe(None).await?.into_iter().map(|topic| (topic.name.clone(), topic)).collect();
+        Ok(commits
+            .into_iter()
+            .take(MAX_GROUPS)
+            .map(|(group, committed)| {
+                let topics: Vec<GroupTopic> = committed
+                    .into_iter()
+                    .filter_map(|(topic, positions)| {
+                        let partitions = group_offsets(topics.get(&topic)?, &positions);
+                        let lag = partitions.iter().map(|p| p.lag).sum();
+                        (!partitions.is_empty()).then_some(GroupTopic { topic, partitions, lag })
+                    })
+                    .collect();
+                let lag = topics.iter().map(|t| t.lag).sum();
+                GroupDescription { group, topics, lag }
             })
             .collect())
     }
+}
+
+/// The committed offsets and lag of a group in the partitions of `topic` it committed in.
+fn group_offsets(topic: &TopicDescription, committed: &HashMap<Partition, Position>) -> Vec<GroupOffset> {
+    topic
+        .partitions
+        .iter()
+        .filter_map(|info| {
+            let position = committed.get(&info.partition)?;
+            let finished: Vec<Offset> =
+                position.finished.iter().filter(|o| **o < info.latest.0).map(|o| Offset(*o)).collect();
+            let lag = info.latest.0.saturating_sub(position.next.0).saturating_sub(finished.len() as u64);
+            Some(GroupOffset { partition: info.partition, offset: position.next, finished, lag })
+        })
+        .collect()
 }
 
 /// Where `start` points in each partition of `topic`, clamped to what is retained: `committed`
@@ -444,6 +471,27 @@ impl<B: Backend> EventBus for Bus<B> {
         let offsets = self.shared.resolve(group, topic, to).await?;
         let positions = offsets.into_iter().map(|(partition, offset)| (partition, Position::at(offset))).collect();
         self.shared.backend.commit(group, topic, positions).await?;
+        self.shared.group_offsets(group, topic).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<GroupDescription>, BusError> {
+        self.shared.list_groups().await
+    }
+
+    async fn reset_partition_offset(
+        &self,
+        group: &GroupId,
+        topic: &TopicName,
+        partition: Partition,
+        to: StartPosition,
+    ) -> Result<Vec<GroupOffset>, BusError> {
+        let offsets = self.shared.resolve(group, topic, to).await?;
+        let partitions = offsets.len() as u32;
+        let (_, offset) = offsets
+            .into_iter()
+            .find(|(p, _)| *p == partition)
+            .ok_or_else(|| BusError::UnknownPartition { topic: topic.clone(), partition, partitions })?;
+        self.shared.backend.commit(group, topic, vec![(partition, Position::at(offset))]).await?;
         self.shared.group_offsets(group, topic).await
     }
 }

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use super::config::{EmbeddedConfig, SyncMode};
 use super::error::EmbeddedError;
 use crate::bus::{GroupId, Offset, Partition, Published};
-use crate::runtime::{Payload, Position, StoredRecord};
+use crate::runtime::{GroupCommits, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// Records retention deletes from one partition in one pass.
@@ -111,6 +111,48 @@ pub(super) fn committed(
         Ok((Partition(r.get(0)?), Position::with_finished_text(Offset(r.get(1)?), &finished)))
     })?;
     rows.collect()
+}
+
+/// The first `max` groups by id, each with what it committed per topic, and the groups that
+/// have a live member but have committed nothing yet. Rows whose group id or topic name this
+/// program would not write are skipped.
+pub(super) fn groups(conn: &Connection, max: usize) -> rusqlite::Result<GroupCommits> {
+    let mut groups = GroupCommits::new();
+    let mut members = conn.prepare_cached(
+        "SELECT DISTINCT group_id FROM group_members WHERE expires_ms > ?1 ORDER BY group_id LIMIT ?2",
+    )?;
+    for group in members.query_map(params![now_ms(), max as i64], |r| r.get::<_, String>(0))? {
+        if let Ok(group) = GroupId::new(group?) {
+            groups.entry(group).or_default();
+        }
+    }
+    let mut ids = conn.prepare_cached("SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id LIMIT ?1")?;
+    for group in ids.query_map([max as i64], |r| r.get::<_, String>(0))? {
+        if let Ok(group) = GroupId::new(group?) {
+            groups.entry(group).or_default();
+        }
+    }
+    while groups.len() > max {
+        groups.pop_last();
+    }
+    let mut offsets = conn.prepare_cached(
+        "SELECT t.name, g.partition, g.offset, g.finished FROM group_offsets g
+         JOIN topics t ON t.id = g.topic_id WHERE g.group_id = ?1",
+    )?;
+    for (group, topics) in &mut groups {
+        let rows = offsets.query_map([group.as_str()], |r| {
+            let finished: String = r.get(3)?;
+            let position = Position::with_finished_text(Offset(r.get(2)?), &finished);
+            Ok((r.get::<_, String>(0)?, Partition(r.get(1)?), position))
+        })?;
+        for row in rows {
+            let (topic, partition, position) = row?;
+            if let Ok(topic) = TopicName::new(&topic) {
+                topics.entry(topic).or_default().insert(partition, position);
+            }
+        }
+    }
+    Ok(groups)
 }
 
 /// Where each partition of the topics `topic_ids` ends: the offset its next record gets.

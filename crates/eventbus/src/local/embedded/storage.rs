@@ -23,7 +23,7 @@ use crate::bus::{BackendKind, BusError, GroupId, Offset, Partition, PartitionInf
 use crate::local::consumer;
 use crate::local::ends::PartitionEnds;
 use crate::local::storage::{Claim, Storage};
-use crate::runtime::{Backend, Consumer, NewRecord, Payload, Position, StoredRecord};
+use crate::runtime::{Backend, Consumer, GroupCommits, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// Read connections kept open for reuse.
@@ -234,6 +234,10 @@ impl Backend for EmbeddedStorage {
         let group = group.clone();
         self.write(|reply| WriteOp::Commit { group, topic_id: row.id, positions, reply }).await?;
         Ok(())
+    }
+
+    async fn groups(&self, max: usize) -> Result<GroupCommits, BusError> {
+        Ok(self.read_with(move |conn| sql::groups(conn, max)).await?)
     }
 
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {

@@ -12,7 +12,7 @@ use crate::local::consumer;
 use crate::local::ends::PartitionEnds;
 use crate::local::memory::MemoryStorage;
 use crate::local::storage::Storage;
-use crate::runtime::{Backend, Consumer, NewRecord, Payload, Position, StoredRecord};
+use crate::runtime::{Backend, Consumer, GroupCommits, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// Memory storage that logs each append.
@@ -112,6 +112,10 @@ impl Backend for LogStorage {
         positions: Vec<(Partition, Position)>,
     ) -> Result<(), BusError> {
         self.memory.commit(group, topic, positions).await
+    }
+
+    async fn groups(&self, max: usize) -> Result<GroupCommits, BusError> {
+        self.memory.groups(max).await
     }
 
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {

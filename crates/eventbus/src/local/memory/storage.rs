@@ -11,7 +11,7 @@ use crate::envelope::EventSchema;
 use crate::local::consumer;
 use crate::local::ends::PartitionEnds;
 use crate::local::storage::Storage;
-use crate::runtime::{Backend, Consumer, NewRecord, Payload, Position, StoredRecord};
+use crate::runtime::{Backend, Consumer, GroupCommits, NewRecord, Payload, Position, StoredRecord};
 use crate::topics::TopicName;
 
 /// Partitioned logs in memory.
@@ -215,6 +215,25 @@ impl Backend for MemoryStorage {
         let mut offsets = self.offsets.lock().expect("offsets lock");
         offsets.entry((group.clone(), topic.clone())).or_default().extend(commits);
         Ok(())
+    }
+
+    async fn groups(&self, max: usize) -> Result<GroupCommits, BusError> {
+        let offsets = self.offsets.lock().expect("offsets lock");
+        let mut groups = GroupCommits::new();
+        for ((group, topic), positions) in offsets.iter().filter(|(_, positions)| !positions.is_empty()) {
+            if groups.len() >= max && !groups.contains_key(group) {
+                // Keep the `max` first ids: drop the last one if this one sorts before it.
+                match groups.keys().next_back() {
+                    Some(last) if group < last => {
+                        let last = last.clone();
+                        groups.remove(&last);
+                    }
+                    _ => continue,
+                }
+            }
+            groups.entry(group.clone()).or_default().insert(topic.clone(), positions.clone());
+        }
+        Ok(groups)
     }
 
     async fn delete_group(&self, group: &GroupId) -> Result<(), BusError> {
