@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{ACCEPT, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use eventbus::{
     EventBus, EventId, EventSchema, GroupId, Offset, Partition, PartitionInfo, Record, RecordValue, StartPosition,
@@ -21,7 +21,7 @@ use eventbus::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, JsonBody};
+use super::{ApiError, ApiState, Caller, JsonBody};
 
 /// The most records one browse request reads, matching or not.
 pub const MAX_SCAN: u64 = 10_000;
@@ -364,9 +364,10 @@ struct Page {
     scanned: u64,
 }
 
-/// A record as the console shows it: its place, key and event, or, for a value that is not an
-/// event, its raw text and why it is not one.
-fn message(record: &Record) -> Value {
+/// A record as the console shows it to `caller`: its place, key and event, or, for a value that
+/// is not an event, its raw text and why it is not one. A viewer gets personal data masked, and
+/// no raw text, which has no fields to mask by.
+fn message(record: &Record, caller: &Caller) -> Value {
     let mut shown = json!({
         "topic": record.topic,
         "partition": record.partition,
@@ -378,10 +379,15 @@ fn message(record: &Record) -> Value {
         RecordValue::Event(event) => shown["event"] = json!(event),
         RecordValue::Invalid { bytes, reason } => {
             shown["event"] = Value::Null;
-            shown["invalid"] = json!({"raw": String::from_utf8_lossy(bytes), "reason": reason});
+            let raw = if caller.sees_personal_data() {
+                String::from_utf8_lossy(bytes).into_owned()
+            } else {
+                "(hidden from viewers: a value that is not an event cannot be masked)".to_owned()
+            };
+            shown["invalid"] = json!({"raw": raw, "reason": reason});
         }
     }
-    shown
+    super::masking::for_caller(caller, shown)
 }
 
 /// `GET /topics/{topic}/messages`: the records of a topic that match the filters, newest first
@@ -391,6 +397,7 @@ pub async fn browse(
     State(state): State<ApiState>,
     Path(topic): Path<String>,
     Query(query): Query<BrowseQuery>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let bus = state.backend().bus.clone();
@@ -398,14 +405,14 @@ pub async fn browse(
     let page = browse.run(&*bus).await?;
     let next = page.next.map(|(partition, offset)| json!({"partition": partition, "offset": offset}));
     if !browse.jsonl {
-        let messages: Vec<Value> = page.messages.iter().map(message).collect();
+        let messages: Vec<Value> = page.messages.iter().map(|record| message(record, &caller)).collect();
         let order = if browse.order == Order::Newest { "newest" } else { "oldest" };
         let body = json!({"messages": messages, "next": next, "scanned": page.scanned, "order": order});
         return Ok(Json(body).into_response());
     }
     let mut text = String::new();
     for record in &page.messages {
-        text.push_str(&message(record).to_string());
+        text.push_str(&message(record, &caller).to_string());
         text.push('\n');
     }
     let mut response = text.into_response();

@@ -177,6 +177,17 @@ async fn a_viewer_sees_a_customer_masked_and_an_operator_in_clear() {
     let (_, events) = api.call(Method::GET, uri, Some(OPERATOR), None).await;
     assert!(events.to_string().contains("Lovelace"), "{events}");
 
+    // And so are the console's browse and its JSON-lines export, which an operator gets in clear
+    let browse = "/topics/nexum.customers.created/messages";
+    let (_, page) = api.call(Method::GET, browse, Some(VIEWER), None).await;
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(1), "{page}");
+    assert!(!page.to_string().contains("Lovelace") && !page.to_string().contains("ada@"), "{page}");
+    let export = format!("{browse}?format=jsonl");
+    let (_, _, lines) = api.exchange(Method::GET, &export, Some(VIEWER), b"", &[]).await;
+    let (_, _, clear_lines) = api.exchange(Method::GET, &export, Some(OPERATOR), b"", &[]).await;
+    assert!(!lines.to_string().contains("Lovelace") && lines.to_string().contains("L***"), "{lines}");
+    assert!(clear_lines.to_string().contains("Lovelace"), "{clear_lines}");
+
     // And topic names, which are no personal data, are not masked
     let (_, topics) = api.call(Method::GET, "/topics", Some(VIEWER), None).await;
     assert!(topics["topics"].as_array().unwrap().iter().any(|t| t["name"] == "nexum.customers.created"), "{topics}");
