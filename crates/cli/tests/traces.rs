@@ -102,8 +102,9 @@ fn post_traced(address: &str, path: &str, traceparent: &str, body: &str) -> u16 
     response.split(' ').nth(1).and_then(|status| status.parse().ok()).unwrap_or(0)
 }
 
-/// The chain publish → handle → command in the caller's trace, once all three are received.
-fn chain(spans: &[Received]) -> Option<(Received, Received, Received)> {
+/// The chain publish → handle → command → publish (by the outbox relay, of the `customer_created`
+/// the command recorded) in the caller's trace, once all four are received.
+fn chain(spans: &[Received]) -> Option<(Received, Received, Received, Received)> {
     // Every group that follows the command topic handles the command; the command handler's
     // handling is the one with a `command` span under it.
     let children = |name: &'static str, parent: String| {
@@ -112,7 +113,9 @@ fn chain(spans: &[Received]) -> Option<(Received, Received, Received)> {
     let publish = children("publish", CALLER_SPAN_ID.to_owned()).next()?;
     let (handle, command) = children("handle", publish.span_id.clone())
         .find_map(|handle| Some((handle, children("command", handle.span_id.clone()).next()?)))?;
-    Some((publish.clone(), handle.clone(), command.clone()))
+    let recorded = children("publish", command.span_id.clone())
+        .find(|s| s.attributes.get("cloudevents.event_type").map(String::as_str) == Some("customer_created"))?;
+    Some((publish.clone(), handle.clone(), command.clone(), recorded.clone()))
 }
 
 #[test]
@@ -134,10 +137,11 @@ fn a_command_posted_with_a_traceparent_is_exported_as_one_trace_of_publish_handl
     assert_eq!(post_traced(&address, "/commands/customers?wait=true", &traceparent, create), 200);
 
     // Then, within a bounded wait, the receiver gets a `publish` span that is a child of the
-    // caller's span, a `handle` span that is a child of it, and a `command` span that is a child
-    // of that, all in the caller's trace
+    // caller's span, a `handle` span that is a child of it, a `command` span that is a child of
+    // that, and the `publish` span of an event the command recorded under it, all in the
+    // caller's trace
     let started = Instant::now();
-    let (publish, handle, command) = loop {
+    let (publish, handle, command, recorded) = loop {
         if let Some(found) = chain(&spans.lock().unwrap()) {
             break found;
         }
@@ -160,6 +164,7 @@ fn a_command_posted_with_a_traceparent_is_exported_as_one_trace_of_publish_handl
     assert_eq!(command.attributes["command.outcome"], "executed");
     assert_eq!(command.attributes["command.id"], publish.attributes["cloudevents.event_id"]);
     assert_eq!(command.service.as_deref(), Some("eventbus"));
+    assert_eq!(recorded.attributes["messaging.destination.name"], "nexum.customers.created");
 
     // And no span received carries the customer's personal data
     for span in spans.lock().unwrap().iter() {

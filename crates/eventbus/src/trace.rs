@@ -83,6 +83,18 @@ pub fn traceparent(span: &SpanContext) -> String {
     format!("00-{:032x}-{:016x}-{:02x}", span.trace_id(), span.span_id(), span.trace_flags().to_u8())
 }
 
+/// The `traceparent` of the current span, if tracing is [`enabled`] and the span is exported:
+/// what an event recorded now for later publishing (an outbox) carries to continue the trace.
+pub fn current() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let context = Span::current().context();
+    let span = context.span();
+    let span = span.span_context();
+    span.is_valid().then(|| traceparent(span))
+}
+
 /// The context an event's metadata names, if it has a valid `traceparent`.
 fn carried(event: &EventSchema) -> Option<Context> {
     let traceparent = event.metadata.get(TRACEPARENT)?.as_str()?;
