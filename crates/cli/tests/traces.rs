@@ -33,6 +33,8 @@ struct Received {
     span_id: String,
     parent_span_id: String,
     attributes: HashMap<String, String>,
+    /// The span's events: each name, then its attributes' values.
+    events: Vec<String>,
     service: Option<String>,
 }
 
@@ -69,6 +71,14 @@ async fn export(State(spans): State<Spans>, body: Bytes) -> impl IntoResponse {
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
                     attributes: span.attributes.iter().map(|kv| (kv.key.clone(), text(kv.value.as_ref()))).collect(),
+                    events: span
+                        .events
+                        .iter()
+                        .flat_map(|event| {
+                            let values = event.attributes.iter().map(|kv| text(kv.value.as_ref()));
+                            std::iter::once(event.name.clone()).chain(values)
+                        })
+                        .collect(),
                     service: service.clone(),
                 });
             }
@@ -166,9 +176,9 @@ fn a_command_posted_with_a_traceparent_is_exported_as_one_trace_of_publish_handl
     assert_eq!(command.service.as_deref(), Some("eventbus"));
     assert_eq!(recorded.attributes["messaging.destination.name"], "nexum.customers.created");
 
-    // And no span received carries the customer's personal data
+    // And no span received carries the customer's personal data, in its attributes or events
     for span in spans.lock().unwrap().iter() {
-        for value in span.attributes.values() {
+        for value in span.attributes.values().chain(&span.events) {
             for personal in ["Jane", "Smith", "jane@example.com", "442079460958"] {
                 assert!(!value.contains(personal), "{personal} in span {span:?}");
             }

@@ -703,8 +703,9 @@ pub struct Causation {
     pub causation_id: Option<String>,
     /// The user who asked, if any.
     pub user_id: Option<String>,
-    /// The W3C `traceparent` of the span that recorded the event, while tracing is on: the
-    /// relay's `publish` span is a child of it, so the trace goes on past the outbox.
+    /// The W3C `traceparent` of the span the event was recorded in, while tracing is on (see
+    /// [`crate::bank::Ctx::at`]): the relay's `publish` span is a child of it, so the trace goes
+    /// on past the outbox.
     pub traceparent: Option<String>,
 }
 

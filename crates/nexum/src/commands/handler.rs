@@ -261,8 +261,6 @@ impl NexumCommandHandler {
         let mut ctx =
             Ctx::at(self.clock.now()).caused_by(cause).correlated(correlation).for_command(envelope.id.clone());
         ctx.command_digest = envelope.digest.clone();
-        // Inside the `command` span while tracing is on: the events it records continue its trace.
-        ctx.causation.traceparent = eventbus::trace::current();
         match &envelope.user_id {
             Some(user) => ctx.by_user(clip(user, 128)),
             None => ctx,
