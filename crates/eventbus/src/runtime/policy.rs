@@ -372,8 +372,10 @@ impl<B: Backend> EventBus for Bus<B> {
             return Ok(Vec::new());
         }
         let mut spans = Vec::new();
-        let records = self.shared.records(publications, &mut spans).await?;
-        let appended = self.shared.backend.append(records).await;
+        let appended = match self.shared.records(publications, &mut spans).await {
+            Ok(records) => self.shared.backend.append(records).await,
+            Err(error) => Err(error),
+        };
         trace::published(spans, &appended);
         appended
     }
