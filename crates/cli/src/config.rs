@@ -31,6 +31,26 @@ pub struct Config {
     pub api: ApiSection,
     /// The recommender's thresholds and the most accounts and instruments it follows.
     pub recommender: capera::RecommenderConfig,
+    /// `[telemetry]`: where spans are exported over OTLP.
+    pub telemetry: TelemetrySection,
+}
+
+/// `[telemetry]`: traces over OTLP (HTTP/protobuf). With no endpoint, nothing is exported and no
+/// span is made.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// The OTLP/HTTP endpoint of a collector, e.g. `http://127.0.0.1:4318` (spans go to
+    /// `/v1/traces` under it); `OTEL_EXPORTER_OTLP_ENDPOINT` overrides it. Unset: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the spans, `eventbus` by default; `OTEL_SERVICE_NAME` overrides it.
+    pub service_name: String,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, service_name: "eventbus".to_owned() }
+    }
 }
 
 /// `[api]`: the HTTP API of `eventbus serve`.
@@ -107,6 +127,7 @@ impl Default for Config {
             consumer: ConsumerSection::default(),
             api: ApiSection::default(),
             recommender: capera::RecommenderConfig::default(),
+            telemetry: TelemetrySection::default(),
         }
     }
 }
@@ -282,6 +303,26 @@ mod tests {
         }
         let missing = toml::from_str::<Config>("[[api.tokens]]\nname = \"bob\"\nrole = \"viewer\"\n");
         assert!(missing.unwrap_err().to_string().contains("sha256"));
+    }
+
+    #[test]
+    fn the_telemetry_section_is_read() {
+        // Given a file that names an OTLP endpoint and a service name
+        let config: Config = toml::from_str(
+            r#"
+            [telemetry]
+            otlp_endpoint = "http://127.0.0.1:4318"
+            service_name = "bank-eu"
+            "#,
+        )
+        .unwrap();
+        // Then both are read, and a file without the section exports nothing, as `eventbus`
+        assert_eq!(config.telemetry.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+        assert_eq!(config.telemetry.service_name, "bank-eu");
+        assert_eq!(
+            Config::default().telemetry,
+            TelemetrySection { otlp_endpoint: None, service_name: "eventbus".into() }
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!
 //! - `cli`: the flags and subcommands (clap).
 //! - `config`: the TOML file, `EVENTBUS_*` variables and flags, merged.
+//! - `telemetry`: the `tracing` subscriber: logs to stderr, and spans over OTLP when an endpoint
+//!   is configured.
 //! - `inbox`: hands delivered messages to a command's loop, one at a time, so that `--max` and
 //!   Ctrl-C never commit a message the command did not finish.
 //! - `commands/*`: one file per subcommand.
@@ -26,6 +28,7 @@ mod cli;
 mod commands;
 mod config;
 mod inbox;
+mod telemetry;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,10 +36,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use eventbus::{BackendKind, EmbeddedBus, EventBus, KafkaBus, LogBus, MemoryBus};
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, Global};
 use crate::config::Config;
+use crate::telemetry::Telemetry;
 
 pub use api::{ApiConfig, ApiState, router};
 
@@ -47,12 +50,19 @@ pub fn main() -> ExitCode {
     // personal data: readable by its owner alone, as PostgreSQL does it.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("EVENTBUS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // `eventbus token` reads no config: a token may be hashed to mend a config that does not load.
+    let config = match cli.command {
+        Command::Token(_) => Ok(Config::default()),
+        _ => configure(&cli.global),
+    };
+    let started = config.and_then(|config| Ok((Telemetry::init(&config.telemetry)?, config)));
+    let (telemetry, config) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            say!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -60,7 +70,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli)) {
+    let code = match runtime.block_on(execute(cli, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             say!("error: {error:#}");
@@ -69,7 +79,10 @@ pub fn main() -> ExitCode {
                 None => ExitCode::FAILURE,
             }
         }
-    }
+    };
+    // The spans of the last moments (a stop of `serve`, say) are sent before the process ends.
+    telemetry.shutdown();
+    code
 }
 
 /// The configuration: defaults, then the file, then variables and flags.
@@ -139,12 +152,7 @@ pub(crate) async fn open_bus(config: &Config, outbox: Outbox) -> anyhow::Result<
     Ok(bus)
 }
 
-async fn execute(cli: Cli) -> anyhow::Result<()> {
-    let config = match cli.command {
-        // Without reading the config: a token may be hashed to mend a config that does not load.
-        Command::Token(_) => Config::default(),
-        _ => configure(&cli.global)?,
-    };
+async fn execute(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo { events } => commands::demo::run(&config, events).await,
         Command::Produce(args) => commands::produce::run(&config, args).await,

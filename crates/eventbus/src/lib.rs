@@ -20,6 +20,7 @@
 //! - `local`: the [`Storage`] the local backends share, their polling consumer, and one folder per
 //!   storage: `memory`, `log`, `embedded`.
 //! - `kafka` (feature `kafka`): [`KafkaBus`] on rdkafka, fronted by a durable local outbox.
+//! - [`trace`]: the `publish` and `handle` spans, linked through the events' `traceparent`.
 
 mod bus;
 pub mod dlq;
@@ -33,6 +34,7 @@ mod partitioner;
 pub mod private;
 mod runtime;
 pub mod topics;
+pub mod trace;
 
 pub use bus::{
     BackendKind, BusError, BusStatus, DeadLetterPolicy, EventBus, GroupDescription, GroupId, GroupOffset, GroupTopic,

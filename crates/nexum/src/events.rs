@@ -703,6 +703,10 @@ pub struct Causation {
     pub causation_id: Option<String>,
     /// The user who asked, if any.
     pub user_id: Option<String>,
+    /// The W3C `traceparent` of the span the event was recorded in, while tracing is on (see
+    /// [`crate::bank::Ctx::at`]): the relay's `publish` span is a child of it, so the trace goes
+    /// on past the outbox.
+    pub traceparent: Option<String>,
 }
 
 /// A Nexum event: the entity it is about and its payload.
@@ -745,6 +749,7 @@ impl NexumEvent {
             ("correlation_id", &causation.correlation_id),
             ("causation_id", &causation.causation_id),
             ("user_id", &causation.user_id),
+            (eventbus::trace::TRACEPARENT, &causation.traceparent),
         ] {
             if let Some(value) = value {
                 metadata.insert(key.to_owned(), Value::String(value.clone()));

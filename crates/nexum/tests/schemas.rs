@@ -56,6 +56,7 @@ fn causation() -> Causation {
         correlation_id: Some("corr_123".into()),
         causation_id: Some("evt_122".into()),
         user_id: Some("user_456".into()),
+        traceparent: None,
     }
 }
 
@@ -1000,7 +1001,12 @@ fn event() -> impl Strategy<Value = (NexumEvent, Causation)> {
         proptest::option::of(any::<String>()),
         proptest::option::of(any::<String>()),
     )
-        .prop_map(|(correlation_id, causation_id, user_id)| Causation { correlation_id, causation_id, user_id });
+        .prop_map(|(correlation_id, causation_id, user_id)| Causation {
+            correlation_id,
+            causation_id,
+            user_id,
+            traceparent: None,
+        });
     (id_text(), payload, causation)
         .prop_map(|(entity_id, payload, causation)| (NexumEvent::new(entity_id, payload), causation))
 }

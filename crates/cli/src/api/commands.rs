@@ -14,6 +14,9 @@
 //! - the same key with another body is a 422 (`idempotency_key_reused`): the body's fingerprint
 //!   is kept in the audit record's metadata;
 //! - concurrent requests with one key each get the outcome; the command runs once.
+//!
+//! A W3C `traceparent` header (with its `tracestate`) goes into the command's metadata: the
+//! spans of its publishing and handling join the caller's trace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -142,6 +145,13 @@ pub async fn submit(
     let mut event = EventSchema::new(event_type, entity_type, key.clone(), data)
         .with_id(id.as_str().parse::<EventId>().expect("a command id is an event id"))
         .with_metadata("correlation_id", correlation);
+    if let Some((traceparent, tracestate)) = trace_context(&headers) {
+        // The command continues the caller's trace: its `publish` span is a child of it.
+        event = event.with_metadata(eventbus::trace::TRACEPARENT, traceparent);
+        if let Some(tracestate) = tracestate {
+            event = event.with_metadata(eventbus::trace::TRACESTATE, tracestate);
+        }
+    }
     if let Some(digest) = &digest {
         // The handler keeps it in the audit record, where a later retry compares it.
         event = event.with_metadata(nexum::bank::COMMAND_DIGEST, digest.as_str());
@@ -319,6 +329,16 @@ async fn answer(state: &ApiState, id: &CommandId, audit: &EventSchema) -> Result
         }
     }
     Ok(answer)
+}
+
+/// The W3C Trace Context of the request (`traceparent`, and `tracestate` if valid), if its
+/// `traceparent` is valid. An invalid one is ignored, as the W3C says: the trace starts here.
+fn trace_context(headers: &HeaderMap) -> Option<(&str, Option<&str>)> {
+    let traceparent = headers.get("traceparent")?.to_str().ok()?;
+    let tracestate = headers.get("tracestate").and_then(|value| value.to_str().ok());
+    let parent = eventbus::trace::parse_traceparent(traceparent, tracestate)?;
+    let tracestate = tracestate.filter(|_| !parent.trace_state().header().is_empty());
+    Some((traceparent, tracestate))
 }
 
 /// A header of 1 to 200 printable ASCII characters, if present.

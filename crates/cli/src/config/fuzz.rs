@@ -5,9 +5,9 @@
 //! Two kinds of file:
 //!
 //! - documents built from the real sections and keys (`bus`, `data_dir`, `[embedded]`,
-//!   `[kafka]` and `[kafka.properties]`, `[consumer]`, `[api]`), each key absent, given a value
-//!   of its type, or given any TOML value (a wrong type, a negative or out-of-range integer,
-//!   `nan`, `inf`, a date, an array, a table), plus unknown keys and sections. Their answer is
+//!   `[kafka]` and `[kafka.properties]`, `[consumer]`, `[api]`, `[telemetry]`), each key absent,
+//!   given a value of its type, or given any TOML value (a wrong type, a negative or
+//!   out-of-range integer, `nan`, `inf`, a date, an array, a table), plus unknown keys and sections. Their answer is
 //!   known: `Ok` with exactly the values written over the defaults when every key is known and
 //!   of its type, else `Err`;
 //! - text: such documents with their bytes damaged (truncated, a line doubled or dropped, a
@@ -111,9 +111,11 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("api", "max_command_lag", Kind::U64),
     ("api", "header_timeout_ms", Kind::U64),
     ("api", "max_connections", Kind::U64),
+    ("telemetry", "otlp_endpoint", Kind::Text),
+    ("telemetry", "service_name", Kind::Text),
 ];
 
-const SECTIONS: &[&str] = &["embedded", "kafka", "consumer", "api"];
+const SECTIONS: &[&str] = &["embedded", "kafka", "consumer", "api", "telemetry"];
 
 fn kind_of(section: &str, key: &str) -> Option<Kind> {
     KEYS.iter().find(|(s, k, _)| *s == section && *k == key).map(|(_, _, kind)| *kind)
@@ -233,6 +235,8 @@ fn set(config: &mut Config, section: &str, key: &str, value: &Value) {
         ("api", "max_command_lag") => api.max_command_lag = Some(u64()),
         ("api", "header_timeout_ms") => api.header_timeout_ms = Some(u64()),
         ("api", "max_connections") => api.max_connections = Some(usize()),
+        ("telemetry", "otlp_endpoint") => config.telemetry.otlp_endpoint = Some(text()),
+        ("telemetry", "service_name") => config.telemetry.service_name = text(),
         _ => unreachable!("`{section}.{key}` is not in KEYS"),
     }
 }

@@ -9,6 +9,8 @@
 //! - A subscription's topics must exist. An explicit start position is applied once, as an
 //!   offset reset, when it subscribes.
 //! - A dead letter goes to `<topic>.dlq`, which is created if it is missing.
+//! - While tracing is on, every event published gets a `publish` span and carries its context
+//!   (see [`crate::trace`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -18,6 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Span;
 
 use super::backend::{Backend, Consumer};
 use super::config::BusConfig;
@@ -34,6 +37,7 @@ use crate::bus::{
 use crate::envelope::EventSchema;
 use crate::partitioner::partition_for_key;
 use crate::topics::{DLQ_PARTITIONS, MAX_PARTITIONS, Topic, TopicName};
+use crate::trace;
 
 /// The event bus over a backend. Cheap to clone; clones share everything.
 pub struct Bus<B: Backend> {
@@ -149,8 +153,10 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    /// Events as records: completed, keyed, partitioned and size-checked.
-    async fn records(&self, publications: Vec<Publication>) -> Result<Vec<NewRecord>, BusError> {
+    /// Events as records: completed, keyed, partitioned and size-checked. While tracing is on,
+    /// each gets a `publish` span, pushed to `spans`, whose context it carries.
+    async fn records(&self, publications: Vec<Publication>, spans: &mut Vec<Span>) -> Result<Vec<NewRecord>, BusError> {
+        let tracing = trace::enabled();
         let mut records = Vec::with_capacity(publications.len());
         let mut partitions: Option<(TopicName, u32)> = None;
         for Publication { topic, key, mut event } in publications {
@@ -167,8 +173,12 @@ impl<B: Backend> Shared<B> {
                 Some(key) => Some(Arc::from(key)),
                 None => event.default_key().map(Arc::from),
             };
+            let partition = self.partition(key.as_deref(), count);
+            if tracing {
+                spans.push(trace::publish(&topic, partition, &mut event));
+            }
             let payload = self.payload(event)?;
-            records.push(NewRecord { topic, partition: self.partition(key.as_deref(), count), key, payload });
+            records.push(NewRecord { topic, partition, key, payload });
         }
         Ok(records)
     }
@@ -388,8 +398,13 @@ impl<B: Backend> EventBus for Bus<B> {
         if publications.is_empty() {
             return Ok(Vec::new());
         }
-        let records = self.shared.records(publications).await?;
-        self.shared.backend.append(records).await
+        let mut spans = Vec::new();
+        let appended = match self.shared.records(publications, &mut spans).await {
+            Ok(records) => self.shared.backend.append(records).await,
+            Err(error) => Err(error),
+        };
+        trace::published(spans, &appended);
+        appended
     }
 
     async fn publish_bytes(&self, topic: &TopicName, key: Option<&str>, value: Bytes) -> Result<Published, BusError> {

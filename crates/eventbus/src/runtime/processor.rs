@@ -20,6 +20,7 @@ use crate::bus::{BusError, GroupId, Handler, Message, Offset, Partition, Record,
 use crate::dlq::letter::{self, Failure, FailureKind, Original, Place};
 use crate::envelope::{EventId, EventSchema};
 use crate::topics::TopicName;
+use crate::trace;
 
 /// The wait after a storage error before trying again.
 pub(crate) const STORAGE_RETRY: Duration = Duration::from_millis(200);
@@ -166,7 +167,8 @@ impl Processor {
         let retry = self.retry;
         let mut attempt = 1;
         loop {
-            let result = AssertUnwindSafe(self.handler.handle(message.clone())).catch_unwind().await;
+            let handling = trace::handling(&self.group, &message, self.handler.handle(message.clone()));
+            let result = AssertUnwindSafe(handling).catch_unwind().await;
             let error = match result {
                 Ok(Ok(())) => {
                     if let Some(id) = event_id {

@@ -221,9 +221,12 @@ impl Ctx {
         Self::at(Utc::now())
     }
 
-    /// At `at`, cut to the microsecond as stored, by the system, in answer to nothing.
+    /// At `at`, cut to the microsecond as stored, by the system, in answer to nothing; in the
+    /// trace of the current span while tracing is on (the `command` span of a command, the
+    /// `handle` span of a saga's step), which the events it records carry on.
     pub fn at(at: DateTime<Utc>) -> Self {
-        Self { at: at.trunc_subsecs(6), causation: Causation::default(), command: None, command_digest: None }
+        let causation = Causation { traceparent: eventbus::trace::current(), ..Causation::default() };
+        Self { at: at.trunc_subsecs(6), causation, command: None, command_digest: None }
     }
 
     /// Asked by user `user_id`: the events' `user_id` and the audit record's `actor`.

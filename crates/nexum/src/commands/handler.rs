@@ -18,6 +18,8 @@ use eventbus::{
     BusError, EventBus, EventSchema, GroupId, HandlerError, Message, RetryPolicy, Subscription, TopicName, handler_fn,
 };
 use serde_json::Value;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::{COMMAND_TOPICS, Command, CustomerCommand, Envelope, LoanCommand, TransactionCommand, parse};
 use crate::bank::{
@@ -106,6 +108,10 @@ impl NexumCommandHandler {
     /// A malformed command is rejected and returned as a permanent error, so the bus
     /// dead-letters it with the reason. A transient failure (the store is down) is returned as
     /// an error to retry; nothing was recorded.
+    ///
+    /// While tracing is on ([`eventbus::trace`]), the command is carried out in a `command` span,
+    /// a child of the current span (the bus's `handle` span), with its type, action, id and
+    /// outcome.
     pub async fn handle(
         &self,
         topic: &TopicName,
@@ -113,23 +119,62 @@ impl NexumCommandHandler {
         place: &str,
     ) -> Result<CommandOutcome, HandlerError> {
         let envelope = Envelope::of(topic, event, place);
-        let ctx = self.ctx(&envelope);
+        if !eventbus::trace::enabled() {
+            return self.carry_out(topic, event, &envelope).await;
+        }
+        let span = tracing::info_span!(
+            target: eventbus::trace::TARGET,
+            "command",
+            otel.status_code = Empty,
+            "command.type" = envelope.command_type.as_str(),
+            command.action = Empty,
+            command.id = envelope.id.as_str(),
+            command.outcome = Empty,
+        );
+        let result = self.carry_out(topic, event, &envelope).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(CommandOutcome::Executed) => "executed",
+            Ok(CommandOutcome::Duplicate) => "duplicate",
+            Ok(CommandOutcome::Rejected { .. }) => "rejected",
+            Err(error) if error.is_permanent() => "invalid",
+            Err(_) => "failed",
+        };
+        span.record("command.outcome", outcome);
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn carry_out(
+        &self,
+        topic: &TopicName,
+        event: &EventSchema,
+        envelope: &Envelope,
+    ) -> Result<CommandOutcome, HandlerError> {
+        let ctx = self.ctx(envelope);
         if let Some(sent) = &envelope.unusable_id {
             let reason = format!(
                 "event_id `{}` is not a usable command id: expected 1 to 128 of [A-Za-z0-9_.-]",
                 clip(sent, 64)
             );
             tracing::warn!(%topic, command_id = %envelope.id, "Command with an unusable event_id");
-            self.reject(&ctx, &envelope, "invalid_event_id", &reason).await?;
+            self.reject(&ctx, envelope, "invalid_event_id", &reason).await?;
             return Err(HandlerError::permanent(reason));
         }
         let command = match parse(topic, event) {
-            Ok(command) => command,
+            Ok(command) => {
+                if eventbus::trace::enabled() {
+                    // A known action now, not whatever text the sender wrote.
+                    tracing::Span::current().record("command.action", envelope.action.as_deref());
+                }
+                command
+            }
             Err(error) => {
                 // The reason goes into the rejection and the dead letter, not into the log: it may
                 // name input fields.
                 tracing::warn!(%topic, command_id = %envelope.id, code = error.code(), "Malformed command");
-                self.reject(&ctx, &envelope, error.code(), &error.to_string()).await?;
+                self.reject(&ctx, envelope, error.code(), &error.to_string()).await?;
                 return Err(HandlerError::permanent(error));
             }
         };
@@ -144,7 +189,7 @@ impl NexumCommandHandler {
             Err(error) => {
                 let (code, reason) = (error.code(), error.to_string());
                 tracing::info!(command_id = %envelope.id, code, "Command rejected");
-                self.reject(&ctx, &envelope, code, &reason).await?;
+                self.reject(&ctx, envelope, code, &reason).await?;
                 if matches!(error, BankError::Schema(_) | BankError::Corrupt { .. }) {
                     // A defect, not bad input: keep the command in the dead-letter topic too.
                     return Err(HandlerError::permanent(error));
