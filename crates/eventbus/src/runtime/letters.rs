@@ -116,10 +116,12 @@ impl Letters {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<bool, Stopped> {
         let Some(key) = record.key.as_deref().filter(|_| self.policy.sequenced) else { return Ok(false) };
-        let mut ready = self.ready.subscribe();
-        tokio::select! {
-            result = ready.wait_for(|ready| *ready) => { result.map_err(|_| Stopped)?; }
-            _ = stop.wait_for(|stop| *stop) => return Err(Stopped),
+        if !*self.ready.borrow() {
+            let mut ready = self.ready.subscribe();
+            tokio::select! {
+                result = ready.wait_for(|ready| *ready) => { result.map_err(|_| Stopped)?; }
+                _ = stop.wait_for(|stop| *stop) => return Err(Stopped),
+            }
         }
         if !self.parked.load(Ordering::Acquire) {
             return Ok(false);
