@@ -5,9 +5,14 @@
 // random viewer token (by its SHA-256 in the data directory's config file), opens the dashboard,
 // refuses a wrong token, signs in, drives core banking through the API (a customer, an account, a
 // deposit, a test event whose text is HTML, a bank transaction that triggers a recommendation),
-// and checks that the page shows them live. Saves a screenshot (DASHBOARD_SCREENSHOT, default
-// target/dashboard.png), signs out, signs in as the viewer and checks that the customer's name and
-// email are masked, then stops the server with SIGTERM.
+// and checks that the page shows them live. Drives the console (produce, browse, export,
+// re-produce, group offsets) and the dead-letters panel: a malformed command produced from the
+// form becomes a dead letter, which is found by topic, shown with its original and history,
+// redriven (rejected again: its redrive count goes to 1), discarded (resolved, the discard in its
+// history naming the admin caller), and a second one redriven with "Redrive all matching". Saves a
+// screenshot (DASHBOARD_SCREENSHOT, default target/dashboard.png), signs out, signs in as the
+// viewer and checks that the customer's name and email are masked and that a redrive is refused
+// with a message naming the operator role, then stops the server with SIGTERM.
 // CHROMIUM names another browser than /usr/bin/chromium.
 //
 // Every wait is bounded; the script exits non-zero on the first failure.
@@ -40,6 +45,8 @@ const READY_MS = 60_000;
 const STEP_MS = 20_000;
 /** The longest the server may take to stop after SIGTERM. */
 const STOP_MS = 20_000;
+/** The longest a dead letter may take to be written, or handled again after a redrive. */
+const LETTER_MS = 30_000;
 /** The longest the whole test may take. */
 const TOTAL_MS = 300_000;
 
@@ -434,6 +441,136 @@ async function main() {
     check(refusedReset.includes('409') && refusedReset.includes('group_active'), `the refused reset: ${refusedReset}`);
     log(`a reset of a live group is refused: "${refusedReset}"`);
 
+    // ------------------------------------------------------------ dead letters
+    // A deposit whose amount is a JSON number, not a decimal string: malformed, so the command
+    // handler rejects it for good and the bus dead-letters it (a well-formed command the bank
+    // refuses, such as a negative amount, is answered with a rejection event instead).
+    const commandTopic = 'nexum.commands.transactions';
+    const commandGroup = 'nexum-command-handler';
+    const dlqCommands = { first: `cmd_dlq_${suffix}`, second: `cmd_dlq2_${suffix}` };
+    const malformed = (eventId, account) => ({
+      event_id: eventId, event_type: 'transaction_command', entity_type: 'transaction', entity_id: account,
+      data: { action: 'deposit', account_id: account, amount: -5, currency: 'USD' },
+    });
+    await page.waitForFunction((topic) => [...document.getElementById('produce-topic').options]
+      .some((option) => option.value === topic), commandTopic, { timeout: STEP_MS });
+    await page.getByTestId('produce-topic').selectOption(commandTopic);
+    await page.getByTestId('produce-key').fill(`acc_dlq_${suffix}`);
+    await page.getByTestId('produce-event').fill(JSON.stringify(malformed(dlqCommands.first, `acc_dlq_${suffix}`)));
+    await page.getByTestId('produce-submit').click();
+    await page.waitForFunction((id) => document.getElementById('produce-result').dataset.eventId === id,
+      dlqCommands.first, { timeout: STEP_MS });
+    log(`produced the malformed command ${dlqCommands.first} to ${commandTopic} from the form`);
+
+    const letterRow = (eventId) => page.locator(`[data-testid="dead-letter"][data-event-id="${eventId}"]`);
+    /** Waits, bounded, until the row of letter `id` shows `want` (its data- attributes). */
+    const letterWhere = (id, want) => page.waitForFunction(([letter, expected]) => {
+      const row = [...document.querySelectorAll('[data-testid="dead-letter"]')].find((r) => r.dataset.id === letter);
+      return Boolean(row) && Object.entries(expected).every(([name, value]) => row.dataset[name] === value);
+    }, [id, want], { timeout: LETTER_MS, polling: 250 });
+    await page.getByTestId('dlq-topic').fill(commandTopic);
+    await page.getByTestId('dlq-group').fill('');
+    await page.getByTestId('dlq-error-text').fill('');
+    await page.getByTestId('dlq-state').selectOption('open');
+    await page.getByTestId('dlq-submit').click();
+    const first = letterRow(dlqCommands.first);
+    await first.waitFor({ timeout: LETTER_MS }); // written once the subscription has handled it; the panel refreshes
+    const letter = await first.evaluate((row) => ({ ...row.dataset,
+      error: row.querySelector('[data-testid="dlq-letter-error"]').textContent }));
+    check(letter.state === 'failed' && letter.group === commandGroup && letter.topic === commandTopic
+      && letter.dlqTopic === `${commandTopic}.dlq` && letter.redriveCount === '0',
+      `the dead letter: ${JSON.stringify(letter)}`);
+    check(letter.error.startsWith('rejected: ') && letter.error.includes('deposit'), `the letter's error: ${letter.error}`);
+    const listed = await page.locator('[data-testid="dead-letter"]').evaluateAll(
+      (rows) => rows.map((row) => [row.dataset.topic, row.dataset.dlqTopic]),
+    );
+    check(listed.every(([topic, dlq]) => topic === commandTopic || dlq === `${commandTopic}.dlq`),
+      `filtered by topic: ${JSON.stringify(listed)}`);
+    check(await first.getByTestId('dlq-redrive').isVisible() && await first.getByTestId('dlq-discard').isVisible(),
+      'a failed letter offers Redrive and Discard');
+    log(`dead letter ${letter.id} listed: ${letter.error}`);
+
+    // Show: its original and its history
+    await first.getByTestId('dlq-show').click();
+    const detail = page.locator(`[data-testid="dead-letter-detail"][data-id="${letter.id}"]`);
+    const entries = (event) => detail.locator(`[data-testid="dlq-history-entry"][data-event="${event}"]`);
+    await entries('dead_lettered').first().waitFor();
+    const original = JSON.parse(await detail.getByTestId('dlq-original').textContent());
+    check(original.event_id === dlqCommands.first && original.data.amount === -5, `the original: ${JSON.stringify(original)}`);
+    check(await first.getByTestId('dlq-show').textContent() === 'Hide', 'Show turns into Hide');
+    log('the letter expands to its original and its history (dead_lettered)');
+
+    // Redrive: handled again, rejected again, so it comes back failed with one redrive
+    await first.getByTestId('dlq-redrive').click();
+    const outcome = (id, requested) => page.locator(
+      `[data-testid="dlq-outcome-item"][data-id="${id}"][data-requested="${requested}"]`,
+    );
+    await outcome(letter.id, 'true').waitFor();
+    await letterWhere(letter.id, { redriveCount: '1', state: 'failed' });
+    await page.waitForFunction((id) => {
+      const rows = [...document.querySelectorAll('[data-testid="dead-letter-detail"]')].filter((r) => r.dataset.id === id);
+      const events = rows.flatMap((r) => [...r.querySelectorAll('[data-testid="dlq-history-entry"]')].map((e) => e.dataset.event));
+      return events.filter((e) => e === 'dead_lettered').length === 2 && events.includes('dead_letter_redrive_requested');
+    }, letter.id, { timeout: STEP_MS, polling: 250 });
+    const redriver = await entries('dead_letter_redrive_requested').first().getAttribute('data-actor');
+    check(redriver.endsWith('(admin)'), `the redrive's actor: ${redriver}`);
+    check(await detail.isVisible(), 'the expanded letter stays open across refreshes');
+    log(`redriven by ${redriver}: rejected again, redrive count 1, history has both dead_lettered records`);
+
+    // Discard: resolved, with the discard in its history naming the admin caller
+    await first.getByTestId('dlq-discard').click();
+    await page.waitForFunction((id) => [...document.querySelectorAll('[data-testid="dlq-outcome-item"]')]
+      .some((item) => item.dataset.id === id && item.dataset.requested === 'true'
+        && document.getElementById('dlq-outcome-summary').dataset.action === 'discard'), letter.id, { timeout: STEP_MS });
+    await page.getByTestId('dlq-state').selectOption('resolved');
+    await letterWhere(letter.id, { state: 'resolved' });
+    const resolvedRow = page.locator(`[data-testid="dead-letter"][data-id="${letter.id}"]`);
+    const stateText = await resolvedRow.getByTestId('dlq-state-cell').textContent();
+    check(stateText === 'resolved (discarded)', `the resolved letter's state: ${stateText}`);
+    check(await resolvedRow.getByTestId('dlq-redrive').count() === 0 && await resolvedRow.getByTestId('dlq-discard').count() === 0,
+      'a resolved letter offers neither Redrive nor Discard');
+    await entries('dead_letter_discard_requested').first().waitFor();
+    const discarder = await entries('dead_letter_discard_requested').first().getAttribute('data-actor');
+    check(discarder.endsWith('(admin)'), `the discard's actor: ${discarder}`);
+    const discardText = await entries('dead_letter_discard_requested').first().textContent();
+    check(discardText.includes('(admin)') && discardText.includes('127.0.0.1'), `the discard's history entry: ${discardText}`);
+    log(`discarded by ${discarder}: resolved (discarded), shown with state filter "resolved"`);
+
+    // A second letter, made through the API; "Redrive all matching" asks first, naming the count
+    await call('POST', `/topics/${commandTopic}/messages`, {
+      key: `acc_dlq2_${suffix}`, event: malformed(dlqCommands.second, `acc_dlq2_${suffix}`),
+    });
+    await page.getByTestId('dlq-group').fill(commandGroup);
+    await page.getByTestId('dlq-error-text').fill('INVALID `DEPOSIT`');
+    await page.getByTestId('dlq-state').selectOption('open');
+    const second = letterRow(dlqCommands.second);
+    await second.waitFor({ timeout: LETTER_MS });
+    const secondId = await second.getAttribute('data-id');
+    await page.waitForFunction(() => document.getElementById('dlq-count').dataset.matching === '1', null, { timeout: STEP_MS });
+    check(await page.locator('[data-testid="dead-letter"]').count() === 1, 'only the open letter is listed');
+    const asked = [];
+    page.once('dialog', (dialog) => {
+      asked.push(dialog.message());
+      dialog.accept().catch(() => {});
+    });
+    await page.getByTestId('dlq-redrive-all').click();
+    await outcome(secondId, 'true').waitFor();
+    check(asked.length === 1 && asked[0].startsWith('Redrive all 1 dead letter matching'), `the confirmation: ${JSON.stringify(asked)}`);
+    await letterWhere(secondId, { redriveCount: '1', state: 'failed' });
+    log(`"Redrive all matching" asked "${asked[0]}" and redrove ${dlqCommands.second}`);
+
+    // "Discard all matching", declined at its confirmation: nothing is posted
+    page.once('dialog', (dialog) => {
+      asked.push(dialog.message());
+      dialog.dismiss().catch(() => {});
+    });
+    await page.getByTestId('dlq-discard-all').click();
+    await page.waitForFunction(() => document.getElementById('dlq-redrive-all').disabled === false, null, { timeout: STEP_MS });
+    check(asked.length === 2 && asked[1].startsWith('Discard all 1 dead letter matching'), `the confirmation: ${JSON.stringify(asked)}`);
+    check(await page.getByTestId('dlq-outcome-summary').getAttribute('data-action') === 'redrive', 'a declined discard posts nothing');
+    await letterWhere(secondId, { state: 'failed' });
+    log('"Discard all matching" declined: nothing discarded');
+
     await mkdir(dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     log(`screenshot: ${SCREENSHOT}`);
@@ -441,8 +578,8 @@ async function main() {
     await page.getByTestId('forget-token').click();
     await page.getByTestId('token-input').waitFor({ state: 'visible' });
     check(await page.evaluate(() => sessionStorage.getItem('eventbus.dashboard.token')) === null, 'token forgotten');
-    check(await page.locator('[data-testid="event"], [data-testid="account"], [data-testid="record"]').count() === 0,
-      'customer data is cleared on sign-out');
+    check(await page.locator('[data-testid="event"], [data-testid="account"], [data-testid="record"], '
+      + '[data-testid="dead-letter"]').count() === 0, 'customer data is cleared on sign-out');
     log('forget token: back to the form, data cleared');
 
     await page.getByTestId('token-input').fill(viewerToken);
@@ -459,6 +596,23 @@ async function main() {
     check(!text.includes('Lovelace') && !text.includes(`ada.${suffix}@`), 'no name or email in clear for a viewer');
     await balance.waitFor();
     log(`signed in as a viewer: the customer shows as ${data.first_name} ${data.last_name} <${data.email}>`);
+
+    // A viewer sees the dead letters but may not redrive them: the refusal names the role
+    await page.getByTestId('dlq-topic').fill(commandTopic);
+    await page.getByTestId('dlq-group').fill('');
+    await page.getByTestId('dlq-error-text').fill('');
+    await page.getByTestId('dlq-state').selectOption('open');
+    await page.getByTestId('dlq-submit').click();
+    const viewed = letterRow(dlqCommands.second);
+    await viewed.waitFor();
+    await viewed.getByTestId('dlq-redrive').click();
+    const refusedRedrive = page.getByTestId('dlq-action-error');
+    await refusedRedrive.waitFor({ state: 'visible' });
+    const refusedText = await refusedRedrive.textContent();
+    check(refusedText.includes('operator') && refusedText.includes('403'), `the viewer's refused redrive: ${refusedText}`);
+    check(await page.getByTestId('dashboard').isVisible(), 'a refused redrive does not sign the viewer out');
+    check(await page.getByTestId('dlq-outcome').isHidden(), 'a refused redrive reports no results');
+    log(`a viewer's redrive is refused: "${refusedText}"`);
     await page.getByTestId('forget-token').click();
     await page.getByTestId('token-input').waitFor({ state: 'visible' });
 

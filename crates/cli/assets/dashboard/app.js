@@ -14,7 +14,7 @@
   /** Seconds shown by the rate chart. */
   const WINDOW = 60;
   const RECOMMENDATIONS_TOPIC = 'capera.recommendations';
-  const EVERY = { status: 2000, groups: 3000, accounts: 3000, topics: 5000 };
+  const EVERY = { status: 2000, groups: 3000, accounts: 3000, topics: 5000, letters: 3000 };
   const PALETTE = ['#1f6feb', '#d1242f', '#1a7f37', '#bf8700', '#8250df', '#0a7ea4', '#cf4a00', '#bf3989'];
   const OTHER_COLOR = '#8c959f';
   /** Topics drawn with their own line, one per colour; the others are summed into one. */
@@ -23,11 +23,15 @@
   const $ = (id) => document.getElementById(id);
   const number = new Intl.NumberFormat('en-US');
 
-  /** The server refused the token (401 or 403). */
+  /**
+   * The server refused the request (401 or 403): the token, or, when `requiredRole` is set, the
+   * token's role, too low for what was asked (the token itself is fine).
+   */
   class AuthError extends Error {
-    constructor(status, message) {
+    constructor(status, message, requiredRole) {
       super(message);
       this.status = status;
+      this.requiredRole = requiredRole || null;
     }
   }
 
@@ -36,16 +40,30 @@
 
   // ---------------------------------------------------------------- requests
 
-  async function errorText(response) {
+  /** The text of an error answer, and the role it says is needed (a 403 for a too-low role). */
+  async function errorDetails(response) {
     try {
       const body = await response.json();
       if (body && body.error && body.error.message) {
-        return `${body.error.message} (${response.status} ${body.error.code})`;
+        return {
+          text: `${body.error.message} (${response.status} ${body.error.code})`,
+          requiredRole: body.error.required_role ? String(body.error.required_role) : null,
+        };
       }
     } catch (_) {
       // Not our JSON error shape.
     }
-    return `${response.status} ${response.statusText}`;
+    return { text: `${response.status} ${response.statusText}`, requiredRole: null };
+  }
+
+  async function errorText(response) {
+    return (await errorDetails(response)).text;
+  }
+
+  /** The AuthError of a 401 or 403 answer. */
+  async function refusal(response) {
+    const details = await errorDetails(response);
+    return new AuthError(response.status, details.text, details.requiredRole);
   }
 
   async function api(s, path) {
@@ -55,7 +73,7 @@
       cache: 'no-store',
     });
     if (response.status === 401 || response.status === 403) {
-      throw new AuthError(response.status, await errorText(response));
+      throw await refusal(response);
     }
     if (!response.ok) {
       throw new Error(await errorText(response));
@@ -77,7 +95,7 @@
       cache: 'no-store',
     });
     if (response.status === 401 || response.status === 403) {
-      throw new AuthError(response.status, await errorText(response));
+      throw await refusal(response);
     }
     if (!response.ok) {
       throw new Error(await errorText(response));
@@ -103,15 +121,20 @@
 
   /**
    * Handles a failed request of session `s`. Returns false when the session is over (signed
-   * out, or the token was refused), true when the caller should go on.
+   * out, or the token was refused), true when the caller should go on. A request the token's
+   * role may not make is only reported: the token is fine for the rest.
    */
   function failed(s, error, errorId) {
     if (s.abort.signal.aborted) {
       return false;
     }
-    if (error instanceof AuthError) {
+    if (error instanceof AuthError && !error.requiredRole) {
       signOut(error);
       return false;
+    }
+    if (error instanceof AuthError && errorId) {
+      showError(errorId, `Not allowed for this token: ${error.message}`);
+      return true;
     }
     if (errorId) {
       showError(errorId, error);
@@ -190,6 +213,7 @@
     every(s, EVERY.groups, 'groups-error', async () => renderGroups(await api(s, '/consumer-groups')));
     every(s, EVERY.topics, null, async () => renderTopics(await api(s, '/topics')));
     every(s, EVERY.accounts, 'accounts-error', async () => renderAccounts(await api(s, '/accounts?limit=100')));
+    every(s, EVERY.letters, 'dlq-error', () => refreshLetters(s));
   }
 
   /** Ends the session and clears what it showed: the page shows customer data. */
@@ -218,6 +242,12 @@
       showError(id, null);
     }
     $('rate-legend').replaceChildren();
+    letters.clear();
+    $('dlq-table').replaceChildren();
+    $('dlq-count').textContent = '';
+    $('dlq-empty').hidden = true;
+    clearLetterOutcome();
+    showError('dlq-error', null);
     balances.clear();
     for (const id of ['bus-running', 'bus-backend', 'bus-total-events', 'bus-outbox']) {
       setText(id, '–');
@@ -1133,6 +1163,449 @@
     $('recommendations-empty').hidden = true;
   }
 
+  // ---------------------------------------------------------------- dead letters
+
+  /** Letters one refresh lists, at most. */
+  const LETTERS_SHOWN = 200;
+  /** Expanded letters whose details a refresh reads again, at most. */
+  const MAX_OPEN_LETTERS = 10;
+  /** Per-letter results an action lists, at most. */
+  const MAX_OUTCOMES = 100;
+
+  const letters = {
+    /** The filter of the last Find (null: the form's, at the first refresh). */
+    filter: null,
+    /** What the table shows: its filter and how many letters match it, for the bulk actions. */
+    shown: null,
+    /** The expanded letters: id → details, once read. */
+    open: new Map(),
+    /** The refresh under way, if any: one at a time; `again` asks for one more after it. */
+    running: null,
+    again: false,
+    /** An action under way: one at a time. */
+    acting: false,
+    clear() {
+      this.filter = null;
+      this.shown = null;
+      this.open.clear();
+      this.running = null;
+      this.again = false;
+      this.acting = false;
+    },
+  };
+
+  /** The filter in the form, as the API takes it. */
+  function letterFilter() {
+    const filter = {};
+    const fields = { topic: 'dlq-topic', group: 'dlq-group', error: 'dlq-error-text', since: 'dlq-since' };
+    for (const [name, id] of Object.entries(fields)) {
+      const value = $(id).value.trim();
+      if (value) {
+        filter[name] = value;
+      }
+    }
+    filter.state = $('dlq-state').value;
+    return filter;
+  }
+
+  const letterCount = (n) => `${number.format(n)} dead letter${n === 1 ? '' : 's'}`;
+
+  function describeFilter(filter) {
+    const parts = Object.entries(filter).filter(([name]) => name !== 'state').map(([name, value]) => `${name} "${value}"`);
+    return `state ${filter.state}${parts.length ? `, ${parts.join(', ')}` : ''}`;
+  }
+
+  /**
+   * Reads the letters of the current filter, and the details of the expanded ones, into the
+   * table. Never two at once: a call while one runs makes that one go once more, and answers
+   * when it is done.
+   */
+  function refreshLetters(s) {
+    if (letters.running) {
+      letters.again = true;
+      return letters.running;
+    }
+    const run = (async () => {
+      try {
+        do {
+          letters.again = false;
+          await loadLetters(s);
+        } while (letters.again && session === s);
+      } finally {
+        if (letters.running === run) {
+          letters.running = null;
+        }
+      }
+    })();
+    letters.running = run;
+    return run;
+  }
+
+  async function loadLetters(s) {
+    if (!letters.filter) {
+      letters.filter = letterFilter();
+    }
+    const filter = letters.filter;
+    const query = new URLSearchParams(filter);
+    query.set('limit', String(LETTERS_SHOWN));
+    const body = await api(s, `/dead-letters?${query}`);
+    if (session !== s) {
+      return;
+    }
+    const listed = new Set(body.letters.map((letter) => String(letter.id)));
+    const reread = [...letters.open.keys()].filter((id) => listed.has(id)).slice(0, MAX_OPEN_LETTERS);
+    for (const id of reread) {
+      try {
+        const details = await api(s, `/dead-letters/${encodeURIComponent(id)}`);
+        if (session !== s) {
+          return;
+        }
+        if (letters.open.has(id)) {
+          letters.open.set(id, details);
+        }
+      } catch (error) {
+        if (error instanceof AuthError || s.abort.signal.aborted) {
+          throw error;
+        }
+        if (letters.open.has(id)) {
+          letters.open.set(id, { failed: String(error.message || error) });
+        }
+      }
+    }
+    if (letters.filter !== filter) {
+      return; // Found again meanwhile: the next round shows it.
+    }
+    renderLetters(body, filter);
+  }
+
+  function renderLetters(body, filter) {
+    const rows = [];
+    for (const letter of body.letters) {
+      rows.push(letterRow(letter));
+      const id = String(letter.id);
+      if (letters.open.has(id)) {
+        rows.push(letterDetailRow(letter, letters.open.get(id)));
+      }
+    }
+    $('dlq-table').replaceChildren(...rows);
+    $('dlq-empty').hidden = body.letters.length > 0;
+    const count = $('dlq-count');
+    count.dataset.matching = String(body.matching);
+    count.textContent = body.matching > body.showing
+      ? `${number.format(body.showing)} of ${number.format(body.matching)} matching, oldest first`
+      : `${number.format(body.matching)} matching`;
+    letters.shown = { filter, matching: Number(body.matching) };
+    for (const id of ['dlq-redrive-all', 'dlq-discard-all']) {
+      $(id).disabled = letters.acting || !(body.matching > 0);
+    }
+  }
+
+  /** How long ago: `42 s`, `5 min`, `3 h 12 min`, `2 d 4 h`. */
+  function age(timestamp) {
+    const ms = Date.now() - Date.parse(timestamp);
+    if (!Number.isFinite(ms)) {
+      return String(timestamp);
+    }
+    const seconds = Math.max(0, Math.floor(ms / 1000));
+    if (seconds < 60) {
+      return `${seconds} s`;
+    }
+    if (seconds < 3600) {
+      return `${Math.floor(seconds / 60)} min`;
+    }
+    if (seconds < 86400) {
+      return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+    }
+    return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
+  }
+
+  function stateText(letter) {
+    switch (letter.state) {
+      case 'retrying':
+        return `retrying (stage ${letter.stage}, due ${clock(letter.due)})`;
+      case 'parked':
+        return `parked, behind ${letter.behind}`;
+      case 'redrive_requested':
+        return 'redrive requested';
+      case 'resolved':
+        return `resolved (${letter.outcome})`;
+      default:
+        return String(letter.state);
+    }
+  }
+
+  function placeText(place) {
+    return place ? `${place.topic} ${place.partition}:${place.offset}` : '–';
+  }
+
+  function smallButton(text, testid, onClick) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'small';
+    button.dataset.testid = testid;
+    button.textContent = text;
+    button.addEventListener('click', onClick);
+    return button;
+  }
+
+  function letterRow(letter) {
+    const id = String(letter.id);
+    const row = document.createElement('tr');
+    row.dataset.testid = 'dead-letter';
+    row.dataset.id = id;
+    row.dataset.state = String(letter.state);
+    row.dataset.group = letter.group == null ? '' : String(letter.group);
+    row.dataset.topic = letter.place ? String(letter.place.topic) : '';
+    row.dataset.dlqTopic = String(letter.dlq_topic);
+    row.dataset.eventId = letter.event_id == null ? '' : String(letter.event_id);
+    row.dataset.redriveCount = String(letter.redrive_count);
+    row.className = `dlq-${letter.state}`;
+    const state = cell(stateText(letter), 'dlq-state');
+    state.dataset.testid = 'dlq-state-cell';
+    const error = cell(`${letter.error_kind}: ${letter.error}`, 'dlq-error-text');
+    error.dataset.testid = 'dlq-letter-error';
+    error.title = String(letter.error);
+    const redrives = cell(number.format(letter.redrive_count), 'num');
+    redrives.dataset.testid = 'dlq-redrive-count';
+    const when = cell(age(letter.first_at));
+    when.title = `first ${letter.first_at}, last ${letter.last_at}`;
+    const actions = document.createElement('td');
+    actions.className = 'dlq-actions';
+    const expanded = letters.open.has(id);
+    const show = smallButton(expanded ? 'Hide' : 'Show', 'dlq-show', () => toggleLetter(id));
+    show.setAttribute('aria-expanded', String(expanded));
+    actions.append(show);
+    if (letter.state !== 'resolved') {
+      if (letter.state !== 'parked') {
+        const redrive = smallButton('Redrive', 'dlq-redrive', () => actOnLetters('redrive', { ids: [id] }));
+        if (letter.state === 'redrive_requested') {
+          redrive.disabled = true;
+          redrive.title = 'a redrive is already requested';
+        }
+        actions.append(redrive);
+      }
+      actions.append(smallButton('Discard', 'dlq-discard', () => actOnLetters('discard', { ids: [id] })));
+    }
+    for (const button of actions.querySelectorAll('[data-testid="dlq-redrive"], [data-testid="dlq-discard"]')) {
+      button.disabled = button.disabled || letters.acting;
+    }
+    row.append(
+      state,
+      cell(letter.group == null ? '–' : letter.group),
+      cell(placeText(letter.place)),
+      cell(letter.key == null ? '(no key)' : letter.key),
+      error,
+      redrives,
+      when,
+      actions,
+    );
+    return row;
+  }
+
+  function fact(list, term, value) {
+    const dt = document.createElement('dt');
+    dt.textContent = term;
+    const dd = document.createElement('dd');
+    dd.textContent = value == null ? '–' : String(value);
+    list.append(dt, dd);
+  }
+
+  /** The row under an expanded letter: its facts, its history and its original. */
+  function letterDetailRow(letter, details) {
+    const row = document.createElement('tr');
+    row.className = 'dlq-detail';
+    row.dataset.testid = 'dead-letter-detail';
+    row.dataset.id = String(letter.id);
+    const td = document.createElement('td');
+    td.colSpan = 8;
+    row.append(td);
+    if (!details) {
+      td.append(Object.assign(document.createElement('p'), { className: 'hint', textContent: 'Reading…' }));
+      return row;
+    }
+    if (details.failed) {
+      const message = document.createElement('p');
+      message.className = 'message error';
+      message.textContent = details.failed;
+      td.append(message);
+      return row;
+    }
+    const facts = document.createElement('dl');
+    facts.className = 'dlq-facts';
+    fact(facts, 'Letter', details.id);
+    fact(facts, 'Dead-letter topic', `${details.dlq_topic} offset ${details.dlq_offset}`);
+    fact(facts, 'Event', `${details.event_type || '–'} ${details.event_id || ''}`.trim());
+    fact(facts, 'Error', `${details.error_kind}: ${details.error}`);
+    fact(facts, 'Attempts', details.attempts);
+    fact(facts, 'Sequenced', details.sequenced ? 'yes' : 'no');
+    fact(facts, 'First', details.first_at);
+    fact(facts, 'Last', details.last_at);
+
+    const historyTitle = document.createElement('h3');
+    historyTitle.textContent = 'History';
+    const history = document.createElement('table');
+    history.className = 'dlq-history';
+    history.dataset.testid = 'dlq-history';
+    const head = document.createElement('tr');
+    for (const title of ['At', 'What', 'Who', 'From', 'Error', 'DLQ offset']) {
+      const th = document.createElement('th');
+      th.textContent = title;
+      head.append(th);
+    }
+    history.append(head);
+    for (const entry of details.history || []) {
+      const line = document.createElement('tr');
+      line.dataset.testid = 'dlq-history-entry';
+      line.dataset.event = String(entry.event);
+      line.dataset.actor = entry.actor == null ? '' : String(entry.actor);
+      const at = cell(clock(entry.at));
+      at.title = String(entry.at);
+      line.append(
+        at,
+        cell(entry.event),
+        cell(entry.actor == null ? '–' : entry.actor),
+        cell(entry.address == null ? '–' : entry.address),
+        cell(entry.error == null ? '' : entry.error),
+        cell(entry.dlq_offset, 'num'),
+      );
+      history.append(line);
+    }
+    const originalTitle = document.createElement('h3');
+    originalTitle.textContent = 'Original';
+    const original = document.createElement('pre');
+    original.className = 'json';
+    original.dataset.testid = 'dlq-original';
+    original.textContent = details.original == null ? '(not kept)' : JSON.stringify(details.original, null, 2);
+    td.append(facts, historyTitle, history, originalTitle, original);
+    return row;
+  }
+
+  async function toggleLetter(id) {
+    const s = session;
+    if (!s) {
+      return;
+    }
+    if (letters.open.has(id)) {
+      letters.open.delete(id);
+    } else {
+      letters.open.set(id, null);
+    }
+    // Shown at once (collapsed, or waiting for the details), then read.
+    for (const row of $('dlq-table').querySelectorAll('[data-testid="dead-letter-detail"]')) {
+      if (row.dataset.id === id && !letters.open.has(id)) {
+        row.remove();
+      }
+    }
+    for (const row of $('dlq-table').querySelectorAll('[data-testid="dead-letter"]')) {
+      if (row.dataset.id === id) {
+        const show = row.querySelector('[data-testid="dlq-show"]');
+        show.textContent = letters.open.has(id) ? 'Hide' : 'Show';
+        show.setAttribute('aria-expanded', String(letters.open.has(id)));
+      }
+    }
+    if (letters.open.has(id)) {
+      await findLetters(s, false);
+    }
+  }
+
+  /** Refreshes the table now, with the form's filter when `apply`. */
+  async function findLetters(s, apply) {
+    if (apply) {
+      letters.filter = letterFilter();
+    }
+    try {
+      await refreshLetters(s);
+      showError('dlq-error', null);
+    } catch (error) {
+      failed(s, error, 'dlq-error');
+    }
+  }
+
+  function clearLetterOutcome() {
+    $('dlq-outcome').hidden = true;
+    $('dlq-outcome-summary').textContent = '';
+    $('dlq-outcome-list').replaceChildren();
+    showError('dlq-action-error', null);
+  }
+
+  function showLetterOutcome(answer) {
+    const results = answer.results || [];
+    const summary = $('dlq-outcome-summary');
+    summary.dataset.action = String(answer.action);
+    summary.dataset.requested = String(answer.requested);
+    summary.textContent = `${words(answer.action)}: ${number.format(answer.requested)} of `
+      + `${letterCount(results.length)} requested`;
+    const items = results.slice(0, MAX_OUTCOMES).map((result) => {
+      const item = document.createElement('li');
+      item.dataset.testid = 'dlq-outcome-item';
+      item.dataset.id = String(result.id);
+      item.dataset.requested = String(Boolean(result.requested));
+      item.className = result.requested ? 'requested' : 'not-requested';
+      item.textContent = result.requested
+        ? `${result.id}: requested`
+        : `${result.id}: not requested: ${result.reason || 'no reason given'}`;
+      return item;
+    });
+    if (results.length > MAX_OUTCOMES) {
+      const more = document.createElement('li');
+      more.textContent = `and ${number.format(results.length - MAX_OUTCOMES)} more`;
+      items.push(more);
+    }
+    $('dlq-outcome-list').replaceChildren(...items);
+    $('dlq-outcome').hidden = false;
+  }
+
+  function setActing(acting) {
+    letters.acting = acting;
+    for (const button of document.querySelectorAll(
+      '#dlq-table [data-testid="dlq-redrive"], #dlq-table [data-testid="dlq-discard"], #dlq-redrive-all, #dlq-discard-all',
+    )) {
+      button.disabled = acting || (button.dataset.testid === 'dlq-redrive'
+        && button.closest('tr').dataset.state === 'redrive_requested');
+    }
+    if (!acting && letters.shown) {
+      for (const id of ['dlq-redrive-all', 'dlq-discard-all']) {
+        $(id).disabled = !(letters.shown.matching > 0);
+      }
+    }
+  }
+
+  /** Posts `action` (redrive or discard) for `selection` ({ids} or {filter}); shows what came of it. */
+  async function actOnLetters(action, selection) {
+    const s = session;
+    if (!s || letters.acting) {
+      return;
+    }
+    setActing(true);
+    clearLetterOutcome();
+    try {
+      showLetterOutcome(await send(s, 'POST', `/dead-letters/${action}`, selection));
+    } catch (error) {
+      if (!failed(s, error, 'dlq-action-error')) {
+        return;
+      }
+    } finally {
+      if (session === s) {
+        setActing(false);
+      }
+    }
+    await findLetters(s, false);
+  }
+
+  /** Redrives or discards every letter the table's filter matches, once confirmed. */
+  function actOnMatching(action) {
+    const shown = letters.shown;
+    if (!session || !shown || letters.acting) {
+      return;
+    }
+    const verb = action === 'redrive' ? 'Redrive' : 'Discard';
+    const question = `${verb} all ${letterCount(shown.matching)} matching ${describeFilter(shown.filter)}?`;
+    if (!window.confirm(question)) {
+      return;
+    }
+    actOnLetters(action, { filter: shown.filter });
+  }
+
   // ---------------------------------------------------------------- start
 
   function start() {
@@ -1160,6 +1633,19 @@
       event.preventDefault();
       resetOffsets();
     });
+    $('dlq-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      if (session) {
+        findLetters(session, true);
+      }
+    });
+    $('dlq-state').addEventListener('change', () => {
+      if (session) {
+        findLetters(session, true);
+      }
+    });
+    $('dlq-redrive-all').addEventListener('click', () => actOnMatching('redrive'));
+    $('dlq-discard-all').addEventListener('click', () => actOnMatching('discard'));
     setInterval(drawRates, 1000);
     window.addEventListener('resize', drawRates);
     const token = sessionStorage.getItem(TOKEN_KEY);
