@@ -111,6 +111,11 @@ pub struct ConsumerSection {
     /// Event ids each subscription remembers to drop a redelivered event (1 to 10,000,000;
     /// 100,000 by default, about 10 MB per subscription).
     pub dedup_window: usize,
+    /// The durable retry stages, in milliseconds, of a record that failed its attempts in place,
+    /// for `serve`'s command handler and `eventbus consume` (e.g. `[5000, 60000, 600000]`): it
+    /// waits for each in turn, its key parked in a sequenced subscription, before it is
+    /// dead-lettered. Empty (the default) dead-letters it at once.
+    pub retry_stages_ms: Vec<u64>,
 }
 
 impl Default for Config {
@@ -154,6 +159,7 @@ impl Default for ConsumerSection {
             initial_backoff_ms: defaults.initial_backoff.as_millis() as u64,
             max_backoff_ms: defaults.max_backoff.as_millis() as u64,
             dedup_window: eventbus::DEFAULT_DEDUP_WINDOW,
+            retry_stages_ms: Vec::new(),
         }
     }
 }
@@ -193,6 +199,11 @@ impl Config {
             initial_backoff: Duration::from_millis(self.consumer.initial_backoff_ms),
             max_backoff: Duration::from_millis(self.consumer.max_backoff_ms),
         }
+    }
+
+    /// `[consumer] retry_stages_ms` as durations.
+    pub fn retry_stages(&self) -> Vec<Duration> {
+        self.consumer.retry_stages_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
     }
 }
 
@@ -303,6 +314,16 @@ mod tests {
         }
         let missing = toml::from_str::<Config>("[[api.tokens]]\nname = \"bob\"\nrole = \"viewer\"\n");
         assert!(missing.unwrap_err().to_string().contains("sha256"));
+    }
+
+    #[test]
+    fn retry_stages_are_read_in_milliseconds() {
+        // Given stages of 5 s, 1 min and 10 min
+        let config: Config = toml::from_str("[consumer]\nretry_stages_ms = [5000, 60000, 600000]\n").unwrap();
+        // Then they are the durations the command handler and `consume` wait, and none by default
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(config.retry_stages(), [Duration::from_secs(5), minutes(1), minutes(10)]);
+        assert!(Config::default().retry_stages().is_empty());
     }
 
     #[test]

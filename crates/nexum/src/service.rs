@@ -3,6 +3,7 @@
 //! what `eventbus serve` runs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use eventbus::{BusError, EventBus, GroupId, StartPosition, Subscription};
 use tokio::sync::watch;
@@ -35,6 +36,9 @@ pub struct ServiceConfig {
     pub loan_offer: Option<LoanOffer>,
     /// When the collections saga acts.
     pub collections: CollectionsConfig,
+    /// The durable retry stages of a command the handler failed on (after its attempts in
+    /// place); empty dead-letters it at once. Its account's later commands are parked meanwhile.
+    pub command_retry_stages: Vec<Duration>,
     /// This instance's name among those sharing the store and the bus: it names its own
     /// consumer groups and the roles it holds. Unique per instance; stable across restarts on a
     /// broker, so that its groups are reused.
@@ -47,6 +51,7 @@ impl Default for ServiceConfig {
             relay: RelayConfig::default(),
             loan_offer: None,
             collections: CollectionsConfig::default(),
+            command_retry_stages: Vec::new(),
             instance: default_instance(),
         }
     }
@@ -126,7 +131,9 @@ impl CoreBanking {
             .sequenced();
         bus.subscribe(subscription, projections.handler()).await?;
         projections.replay(&*store).await?;
-        NexumCommandHandler::new(Arc::clone(&bank), Arc::clone(&clock)).start(&*bus).await?;
+        NexumCommandHandler::staged(Arc::clone(&bank), Arc::clone(&clock), config.command_retry_stages.clone())
+            .start(&*bus)
+            .await?;
         if let Some(offer) = config.loan_offer {
             LoanApplicationSaga::new(Arc::clone(&bank), Arc::clone(&bus), Arc::clone(&clock), offer).start().await?;
         }

@@ -35,7 +35,7 @@ pub fn subscription(
     let mut topics = topics.into_iter();
     let first = topics.next().ok_or_else(|| anyhow::anyhow!("no topic to read"))?;
     let subscription = topics.fold(Subscription::new(first, group), Subscription::and_topic);
-    Ok(subscription.from(start).with_retry(config.retry()))
+    Ok(subscription.from(start).with_retry(config.retry()).with_retry_stages(config.retry_stages()))
 }
 
 pub fn idle(read: &ReadOptions) -> anyhow::Result<Option<std::time::Duration>> {

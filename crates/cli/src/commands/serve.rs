@@ -93,6 +93,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             ..CollectionsConfig::default()
         },
         relay: RelayConfig { lease_ttl: Duration::from_millis(options.role_lease_ms), ..RelayConfig::default() },
+        command_retry_stages: config.retry_stages(),
         instance: options.instance.unwrap_or_else(default_instance),
     };
     let defaults = api::server::Limits::default();

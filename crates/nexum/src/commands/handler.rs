@@ -59,12 +59,21 @@ pub enum CommandOutcome {
 pub struct NexumCommandHandler {
     bank: Arc<Bank>,
     clock: Arc<dyn Clock>,
+    /// The durable retry stages of a command that failed its attempts in place (the store is
+    /// down, say); its account's later commands stay parked meanwhile.
+    retry_stages: Vec<Duration>,
 }
 
 impl NexumCommandHandler {
     /// A handler that carries commands out on `bank`, stamping them with the time of `clock`.
     pub fn new(bank: Arc<Bank>, clock: Arc<dyn Clock>) -> Arc<Self> {
-        Arc::new(Self { bank, clock })
+        Self::staged(bank, clock, Vec::new())
+    }
+
+    /// A handler whose failed commands wait in `retry_stages`, in turn, before they are
+    /// dead-lettered (see `eventbus::DeadLetterPolicy`).
+    pub fn staged(bank: Arc<Bank>, clock: Arc<dyn Clock>, retry_stages: Vec<Duration>) -> Arc<Self> {
+        Arc::new(Self { bank, clock, retry_stages })
     }
 
     /// Subscribes to the command topics, and to their dead-letter topics to reject what the bus
@@ -81,7 +90,10 @@ impl NexumCommandHandler {
         // Sequenced: a command that cannot be carried out (the store is down past the retries)
         // parks the later commands of its entity until an operator redrives or discards it.
         bus.subscribe(
-            subscription(topics.clone(), GROUP)?.with_retry(patient).sequenced(),
+            subscription(topics.clone(), GROUP)?
+                .with_retry(patient)
+                .sequenced()
+                .with_retry_stages(self.retry_stages.clone()),
             handler_fn(move |message: Message| {
                 let handler = Arc::clone(&handler);
                 async move {
