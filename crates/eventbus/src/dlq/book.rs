@@ -344,6 +344,11 @@ impl Book {
         counts
     }
 
+    /// Whether the book holds no letter.
+    pub fn is_empty(&self) -> bool {
+        self.letters.is_empty()
+    }
+
     /// Whether any key is parked.
     pub fn any_parked(&self) -> bool {
         !self.sequences.is_empty()

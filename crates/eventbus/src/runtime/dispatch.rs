@@ -348,6 +348,10 @@ mod tests {
         async fn read(&self, _: &TopicName, _: Partition, _: Offset, _: usize) -> Result<Vec<Record>, BusError> {
             Ok(Vec::new())
         }
+
+        async fn end(&self, _: &TopicName) -> Result<Offset, BusError> {
+            Ok(Offset(0))
+        }
     }
 
     fn record(offset: u64, key: &str) -> StoredRecord {

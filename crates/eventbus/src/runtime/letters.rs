@@ -35,8 +35,12 @@ use crate::dlq::letter::{self, Failure, FailureKind, Original, Outcome, Place, S
 use crate::envelope::EventSchema;
 use crate::topics::TopicName;
 
-/// How often the follower looks for records others wrote.
+/// How often the follower looks for records others wrote while its group has letters open (a
+/// redrive asked for by an operator is carried out within it).
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// How often it looks while its group has none: a letter of its own is folded as it is written,
+/// and a partition taken over wakes it at once.
+const IDLE_FOLLOW_INTERVAL: Duration = Duration::from_secs(5);
 /// Records read from a dead-letter topic at a time.
 const READ_BATCH: usize = 500;
 
@@ -194,8 +198,16 @@ impl Letters {
         let mut book = self.book.lock().await;
         for dlq in &self.dlq_topics {
             // Bounded: a topic is read to its end as it was when the loop began, a batch at a time.
+            let end = match processor.log().end(dlq).await {
+                Ok(end) => end,
+                Err(BusError::UnknownTopic(_)) => continue,
+                Err(error) => return Err(error),
+            };
             for _ in 0..100_000 {
                 let from = book.cursor(dlq);
+                if from >= end {
+                    break;
+                }
                 let records = match processor.log().read(dlq, Partition(0), from, READ_BATCH).await {
                     Ok(records) => records,
                     Err(BusError::UnknownTopic(_)) => break,
@@ -246,8 +258,9 @@ async fn follow(processor: Arc<Processor>, mut stop: watch::Receiver<bool>) {
         }
         let wait = {
             let book = letters.book.lock().await;
+            let interval = if book.is_empty() { IDLE_FOLLOW_INTERVAL } else { FOLLOW_INTERVAL };
             let until_due = book.next_due().map(|due| (due - Utc::now()).to_std().unwrap_or_default());
-            until_due.map_or(FOLLOW_INTERVAL, |d| d.min(FOLLOW_INTERVAL))
+            until_due.map_or(interval, |d| d.min(interval))
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

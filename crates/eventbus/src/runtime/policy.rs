@@ -363,6 +363,11 @@ impl<B: Backend> DeadLetterLog for Shared<B> {
     ) -> Result<Vec<Record>, BusError> {
         self.read(topic, partition, from, max).await
     }
+
+    async fn end(&self, topic: &TopicName) -> Result<Offset, BusError> {
+        let description = self.describe(topic).await?;
+        Ok(description.partitions.first().map_or(Offset(0), |p| p.latest))
+    }
 }
 
 #[async_trait]

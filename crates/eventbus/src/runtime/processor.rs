@@ -42,6 +42,10 @@ pub(crate) trait DeadLetterLog: Send + Sync + 'static {
         from: Offset,
         max: usize,
     ) -> Result<Vec<Record>, BusError>;
+
+    /// The offset the next record of partition 0 of `topic` will get: whether there is anything
+    /// to read, without reading (a read costs a client on Kafka).
+    async fn end(&self, topic: &TopicName) -> Result<Offset, BusError>;
 }
 
 /// Waits `delay`; true if `stop` turned true meanwhile.
