@@ -333,8 +333,8 @@ mod tests {
     use super::*;
     use crate::bus::{BusError, DeadLetterPolicy, GroupId, Message, Offset, Record, RetryPolicy, handler_fn};
     use crate::envelope::EventSchema;
+    use crate::runtime::letter_log::DeadLetterLog;
     use crate::runtime::letters::Letters;
-    use crate::runtime::processor::DeadLetterLog;
     use crate::runtime::record::Payload;
 
     struct NoDeadLetters;
@@ -380,9 +380,9 @@ mod tests {
         });
         let group = GroupId::new("g").unwrap();
         let topic = TopicName::new("work").unwrap();
-        let letters = Letters::new(&group, std::slice::from_ref(&topic), DeadLetterPolicy::watch_only());
-        let processor =
-            Processor::new(group, RetryPolicy::default(), handler, Arc::new(NoDeadLetters), 1 << 20, 1000, letters);
+        let policy = DeadLetterPolicy::watch_only();
+        let letters = Letters::new(&group, std::slice::from_ref(&topic), policy, Arc::new(NoDeadLetters), 1 << 20);
+        let processor = Processor::new(group, RetryPolicy::default(), handler, 1 << 20, 1000, letters);
         let (_stop, stopped) = watch::channel(false);
         let mut dispatcher = Dispatcher::new(Arc::new(processor), stopped, 1, Arc::default());
         dispatcher.push(&topic, record(0, "a"));

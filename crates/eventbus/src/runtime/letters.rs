@@ -25,13 +25,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 
-use super::processor::{Processor, Stopped, original_bytes, wait_or_stop};
+use super::letter_log::{self, DeadLetterLog, Stopped, original_bytes};
 use super::record::StoredRecord;
-use crate::bus::{BusError, DeadLetterPolicy, GroupId, Message, Offset, Partition, Record, RecordValue};
-use crate::dlq::book::{Book, Letter, LetterState};
-use crate::dlq::letter::{self, Failure, FailureKind, Original, Outcome, Place, Stage};
+use crate::bus::{BusError, DeadLetterPolicy, GroupId, Offset, Partition, Record, RecordValue};
+use crate::dlq::book::{Book, Letter};
+use crate::dlq::letter::{self, Failure, FailureKind, Original, Place, Stage};
 use crate::envelope::EventSchema;
 use crate::topics::TopicName;
 
@@ -46,7 +45,11 @@ const READ_BATCH: usize = 500;
 
 /// The dead letters of one subscription.
 pub(crate) struct Letters {
+    group: GroupId,
     policy: DeadLetterPolicy,
+    log: Arc<dyn DeadLetterLog>,
+    /// The largest letter written whole; a larger original is kept by its beginning.
+    max_message_bytes: usize,
     /// The subscription's dead-letter topics.
     dlq_topics: Vec<TopicName>,
     book: tokio::sync::Mutex<Book>,
@@ -62,8 +65,17 @@ pub(crate) struct Letters {
 }
 
 impl Letters {
-    pub(crate) fn new(group: &GroupId, topics: &[TopicName], policy: DeadLetterPolicy) -> Arc<Self> {
+    pub(crate) fn new(
+        group: &GroupId,
+        topics: &[TopicName],
+        policy: DeadLetterPolicy,
+        log: Arc<dyn DeadLetterLog>,
+        max_message_bytes: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            group: group.clone(),
+            log,
+            max_message_bytes,
             dlq_topics: topics.iter().map(TopicName::dlq).collect(),
             book: tokio::sync::Mutex::new(Book::of_group(group.clone())),
             parked: AtomicBool::new(false),
@@ -77,6 +89,15 @@ impl Letters {
 
     pub(crate) fn sequenced(&self) -> bool {
         self.policy.sequenced
+    }
+
+    /// Whether the subscription has a follower (see [`DeadLetterPolicy::follows`]).
+    pub(crate) fn follows(&self) -> bool {
+        self.policy.follows()
+    }
+
+    pub(crate) fn log(&self) -> &dyn DeadLetterLog {
+        &*self.log
     }
 
     /// The consumer now reads `partition`: the follower catches up before the consumer handles a
@@ -116,7 +137,6 @@ impl Letters {
         &self,
         topic: &TopicName,
         record: &StoredRecord,
-        processor: &Processor,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<bool, Stopped> {
         let Some(key) = record.key.as_deref().filter(|_| self.policy.sequenced) else { return Ok(false) };
@@ -130,7 +150,7 @@ impl Letters {
         if !self.parked.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let group = processor.group();
+        let group = &self.group;
         let place = Place { topic: topic.clone(), partition: record.partition, offset: record.offset };
         let mut book = self.book.lock().await;
         if book.get(&place.letter_id(group).to_string()).is_some() {
@@ -140,35 +160,33 @@ impl Letters {
         let behind = head.id.parse().map_err(|_| Stopped)?;
         let value = original_bytes(&record.payload);
         let original = Original { place: &place, key: Some(key), value: &value };
-        let letter = letter::parked(processor.max_message_bytes(), group, &original, &behind);
+        let letter = letter::parked(self.max_message_bytes, group, &original, &behind);
         tracing::info!(%topic, partition = %record.partition, offset = %record.offset, "Parked behind an earlier failed record of its key");
-        self.append(&mut book, processor, topic, record.key.clone(), letter, stop).await?;
+        self.append(&mut book, topic, record.key.clone(), letter, stop).await?;
         Ok(true)
     }
 
     /// Writes a letter and folds it.
     pub(crate) async fn write(
         &self,
-        processor: &Processor,
         topic: &TopicName,
         key: Option<Arc<str>>,
         letter: EventSchema,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), Stopped> {
         let mut book = self.book.lock().await;
-        self.append(&mut book, processor, topic, key, letter, stop).await
+        self.append(&mut book, topic, key, letter, stop).await
     }
 
     async fn append(
         &self,
         book: &mut Book,
-        processor: &Processor,
         topic: &TopicName,
         key: Option<Arc<str>>,
         letter: EventSchema,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), Stopped> {
-        processor.append(topic, key.clone(), letter.clone(), stop).await?;
+        letter_log::append(&*self.log, topic, key.clone(), letter.clone(), stop).await?;
         if !self.policy.follows() {
             return Ok(());
         }
@@ -194,11 +212,11 @@ impl Letters {
 
     /// Folds what was written to the dead-letter topics since the last read, skipping this
     /// process's own records, folded when written.
-    async fn catch_up(&self, processor: &Processor) -> Result<(), BusError> {
+    pub(crate) async fn catch_up(&self) -> Result<(), BusError> {
         let mut book = self.book.lock().await;
         for dlq in &self.dlq_topics {
             // Bounded: a topic is read to its end as it was when the loop began, a batch at a time.
-            let end = match processor.log().end(dlq).await {
+            let end = match self.log.end(dlq).await {
                 Ok(end) => end,
                 Err(BusError::UnknownTopic(_)) => continue,
                 Err(error) => return Err(error),
@@ -208,7 +226,7 @@ impl Letters {
                 if from >= end {
                     break;
                 }
-                let records = match processor.log().read(dlq, Partition(0), from, READ_BATCH).await {
+                let records = match self.log.read(dlq, Partition(0), from, READ_BATCH).await {
                     Ok(records) => records,
                     Err(BusError::UnknownTopic(_)) => break,
                     Err(error) => return Err(error),
@@ -231,146 +249,30 @@ impl Letters {
         Ok(())
     }
 
-    /// Starts the follower of a subscription that has one.
-    pub(crate) fn spawn(processor: Arc<Processor>, stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
-        processor.letters().policy.follows().then(|| tokio::spawn(follow(processor, stop)))
+    /// Says that the book holds what was written before the consumer last took partitions.
+    pub(crate) fn mark_ready(&self) {
+        self.ready.send_replace(true);
     }
-}
 
-/// Folds what others write, and acts on the letters that are due, until the stop.
-async fn follow(processor: Arc<Processor>, mut stop: watch::Receiver<bool>) {
-    let letters = Arc::clone(processor.letters());
-    while !*stop.borrow() {
-        match letters.catch_up(&processor).await {
-            Ok(()) => {
-                letters.ready.send_replace(true);
-            }
-            Err(error) => {
-                tracing::warn!(group = %processor.group(), %error, "Cannot read the dead-letter topics; trying again");
-                if wait_or_stop(&mut stop, STORAGE_RETRY_FOLLOW).await {
-                    return;
-                }
-                continue;
-            }
-        }
-        if act(&processor, &letters, &mut stop).await.is_err() {
-            return;
-        }
-        let wait = {
-            let book = letters.book.lock().await;
-            let interval = if book.is_empty() { IDLE_FOLLOW_INTERVAL } else { FOLLOW_INTERVAL };
-            let until_due = book.next_due().map(|due| (due - Utc::now()).to_std().unwrap_or_default());
-            until_due.map_or(interval, |d| d.min(interval))
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = letters.wake.notified() => {}
-            _ = stop.changed() => {}
-        }
+    /// The first letter due now on a partition the consumer holds, if any.
+    pub(crate) async fn next_due(&self) -> Option<Letter> {
+        let book = self.book.lock().await;
+        book.actionable(Utc::now())
+            .into_iter()
+            .find(|letter| letter.place.as_ref().is_some_and(|p| self.holds(p)))
+            .cloned()
     }
-}
 
-/// The wait after a failed read of the dead-letter topics.
-const STORAGE_RETRY_FOLLOW: Duration = Duration::from_millis(500);
-
-/// Acts on every letter due now on the partitions held, one at a time, until none is left.
-async fn act(processor: &Processor, letters: &Letters, stop: &mut watch::Receiver<bool>) -> Result<(), Stopped> {
-    // Bounded: each pass resolves or re-letters one letter, and a letter that fails again is
-    // no longer due (it waits for an operator or a later stage).
-    for _ in 0..1_000_000 {
-        let due: Option<Letter> = {
-            let book = letters.book.lock().await;
-            book.actionable(Utc::now())
-                .into_iter()
-                .find(|letter| letter.place.as_ref().is_some_and(|place| letters.holds(place)))
-                .cloned()
-        };
-        let Some(letter) = due else { return Ok(()) };
-        handle(processor, letters, &letter, stop).await?;
+    /// How long the follower may sleep: until the next retry due, at most its interval.
+    pub(crate) async fn idle_for(&self) -> Duration {
+        let book = self.book.lock().await;
+        let interval = if book.is_empty() { IDLE_FOLLOW_INTERVAL } else { FOLLOW_INTERVAL };
+        let until_due = book.next_due().map(|due| (due - Utc::now()).to_std().unwrap_or_default());
+        until_due.map_or(interval, |d| d.min(interval))
     }
-    Ok(())
-}
 
-/// Handles one due letter again: reads its original at its place and calls the handler.
-async fn handle(
-    processor: &Processor,
-    letters: &Letters,
-    letter: &Letter,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<(), Stopped> {
-    let place = letter.place.clone().expect("only letters with a place are due");
-    let redrive_count = letter.redrive_count + u32::from(letter.state == LetterState::RedriveRequested);
-    let read = loop {
-        match processor.log().read(&place.topic, place.partition, place.offset, 1).await {
-            Ok(read) => break read,
-            Err(error) => {
-                tracing::warn!(%place, %error, "Cannot read a dead letter's original; trying again");
-                if wait_or_stop(stop, STORAGE_RETRY_FOLLOW).await {
-                    return Err(Stopped);
-                }
-            }
-        }
-    };
-    let Some(original) = read.into_iter().find(|r| r.offset == place.offset) else {
-        // Retention removed it: nothing can be handled again; an operator discards the letter.
-        let failure = Failure {
-            kind: FailureKind::Missing,
-            error: format!("the original at {place} is no longer retained"),
-            attempts: 0,
-        };
-        let stored = StoredRecord {
-            partition: place.partition,
-            offset: place.offset,
-            timestamp: Utc::now(),
-            key: letter.key.as_deref().map(Arc::from),
-            payload: super::record::Payload::Bytes(bytes::Bytes::new()),
-        };
-        return processor.fail(&place.topic, &stored, failure, redrive_count, None, stop).await;
-    };
-    let stored = StoredRecord {
-        partition: original.partition,
-        offset: original.offset,
-        timestamp: original.timestamp,
-        key: original.key.clone(),
-        payload: match &original.value {
-            RecordValue::Event(event) => super::record::Payload::Event(Arc::clone(event)),
-            RecordValue::Invalid { bytes, reason } => {
-                super::record::Payload::Rejected { bytes: bytes.clone(), reason: reason.clone() }
-            }
-        },
-    };
-    let event = match processor.decode(&stored) {
-        Ok(event) => event,
-        Err(failure) => return processor.fail(&place.topic, &stored, failure, redrive_count, None, stop).await,
-    };
-    let event = if redrive_count > 0 {
-        let mut event = (*event).clone();
-        event.metadata.insert("redrive_count".into(), redrive_count.into());
-        Arc::new(event)
-    } else {
-        event
-    };
-    let message = Message {
-        topic: place.topic.clone(),
-        partition: place.partition,
-        offset: place.offset,
-        timestamp: original.timestamp,
-        key: original.key.clone(),
-        event,
-    };
-    let (outcome, stage) = match &letter.state {
-        LetterState::RedriveRequested => (Outcome::Redriven, None),
-        LetterState::Retrying { stage, .. } => (Outcome::Retried, Some(*stage)),
-        _ => (Outcome::Released, None),
-    };
-    tracing::info!(%place, state = letter.state.name(), redrive_count, "Handling a dead letter again");
-    match processor.attempt(message, stop).await? {
-        Ok(()) => {
-            let value = original_bytes(&stored.payload);
-            let original = Original { place: &place, key: stored.key.as_deref(), value: &value };
-            let resolved = letter::resolved(processor.group(), &original, outcome, redrive_count);
-            letters.write(processor, &place.topic, stored.key.clone(), resolved, stop).await
-        }
-        Err(failure) => processor.fail(&place.topic, &stored, failure, redrive_count, stage, stop).await,
+    /// Resolves when a letter of this process was written or a partition was taken.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
     }
 }

@@ -6,7 +6,10 @@
 //! - `backend`: the [`Backend`] trait, the primitives a backend provides.
 //! - `policy`: [`Bus`], the `EventBus` over any backend.
 //! - `processor`: one message from delivery to done: decode, dedup, park, retry, letter.
-//! - `letters`: a subscription's dead letters while it runs: parked keys, retry stages, redrives.
+//! - `letter_log`: where letters are written and read back, and the waits around it.
+//! - `letters`: a subscription's dead letters while it runs: parked keys, retry stages.
+//! - `follower`: folds what others write to the dead-letter topics and acts on due letters:
+//!   redrives, releases of parked records, retry stages.
 //! - `dispatch`: the consumer runtime: records handled concurrently with per-key order, and the
 //!   watermark per partition that is committed.
 //! - `position`: a group's committed place in a partition, with the records finished above it.
@@ -15,6 +18,8 @@
 mod backend;
 mod config;
 mod dispatch;
+mod follower;
+mod letter_log;
 mod letters;
 mod lifecycle;
 mod policy;
@@ -25,9 +30,9 @@ mod record;
 pub use backend::{Backend, Consumer, GroupCommits};
 pub use config::{BusConfig, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES};
 pub use dispatch::Dispatcher;
+pub(crate) use letter_log::{STORAGE_RETRY, wait_or_stop};
 pub use policy::Bus;
 pub(crate) use policy::resume_positions;
 pub use position::{MAX_FINISHED_TEXT, Position};
 pub use processor::Processor;
-pub(crate) use processor::{STORAGE_RETRY, wait_or_stop};
 pub use record::{NewRecord, Payload, StoredRecord};

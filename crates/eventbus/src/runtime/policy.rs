@@ -25,10 +25,12 @@ use tracing::Span;
 use super::backend::{Backend, Consumer};
 use super::config::BusConfig;
 use super::dispatch::Dispatcher;
+use super::follower;
+use super::letter_log::DeadLetterLog;
 use super::letters::Letters;
 use super::lifecycle::Lifecycle;
 use super::position::Position;
-use super::processor::{DeadLetterLog, Processor};
+use super::processor::Processor;
 use super::record::{NewRecord, Payload};
 use crate::bus::{
     BackendKind, BusError, BusStatus, EventBus, GroupDescription, GroupId, GroupOffset, GroupTopic, Handler,
@@ -88,9 +90,10 @@ impl<B: Backend> Bus<B> {
             let log = Arc::clone(&shared) as Arc<dyn DeadLetterLog>;
             let max = shared.config.max_message_bytes;
             let (group, window) = (subscription.group.clone(), shared.config.dedup_window);
-            let letters = Letters::new(&group, &subscription.topics, subscription.dead_letters.clone());
-            let processor = Arc::new(Processor::new(group, subscription.retry, handler, log, max, window, letters));
-            let follower = Letters::spawn(Arc::clone(&processor), stop.clone());
+            let policy = subscription.dead_letters.clone();
+            let letters = Letters::new(&group, &subscription.topics, policy, log, max);
+            let processor = Arc::new(Processor::new(group, subscription.retry, handler, max, window, letters));
+            let follower = follower::spawn(Arc::clone(&processor), stop.clone());
             let in_flight = subscription.max_in_flight.unwrap_or(shared.config.max_in_flight);
             let dispatcher = Dispatcher::new(processor, stop.clone(), in_flight, joined);
             let consumer = Arc::clone(&shared.backend).spawn_consumer(Consumer { subscription, dispatcher, stop });

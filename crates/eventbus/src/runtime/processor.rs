@@ -6,63 +6,24 @@
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::FutureExt;
 use tokio::sync::watch;
 
-use bytes::Bytes;
-
+use super::letter_log::{Stopped, original_bytes, wait_or_stop};
 use super::letters::Letters;
 use super::record::{Payload, StoredRecord};
-use crate::bus::{BusError, GroupId, Handler, Message, Offset, Partition, Record, RetryPolicy};
+use crate::bus::{GroupId, Handler, Message, RetryPolicy};
 use crate::dlq::letter::{self, Failure, FailureKind, Original, Place};
 use crate::envelope::{EventId, EventSchema};
 use crate::topics::TopicName;
 use crate::trace;
-
-/// The wait after a storage error before trying again.
-pub(crate) const STORAGE_RETRY: Duration = Duration::from_millis(200);
-
-/// The consumer was asked to stop before it finished the message; it will be delivered again.
-pub struct Stopped;
-
-/// The dead-letter topics of the bus: where letters are written, and read back.
-#[async_trait]
-pub(crate) trait DeadLetterLog: Send + Sync + 'static {
-    /// Appends a record about a letter to `<topic>.dlq`, created if it is missing.
-    async fn dead_letter(&self, topic: &TopicName, key: Option<Arc<str>>, letter: EventSchema) -> Result<(), BusError>;
-
-    /// Up to `max` records of `topic` (any topic: a source, or a dead-letter topic) from `from`.
-    async fn read(
-        &self,
-        topic: &TopicName,
-        partition: Partition,
-        from: Offset,
-        max: usize,
-    ) -> Result<Vec<Record>, BusError>;
-
-    /// The offset the next record of partition 0 of `topic` will get: whether there is anything
-    /// to read, without reading (a read costs a client on Kafka).
-    async fn end(&self, topic: &TopicName) -> Result<Offset, BusError>;
-}
-
-/// Waits `delay`; true if `stop` turned true meanwhile.
-pub(crate) async fn wait_or_stop(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => {}
-        _ = stop.changed() => {}
-    }
-    *stop.borrow()
-}
 
 /// Takes each message of one subscription from delivery to done.
 pub struct Processor {
     group: GroupId,
     retry: RetryPolicy,
     handler: Arc<dyn Handler>,
-    log: Arc<dyn DeadLetterLog>,
     max_message_bytes: usize,
     /// Shared by the records handled at once.
     dedup: Mutex<Dedup>,
@@ -75,13 +36,12 @@ impl Processor {
         group: GroupId,
         retry: RetryPolicy,
         handler: Arc<dyn Handler>,
-        log: Arc<dyn DeadLetterLog>,
         max_message_bytes: usize,
         dedup_window: usize,
         letters: Arc<Letters>,
     ) -> Self {
         let dedup = Mutex::new(Dedup { window: dedup_window.max(1), ..Dedup::default() });
-        Self { group, retry, handler, log, max_message_bytes, dedup, letters }
+        Self { group, retry, handler, max_message_bytes, dedup, letters }
     }
 
     fn dedup(&self) -> std::sync::MutexGuard<'_, Dedup> {
@@ -94,10 +54,6 @@ impl Processor {
 
     pub(crate) fn letters(&self) -> &Arc<Letters> {
         &self.letters
-    }
-
-    pub(crate) fn log(&self) -> &Arc<dyn DeadLetterLog> {
-        &self.log
     }
 
     /// The largest message the subscription takes; a larger one is dead-lettered unread.
@@ -121,7 +77,7 @@ impl Processor {
             tracing::debug!(%topic, event_id = %id, "Duplicate event dropped");
             return Ok(());
         }
-        if self.letters.parks(topic, &record, self, stop).await? {
+        if self.letters.parks(topic, &record, stop).await? {
             return Ok(());
         }
         let message = Message {
@@ -236,36 +192,7 @@ impl Processor {
         if next.is_none() {
             tracing::warn!(%topic, partition = %record.partition, offset = %record.offset, kind = failure.kind.as_str(), "Dead-lettered");
         }
-        self.letters.write(self, topic, record.key.clone(), letter, stop).await
-    }
-
-    /// Appends a record to `<topic>.dlq`, retrying until it is stored.
-    pub(crate) async fn append(
-        &self,
-        topic: &TopicName,
-        key: Option<Arc<str>>,
-        letter: EventSchema,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<(), Stopped> {
-        loop {
-            match self.log.dead_letter(topic, key.clone(), letter.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    tracing::error!(%topic, %error, "Dead-letter write failed; retrying");
-                    if wait_or_stop(stop, STORAGE_RETRY).await {
-                        return Err(Stopped);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A record's value as stored: flat JSON for an event.
-pub(crate) fn original_bytes(payload: &Payload) -> Bytes {
-    match payload {
-        Payload::Event(event) => event.to_json().into(),
-        Payload::Encoded { json: bytes, .. } | Payload::Bytes(bytes) | Payload::Rejected { bytes, .. } => bytes.clone(),
+        self.letters.write(topic, record.key.clone(), letter, stop).await
     }
 }
 
