@@ -11,6 +11,7 @@
 //!   watermark per partition that is committed.
 //! - `position`: a group's committed place in a partition, with the records finished above it.
 //! - `lifecycle`: start, stop and subscribe, never interleaved.
+//! - `schedule`: events held until their `deliver_at`, and the scheduler that delivers them.
 
 mod backend;
 mod config;
@@ -21,6 +22,7 @@ mod policy;
 mod position;
 mod processor;
 mod record;
+mod schedule;
 
 pub use backend::{Backend, Consumer};
 pub use config::{BusConfig, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES};
@@ -31,3 +33,7 @@ pub use position::{MAX_FINISHED_TEXT, Position};
 pub use processor::Processor;
 pub(crate) use processor::{STORAGE_RETRY, wait_or_stop};
 pub use record::{NewRecord, Payload, StoredRecord};
+pub use schedule::{
+    DEFAULT_MAX_SCHEDULE_AHEAD, DEFAULT_MAX_SCHEDULED, DELIVER_AT, PAST_GRACE, SCHEDULE_TOPIC, SCHEDULED_FOR,
+    ScheduleError,
+};

@@ -1,0 +1,441 @@
+//! Scheduled delivery: an event published with `metadata.deliver_at` (RFC 3339) in the future is
+//! held in the schedule topic, [`SCHEDULE_TOPIC`], and published to its own topic at that time.
+//!
+//! - **At publish** the time is checked: one that does not parse, more than [`PAST_GRACE`] in
+//!   the past or further ahead than `max_schedule_ahead` is refused
+//!   ([`ScheduleError`]); one now or within the grace is published at once. A future one is
+//!   written to the schedule topic as an entry holding the event (its `event_id` already given),
+//!   its topic and key, in the same write as the rest of the publish.
+//! - **The scheduler** (a task of the bus, on every backend, while the bus runs and
+//!   `run_scheduler` is on) folds the schedule topic into the entries still pending, ordered by
+//!   due time. It sleeps until the next is due, or until this process schedules one, or at most
+//!   [`FOLLOW_INTERVAL`], after which it reads what other processes scheduled. A due entry is
+//!   published to its topic with its `event_id`, `deliver_at` renamed `scheduled_for` (so a
+//!   consumer that forwards the event's metadata does not schedule it again), together with a
+//!   `delivered` marker in the schedule topic, in one write.
+//! - **Crashes.** The entry is durable once the publish returns (on a durable backend). The event
+//!   and its marker are one write: on the embedded backend one transaction, on Kafka one write to
+//!   the outbox, sent as two records; should a crash come between the two there, the entry is
+//!   still pending after the restart and the event is delivered again with the same `event_id`,
+//!   which consumers drop (the bus dedups by `event_id`; handlers are idempotent).
+//! - **Several schedulers** (several `serve` on one store or cluster) each deliver what is due;
+//!   each reads the markers just before delivering, so a duplicate needs two of them to act in
+//!   the same instant, and it has the same `event_id`: consumers drop it as above.
+//! - **Bounds.** The scheduler holds at most `max_scheduled` entries, the earliest due; a
+//!   publish in a process that runs it is refused with [`ScheduleError::Full`] when that many are
+//!   pending. Entries other processes wrote beyond the bound stay in the topic, and the scheduler
+//!   reads the topic again once it has delivered what it holds.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::processor::wait_or_stop;
+use super::record::{NewRecord, Payload};
+use crate::bus::{BusError, Offset, Publication, Record};
+use crate::envelope::{EventId, EventSchema};
+use crate::topics::TopicName;
+
+/// The topic of scheduled events: one partition, created when the bus opens.
+pub const SCHEDULE_TOPIC: &str = "eventbus.scheduled";
+/// The metadata entry that schedules an event: an RFC 3339 time.
+pub const DELIVER_AT: &str = "deliver_at";
+/// The metadata entry a delivered event carries instead of `deliver_at`: the time it was due.
+pub const SCHEDULED_FOR: &str = "scheduled_for";
+/// How far in the past a `deliver_at` may be and still be delivered (at once): clocks differ,
+/// and a request takes time.
+pub const PAST_GRACE: Duration = Duration::from_secs(60);
+/// The default of `max_schedule_ahead`: 400 days, a yearly standing order and some.
+pub const DEFAULT_MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(400 * 24 * 3600);
+/// The default of `max_scheduled`.
+pub const DEFAULT_MAX_SCHEDULED: usize = 100_000;
+
+/// The longest the scheduler waits before it reads what other processes scheduled.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// The wait after the schedule topic could not be read or an event not delivered.
+const RETRY: Duration = Duration::from_millis(500);
+/// Records read from the schedule topic at a time.
+const READ_BATCH: usize = 500;
+/// The event type of an entry, and of the marker that it was delivered.
+const ENTRY: &str = "delivery_scheduled";
+const DELIVERED: &str = "scheduled_delivery_done";
+/// The longest `deliver_at` text an error repeats.
+const MAX_ECHO: usize = 64;
+
+/// Why a scheduled event was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// `metadata.deliver_at` is not an RFC 3339 time.
+    #[error("invalid deliver_at `{0}`: expected an RFC 3339 time, e.g. 2027-01-31T09:00:00Z")]
+    Invalid(String),
+    /// `metadata.deliver_at` is more than a minute in the past.
+    #[error("deliver_at {deliver_at} is in the past: it may be at most 60 s before now ({now})")]
+    InPast {
+        /// The time asked for.
+        deliver_at: String,
+        /// The time of the bus when it refused it.
+        now: String,
+    },
+    /// `metadata.deliver_at` is further ahead than the bus's `max_schedule_ahead`.
+    #[error("deliver_at {deliver_at} is too far ahead: at most {max_days} days from now, until {latest}")]
+    TooFarAhead {
+        /// The time asked for.
+        deliver_at: String,
+        /// The bound, `max_schedule_ahead`, in whole days.
+        max_days: u64,
+        /// The latest time accepted now.
+        latest: String,
+    },
+    /// As many events as `max_scheduled` wait for their time already.
+    #[error("{max} events are scheduled already, the most this bus holds (max_scheduled): try again later")]
+    Full {
+        /// The bound, `max_scheduled`.
+        max: usize,
+    },
+}
+
+/// The schedule topic's name.
+pub(crate) fn topic() -> TopicName {
+    TopicName::new(SCHEDULE_TOPIC).expect("a valid topic name")
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// When `event` is to be delivered: `None` if it has no `deliver_at` or is due now (within
+/// [`PAST_GRACE`]); refused if the time does not parse, is too far past or too far ahead.
+pub(crate) fn due(
+    event: &EventSchema,
+    now: DateTime<Utc>,
+    max_ahead: Duration,
+) -> Result<Option<DateTime<Utc>>, ScheduleError> {
+    let Some(value) = event.metadata.get(DELIVER_AT) else { return Ok(None) };
+    let echo = |text: &str| text.chars().take(MAX_ECHO).collect::<String>();
+    let text = match value {
+        Value::String(text) => text,
+        other => return Err(ScheduleError::Invalid(echo(&other.to_string()))),
+    };
+    let at = DateTime::parse_from_rfc3339(text).map_err(|_| ScheduleError::Invalid(echo(text)))?.to_utc();
+    let grace = chrono::Duration::from_std(PAST_GRACE).expect("a minute");
+    if at < now - grace {
+        return Err(ScheduleError::InPast { deliver_at: rfc3339(at), now: rfc3339(now) });
+    }
+    let latest = now + chrono::Duration::from_std(max_ahead).unwrap_or(chrono::Duration::MAX);
+    if at > latest {
+        let max_days = max_ahead.as_secs() / 86_400;
+        return Err(ScheduleError::TooFarAhead { deliver_at: rfc3339(at), max_days, latest: rfc3339(latest) });
+    }
+    Ok((at > now).then_some(at))
+}
+
+/// The entry that holds `event` in the schedule topic until `due`, for `topic` and `key`.
+/// `event` has its `event_id` already.
+pub(crate) fn entry(topic: &TopicName, key: Option<&str>, event: &EventSchema, due: DateTime<Utc>) -> EventSchema {
+    let id = event_id(event);
+    let data = json!({
+        "topic": topic,
+        "key": key,
+        "deliver_at": rfc3339(due),
+        "event": serde_json::to_value(event).expect("an EventSchema always serialises"),
+    });
+    let Value::Object(data) = data else { unreachable!("built as an object") };
+    EventSchema::new(ENTRY, "scheduled_event", id.clone(), data)
+        .with_id(EventId::derived(&format!("scheduled/{id}/{}", rfc3339(due))))
+        .with_source("eventbus")
+}
+
+fn event_id(event: &EventSchema) -> String {
+    event.event_id.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// The entries among `records`: those of the events that `dues` says are scheduled.
+pub(crate) fn entries(records: &[NewRecord], dues: &[Option<DateTime<Utc>>]) -> Vec<Arc<EventSchema>> {
+    records
+        .iter()
+        .zip(dues)
+        .filter(|(_, due)| due.is_some())
+        .filter_map(|(record, _)| match &record.payload {
+            Payload::Event(entry) | Payload::Encoded { event: entry, .. } => Some(Arc::clone(entry)),
+            Payload::Bytes(_) | Payload::Rejected { .. } => None,
+        })
+        .collect()
+}
+
+/// The schedule topic, and the publishing of what is due: what the scheduler needs of the bus.
+#[async_trait]
+pub(crate) trait ScheduleLog: Send + Sync + 'static {
+    /// Up to `max` records of the schedule topic from `from` on.
+    async fn read_schedule(&self, from: Offset, max: usize) -> Result<Vec<Record>, BusError>;
+
+    /// Publishes a due event and the marker that it was delivered, in one write.
+    async fn deliver(&self, event: Publication, marker: Publication) -> Result<(), BusError>;
+}
+
+/// An event waiting for its time.
+struct Pending {
+    topic: TopicName,
+    key: Option<String>,
+    event: EventSchema,
+}
+
+/// The entries not delivered yet, as folded from the schedule topic.
+#[derive(Default)]
+struct Book {
+    /// The next offset of the schedule topic to read.
+    cursor: Offset,
+    /// By due time, then event id.
+    pending: BTreeMap<(DateTime<Utc>, String), Pending>,
+    /// Whether entries were left out for the bound: the topic is read again once `pending` is
+    /// empty.
+    overflowed: bool,
+}
+
+impl Book {
+    fn apply(&mut self, record: &Record, max: usize) {
+        self.cursor = Offset(record.offset.0 + 1);
+        match record.event() {
+            Some(event) => self.apply_event(event, max),
+            None => tracing::warn!(offset = %record.offset, "Skipped a schedule record that is not an event"),
+        }
+    }
+
+    /// Folds an entry or a marker. Idempotent: an entry folded twice is held once.
+    fn apply_event(&mut self, event: &EventSchema, max: usize) {
+        let (Some(id), Some(due)) = (
+            Some(event.entity_id.clone()).filter(|id| !id.is_empty()),
+            event.data.get("deliver_at").and_then(Value::as_str).and_then(|t| t.parse::<DateTime<Utc>>().ok()),
+        ) else {
+            tracing::warn!(event_type = %event.event_type, "Skipped a schedule record without an event id or a time");
+            return;
+        };
+        match event.event_type.as_str() {
+            ENTRY => match decode(event) {
+                Some(pending) => {
+                    self.pending.insert((due, id), pending);
+                    if self.pending.len() > max {
+                        self.pending.pop_last();
+                        self.overflowed = true;
+                    }
+                }
+                None => tracing::warn!(event_type = %event.event_type, "Skipped a schedule entry that does not decode"),
+            },
+            DELIVERED => {
+                self.pending.remove(&(due, id));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn decode(entry: &EventSchema) -> Option<Pending> {
+    let topic = entry.data.get("topic").and_then(Value::as_str).and_then(|t| TopicName::new(t).ok())?;
+    let key = entry.data.get("key").and_then(Value::as_str).map(str::to_owned);
+    let event: EventSchema = serde_json::from_value(entry.data.get("event")?.clone()).ok()?;
+    Some(Pending { topic, key, event })
+}
+
+/// The scheduler of one bus.
+pub(crate) struct Scheduler {
+    runs: bool,
+    max: usize,
+    book: Mutex<Book>,
+    wake: Notify,
+    task: tokio::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+}
+
+impl Scheduler {
+    /// A scheduler that delivers (if `runs`) and holds at most `max` entries.
+    pub(crate) fn new(runs: bool, max: usize) -> Self {
+        Self { runs, max: max.max(1), book: Mutex::default(), wake: Notify::new(), task: tokio::sync::Mutex::default() }
+    }
+
+    /// Refuses `count` more entries if this process delivers and holds its bound already.
+    pub(crate) fn admit(&self, count: usize) -> Result<(), ScheduleError> {
+        if self.runs && count > 0 && self.lock().pending.len() + count > self.max {
+            return Err(ScheduleError::Full { max: self.max });
+        }
+        Ok(())
+    }
+
+    /// This process wrote `entries`: the scheduler holds them now (and again, idempotently, when
+    /// it reads them back), and wakes for them.
+    pub(crate) fn hold(&self, entries: &[Arc<EventSchema>]) {
+        if !self.runs || entries.is_empty() {
+            return;
+        }
+        let mut book = self.lock();
+        for entry in entries {
+            book.apply_event(entry, self.max);
+        }
+        drop(book);
+        self.wake.notify_one();
+    }
+
+    /// Starts the scheduler task, if this process delivers.
+    pub(crate) async fn start(self: &Arc<Self>, log: Arc<dyn ScheduleLog>) {
+        let mut task = self.task.lock().await;
+        if !self.runs || task.is_some() {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        *task = Some((stop, tokio::spawn(run(Arc::clone(self), log, stopped))));
+    }
+
+    /// Stops the scheduler task and waits for it. What is pending stays in the topic.
+    pub(crate) async fn stop(&self) {
+        let Some((stop, task)) = self.task.lock().await.take() else { return };
+        stop.send_replace(true);
+        if let Err(error) = task.await {
+            tracing::error!(%error, "Scheduler task ended abnormally");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Folds what was written to the schedule topic since the last read, to its end.
+    async fn catch_up(&self, log: &dyn ScheduleLog) -> Result<(), BusError> {
+        // Bounded: the topic is read to its end a batch at a time.
+        for _ in 0..100_000 {
+            let from = self.lock().cursor;
+            let records = log.read_schedule(from, READ_BATCH).await?;
+            let mut book = self.lock();
+            for record in &records {
+                book.apply(record, self.max);
+            }
+            if records.len() < READ_BATCH {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers every entry due now, earliest first.
+    async fn deliver_due(&self, log: &dyn ScheduleLog) -> Result<(), BusError> {
+        // Bounded: each pass delivers one entry of those held, which are at most `max`.
+        for _ in 0..=self.max {
+            let now = Utc::now();
+            let next = {
+                let book = self.lock();
+                book.pending
+                    .iter()
+                    .next()
+                    .filter(|((due, _), _)| *due <= now)
+                    .map(|((due, id), p)| ((*due, id.clone()), p.topic.clone(), p.key.clone(), p.event.clone()))
+            };
+            let Some(((due, id), topic, key, mut event)) = next else { return Ok(()) };
+            event.metadata.remove(DELIVER_AT);
+            event.metadata.insert(SCHEDULED_FOR.into(), rfc3339(due).into());
+            let marker = EventSchema::new(
+                DELIVERED,
+                "scheduled_event",
+                id.clone(),
+                json!({"topic": topic, "deliver_at": rfc3339(due)}).as_object().cloned().unwrap_or_default(),
+            )
+            .with_id(EventId::derived(&format!("delivered/{id}/{}", rfc3339(due))))
+            .with_source("eventbus");
+            let publication = Publication { topic: topic.clone(), key, event };
+            log.deliver(publication, Publication::new(self::topic(), marker)).await?;
+            let late_ms = (Utc::now() - due).num_milliseconds();
+            tracing::info!(%topic, event_id = %id, late_ms, "Delivered a scheduled event");
+            self.lock().pending.remove(&(due, id));
+        }
+        Ok(())
+    }
+
+    /// How long to sleep: until the next entry is due, at most [`FOLLOW_INTERVAL`].
+    fn wait(&self) -> Duration {
+        let book = self.lock();
+        let next = book.pending.keys().next().map(|(due, _)| (*due - Utc::now()).to_std().unwrap_or_default());
+        next.map_or(FOLLOW_INTERVAL, |d| d.min(FOLLOW_INTERVAL))
+    }
+
+    /// After the bound left entries out and what was held is delivered, the topic is read again
+    /// from its start for them.
+    fn reread_if_overflowed(&self) {
+        let mut book = self.lock();
+        if book.overflowed && book.pending.is_empty() {
+            tracing::info!(max = self.max, "Reading the schedule topic again for entries beyond the bound");
+            *book = Book::default();
+        }
+    }
+}
+
+/// Folds the schedule topic and delivers what is due, until the stop.
+async fn run(scheduler: Arc<Scheduler>, log: Arc<dyn ScheduleLog>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let result = match scheduler.catch_up(&*log).await {
+            Ok(()) => scheduler.deliver_due(&*log).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "Cannot read the schedule or deliver a scheduled event; trying again");
+            if wait_or_stop(&mut stop, RETRY).await {
+                return;
+            }
+            continue;
+        }
+        scheduler.reread_if_overflowed();
+        let wait = scheduler.wait();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = scheduler.wake.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> EventSchema {
+        EventSchema::new("t", "e", "1", serde_json::Map::new()).with_metadata(DELIVER_AT, text)
+    }
+
+    const YEAR: Duration = DEFAULT_MAX_SCHEDULE_AHEAD;
+
+    #[test]
+    fn a_deliver_at_is_checked_against_the_minute_past_and_the_horizon() {
+        // Given a fixed now
+        let now: DateTime<Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
+        // Then no deliver_at, or one within the minute past, is due now
+        let plain = EventSchema::new("t", "e", "1", serde_json::Map::new());
+        assert_eq!(due(&plain, now, YEAR).unwrap(), None);
+        assert_eq!(due(&at("2026-12-01T09:59:30Z"), now, YEAR).unwrap(), None);
+        // and a future one is due then, in any offset
+        let later: DateTime<Utc> = "2026-12-01T11:00:00Z".parse().unwrap();
+        assert_eq!(due(&at("2026-12-01T12:00:00+01:00"), now, YEAR).unwrap(), Some(later));
+        // and the past, the far future and what is not a time are refused, saying why
+        let past = due(&at("2026-12-01T09:58:00Z"), now, YEAR).unwrap_err().to_string();
+        assert!(past.contains("2026-12-01T09:58:00Z is in the past"), "{past}");
+        let far = due(&at("2029-01-01T00:00:00Z"), now, YEAR).unwrap_err().to_string();
+        assert!(far.contains("at most 400 days from now, until 2028-01-05T10:00:00Z"), "{far}");
+        let bad = due(&at("tomorrow"), now, YEAR).unwrap_err().to_string();
+        assert!(bad.contains("invalid deliver_at `tomorrow`"), "{bad}");
+        let number = EventSchema::new("t", "e", "1", serde_json::Map::new()).with_metadata(DELIVER_AT, 5);
+        assert!(matches!(due(&number, now, YEAR), Err(ScheduleError::Invalid(v)) if v == "5"));
+    }
+
+    #[test]
+    fn an_entry_decodes_to_its_event_topic_and_key() {
+        // Given an event scheduled for a topic and key
+        let event = at("2026-12-01T11:00:00Z");
+        let topic = TopicName::new("t.one").unwrap();
+        let due: DateTime<Utc> = "2026-12-01T11:00:00Z".parse().unwrap();
+        // When its entry is decoded
+        let pending = decode(&entry(&topic, Some("k"), &event, due)).unwrap();
+        // Then it is the same event, for the same place
+        assert_eq!((pending.topic, pending.key.as_deref()), (topic, Some("k")));
+        assert_eq!(pending.event, event);
+    }
+}
