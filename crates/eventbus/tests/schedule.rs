@@ -219,3 +219,37 @@ async fn kafka_a_restart_before_the_time_still_delivers_once() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_retention_does_not_expire_a_scheduled_event() {
+    // Given a store that keeps records 300 ms, and a bus on it that does not deliver
+    common::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let open = |run_scheduler| {
+        let config = eventbus::EmbeddedConfig {
+            retention: Some(Duration::from_millis(300)),
+            ..eventbus::EmbeddedConfig::at(dir.path())
+        };
+        eventbus::EmbeddedBus::embedded(BusConfig { run_scheduler, ..BusConfig::default() }, config)
+    };
+    let publisher = open(false).await.unwrap();
+    publisher.start().await.unwrap();
+    let topic = random_topic("retained");
+    publisher.create_topic(&topic, 1).await.unwrap();
+
+    // When it schedules an event 3 s ahead, and the record ages past the retention
+    let event = transaction("acc_1", 1).with_metadata(DELIVER_AT, rfc3339(in_ms(3_000)));
+    publisher.publish(&topic, event, None).await.unwrap();
+    for n in 2..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        publisher.publish(&topic, transaction("acc_2", n), None).await.unwrap();
+    }
+    // and only then a bus that delivers opens on the store
+    let bus = open(true).await.unwrap();
+    let seen = Collector::default();
+    bus.subscribe(Subscription::new(topic.clone(), random_group("retained")), seen.handler()).await.unwrap();
+    bus.start().await.unwrap();
+
+    // Then the event is still delivered at its time
+    wait_until(|| async { seen.messages().iter().any(|m| m.event.data["seq"] == 1) }).await;
+}
