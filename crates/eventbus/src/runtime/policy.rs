@@ -167,7 +167,7 @@ impl<B: Backend> Shared<B> {
         let mut partitions: Option<(TopicName, u32)> = None;
         let now = Utc::now();
         for Publication { topic, key, mut event } in publications {
-            let due = schedule::due(&event, now, self.config.max_schedule_ahead)?;
+            let due = schedule::due(&mut event, now, self.config.max_schedule_ahead)?;
             dues.push(due);
             let Publication { topic, key, mut event } = match due {
                 None => Publication { topic, key, event },

@@ -111,12 +111,17 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 }
 
 /// When `event` is to be delivered: `None` if it has no `deliver_at` or is due now (within
-/// [`PAST_GRACE`]); refused if the time does not parse, is too far past or too far ahead.
+/// [`PAST_GRACE`]), and then a `deliver_at` is renamed `scheduled_for` as on a delivered event;
+/// refused if the time does not parse, is too far past or too far ahead.
 pub(crate) fn due(
-    event: &EventSchema,
+    event: &mut EventSchema,
     now: DateTime<Utc>,
     max_ahead: Duration,
 ) -> Result<Option<DateTime<Utc>>, ScheduleError> {
+    // Metadata kept as the text it came in is not parsed for an event that cannot have the key.
+    if event.metadata.raw().is_some_and(|text| !text.contains(DELIVER_AT)) {
+        return Ok(None);
+    }
     let Some(value) = event.metadata.get(DELIVER_AT) else { return Ok(None) };
     let echo = |text: &str| text.chars().take(MAX_ECHO).collect::<String>();
     let text = match value {
@@ -133,7 +138,18 @@ pub(crate) fn due(
         let max_days = max_ahead.as_secs() / 86_400;
         return Err(ScheduleError::TooFarAhead { deliver_at: rfc3339(at), max_days, latest: rfc3339(latest) });
     }
-    Ok((at > now).then_some(at))
+    if at > now {
+        return Ok(Some(at));
+    }
+    delivered(event, at);
+    Ok(None)
+}
+
+/// `event` as it is delivered: `deliver_at` renamed `scheduled_for`, so that a consumer that
+/// copies the metadata forward does not schedule it again.
+fn delivered(event: &mut EventSchema, due: DateTime<Utc>) {
+    event.metadata.remove(DELIVER_AT);
+    event.metadata.insert(SCHEDULED_FOR.into(), rfc3339(due).into());
 }
 
 /// The entry that holds `event` in the schedule topic until `due`, for `topic` and `key`.
@@ -333,8 +349,7 @@ impl Scheduler {
                     .map(|((due, id), p)| ((*due, id.clone()), p.topic.clone(), p.key.clone(), p.event.clone()))
             };
             let Some(((due, id), topic, key, mut event)) = next else { return Ok(()) };
-            event.metadata.remove(DELIVER_AT);
-            event.metadata.insert(SCHEDULED_FOR.into(), rfc3339(due).into());
+            delivered(&mut event, due);
             let marker = EventSchema::new(
                 DELIVERED,
                 "scheduled_event",
@@ -409,21 +424,24 @@ mod tests {
         // Given a fixed now
         let now: DateTime<Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
         // Then no deliver_at, or one within the minute past, is due now
-        let plain = EventSchema::new("t", "e", "1", serde_json::Map::new());
-        assert_eq!(due(&plain, now, YEAR).unwrap(), None);
-        assert_eq!(due(&at("2026-12-01T09:59:30Z"), now, YEAR).unwrap(), None);
+        let mut plain = EventSchema::new("t", "e", "1", serde_json::Map::new());
+        assert_eq!(due(&mut plain, now, YEAR).unwrap(), None);
+        let mut just_past = at("2026-12-01T09:59:30Z");
+        assert_eq!(due(&mut just_past, now, YEAR).unwrap(), None);
+        assert_eq!(just_past.metadata.get(SCHEDULED_FOR), Some(&Value::from("2026-12-01T09:59:30Z")));
+        assert_eq!(just_past.metadata.get(DELIVER_AT), None);
         // and a future one is due then, in any offset
         let later: DateTime<Utc> = "2026-12-01T11:00:00Z".parse().unwrap();
-        assert_eq!(due(&at("2026-12-01T12:00:00+01:00"), now, YEAR).unwrap(), Some(later));
+        assert_eq!(due(&mut at("2026-12-01T12:00:00+01:00"), now, YEAR).unwrap(), Some(later));
         // and the past, the far future and what is not a time are refused, saying why
-        let past = due(&at("2026-12-01T09:58:00Z"), now, YEAR).unwrap_err().to_string();
+        let past = due(&mut at("2026-12-01T09:58:00Z"), now, YEAR).unwrap_err().to_string();
         assert!(past.contains("2026-12-01T09:58:00Z is in the past"), "{past}");
-        let far = due(&at("2029-01-01T00:00:00Z"), now, YEAR).unwrap_err().to_string();
+        let far = due(&mut at("2029-01-01T00:00:00Z"), now, YEAR).unwrap_err().to_string();
         assert!(far.contains("at most 400 days from now, until 2028-01-05T10:00:00Z"), "{far}");
-        let bad = due(&at("tomorrow"), now, YEAR).unwrap_err().to_string();
+        let bad = due(&mut at("tomorrow"), now, YEAR).unwrap_err().to_string();
         assert!(bad.contains("invalid deliver_at `tomorrow`"), "{bad}");
-        let number = EventSchema::new("t", "e", "1", serde_json::Map::new()).with_metadata(DELIVER_AT, 5);
-        assert!(matches!(due(&number, now, YEAR), Err(ScheduleError::Invalid(v)) if v == "5"));
+        let mut number = EventSchema::new("t", "e", "1", serde_json::Map::new()).with_metadata(DELIVER_AT, 5);
+        assert!(matches!(due(&mut number, now, YEAR), Err(ScheduleError::Invalid(v)) if v == "5"));
     }
 
     #[test]
