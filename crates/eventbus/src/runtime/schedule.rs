@@ -24,7 +24,10 @@
 //! - **Bounds.** The scheduler holds at most `max_scheduled` entries, the earliest due; a
 //!   publish in a process that runs it is refused with [`ScheduleError::Full`] when that many are
 //!   pending. Entries other processes wrote beyond the bound stay in the topic, and the scheduler
-//!   reads the topic again once it has delivered what it holds.
+//!   reads the topic again once it has delivered what it holds (see `Book`). It delivers at most
+//!   `DELIVER_BATCH` entries between two reads of the topic, and an entry that cannot be
+//!   delivered (its topic deleted on the broker, the broker down) is tried again every 500 ms
+//!   without holding back the others.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -62,6 +65,8 @@ const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(500);
 /// Records read from the schedule topic at a time.
 const READ_BATCH: usize = 500;
+/// Entries delivered in one pass, before the topic is read again.
+const DELIVER_BATCH: usize = 1_000;
 /// The event type of an entry, and of the marker that it was delivered.
 const ENTRY: &str = "delivery_scheduled";
 const DELIVERED: &str = "scheduled_delivery_done";
@@ -195,36 +200,50 @@ pub(crate) trait ScheduleLog: Send + Sync + 'static {
     async fn deliver(&self, event: Publication, marker: Publication) -> Result<(), BusError>;
 }
 
+/// An entry's place in the book: its due time, then its event id.
+type Key = (DateTime<Utc>, String);
+
 /// An event waiting for its time.
+#[derive(Clone)]
 struct Pending {
     topic: TopicName,
     key: Option<String>,
     event: EventSchema,
 }
 
-/// The entries not delivered yet, as folded from the schedule topic.
+/// The entries not delivered yet, as folded from the schedule topic, at most `max` of them: the
+/// earliest due.
+///
+/// When more are pending, those due from the first one left out on (the horizon) are not held,
+/// and once every held one is delivered the topic is read again from its start. That read skips
+/// what the one before knew to be delivered: the entries below its cursor due before its
+/// horizon. (An entry written after that cursor and due before that horizon can narrow the
+/// next horizon below it; entries between the two are then delivered again, with their
+/// `event_id`, and consumers drop them.)
 #[derive(Default)]
 struct Book {
     /// The next offset of the schedule topic to read.
     cursor: Offset,
     /// By due time, then event id.
-    pending: BTreeMap<(DateTime<Utc>, String), Pending>,
-    /// Whether entries were left out for the bound: the topic is read again once `pending` is
-    /// empty.
-    overflowed: bool,
+    pending: BTreeMap<Key, Pending>,
+    /// Entries due at or after it are left out for the bound.
+    horizon: Option<DateTime<Utc>>,
+    /// Entries below this offset and due before this time are delivered.
+    floor: Option<(Offset, DateTime<Utc>)>,
 }
 
 impl Book {
     fn apply(&mut self, record: &Record, max: usize) {
         self.cursor = Offset(record.offset.0 + 1);
         match record.event() {
-            Some(event) => self.apply_event(event, max),
+            Some(event) => self.apply_event(event, Some(record.offset), max),
             None => tracing::warn!(offset = %record.offset, "Skipped a schedule record that is not an event"),
         }
     }
 
-    /// Folds an entry or a marker. Idempotent: an entry folded twice is held once.
-    fn apply_event(&mut self, event: &EventSchema, max: usize) {
+    /// Folds an entry or a marker, read at `offset` (`None`: written by this process just now).
+    /// Idempotent: an entry folded twice is held once.
+    fn apply_event(&mut self, event: &EventSchema, offset: Option<Offset>, max: usize) {
         let (Some(id), Some(due)) = (
             Some(event.entity_id.clone()).filter(|id| !id.is_empty()),
             event.data.get("deliver_at").and_then(Value::as_str).and_then(|t| t.parse::<DateTime<Utc>>().ok()),
@@ -233,21 +252,35 @@ impl Book {
             return;
         };
         match event.event_type.as_str() {
-            ENTRY => match decode(event) {
-                Some(pending) => {
-                    self.pending.insert((due, id), pending);
-                    if self.pending.len() > max {
-                        self.pending.pop_last();
-                        self.overflowed = true;
-                    }
+            ENTRY => {
+                let delivered =
+                    matches!((self.floor, offset), (Some((below, before)), Some(at)) if at < below && due < before);
+                if delivered || self.horizon.is_some_and(|horizon| due >= horizon) {
+                    return;
                 }
-                None => tracing::warn!(event_type = %event.event_type, "Skipped a schedule entry that does not decode"),
-            },
+                let Some(pending) = decode(event) else {
+                    tracing::warn!(event_type = %event.event_type, "Skipped a schedule entry that does not decode");
+                    return;
+                };
+                self.pending.insert((due, id), pending);
+                if self.pending.len() > max
+                    && let Some(((left_out, _), _)) = self.pending.pop_last()
+                {
+                    self.horizon = Some(left_out);
+                }
+            }
             DELIVERED => {
                 self.pending.remove(&(due, id));
             }
             _ => {}
         }
+    }
+
+    /// The book to read the topic again with, once every held entry is delivered and some were
+    /// left out; `None` otherwise.
+    fn reread(&self) -> Option<Book> {
+        let horizon = self.horizon.filter(|_| self.pending.is_empty())?;
+        Some(Book { floor: Some((self.cursor, horizon)), ..Book::default() })
     }
 }
 
@@ -289,7 +322,7 @@ impl Scheduler {
         }
         let mut book = self.lock();
         for entry in entries {
-            book.apply_event(entry, self.max);
+            book.apply_event(entry, None, self.max);
         }
         drop(book);
         self.wake.notify_one();
@@ -335,20 +368,22 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Delivers every entry due now, earliest first.
-    async fn deliver_due(&self, log: &dyn ScheduleLog) -> Result<(), BusError> {
-        // Bounded: each pass delivers one entry of those held, which are at most `max`.
-        for _ in 0..=self.max {
-            let now = Utc::now();
-            let next = {
-                let book = self.lock();
-                book.pending
-                    .iter()
-                    .next()
-                    .filter(|((due, _), _)| *due <= now)
-                    .map(|((due, id), p)| ((*due, id.clone()), p.topic.clone(), p.key.clone(), p.event.clone()))
-            };
-            let Some(((due, id), topic, key, mut event)) = next else { return Ok(()) };
+    /// Delivers the entries due now, earliest first, up to [`DELIVER_BATCH`]. One that cannot be
+    /// delivered does not hold back those behind it: it is tried again at the next pass. False
+    /// if any failed.
+    async fn deliver_due(&self, log: &dyn ScheduleLog) -> bool {
+        let now = Utc::now();
+        let due: Vec<(Key, Pending)> = {
+            let book = self.lock();
+            book.pending
+                .iter()
+                .take_while(|((due, _), _)| *due <= now)
+                .take(DELIVER_BATCH)
+                .map(|(key, pending)| (key.clone(), pending.clone()))
+                .collect()
+        };
+        let mut delivered_all = true;
+        for ((due, id), Pending { topic, key, mut event }) in due {
             delivered(&mut event, due);
             let marker = EventSchema::new(
                 DELIVERED,
@@ -359,12 +394,19 @@ impl Scheduler {
             .with_id(EventId::derived(&format!("delivered/{id}/{}", rfc3339(due))))
             .with_source("eventbus");
             let publication = Publication { topic: topic.clone(), key, event };
-            log.deliver(publication, Publication::new(self::topic(), marker)).await?;
-            let late_ms = (Utc::now() - due).num_milliseconds();
-            tracing::info!(%topic, event_id = %id, late_ms, "Delivered a scheduled event");
-            self.lock().pending.remove(&(due, id));
+            match log.deliver(publication, Publication::new(self::topic(), marker)).await {
+                Ok(()) => {
+                    let late_ms = (Utc::now() - due).num_milliseconds();
+                    tracing::info!(%topic, event_id = %id, late_ms, "Delivered a scheduled event");
+                    self.lock().pending.remove(&(due, id));
+                }
+                Err(error) => {
+                    tracing::warn!(%topic, event_id = %id, %error, "Cannot deliver a scheduled event; trying again");
+                    delivered_all = false;
+                }
+            }
         }
-        Ok(())
+        delivered_all
     }
 
     /// How long to sleep: until the next entry is due, at most [`FOLLOW_INTERVAL`].
@@ -376,30 +418,35 @@ impl Scheduler {
 
     /// After the bound left entries out and what was held is delivered, the topic is read again
     /// from its start for them.
-    fn reread_if_overflowed(&self) {
+    /// True if it starts reading again.
+    fn reread_if_overflowed(&self) -> bool {
         let mut book = self.lock();
-        if book.overflowed && book.pending.is_empty() {
-            tracing::info!(max = self.max, "Reading the schedule topic again for entries beyond the bound");
-            *book = Book::default();
-        }
+        let Some(reread) = book.reread() else { return false };
+        tracing::info!(max = self.max, "Reading the schedule topic again for entries beyond the bound");
+        *book = reread;
+        true
     }
 }
 
 /// Folds the schedule topic and delivers what is due, until the stop.
 async fn run(scheduler: Arc<Scheduler>, log: Arc<dyn ScheduleLog>, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
-        let result = match scheduler.catch_up(&*log).await {
-            Ok(()) => scheduler.deliver_due(&*log).await,
-            Err(error) => Err(error),
+        let failed = match scheduler.catch_up(&*log).await {
+            Ok(()) => !scheduler.deliver_due(&*log).await,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read the schedule topic; trying again");
+                true
+            }
         };
-        if let Err(error) = result {
-            tracing::warn!(%error, "Cannot read the schedule or deliver a scheduled event; trying again");
+        if failed {
             if wait_or_stop(&mut stop, RETRY).await {
                 return;
             }
             continue;
         }
-        scheduler.reread_if_overflowed();
+        if scheduler.reread_if_overflowed() {
+            continue;
+        }
         let wait = scheduler.wait();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -442,6 +489,84 @@ mod tests {
         assert!(bad.contains("invalid deliver_at `tomorrow`"), "{bad}");
         let mut number = EventSchema::new("t", "e", "1", serde_json::Map::new()).with_metadata(DELIVER_AT, 5);
         assert!(matches!(due(&mut number, now, YEAR), Err(ScheduleError::Invalid(v)) if v == "5"));
+    }
+
+    /// A schedule topic in memory, whose deliveries to `t.gone` fail.
+    #[derive(Default)]
+    struct FakeLog {
+        records: Mutex<Vec<Record>>,
+        delivered: Mutex<Vec<TopicName>>,
+    }
+
+    impl FakeLog {
+        fn append(&self, event: EventSchema) {
+            let mut records = self.records.lock().unwrap();
+            let offset = Offset(records.len() as u64);
+            records.push(Record {
+                topic: topic(),
+                partition: crate::bus::Partition(0),
+                offset,
+                timestamp: Utc::now(),
+                key: None,
+                value: crate::bus::RecordValue::Event(Arc::new(event)),
+            });
+        }
+    }
+
+    #[async_trait]
+    impl ScheduleLog for FakeLog {
+        async fn read_schedule(&self, from: Offset, max: usize) -> Result<Vec<Record>, BusError> {
+            let records = self.records.lock().unwrap();
+            Ok(records.iter().skip(from.0 as usize).take(max).cloned().collect())
+        }
+
+        async fn deliver(&self, event: Publication, marker: Publication) -> Result<(), BusError> {
+            if event.topic.as_str() == "t.gone" {
+                return Err(BusError::UnknownTopic(event.topic));
+            }
+            self.delivered.lock().unwrap().push(event.topic);
+            self.append(marker.event);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_entry_that_cannot_be_delivered_does_not_hold_back_the_ones_behind_it() {
+        // Given two entries due now, the earlier one for a topic that is gone
+        let log = Arc::new(FakeLog::default());
+        let now = Utc::now();
+        for (name, ago) in [("t.gone", 2), ("t.here", 1)] {
+            let due = now - chrono::Duration::seconds(ago);
+            log.append(entry(&TopicName::new(name).unwrap(), None, &at(&rfc3339(due)), due));
+        }
+        // When the scheduler runs
+        let scheduler = Arc::new(Scheduler::new(true, 10));
+        scheduler.start(Arc::clone(&log) as Arc<dyn ScheduleLog>).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        scheduler.stop().await;
+        // Then the later one is delivered, once, and the earlier one still waits
+        assert_eq!(*log.delivered.lock().unwrap(), [TopicName::new("t.here").unwrap()]);
+        let pending: Vec<_> = scheduler.lock().pending.values().map(|p| p.topic.to_string()).collect();
+        assert_eq!(pending, ["t.gone"]);
+    }
+
+    #[tokio::test]
+    async fn entries_past_the_bound_are_read_again_and_delivered_once_the_held_ones_are() {
+        // Given five entries due now, written by another process, and a scheduler that holds two
+        let log = Arc::new(FakeLog::default());
+        let now = Utc::now();
+        for n in 0..5 {
+            let due = now - chrono::Duration::seconds(10 - n);
+            log.append(entry(&TopicName::new("t.here").unwrap(), None, &at(&rfc3339(due)), due));
+        }
+        let scheduler = Arc::new(Scheduler::new(true, 2));
+        // When it runs
+        scheduler.start(Arc::clone(&log) as Arc<dyn ScheduleLog>).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        scheduler.stop().await;
+        // Then every entry is delivered once, and it never held more than two
+        assert_eq!(log.delivered.lock().unwrap().len(), 5);
+        assert!(scheduler.lock().pending.is_empty());
     }
 
     #[test]
