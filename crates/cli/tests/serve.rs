@@ -78,6 +78,19 @@ fn a_command_published_with_deliver_at_by_a_one_shot_process_is_carried_out_by_s
     });
     let output = env.run_with_stdin(&["publish", "nexum.commands.transactions"], &deposit.to_string());
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Published 1 event(s) to nexum.commands.transactions (1 scheduled"),
+        "{}",
+        stderr(&output)
+    );
+    // and a line whose deliver_at is in the past is refused by its number, saying why
+    let late = serde_json::json!({
+        "event_type": "transaction_command", "entity_id": "acc_due", "metadata": {"deliver_at": "2020-01-01T00:00:00Z"},
+        "data": {"action": "deposit", "account_id": "acc_due", "amount": "1.00", "currency": "USD"}
+    });
+    let output = env.run_with_stdin(&["publish", "nexum.commands.transactions"], &late.to_string());
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("line 1: deliver_at 2020-01-01T00:00:00Z is in the past"), "{}", stderr(&output));
 
     // Then serve carries it out at its time, not before
     let output = env.run(&["tail", "nexum.transactions.posted", "--from-beginning", "--max", "1", "--idle-exit", "30"]);
