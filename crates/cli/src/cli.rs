@@ -107,8 +107,9 @@ pub enum Command {
         /// Do not offer loans to newly verified customers (the loan application saga).
         #[arg(long)]
         no_loan_offers: bool,
-        /// Seconds between two looks of the collections saga at the loans.
-        #[arg(long, default_value_t = 60)]
+        /// Seconds between two safety-net sweeps of the collections saga over every loan (it acts
+        /// on timers scheduled on the bus; the sweep finds a loan whose timer failed).
+        #[arg(long, default_value_t = 3600)]
         collections_tick_secs: u64,
         /// Where the HTTP API listens [default: 127.0.0.1:8080].
         #[arg(long)]

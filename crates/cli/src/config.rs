@@ -29,6 +29,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub consumer: ConsumerSection,
     pub api: ApiSection,
+    pub schedule: ScheduleSection,
     /// The recommender's thresholds and the most accounts and instruments it follows.
     pub recommender: capera::RecommenderConfig,
     /// `[telemetry]`: where spans are exported over OTLP.
@@ -74,6 +75,27 @@ pub struct ApiSection {
     /// Recent events kept in memory per topic for `GET /kafka/events` and the dashboard (1 to
     /// 500; 500 by default).
     pub tail_events_per_topic: Option<usize>,
+}
+
+/// `[schedule]`: events published with `metadata.deliver_at`, held until then and delivered by
+/// `eventbus serve`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSection {
+    /// Scheduled events held, pending, at most (1 to 10,000,000; 100,000 by default); a publish
+    /// beyond it is refused.
+    pub max_scheduled: usize,
+    /// How many days ahead an event may be scheduled (1 to 3,650; 400 by default).
+    pub max_ahead_days: u32,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        Self {
+            max_scheduled: eventbus::DEFAULT_MAX_SCHEDULED,
+            max_ahead_days: (eventbus::DEFAULT_MAX_SCHEDULE_AHEAD.as_secs() / 86_400) as u32,
+        }
+    }
 }
 
 /// `[embedded]`: the durable store.
@@ -131,6 +153,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             consumer: ConsumerSection::default(),
             api: ApiSection::default(),
+            schedule: ScheduleSection::default(),
             recommender: capera::RecommenderConfig::default(),
             telemetry: TelemetrySection::default(),
         }
@@ -172,13 +195,18 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
-    pub fn bus_config(&self) -> BusConfig {
+    /// The bus's settings. Scheduled events are delivered only by a bus that `delivers`
+    /// (`serve`'s): a one-shot `publish` schedules them and exits.
+    pub fn bus_config(&self, delivers: bool) -> BusConfig {
         BusConfig {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             max_message_bytes: self.max_message_bytes,
             max_in_flight: self.consumer.max_in_flight.max(1),
             dedup_window: self.consumer.dedup_window.max(1),
+            run_scheduler: delivers,
+            max_scheduled: self.schedule.max_scheduled.clamp(1, 10_000_000),
+            max_schedule_ahead: Duration::from_secs(u64::from(self.schedule.max_ahead_days.clamp(1, 3_650)) * 86_400),
         }
     }
 
@@ -239,7 +267,7 @@ mod tests {
         assert_eq!(config.bus, BackendKind::Memory);
         assert_eq!(config.embedded().retention, Some(Duration::from_secs(7 * 24 * 3600)));
         assert_eq!(config.retry().max_attempts, 3);
-        assert!(config.bus_config().auto_create_topics);
+        assert!(config.bus_config(false).auto_create_topics);
     }
 
     #[test]

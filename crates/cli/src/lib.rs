@@ -124,15 +124,25 @@ pub(crate) enum Outbox {
     None,
 }
 
-/// Opens the configured backend, started; on Kafka with the outbox as `outbox` says.
+/// Opens the configured backend, started; on Kafka with the outbox as `outbox` says. It does not
+/// deliver scheduled events: see [`open_delivering_bus`].
 pub(crate) async fn open_bus(config: &Config, outbox: Outbox) -> anyhow::Result<Arc<dyn EventBus>> {
+    open(config, outbox, false).await
+}
+
+/// Opens the configured backend as [`open_bus`] does, delivering scheduled events when they are
+/// due: `serve`'s bus.
+pub(crate) async fn open_delivering_bus(config: &Config, outbox: Outbox) -> anyhow::Result<Arc<dyn EventBus>> {
+    open(config, outbox, true).await
+}
+
+async fn open(config: &Config, outbox: Outbox, delivers: bool) -> anyhow::Result<Arc<dyn EventBus>> {
+    let bus_config = config.bus_config(delivers);
     let bus: Arc<dyn EventBus> = match config.bus {
-        BackendKind::Memory => Arc::new(MemoryBus::memory(config.bus_config()).await?),
-        BackendKind::Log => Arc::new(LogBus::log(config.bus_config()).await?),
+        BackendKind::Memory => Arc::new(MemoryBus::memory(bus_config).await?),
+        BackendKind::Log => Arc::new(LogBus::log(bus_config).await?),
         BackendKind::Embedded => Arc::new(
-            EmbeddedBus::embedded(config.bus_config(), config.embedded())
-                .await
-                .context("cannot open the embedded store")?,
+            EmbeddedBus::embedded(bus_config, config.embedded()).await.context("cannot open the embedded store")?,
         ),
         BackendKind::Kafka => {
             let mut kafka = config.kafka.clone();
@@ -145,7 +155,7 @@ pub(crate) async fn open_bus(config: &Config, outbox: Outbox) -> anyhow::Result<
                 Outbox::Required | Outbox::IfFree => kafka.outbox_dir = Some(dir),
                 Outbox::None => {}
             }
-            Arc::new(KafkaBus::connect(kafka, config.bus_config()).await.context("cannot use the Kafka backend")?)
+            Arc::new(KafkaBus::connect(kafka, bus_config).await.context("cannot use the Kafka backend")?)
         }
     };
     bus.start().await?;

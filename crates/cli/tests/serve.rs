@@ -58,6 +58,50 @@ fn serve_handles_commands_published_as_json_lines_and_stops_gracefully_on_sigter
 }
 
 #[test]
+fn a_command_published_with_deliver_at_by_a_one_shot_process_is_carried_out_by_serve_at_that_time() {
+    // Given `eventbus serve` on the embedded backend, and an account
+    let env = Env::new();
+    let (serve, _log, _) = start_serve(&mut env.cmd(&[]), &["--no-loan-offers"]);
+    let customers = [
+        r#"{"event_id": "cmd-s1", "event_type": "customer_command", "entity_type": "customer", "entity_id": "cust_due", "data": {"action": "create", "customer_id": "cust_due", "first_name": "Jane", "last_name": "Smith", "email": "jane@example.com"}}"#,
+        r#"{"event_id": "cmd-s2", "event_type": "customer_command", "entity_type": "customer", "entity_id": "cust_due", "data": {"action": "open_account", "customer_id": "cust_due", "account_type": "checking", "currency": "USD", "account_id": "acc_due"}}"#,
+    ];
+    let output = env.run_with_stdin(&["publish", "nexum.commands.customers"], &customers.join("\n"));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // When `eventbus publish` (which exits at once) sends a deposit due in 4 s
+    let due = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let deposit = serde_json::json!({
+        "event_id": "cmd-later", "event_type": "transaction_command", "entity_type": "transaction", "entity_id": "acc_due",
+        "data": {"action": "deposit", "account_id": "acc_due", "amount": "7.00", "currency": "USD"},
+        "metadata": {"deliver_at": due.to_rfc3339()}
+    });
+    let output = env.run_with_stdin(&["publish", "nexum.commands.transactions"], &deposit.to_string());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Published 1 event(s) to nexum.commands.transactions (1 scheduled"),
+        "{}",
+        stderr(&output)
+    );
+    // and a line whose deliver_at is in the past is refused by its number, saying why
+    let late = serde_json::json!({
+        "event_type": "transaction_command", "entity_id": "acc_due", "metadata": {"deliver_at": "2020-01-01T00:00:00Z"},
+        "data": {"action": "deposit", "account_id": "acc_due", "amount": "1.00", "currency": "USD"}
+    });
+    let output = env.run_with_stdin(&["publish", "nexum.commands.transactions"], &late.to_string());
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("line 1: deliver_at 2020-01-01T00:00:00Z is in the past"), "{}", stderr(&output));
+
+    // Then serve carries it out at its time, not before
+    let output = env.run(&["tail", "nexum.transactions.posted", "--from-beginning", "--max", "1", "--idle-exit", "30"]);
+    let posted: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert!(chrono::Utc::now() >= due, "carried out before its time");
+    assert_eq!(posted["metadata"]["causation_id"], "cmd-later");
+    assert_eq!(posted["data"]["final_balance"], "7.00");
+    terminate(&serve.0);
+}
+
+#[test]
 fn serve_answers_http_on_a_real_socket() {
     // Given `eventbus serve` in development mode with an API token, on a free loopback port
     let env = Env::new();

@@ -368,12 +368,22 @@ pub struct Published {
     /// The offset in the partition. `None` only on Kafka while the broker is unreachable: the event
     /// is durable in the local outbox and will be delivered, in order, when the broker is back.
     pub offset: Option<Offset>,
+    /// For an event scheduled by `metadata.deliver_at`: the time it will be published to its
+    /// topic. `partition` and `offset` are then its place in the schedule topic,
+    /// [`SCHEDULE_TOPIC`](crate::SCHEDULE_TOPIC), not in its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<DateTime<Utc>>,
 }
 
 impl Published {
     /// An event stored at `offset` in `partition`.
     pub fn at(partition: Partition, offset: Offset) -> Self {
-        Self { partition, offset: Some(offset) }
+        Self { partition, offset: Some(offset), scheduled: None }
+    }
+
+    /// An event whose place is not known yet: `partition` is where its key maps.
+    pub fn pending(partition: Partition) -> Self {
+        Self { partition, offset: None, scheduled: None }
     }
 }
 
@@ -640,6 +650,10 @@ pub enum BusError {
         /// The topic that the group already consumes.
         topic: TopicName,
     },
+    /// `metadata.deliver_at` was refused: not a time, in the past, too far ahead, or too many
+    /// events are scheduled; the source says which, with the value and the bound.
+    #[error(transparent)]
+    Schedule(#[from] crate::runtime::ScheduleError),
     /// The event cannot be encoded, e.g. it has no event id where one is needed.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),

@@ -53,6 +53,7 @@ pub use money::{Currency, Money, MoneyError};
 pub use partitioner::{murmur2, partition_for_key};
 pub use runtime::{
     Backend, Bus, BusConfig, Consumer, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES,
-    Dispatcher, MAX_FINISHED_TEXT, NewRecord, Payload, Position, Processor, StoredRecord,
+    DEFAULT_MAX_SCHEDULE_AHEAD, DEFAULT_MAX_SCHEDULED, DELIVER_AT, Dispatcher, MAX_FINISHED_TEXT, NewRecord,
+    PAST_GRACE, Payload, Position, Processor, SCHEDULE_TOPIC, SCHEDULED_FOR, ScheduleError, StoredRecord,
 };
 pub use topics::{Topic, TopicName};

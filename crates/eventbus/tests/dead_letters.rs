@@ -206,10 +206,11 @@ async fn retry_stages_wait_durably_and_only_then_dead_letter(backend: Backend) {
     bus.publish(&topic, transaction("acc_1", 0), None).await.unwrap();
     bus.publish(&topic, transaction("acc_1", 1), None).await.unwrap();
 
-    // Then event 0 waits in stage 1 with its key parked, not yet dead-lettered
+    // Then event 0 waits in a stage with its key parked, not yet dead-lettered (stage 1 lasts
+    // 300 ms: a slow look may find it in stage 2 already)
     let book = wait_for_states(&*bus, &topic, &group, &["retrying", "parked"]).await;
     let letter = book.letters().next().unwrap();
-    assert!(matches!(letter.state, LetterState::Retrying { stage: 1, .. }), "{:?}", letter.state);
+    assert!(matches!(letter.state, LetterState::Retrying { stage: 1 | 2, .. }), "{:?}", letter.state);
     // And after both stages it is dead-lettered, having been tried 3 times in each round
     let book = wait_for_states(&*bus, &topic, &group, &["failed", "parked"]).await;
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 9);

@@ -108,8 +108,9 @@ impl CoreBanking {
     /// - the projections, in a consumer group of this instance's own from the end of each topic,
     ///   then rebuilt from the store;
     /// - the command handler, whose group shares the command partitions between instances;
-    /// - the loan application saga (if an offer is configured) and the collections saga, whose
-    ///   timer acts while this instance holds its role.
+    /// - the loan application saga (if an offer is configured) and the collections saga, which
+    ///   acts on the timers it schedules on the bus, in its group, and sweeps every loan as a
+    ///   safety net while this instance holds its role.
     pub async fn start(
         bus: Arc<dyn EventBus>,
         store: Arc<dyn EventStore>,
@@ -141,6 +142,7 @@ impl CoreBanking {
             Arc::new(Leadership::new(store, COLLECTIONS_TIMER_ROLE, holder_name(&instance), config.relay.lease_ttl));
         let collections = CollectionsSaga::new(bank, Arc::clone(&bus), clock, config.collections);
         let watched = collections.start().await?;
+        collections.listen().await?;
         let (stop, stopped) = watch::channel(false);
         let timer = collections.spawn_timer(Arc::clone(&timer_role), stopped);
         tracing::info!(%instance, projected = projections.applied(), watched_loans = watched, "Core banking started");

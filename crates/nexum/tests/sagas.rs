@@ -234,3 +234,45 @@ async fn a_missed_installment_opens_a_case_that_escalates_with_time_and_a_paymen
         s.store.read(&case, 1).await.unwrap().iter().map(|e| e.event.event_type.as_str().to_owned()).collect();
     assert_eq!(types, ["collection_case_created", "collection_case_escalated", "collection_case_resolved"]);
 }
+
+/// The events of the collections saga's timer topic so far.
+fn timers(s: &Service) -> Vec<EventSchema> {
+    let topic = nexum::sagas::collections_timer_topic();
+    s.bus.get_events(Some(&topic)).into_iter().map(|(_, event)| (*event).clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collections_saga_acts_when_the_timer_it_scheduled_arrives() {
+    // Given a disbursed loan whose first grace period ends 1.5 s from now on the saga's clock
+    let s = service().await;
+    let loan_id = disbursed_loan(&s).await;
+    let bank = s.system.bank();
+    let first_due = bank.loan(&loan_id).await.unwrap().unwrap().terms.schedule[0].due_date;
+    let grace_ends = (first_due + chrono::Days::new(6)).and_hms_opt(0, 0, 0).unwrap().and_utc();
+    s.clock.set(grace_ends - chrono::Duration::milliseconds(1_500));
+    let of_loan = |e: &EventSchema| e.data.get("loan_id").and_then(Value::as_str) == Some(loan_id.as_str());
+
+    // When the saga starts and listens: it finds nothing due and schedules its timer on the bus
+    let config = CollectionsConfig { grace_days: 5, ..Default::default() };
+    let bus: Arc<dyn eventbus::EventBus> = s.bus.clone();
+    let saga = CollectionsSaga::new(bank.clone(), bus, Arc::new(s.clock.clone()), config);
+    assert_eq!(saga.start().await.unwrap(), 1);
+    saga.listen().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(timers(&s).is_empty(), "the timer waits for its time in the schedule");
+    assert!(s.bus.get_events(Some(&Topic::CollectionsCaseCreated.name())).is_empty());
+    // and the time passes, with nothing sweeping the loans
+    s.clock.set(grace_ends + chrono::Duration::minutes(1));
+
+    // Then the timer arrives, and on it the saga opens a case for the loan
+    let opened = first(&s.bus, Topic::CollectionsCaseCreated, of_loan).await;
+    let arrived = timers(&s);
+    assert_eq!(arrived.len(), 1, "the timer came first: {arrived:?}");
+    assert_eq!(arrived[0].entity_id, loan_id.as_str());
+    assert!(arrived[0].metadata.get(eventbus::SCHEDULED_FOR).is_some(), "{:?}", arrived[0]);
+    // once: the case has one event, and the saga set its next timer (the escalation) for later
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let case = nexum::store::StreamId::of("case", &opened.entity_id);
+    assert_eq!(s.store.read(&case, 1).await.unwrap().len(), 1);
+    assert_eq!(timers(&s).len(), 1);
+}

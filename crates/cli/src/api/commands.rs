@@ -17,6 +17,11 @@
 //!
 //! A W3C `traceparent` header (with its `tracestate`) goes into the command's metadata: the
 //! spans of its publishing and handling join the caller's trace.
+//! An `X-Deliver-At` header (RFC 3339) schedules the command: it is checked now, held by the bus
+//! and carried out at that time (a standing order, a value-dated payment). The answer is a 202
+//! `scheduled` with the time, at once, even with `?wait=true`; the outcome is read later with
+//! `GET /commands/{id}`. A time that does not parse, more than a minute past or further ahead
+//! than `[schedule] max_ahead_days` is a 400 `invalid_deliver_at`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -135,6 +140,7 @@ pub async fn submit(
         None => CommandId::new(),
     };
     let digest = idempotency_key.is_some().then(|| nexum::commands::digest(&data));
+    let deliver_at = header(&headers, "x-deliver-at")?;
     let correlation = header(&headers, "x-correlation-id")?.unwrap_or_else(|| id.to_string());
     // Commands about one entity keep their order: they share a partition.
     let key = ["account_id", "from_account_id", "customer_id", "loan_id", "case_id"]
@@ -155,6 +161,9 @@ pub async fn submit(
     if let Some(digest) = &digest {
         // The handler keeps it in the audit record, where a later retry compares it.
         event = event.with_metadata(nexum::bank::COMMAND_DIGEST, digest.as_str());
+    }
+    if let Some(deliver_at) = deliver_at {
+        event = event.with_metadata(eventbus::DELIVER_AT, deliver_at);
     }
     let topic = topic.name();
     let command = nexum::commands::parse(&topic, &event)
@@ -185,7 +194,12 @@ pub async fn submit(
     if let Some(after) = backend.lag.retry_after() {
         return Err(ApiError::overloaded("the command handler", after));
     }
-    within(deadline, &id, backend.bus.publish(&topic, event, Some(&key))).await??;
+    let published = within(deadline, &id, backend.bus.publish(&topic, event, Some(&key))).await??;
+    if let Some(at) = published.scheduled {
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let body = json!({"command_id": id, "status": "scheduled", "deliver_at": at});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
     if waiter.receiver.is_none() {
         return Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "submitted"}))).into_response());
     }

@@ -12,7 +12,7 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use eventbus::BusError;
+use eventbus::{BusError, ScheduleError};
 use http_body_util::BodyExt;
 use nexum::BankError;
 use serde_json::{Value, json};
@@ -86,6 +86,11 @@ impl From<BusError> for ApiError {
     fn from(error: BusError) -> Self {
         match &error {
             BusError::UnknownTopic(topic) => Self::not_found("unknown_topic", format!("unknown topic `{topic}`")),
+            BusError::Schedule(ScheduleError::Full { .. }) => Self {
+                retry_after: Some(Duration::from_secs(60)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "schedule_full", error.to_string())
+            },
+            BusError::Schedule(_) => Self::bad_request("invalid_deliver_at", error.to_string()),
             BusError::UnknownPartition { .. } => Self::bad_request("unknown_partition", error.to_string()),
             BusError::InvalidGroup(_) => Self::bad_request("invalid_group", error.to_string()),
             BusError::InvalidPosition(_) => Self::bad_request("invalid_position", error.to_string()),

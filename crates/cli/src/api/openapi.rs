@@ -136,12 +136,18 @@ pub fn document() -> Value {
         base
     };
     let mut commands = op(
-        "Submit a command (the seed's data.action format); ?wait=true waits for its outcome",
+        "Submit a command (the seed's data.action format); ?wait=true waits for its outcome; X-Deliver-At schedules it",
         "commands",
         &with(vec![
             ("200", "the outcome"),
-            ("202", "submitted, or still pending"),
-            ("400", "malformed command"),
+            (
+                "202",
+                "submitted, or still pending; or, with X-Deliver-At, `scheduled` with its `deliver_at` (at once, whatever ?wait says)",
+            ),
+            (
+                "400",
+                "malformed command; or an X-Deliver-At that is not an RFC 3339 time, more than a minute past or too far ahead (`invalid_deliver_at`)",
+            ),
             ("404", "unknown command topic"),
             ("413", "body too large"),
             ("415", "the body is not application/json"),
@@ -149,7 +155,10 @@ pub fn document() -> Value {
                 "422",
                 "with ?wait=true: the bank rejected the command (its code and reason); or the Idempotency-Key was used with another body",
             ),
-            ("429", "the command handler is behind; Retry-After says when to try again"),
+            (
+                "429",
+                "the command handler is behind, or too many commands are scheduled (`schedule_full`); Retry-After says when to try again",
+            ),
         ]),
     );
     commands["parameters"] = json!([
@@ -158,7 +167,10 @@ pub fn document() -> Value {
         {"name": "wait", "in": "query", "schema": {"type": "boolean"}},
         {"name": "timeout_ms", "in": "query", "schema": {"type": "integer", "maximum": 30000}},
         {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
-        {"name": "X-Correlation-Id", "in": "header", "schema": {"type": "string"}}
+        {"name": "X-Correlation-Id", "in": "header", "schema": {"type": "string"}},
+        {"name": "X-Deliver-At", "in": "header", "schema": {"type": "string", "format": "date-time"},
+         "description": "schedules the command for this time (RFC 3339): from a minute ago up to [schedule] max_ahead_days (400 by default) ahead; the outcome is read later with GET /commands/{id}",
+         "example": "2027-01-31T09:00:00Z"}
     ]);
     commands["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
         "type": "object", "required": ["action"], "properties": {

@@ -420,6 +420,58 @@ async fn an_idempotency_key_makes_a_retried_command_one_command() {
 }
 
 #[tokio::test]
+async fn a_command_with_x_deliver_at_is_scheduled_and_carried_out_at_that_time() {
+    // Given an account
+    let api = api().await;
+    api.customer_with_account("cust_later", "acc_later").await;
+    let deposit = json!({"action": "deposit", "account_id": "acc_later", "amount": "5.00", "currency": "USD"});
+    let due = (chrono::Utc::now() + chrono::Duration::milliseconds(1_500))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+
+    // When a deposit is posted for 1.5 s from now, even asking to wait for it
+    let body = deposit.to_string();
+    let (status, answer) = api
+        .raw(Method::POST, "/commands/transactions?wait=true", Some(TOKEN), body.as_bytes(), &[("x-deliver-at", &due)])
+        .await;
+
+    // Then it answers 202 scheduled with the time, at once
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!((answer["status"].as_str(), answer["deliver_at"].as_str()), (Some("scheduled"), Some(due.as_str())));
+    // and it is not carried out before the time
+    let id = answer["command_id"].as_str().unwrap().to_owned();
+    let (status, _) = api.get(&format!("/commands/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(api.get("/accounts/acc_later").await.1["balance"], "0");
+    // but after it, its outcome appears and the money is there
+    let outcome = api.eventually(&format!("/commands/{id}"), |o| o["status"] == "accepted").await;
+    assert_eq!(outcome["status"], "accepted");
+    api.eventually("/accounts/acc_later", |a| a["balance"] == "5.00").await;
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_x_deliver_at_is_a_400_that_says_why() {
+    let api = api().await;
+    let deposit = json!({"action": "deposit", "account_id": "acc_1", "amount": "5.00", "currency": "USD"}).to_string();
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let far = (chrono::Utc::now() + chrono::Duration::days(3 * 365)).to_rfc3339();
+    for (deliver_at, reason) in [
+        ("tomorrow", "invalid deliver_at `tomorrow`"),
+        (past.as_str(), "is in the past"),
+        (far.as_str(), "at most 400 days from now"),
+    ] {
+        // When a command is posted with it
+        let headers = [("x-deliver-at", deliver_at)];
+        let (status, answer) =
+            api.raw(Method::POST, "/commands/transactions", Some(TOKEN), deposit.as_bytes(), &headers).await;
+        // Then it is a 400 in the one error shape, with the reason
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_deliver_at");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(reason), "{answer}");
+    }
+    api.service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_retry_of_a_command_that_ran_answers_at_once_with_the_stored_outcome() {
     // Given a deposit carried out under an idempotency key
     let api = api().await;

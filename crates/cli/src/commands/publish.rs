@@ -18,6 +18,8 @@ struct Publisher<'a> {
     topic: TopicName,
     key: Option<String>,
     published: u64,
+    /// Of those, the events held for their `metadata.deliver_at`.
+    scheduled: u64,
     rejected: Vec<u64>,
 }
 
@@ -37,7 +39,7 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
     // The next batch is read and parsed while the previous one is being published.
     let (batches, mut ready) = tokio::sync::mpsc::channel(1);
     let reader = tokio::spawn(read(std::io::stdin().is_terminal(), batches));
-    let mut publisher = Publisher { bus: bus.as_ref(), topic, key, published: 0, rejected: Vec::new() };
+    let mut publisher = Publisher { bus: bus.as_ref(), topic, key, published: 0, scheduled: 0, rejected: Vec::new() };
     while let Some(read) = ready.recv().await {
         match read {
             Read::Batch(batch) => publisher.flush(batch).await?,
@@ -50,7 +52,11 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
     publisher.rejected.extend(reader.await.context("the stdin reader failed")?);
     publisher.rejected.sort_unstable();
     let (published, rejected, topic) = (publisher.published, publisher.rejected, publisher.topic);
-    super::stop_and_report(bus.as_ref(), published, &topic, "").await?;
+    let detail = match publisher.scheduled {
+        0 => String::new(),
+        n => format!(" ({n} scheduled by metadata.deliver_at: `eventbus serve` delivers them at their time)"),
+    };
+    super::stop_and_report(bus.as_ref(), published, &topic, &detail).await?;
     if !rejected.is_empty() {
         bail!("{} line(s) rejected: {rejected:?}; every other line was published", rejected.len());
     }
@@ -102,8 +108,8 @@ async fn read(interactive: bool, batches: tokio::sync::mpsc::Sender<Read>) -> Ve
 }
 
 impl Publisher<'_> {
-    /// Publishes the batch in one write. If one event in it is refused (too large), the others
-    /// are published one by one and the refused line is reported.
+    /// Publishes the batch in one write. If one event in it is refused (too large, or a bad
+    /// `deliver_at`), the others are published one by one and the refused line is reported.
     async fn flush(&mut self, batch: Vec<(u64, EventSchema)>) -> anyhow::Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -114,13 +120,19 @@ impl Publisher<'_> {
         match self.bus.publish_batch(&self.topic, events, keys).await {
             Ok(done) => {
                 self.published += done.len() as u64;
+                self.scheduled += done.iter().filter(|p| p.scheduled.is_some()).count() as u64;
                 Ok(())
             }
-            Err(BusError::MessageTooLarge { .. } | BusError::Envelope(_)) => {
+            Err(BusError::MessageTooLarge { .. } | BusError::Envelope(_) | BusError::Schedule(_)) => {
                 for (number, event) in batch {
                     match self.bus.publish(&self.topic, event, self.key.as_deref()).await {
-                        Ok(_) => self.published += 1,
-                        Err(error @ (BusError::MessageTooLarge { .. } | BusError::Envelope(_))) => {
+                        Ok(published) => {
+                            self.published += 1;
+                            self.scheduled += u64::from(published.scheduled.is_some());
+                        }
+                        Err(
+                            error @ (BusError::MessageTooLarge { .. } | BusError::Envelope(_) | BusError::Schedule(_)),
+                        ) => {
                             say!("line {number}: {error}");
                             self.rejected.push(number);
                         }

@@ -111,12 +111,17 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         (1..=10_000_000).contains(&config.consumer.dedup_window),
         "consumer.dedup_window must be 1 to 10000000"
     );
+    anyhow::ensure!(
+        (1..=10_000_000).contains(&config.schedule.max_scheduled),
+        "schedule.max_scheduled must be 1 to 10000000"
+    );
+    anyhow::ensure!((1..=3_650).contains(&config.schedule.max_ahead_days), "schedule.max_ahead_days must be 1 to 3650");
     api::tokens::check(&config.api.tokens)?;
     let listen = options.listen.or_else(|| config.api.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    let bus = crate::open_bus(config, crate::Outbox::Required).await?;
+    let bus = crate::open_delivering_bus(config, crate::Outbox::Required).await?;
     let service = start_on(config, &bus, &store, &service_config).await?;
     let view = service.view();
     let mut running = Running { config: config.clone(), service: Some(service) };
@@ -210,7 +215,7 @@ impl Running {
         if let Some(client_id) = &target.client_id {
             next.kafka.client_id = client_id.clone();
         }
-        let bus = crate::open_bus(&next, crate::Outbox::Required).await.map_err(|error| {
+        let bus = crate::open_delivering_bus(&next, crate::Outbox::Required).await.map_err(|error| {
             tracing::warn!(error = %format!("{error:#}"), "Cannot open the bus to switch to; nothing changed");
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -269,7 +274,7 @@ impl Running {
     /// After a failed switch: the service on the bus of the current configuration again.
     async fn resume(&mut self, store: &Arc<dyn EventStore>, service_config: &ServiceConfig, state: &ApiState) {
         let resumed = async {
-            let bus = crate::open_bus(&self.config, crate::Outbox::Required).await?;
+            let bus = crate::open_delivering_bus(&self.config, crate::Outbox::Required).await?;
             let service = start_on(&self.config, &bus, store, service_config).await?;
             state.replace(bus, service.view()).await?;
             anyhow::Ok(service)

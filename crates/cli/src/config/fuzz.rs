@@ -541,7 +541,7 @@ fn the_config_parser_answers_every_file_and_reads_what_a_document_says() {
         }
         // And what is read gives its settings without panicking
         if let Some(config) = loaded {
-            let _ = (config.bus_config(), config.embedded(), config.retry());
+            let _ = (config.bus_config(true), config.embedded(), config.retry());
         }
         Ok(())
     });

@@ -46,7 +46,11 @@ impl Kafka {
     /// Creates a topic and waits until the metadata shows it.
     pub(super) async fn create(&self, name: &TopicName, partitions: u32) -> Result<(), BusError> {
         let replication = TopicReplication::Fixed(self.config.replication_factor);
-        let topic = NewTopic::new(name.as_str(), partitions as i32, replication);
+        let mut topic = NewTopic::new(name.as_str(), partitions as i32, replication);
+        if name.as_str() == crate::SCHEDULE_TOPIC {
+            // Its entries wait for their time, however far ahead: none may expire first.
+            topic = topic.set("retention.ms", "-1").set("retention.bytes", "-1");
+        }
         let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout()));
         let results = self.admin.create_topics([&topic], &options).await.map_err(KafkaError::Client)?;
         for result in results {

@@ -238,7 +238,7 @@ impl Backend for Kafka {
         Ok(acknowledged
             .into_iter()
             .zip(expected)
-            .map(|(published, partition)| published.unwrap_or(Published { partition, offset: None }))
+            .map(|(published, partition)| published.unwrap_or(Published::pending(partition)))
             .collect())
     }
 

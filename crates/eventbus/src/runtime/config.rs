@@ -1,5 +1,9 @@
 //! The settings every backend shares.
 
+use std::time::Duration;
+
+use super::schedule::{DEFAULT_MAX_SCHEDULE_AHEAD, DEFAULT_MAX_SCHEDULED};
+
 /// Kafka's default `message.max.bytes`, about 1 MB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
@@ -9,7 +13,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 /// at 0.61 of the bank's own rate, with 256 at 0.85 (`eventbus-bench serve`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
-/// Settings every backend shares: how topics come to exist and how large a message may be.
+/// Settings every backend shares: how topics come to exist, how large a message may be, how
+/// records are consumed and how scheduled events are held.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BusConfig {
     /// Create an unknown topic on first publish or subscribe, like Kafka's
@@ -26,6 +31,15 @@ pub struct BusConfig {
     /// Event ids each subscription remembers to drop a redelivered event (the last this many
     /// handled). About 100 bytes each; at 5,000 events/s the default covers 20 s.
     pub dedup_window: usize,
+    /// Whether this bus delivers scheduled events (`metadata.deliver_at`) when they are due,
+    /// while it runs. On by default; a process that only publishes and exits (the CLI's
+    /// `publish`) turns it off, and the events it schedules are delivered by a bus that runs it.
+    pub run_scheduler: bool,
+    /// Scheduled events the scheduler holds, pending; a publish that would schedule more, in a
+    /// process that runs the scheduler, is refused. About 1 KB each.
+    pub max_scheduled: usize,
+    /// How far ahead an event may be scheduled; a later `deliver_at` is refused.
+    pub max_schedule_ahead: Duration,
 }
 
 /// The default of [`BusConfig::dedup_window`].
@@ -39,6 +53,9 @@ impl Default for BusConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             dedup_window: DEFAULT_DEDUP_WINDOW,
+            run_scheduler: true,
+            max_scheduled: DEFAULT_MAX_SCHEDULED,
+            max_schedule_ahead: DEFAULT_MAX_SCHEDULE_AHEAD,
         }
     }
 }

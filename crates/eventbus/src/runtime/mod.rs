@@ -14,6 +14,7 @@
 //!   watermark per partition that is committed.
 //! - `position`: a group's committed place in a partition, with the records finished above it.
 //! - `lifecycle`: start, stop and subscribe, never interleaved.
+//! - `schedule`: events held until their `deliver_at`, and the scheduler that delivers them.
 
 mod backend;
 mod config;
@@ -26,6 +27,7 @@ mod policy;
 mod position;
 mod processor;
 mod record;
+mod schedule;
 
 pub use backend::{Backend, Consumer, GroupCommits};
 pub use config::{BusConfig, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES};
@@ -36,3 +38,7 @@ pub(crate) use policy::resume_positions;
 pub use position::{MAX_FINISHED_TEXT, Position};
 pub use processor::Processor;
 pub use record::{NewRecord, Payload, StoredRecord};
+pub use schedule::{
+    DEFAULT_MAX_SCHEDULE_AHEAD, DEFAULT_MAX_SCHEDULED, DELIVER_AT, PAST_GRACE, SCHEDULE_TOPIC, SCHEDULED_FOR,
+    ScheduleError,
+};

@@ -11,6 +11,9 @@
 //! - A dead letter goes to `<topic>.dlq`, which is created if it is missing.
 //! - While tracing is on, every event published gets a `publish` span and carries its context
 //!   (see [`crate::trace`]).
+//! - An event with `metadata.deliver_at` in the future goes to the schedule topic instead of its
+//!   own, whose existence is checked now; the scheduler runs from `start` to `stop` (see
+//!   `schedule`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -18,6 +21,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Span;
@@ -32,6 +36,7 @@ use super::lifecycle::Lifecycle;
 use super::position::Position;
 use super::processor::Processor;
 use super::record::{NewRecord, Payload};
+use super::schedule::{self, ScheduleLog, Scheduler};
 use crate::bus::{
     BackendKind, BusError, BusStatus, EventBus, GroupDescription, GroupId, GroupOffset, GroupTopic, Handler,
     MAX_GROUPS, Offset, Partition, Publication, Published, Record, StartPosition, Subscription, TopicDescription,
@@ -59,15 +64,17 @@ struct Shared<B> {
     /// Partition counts of the topics seen so far.
     partitions: RwLock<HashMap<TopicName, u32>>,
     round_robin: AtomicU32,
+    schedule: Arc<Scheduler>,
 }
 
 impl<B: Backend> Bus<B> {
     /// A bus over `backend`, with the catalog topics and their dead-letter topics created.
     pub(crate) async fn open(backend: Arc<B>, config: BusConfig) -> Result<Self, BusError> {
         check_partitions(config.default_partitions)?;
-        backend.ensure_topics(Topic::bootstrap().collect()).await?;
+        backend.ensure_topics(Topic::bootstrap().chain([(schedule::topic(), 1)]).collect()).await?;
         let shared = Shared {
             backend,
+            schedule: Arc::new(Scheduler::new(config.run_scheduler, config.max_scheduled)),
             config,
             lifecycle: Lifecycle::new(),
             partitions: RwLock::default(),
@@ -156,13 +163,31 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    /// Events as records: completed, keyed, partitioned and size-checked. While tracing is on,
-    /// each gets a `publish` span, pushed to `spans`, whose context it carries.
-    async fn records(&self, publications: Vec<Publication>, spans: &mut Vec<Span>) -> Result<Vec<NewRecord>, BusError> {
+    /// Events as records: completed, keyed, partitioned and size-checked; with the time each
+    /// scheduled one is due, which goes to the schedule topic. While tracing is on, each gets a
+    /// `publish` span, pushed to `spans`, whose context it carries.
+    async fn records(
+        &self,
+        publications: Vec<Publication>,
+        spans: &mut Vec<Span>,
+    ) -> Result<(Vec<NewRecord>, Vec<Option<DateTime<Utc>>>), BusError> {
         let tracing = trace::enabled();
         let mut records = Vec::with_capacity(publications.len());
+        let mut dues = Vec::with_capacity(publications.len());
         let mut partitions: Option<(TopicName, u32)> = None;
+        let now = Utc::now();
         for Publication { topic, key, mut event } in publications {
+            let due = schedule::due(&mut event, now, self.config.max_schedule_ahead)?;
+            dues.push(due);
+            let Publication { topic, key, mut event } = match due {
+                None => Publication { topic, key, event },
+                Some(due) => {
+                    self.partition_count(&topic).await?;
+                    event.complete();
+                    let key = key.or_else(|| event.default_key().map(str::to_owned));
+                    Publication::new(schedule::topic(), schedule::entry(&topic, key.as_deref(), &event, due))
+                }
+            };
             let count = match &partitions {
                 Some((last, count)) if *last == topic => *count,
                 _ => {
@@ -183,7 +208,23 @@ impl<B: Backend> Shared<B> {
             let payload = self.payload(event)?;
             records.push(NewRecord { topic, partition, key, payload });
         }
-        Ok(records)
+        Ok((records, dues))
+    }
+
+    /// Appends the publications, scheduled ones to the schedule topic, which holds them for the
+    /// scheduler.
+    async fn publish(&self, publications: Vec<Publication>, spans: &mut Vec<Span>) -> Result<Vec<Published>, BusError> {
+        let (records, dues) = self.records(publications, spans).await?;
+        let entries = schedule::entries(&records, &dues);
+        self.schedule.admit(entries.len())?;
+        let mut published = self.backend.append(records).await?;
+        if !entries.is_empty() {
+            for (published, due) in published.iter_mut().zip(dues) {
+                published.scheduled = due;
+            }
+            self.schedule.hold(&entries);
+        }
+        Ok(published)
     }
 
     /// The dead-letter topic of `topic`, created if it is missing: a dead letter is never lost
@@ -374,6 +415,23 @@ impl<B: Backend> DeadLetterLog for Shared<B> {
 }
 
 #[async_trait]
+impl<B: Backend> ScheduleLog for Shared<B> {
+    async fn read_schedule(&self, from: Offset, max: usize) -> Result<Vec<Record>, BusError> {
+        self.read(&schedule::topic(), Partition(0), from, max).await
+    }
+
+    async fn deliver(&self, event: Publication, marker: Publication) -> Result<(), BusError> {
+        let mut spans = Vec::new();
+        let appended = match self.records(vec![event, marker], &mut spans).await {
+            Ok((records, _)) => self.backend.append(records).await,
+            Err(error) => Err(error),
+        };
+        trace::published(spans, &appended);
+        appended.map(drop)
+    }
+}
+
+#[async_trait]
 impl<B: Backend> EventBus for Bus<B> {
     fn backend(&self) -> BackendKind {
         self.shared.backend.kind()
@@ -381,6 +439,7 @@ impl<B: Backend> EventBus for Bus<B> {
 
     async fn start(&self) -> Result<(), BusError> {
         if self.shared.lifecycle.start(&self.spawner()).await {
+            self.shared.schedule.start(Arc::clone(&self.shared) as Arc<dyn ScheduleLog>).await;
             tracing::info!(backend = %self.backend(), "Event bus started");
         }
         Ok(())
@@ -389,6 +448,7 @@ impl<B: Backend> EventBus for Bus<B> {
     /// Stops the consumers (they commit what they finished), then lets the backend send what
     /// waits to be sent.
     async fn stop(&self) -> Result<(), BusError> {
+        self.shared.schedule.stop().await;
         if !self.shared.lifecycle.stop().await {
             return Ok(());
         }
@@ -407,12 +467,9 @@ impl<B: Backend> EventBus for Bus<B> {
             return Ok(Vec::new());
         }
         let mut spans = Vec::new();
-        let appended = match self.shared.records(publications, &mut spans).await {
-            Ok(records) => self.shared.backend.append(records).await,
-            Err(error) => Err(error),
-        };
-        trace::published(spans, &appended);
-        appended
+        let published = self.shared.publish(publications, &mut spans).await;
+        trace::published(spans, &published);
+        published
     }
 
     async fn publish_bytes(&self, topic: &TopicName, key: Option<&str>, value: Bytes) -> Result<Published, BusError> {

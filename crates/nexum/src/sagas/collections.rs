@@ -1,39 +1,65 @@
 //! The collections saga: a missed installment opens a case, an open case escalates after a
 //! configurable time, and a payment resolves it.
 //!
-//! It watches every disbursed loan. On each tick of its timer it reads the loan and its open
-//! case from the event store, where their state is persisted, and asks the bank to act:
-//! `check_overdue` when an installment is past due (plus a grace period) and not yet in a case,
-//! or when more installments were missed since; `escalate_case` when the case has stayed at its
-//! level for `escalate_after`. The bank resolves the case when a payment brings the loan up to
-//! date. Each command's id is derived from the loan or case and the state it answers, so a
-//! repeated tick, or a restart, sends nothing new.
+//! It watches every disbursed loan. To look at a loan, it reads the loan and its open case from
+//! the event store, where their state is persisted, and asks the bank to act: `check_overdue`
+//! when an installment is past due (plus a grace period) and not yet in a case, or when more
+//! installments were missed since; `escalate_case` when the case has stayed at its level for
+//! `escalate_after`. The bank resolves the case when a payment brings the loan up to date. Each
+//! command's id is derived from the loan or case and the state it answers, so looking twice, or
+//! after a restart, sends nothing new.
 //!
-//! The loans to watch come from the event store: all of it at the start, then what was stored
-//! since, at each tick. Of the instances sharing a store, the timer ticks on the one holding the
-//! [`TIMER_ROLE`] lease; if that instance dies, another takes the role and goes on.
+//! **When it looks: scheduled timers.** After each look at a loan the saga publishes a timer
+//! event to [`TIMER_TOPIC`] with `metadata.deliver_at` set to the next time something can fall
+//! due on the loan: its next installment's grace period ending, or its case's escalation. The bus
+//! holds the timer durably and delivers it then; the saga, consuming [`TIMER_TOPIC`] in its
+//! group ([`GROUP`]), looks at the loan when it arrives, and sets the next one. It also looks
+//! when a loan is disbursed or a case opened or escalated (the events that move the next time).
+//! A timer's id is derived from the loan and its time, so setting it again (at each restart)
+//! adds no second delivery: consumers drop a repeated `event_id`.
+//!
+//! **The sweep** ([`tick`](CollectionsSaga::tick)) looks at every watched loan and sets its
+//! timer. It runs when the saga starts (so the timers of loans stored while no saga ran are
+//! set) and, as a safety net, every `tick_every` (an hour by default) on the instance holding the
+//! [`TIMER_ROLE`] lease: a timer whose handling failed all its retries is dead-lettered, and the
+//! sweep still finds its loan. The loans to watch come from the event store: all of it at the
+//! start, then what was stored since, at each sweep.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventbus::{EventBus, Topic};
-use serde_json::json;
+use chrono::{DateTime, SubsecRound, Utc};
+use eventbus::{
+    BusError, EventBus, EventId, EventSchema, GroupId, HandlerError, Message, Subscription, Topic, TopicName,
+    handler_fn,
+};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::{Outgoing, Parts};
 use crate::bank::{Bank, BankError};
 use crate::clock::Clock;
-use crate::domain::LoanStatus;
+use crate::domain::{Loan, LoanStatus};
 use crate::ids::{CommandId, LoanId};
 use crate::leadership::Leadership;
 use crate::store::EventStore;
 
-/// The timer's role in the store's leases.
+/// The sweep's role in the store's leases.
 pub const TIMER_ROLE: &str = "collections-timer";
+/// The topic of the saga's timers, created when the saga starts.
+pub const TIMER_TOPIC: &str = "nexum.collections.timers";
+/// The consumer group of the saga: its timers, and the events that move them.
+pub const GROUP: &str = "nexum-collections-saga";
+const TIMER_PARTITIONS: u32 = 3;
+/// The event type of a timer.
+const TIMER: &str = "collections_timer_due";
 const ACTOR: &str = "saga:collections";
 /// Events read per page when the watched loans are recovered from the store.
 const RECOVERY_PAGE: usize = 10_000;
+/// The furthest ahead a timer is set (within the bus's `max_schedule_ahead`); a time further
+/// off gets a timer then, which sets the next.
+const MAX_TIMER_AHEAD: chrono::Duration = chrono::Duration::days(365);
 
 /// When the collections saga acts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,17 +68,17 @@ pub struct CollectionsConfig {
     pub grace_days: u32,
     /// How long a case stays at one level before it escalates.
     pub escalate_after: chrono::Duration,
-    /// How often the timer ticks in `serve`.
+    /// How often the safety-net sweep looks at every loan in `serve`.
     pub tick_every: Duration,
 }
 
 impl Default for CollectionsConfig {
     fn default() -> Self {
-        Self { grace_days: 5, escalate_after: chrono::Duration::days(15), tick_every: Duration::from_secs(60) }
+        Self { grace_days: 5, escalate_after: chrono::Duration::days(15), tick_every: Duration::from_secs(3600) }
     }
 }
 
-/// What one tick asked for.
+/// What one sweep asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tick {
     /// How many `check_overdue` commands it sent.
@@ -83,11 +109,51 @@ impl CollectionsSaga {
         Arc::new(Self { parts: Parts { bank, bus, clock }, config, watched: Mutex::default() })
     }
 
-    /// Finds the loans to watch in the store: every disbursed loan still being repaid. Returns
-    /// how many loans it watches.
+    /// Finds the loans to watch in the store (every disbursed loan still being repaid), creates
+    /// the timer topic if it is missing, and sweeps: what is due is asked for and every loan's
+    /// timer is set. Returns how many loans it watches. Timers are acted on once
+    /// [`listen`](Self::listen) subscribes.
     pub async fn start(self: &Arc<Self>) -> Result<usize, CollectionsError> {
-        self.catch_up().await?;
+        match self.parts.bus.create_topic(&timer_topic(), TIMER_PARTITIONS).await {
+            Ok(()) | Err(BusError::TopicExists(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.tick().await?;
         Ok(self.lock().loans.len())
+    }
+
+    /// Consumes the saga's timers, and the events that move them (a loan disbursed, a case
+    /// opened or escalated), looking at the loan each is about.
+    pub async fn listen(self: &Arc<Self>) -> Result<(), CollectionsError> {
+        let subscription = Subscription::new(timer_topic(), GroupId::new(GROUP)?)
+            .and_topic(Topic::LoansDisbursed.name())
+            .and_topic(Topic::CollectionsCaseCreated.name())
+            .and_topic(Topic::CollectionsCaseEscalated.name());
+        let saga = Arc::clone(self);
+        let handler = handler_fn(move |message: Message| {
+            let saga = Arc::clone(&saga);
+            async move { saga.on(&message.event).await.map_err(HandlerError::from) }
+        });
+        self.parts.bus.subscribe(subscription, handler).await?;
+        Ok(())
+    }
+
+    /// Looks at the loan an event is about.
+    async fn on(&self, event: &EventSchema) -> Result<(), CollectionsError> {
+        let loan = match event.event_type.as_str() {
+            "loan_disbursed" => Some(event.entity_id.as_str()),
+            TIMER | "collection_case_created" | "collection_case_escalated" => {
+                event.data.get("loan_id").and_then(Value::as_str)
+            }
+            _ => None,
+        };
+        let Some(loan_id) = loan.and_then(|id| id.parse::<LoanId>().ok()) else { return Ok(()) };
+        if event.event_type.as_str() == TIMER {
+            tracing::debug!(%loan_id, "Collections timer arrived");
+        }
+        self.lock().loans.insert(loan_id.clone());
+        let mut tick = Tick::default();
+        self.look(&loan_id, self.parts.clock.now(), &mut tick).await
     }
 
     /// Watches the loans disbursed in what the store recorded since the last look.
@@ -148,43 +214,80 @@ impl CollectionsSaga {
         })
     }
 
-    /// Looks at every watched loan now and sends the commands due.
+    /// Looks at every watched loan now: sends the commands due and sets each loan's timer.
     pub async fn tick(&self) -> Result<Tick, CollectionsError> {
         let now = self.parts.clock.now();
-        let due_by = (now - chrono::Duration::days(i64::from(self.config.grace_days))).date_naive();
         self.catch_up().await?;
         let loans: Vec<LoanId> = self.lock().loans.iter().cloned().collect();
         let mut tick = Tick::default();
         for loan_id in loans {
-            let Some(loan) = self.parts.bank.loan(&loan_id).await? else { continue };
-            if loan.status != LoanStatus::Active {
-                self.lock().loans.remove(&loan_id);
-                continue;
-            }
-            let missed = loan.overdue_installments(due_by);
-            let open_case = match &loan.open_case {
-                Some(id) => self.parts.bank.collection_case(id).await?.filter(|case| case.open),
-                None => None,
-            };
-            let known = if open_case.is_some() { loan.missed_payments } else { 0 };
-            if missed > known {
-                // A missed installment the bank has not seen: it opens or escalates a case.
-                let id =
-                    CommandId::derived(&format!("collections/{loan_id}/{}/missed/{missed}", loan.installments_paid));
-                self.send(id, &loan_id, json!({"action": "check_overdue", "loan_id": loan_id})).await?;
-                tick.overdue_checks += 1;
-            } else if let Some(case) = open_case
-                && now - case.since >= self.config.escalate_after
-            {
-                let id = CommandId::derived(&format!("collections/{}/escalate/{}", case.id, case.level + 1));
-                let reason =
-                    format!("no payment within {} days at level {}", self.config.escalate_after.num_days(), case.level);
-                self.send(id, &loan_id, json!({"action": "escalate_case", "case_id": case.id, "reason": reason}))
-                    .await?;
-                tick.escalations += 1;
-            }
+            self.look(&loan_id, now, &mut tick).await?;
         }
         Ok(tick)
+    }
+
+    /// Looks at one loan at `now`: sends the command due, if any, and sets the loan's timer for
+    /// the next time one can be.
+    async fn look(&self, loan_id: &LoanId, now: DateTime<Utc>, tick: &mut Tick) -> Result<(), CollectionsError> {
+        let Some(loan) = self.parts.bank.loan(loan_id).await? else { return Ok(()) };
+        if loan.status != LoanStatus::Active {
+            self.lock().loans.remove(loan_id);
+            return Ok(());
+        }
+        let grace = chrono::Duration::days(i64::from(self.config.grace_days));
+        let missed = loan.overdue_installments((now - grace).date_naive());
+        let open_case = match &loan.open_case {
+            Some(id) => self.parts.bank.collection_case(id).await?.filter(|case| case.open),
+            None => None,
+        };
+        let known = if open_case.is_some() { loan.missed_payments } else { 0 };
+        let escalates_at = open_case.as_ref().map(|case| case.since + self.config.escalate_after);
+        if missed > known {
+            // A missed installment the bank has not seen: it opens or escalates a case.
+            let id = CommandId::derived(&format!("collections/{loan_id}/{}/missed/{missed}", loan.installments_paid));
+            self.send(id, loan_id, json!({"action": "check_overdue", "loan_id": loan_id})).await?;
+            tick.overdue_checks += 1;
+        } else if let Some(case) = open_case.as_ref().filter(|_| escalates_at.is_some_and(|at| at <= now)) {
+            let id = CommandId::derived(&format!("collections/{}/escalate/{}", case.id, case.level + 1));
+            let reason =
+                format!("no payment within {} days at level {}", self.config.escalate_after.num_days(), case.level);
+            self.send(id, loan_id, json!({"action": "escalate_case", "case_id": case.id, "reason": reason})).await?;
+            tick.escalations += 1;
+        }
+        let next_missed = self.next_missed(&loan, missed);
+        let next = [next_missed, escalates_at].into_iter().flatten().filter(|at| *at > now).min();
+        if let Some(at) = next {
+            self.set_timer(loan_id, at, now).await?;
+        }
+        Ok(())
+    }
+
+    /// When the first installment not yet missed will be, if unpaid: the day after its grace
+    /// period.
+    fn next_missed(&self, loan: &Loan, missed: u32) -> Option<DateTime<Utc>> {
+        let next = loan.terms.schedule.get((loan.installments_paid + missed) as usize)?;
+        let day = next.due_date + chrono::Days::new(u64::from(self.config.grace_days) + 1);
+        Some(day.and_hms_opt(0, 0, 0)?.and_utc())
+    }
+
+    /// Publishes the timer of `loan_id` for `at` (the saga's clock, which reads `now`): the bus
+    /// delivers it then. The bus's own clock counts the wait, so a saga clock that is not the
+    /// system's (a test's) is followed; whole seconds, rounded up, so that the same timer set
+    /// again is the same.
+    async fn set_timer(&self, loan_id: &LoanId, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), BusError> {
+        let wait = (at - now).min(MAX_TIMER_AHEAD);
+        let skew = Utc::now() - now;
+        let skew = if skew.abs() < chrono::Duration::seconds(1) { chrono::Duration::zero() } else { skew };
+        let deliver_at = (now + wait + skew + chrono::Duration::milliseconds(999)).trunc_subsecs(0);
+        let deliver_at = deliver_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let id = EventId::derived(&format!("collections/{loan_id}/timer/{deliver_at}"));
+        let data = json!({"loan_id": loan_id, "at": at.to_rfc3339()});
+        let Value::Object(data) = data else { unreachable!("built as an object") };
+        let timer = EventSchema::new(TIMER, "loan", loan_id.to_string(), data)
+            .with_id(id)
+            .with_metadata(eventbus::DELIVER_AT, deliver_at)
+            .with_metadata("correlation_id", format!("collections/{loan_id}"));
+        self.parts.bus.publish(&timer_topic(), timer, Some(loan_id.as_str())).await.map(drop)
     }
 
     async fn send(&self, id: CommandId, loan_id: &LoanId, data: serde_json::Value) -> Result<(), CollectionsError> {
@@ -202,6 +305,11 @@ impl CollectionsSaga {
     fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The topic of the saga's timers.
+pub fn timer_topic() -> TopicName {
+    TopicName::new(TIMER_TOPIC).expect("a valid topic name")
 }
 
 /// Why the collections saga could not look at its loans or send a command.

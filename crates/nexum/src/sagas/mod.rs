@@ -4,7 +4,8 @@
 //! - [`LoanApplicationSaga`]: a customer whose KYC is verified is offered a pre-approved loan:
 //!   originate, then disburse; a disbursement that fails is compensated by cancelling the loan.
 //! - [`CollectionsSaga`]: a missed installment opens a collections case, an open case escalates
-//!   after a configurable time, and a payment resolves it.
+//!   after a configurable time, and a payment resolves it; it wakes on timers it schedules on the
+//!   bus (`metadata.deliver_at`).
 //!
 //! Both are idempotent. Every command they send has an id derived from the saga and the step,
 //! so sending it twice (after a crash, or on a redelivered event) has one effect: the command
@@ -24,7 +25,9 @@ use serde_json::{Map, Value};
 use crate::ids::CommandId;
 
 pub use collections::{
-    CollectionsConfig, CollectionsError, CollectionsSaga, TIMER_ROLE as COLLECTIONS_TIMER_ROLE, Tick,
+    CollectionsConfig, CollectionsError, CollectionsSaga, GROUP as COLLECTIONS_GROUP,
+    TIMER_ROLE as COLLECTIONS_TIMER_ROLE, TIMER_TOPIC as COLLECTIONS_TIMER_TOPIC, Tick,
+    timer_topic as collections_timer_topic,
 };
 pub use loan_application::{GROUP as LOAN_APPLICATION_GROUP, LoanApplicationSaga, LoanOffer};
 

@@ -377,14 +377,18 @@ pub(super) fn create_topics(conn: &Connection, topics: &[(TopicName, u32)]) -> r
     Ok(existing)
 }
 
-/// Deletes, from the head of each partition, the records older than the retention period.
+/// Deletes, from the head of each partition, the records older than the retention period. The
+/// schedule topic is kept whole: its entries wait for their time, however far ahead.
 pub(super) fn apply_retention(conn: &mut Connection, retention: Duration) -> rusqlite::Result<()> {
     let cutoff = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let heads: Vec<(i64, u32, u64)> = {
-        let mut stmt =
-            tx.prepare("SELECT topic_id, partition, log_start FROM partitions WHERE next_offset > log_start")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?
+        let mut stmt = tx.prepare(
+            "SELECT topic_id, partition, log_start FROM partitions WHERE next_offset > log_start \
+             AND topic_id NOT IN (SELECT id FROM topics WHERE name = ?1)",
+        )?;
+        stmt.query_map([crate::SCHEDULE_TOPIC], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?
     };
     let mut deleted = 0;
     for (topic_id, partition, log_start) in heads {
