@@ -126,7 +126,10 @@ impl Letters {
         }
         let number = stage.map_or(1, |n| n + 1);
         let wait = *self.policy.retry_stages.get(number as usize - 1)?;
-        let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        let due = chrono::Duration::from_std(wait)
+            .ok()
+            .and_then(|wait| Utc::now().checked_add_signed(wait))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
         Some(Stage { number, due })
     }
 
