@@ -138,7 +138,10 @@ pub(crate) fn due(
     if at < now - grace {
         return Err(ScheduleError::InPast { deliver_at: rfc3339(at), now: rfc3339(now) });
     }
-    let latest = now + chrono::Duration::from_std(max_ahead).unwrap_or(chrono::Duration::MAX);
+    let latest = chrono::Duration::from_std(max_ahead)
+        .ok()
+        .and_then(|ahead| now.checked_add_signed(ahead))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if at > latest {
         let max_days = max_ahead.as_secs() / 86_400;
         return Err(ScheduleError::TooFarAhead { deliver_at: rfc3339(at), max_days, latest: rfc3339(latest) });
