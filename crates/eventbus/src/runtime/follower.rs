@@ -15,7 +15,7 @@ use super::letter_log::{Stopped, original_bytes, wait_or_stop};
 use super::letters::Letters;
 use super::processor::Processor;
 use super::record::{Payload, StoredRecord};
-use crate::bus::{Message, RecordValue};
+use crate::bus::{BusError, Message, RecordValue};
 use crate::dlq::book::{Letter, LetterState};
 use crate::dlq::letter::{self, Failure, FailureKind, Original, Outcome};
 
@@ -76,6 +76,8 @@ async fn handle(
     let read = loop {
         match letters.log().read(&place.topic, place.partition, place.offset, 1).await {
             Ok(read) => break read,
+            // The topic or partition is gone: as missing as a record retention removed.
+            Err(BusError::UnknownTopic(_) | BusError::UnknownPartition { .. }) => break Vec::new(),
             Err(error) => {
                 tracing::warn!(%place, %error, "Cannot read a dead letter's original; trying again");
                 if wait_or_stop(stop, STORAGE_RETRY_FOLLOW).await {
@@ -85,7 +87,8 @@ async fn handle(
         }
     };
     let Some(original) = read.into_iter().find(|r| r.offset == place.offset) else {
-        // Retention removed it: nothing can be handled again; an operator discards the letter.
+        // Retention removed it, or its topic is gone: nothing can be handled again; an operator
+        // discards the letter.
         let failure = Failure {
             kind: FailureKind::Missing,
             error: format!("the original at {place} is no longer retained"),
