@@ -5,8 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use eventbus::GroupId;
-use eventbus::dlq::{self, Action, Actor, DlqError, Filter, Letter, StateFilter};
+use eventbus::dlq::{self, Action, Actor, DlqError, Filter, Letter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -43,31 +42,16 @@ pub struct FilterQuery {
 
 impl FilterQuery {
     fn filter(&self) -> Result<Filter, ApiError> {
-        let invalid = |message: String| ApiError::bad_request("invalid_filter", message);
-        Ok(Filter {
-            topic: self
-                .topic
-                .as_deref()
-                .map(eventbus::TopicName::new)
-                .transpose()
-                .map_err(|e| invalid(format!("topic: {e}")))?,
-            group: self.group.as_deref().map(GroupId::new).transpose().map_err(|e| invalid(format!("group: {e}")))?,
-            error: self.error.clone(),
-            since: self.since.as_deref().map(Filter::parse_time).transpose()?,
-            until: self.until.as_deref().map(Filter::parse_time).transpose()?,
-            state: self.state.as_deref().map(str::parse).transpose()?.unwrap_or(StateFilter::Open),
-        })
+        let filter = Filter::parse(
+            self.topic.as_deref(),
+            self.group.as_deref(),
+            self.error.as_deref(),
+            self.since.as_deref(),
+            self.until.as_deref(),
+            self.state.as_deref(),
+        );
+        Ok(filter?)
     }
-}
-
-/// A letter without its original and history, for a list.
-fn summary(letter: &Letter) -> Value {
-    let mut value = json!(letter);
-    if let Some(object) = value.as_object_mut() {
-        object.remove("original");
-        object.remove("history");
-    }
-    value
 }
 
 /// `GET /dead-letters?topic=&group=&error=&since=&until=&state=&limit=`: matching letters,
@@ -81,7 +65,7 @@ pub async fn list(State(state): State<ApiState>, Query(query): Query<FilterQuery
     let bus = state.backend().bus.clone();
     let book = dlq::load(&*bus, filter.topic.as_ref()).await?;
     let matching: Vec<&Letter> = book.letters().filter(|l| filter.matches(l)).collect();
-    let letters: Vec<Value> = matching.iter().take(limit).map(|l| summary(l)).collect();
+    let letters: Vec<Value> = matching.iter().take(limit).map(|l| l.summary()).collect();
     Ok(Json(json!({"letters": letters, "matching": matching.len(), "showing": letters.len()})))
 }
 

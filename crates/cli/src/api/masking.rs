@@ -30,29 +30,44 @@ pub fn for_caller(caller: &Caller, value: Value) -> Value {
     if caller.sees_personal_data() { value } else { eventbus::envelope::masked(&value) }
 }
 
-/// `response` with its JSON body masked. Any other body passes as it is: the live stream masks
-/// its events itself, and the framework's own errors carry no stored data. A JSON body that
-/// cannot be read or parsed is never passed on unmasked: it becomes a 500.
+/// `response` with its JSON body masked, or each line of its JSON lines (an export). Any other
+/// body passes as it is: the live stream masks its events itself, and the framework's own errors
+/// carry no stored data. A body that cannot be read or parsed is never passed on unmasked: it
+/// becomes a 500.
 pub async fn mask_json(response: Response) -> Response {
-    let is_json =
-        response.headers().get(CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    if !is_json || response.extensions().get::<NoPersonalData>().is_some() {
+    let content_type = response.headers().get(CONTENT_TYPE).map(|value| value.as_bytes());
+    let is_json = content_type.is_some_and(|value| value.starts_with(b"application/json"));
+    let is_lines = content_type.is_some_and(|value| value.starts_with(b"application/x-ndjson"));
+    if !(is_json || is_lines) || response.extensions().get::<NoPersonalData>().is_some() {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let value = match body.collect().await {
-        Ok(collected) => serde_json::from_slice::<Value>(&collected.to_bytes()).map_err(|e| e.to_string()),
+    let masked = match body.collect().await {
+        Ok(collected) if is_lines => mask_lines(&collected.to_bytes()),
+        Ok(collected) => serde_json::from_slice::<Value>(&collected.to_bytes())
+            .map(|value| eventbus::envelope::masked(&value).to_string())
+            .map_err(|e| e.to_string()),
         Err(error) => Err(error.to_string()),
     };
-    let value = match value {
-        Ok(value) => value,
+    let masked = match masked {
+        Ok(masked) => masked,
         Err(error) => {
             tracing::error!(%error, "Cannot read a JSON answer to mask it for a viewer");
             return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the answer cannot be prepared")
                 .into_response();
         }
     };
-    let masked = eventbus::envelope::masked(&value).to_string();
     parts.headers.remove(CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(masked))
+}
+
+/// JSON lines, each masked.
+fn mask_lines(bytes: &[u8]) -> Result<String, String> {
+    let mut masked = String::with_capacity(bytes.len());
+    for line in bytes.split(|b| *b == b'\n').filter(|line| !line.trim_ascii().is_empty()) {
+        let value = serde_json::from_slice::<Value>(line).map_err(|e| e.to_string())?;
+        masked.push_str(&eventbus::envelope::masked(&value).to_string());
+        masked.push('\n');
+    }
+    Ok(masked)
 }

@@ -4,7 +4,7 @@
 //! carries it out.
 
 use anyhow::Context;
-use eventbus::dlq::{self, Action, Actor, Book, Filter, Letter, StateFilter};
+use eventbus::dlq::{self, Action, Actor, Book, Filter, Letter};
 use eventbus::{EventBus, GroupId};
 
 use crate::cli::{Dlq, DlqAction, DlqFilter, DlqFormat};
@@ -24,14 +24,14 @@ pub async fn run(config: &Config, command: Dlq) -> anyhow::Result<()> {
 
 /// The filter the flags describe.
 pub fn filter(flags: &DlqFilter) -> anyhow::Result<Filter> {
-    Ok(Filter {
-        topic: flags.topic.as_deref().map(super::topic).transpose()?,
-        group: flags.group.as_deref().map(GroupId::new).transpose()?,
-        error: flags.error.clone(),
-        since: flags.since.as_deref().map(Filter::parse_time).transpose()?,
-        until: flags.until.as_deref().map(Filter::parse_time).transpose()?,
-        state: flags.state.parse::<StateFilter>()?,
-    })
+    Ok(Filter::parse(
+        flags.topic.as_deref(),
+        flags.group.as_deref(),
+        flags.error.as_deref(),
+        flags.since.as_deref(),
+        flags.until.as_deref(),
+        Some(&flags.state),
+    )?)
 }
 
 async fn load(bus: &dyn EventBus, filter: &Filter) -> anyhow::Result<Book> {
@@ -45,7 +45,7 @@ async fn list(bus: &dyn EventBus, flags: &DlqFilter, format: DlqFormat) -> anyho
     match format {
         DlqFormat::Json => {
             for letter in &letters {
-                println!("{}", serde_json::to_string(&summary(letter))?);
+                println!("{}", serde_json::to_string(&letter.summary())?);
             }
         }
         DlqFormat::Table => {
@@ -71,16 +71,6 @@ async fn list(bus: &dyn EventBus, flags: &DlqFilter, format: DlqFormat) -> anyho
         }
     }
     Ok(())
-}
-
-/// A letter without its original and history, for a list.
-fn summary(letter: &Letter) -> serde_json::Value {
-    let mut value = serde_json::to_value(letter).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.remove("original");
-        object.remove("history");
-    }
-    value
 }
 
 async fn show(bus: &dyn EventBus, id: &str) -> anyhow::Result<()> {

@@ -139,6 +139,16 @@ impl Letter {
         matches!(self.state, LetterState::Failed | LetterState::Retrying { .. }) && self.place.is_some()
     }
 
+    /// The letter without its original and history: a row of a list.
+    pub fn summary(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.remove("original");
+            object.remove("history");
+        }
+        value
+    }
+
     /// The stage it waits for, if it does.
     pub fn stage(&self) -> Option<Stage> {
         match self.state {
@@ -461,7 +471,7 @@ mod tests {
         }
         let (p0, p1, p2) = (place(0), place(1), place(2));
         let failure = Failure { kind: FailureKind::HandlerFailed, error: "down".into(), attempts: 3 };
-        let head = p0.letter_id(&group);
+        let head = p0.letter_id(&group).to_string();
         let actor = Actor { who: "ops".into(), address: "127.0.0.1".into() };
         vec![
             letter::failed(1 << 20, &group, &original(&p0), &failure, 0, None, true),

@@ -120,6 +120,27 @@ impl Filter {
         topic && group && error && since && until && state
     }
 
+    /// The filter an operator typed: each field as text, absent when not given (open letters by
+    /// default). Whatever does not parse is [`DlqError::InvalidFilter`], naming the field.
+    pub fn parse(
+        topic: Option<&str>,
+        group: Option<&str>,
+        error: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<Self, DlqError> {
+        let invalid = |field: &str, error: &dyn std::fmt::Display| DlqError::InvalidFilter(format!("{field}: {error}"));
+        Ok(Self {
+            topic: topic.map(TopicName::new).transpose().map_err(|e| invalid("topic", &e))?,
+            group: group.map(GroupId::new).transpose().map_err(|e| invalid("group", &e))?,
+            error: error.map(str::to_owned),
+            since: since.map(Self::parse_time).transpose()?,
+            until: until.map(Self::parse_time).transpose()?,
+            state: state.map(str::parse).transpose()?.unwrap_or_default(),
+        })
+    }
+
     /// Reads a time bound: RFC 3339, or a duration back from now (`15m`, `2h`, `7d`).
     pub fn parse_time(text: &str) -> Result<DateTime<Utc>, DlqError> {
         if let Ok(time) = DateTime::parse_from_rfc3339(text) {

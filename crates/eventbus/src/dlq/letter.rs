@@ -244,10 +244,10 @@ pub(crate) fn failed(
 }
 
 /// The letter of a record parked behind `behind`, the first unfinished letter of its key.
-pub(crate) fn parked(max_bytes: usize, group: &GroupId, original: &Original<'_>, behind: &EventId) -> EventSchema {
+pub(crate) fn parked(max_bytes: usize, group: &GroupId, original: &Original<'_>, behind: &str) -> EventSchema {
     let letter = original.place.letter_id(group);
     let mut data = common(&letter, original);
-    data.insert("behind".into(), json!(behind.to_string()));
+    data.insert("behind".into(), json!(behind));
     data.insert("sequenced".into(), json!(true));
     let id = EventId::derived(&format!("{letter}/parked"));
     with_original(max_bytes, data, original.value, |data| record(PARKED, id.clone(), group, original.place, data))

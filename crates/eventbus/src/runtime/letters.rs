@@ -160,10 +160,9 @@ impl Letters {
             return Ok(true);
         }
         let Some(head) = book.head(group, topic, key) else { return Ok(false) };
-        let behind = head.id.parse().map_err(|_| Stopped)?;
         let value = original_bytes(&record.payload);
         let original = Original { place: &place, key: Some(key), value: &value };
-        let letter = letter::parked(self.max_message_bytes, group, &original, &behind);
+        let letter = letter::parked(self.max_message_bytes, group, &original, &head.id);
         tracing::info!(%topic, partition = %record.partition, offset = %record.offset, "Parked behind an earlier failed record of its key");
         self.append(&mut book, topic, record.key.clone(), letter, stop).await?;
         Ok(true)
@@ -197,17 +196,18 @@ impl Letters {
         self.own.lock().expect("own lock").insert(id);
         // Folded now, as it will be read back: the dead-letter topic has one partition, and the
         // offset only orders it among records the fold reads later, which commute with it.
+        let dlq = topic.dlq();
+        let cursor = book.cursor(&dlq);
         let record = Record {
-            topic: topic.dlq(),
+            topic: dlq,
             partition: Partition(0),
-            offset: book.cursor(&topic.dlq()),
+            offset: cursor,
             timestamp: Utc::now(),
             key,
             value: RecordValue::Event(Arc::new(letter)),
         };
-        let cursor = book.cursor(&topic.dlq());
         book.apply(&record);
-        book.set_cursor(&topic.dlq(), cursor);
+        book.set_cursor(&record.topic, cursor);
         self.parked.store(book.any_parked(), Ordering::Release);
         self.wake.notify_one();
         Ok(())
