@@ -79,6 +79,27 @@ impl Flaky {
     }
 }
 
+/// A running bus with a one-partition topic and a subscription to it whose handler fails on the
+/// events of `failing` (by `seq`), retried fast, shaped by `shape` (sequenced, with stages).
+struct Given {
+    bus: Arc<dyn EventBus>,
+    _dir: Option<tempfile::TempDir>,
+    topic: TopicName,
+    group: GroupId,
+    flaky: Flaky,
+}
+
+async fn given(backend: Backend, failing: &[u64], shape: impl FnOnce(Subscription) -> Subscription) -> Given {
+    let (bus, _dir) = running(backend).await;
+    let topic = random_topic("work");
+    bus.create_topic(&topic, 1).await.unwrap();
+    let group = random_group("bank");
+    let flaky = Flaky::failing_on(failing);
+    let subscription = shape(Subscription::new(topic.clone(), group.clone()).with_retry(fast_retry()));
+    bus.subscribe(subscription, flaky.handler()).await.unwrap();
+    Given { bus, _dir, topic, group, flaky }
+}
+
 async fn book(bus: &dyn EventBus, topic: &TopicName) -> Book {
     dlq::load(bus, Some(topic)).await.unwrap()
 }
@@ -101,13 +122,7 @@ fn ids(book: &Book, state: &str) -> Vec<String> {
 
 async fn a_failed_record_parks_its_key_and_a_redrive_releases_it_in_order(backend: Backend) {
     // Given a sequenced subscription whose handler fails on acc_1's second event
-    let (bus, _dir) = running(backend).await;
-    let topic = random_topic("seq");
-    bus.create_topic(&topic, 1).await.unwrap();
-    let group = random_group("bank");
-    let flaky = Flaky::failing_on(&[1]);
-    let subscription = Subscription::new(topic.clone(), group.clone()).with_retry(fast_retry()).sequenced();
-    bus.subscribe(subscription, flaky.handler()).await.unwrap();
+    let Given { bus, _dir, topic, group, flaky } = given(backend, &[1], Subscription::sequenced).await;
 
     // When acc_1's events 0..5 and acc_2's 10..13 are published interleaved
     for n in 0..5 {
@@ -165,13 +180,7 @@ async fn a_failed_record_parks_its_key_and_a_redrive_releases_it_in_order(backen
 
 async fn discarding_the_head_releases_the_parked_records(backend: Backend) {
     // Given acc_1 parked behind its failed event 0, with 1 and 2 parked
-    let (bus, _dir) = running(backend).await;
-    let topic = random_topic("discard");
-    bus.create_topic(&topic, 1).await.unwrap();
-    let group = random_group("bank");
-    let flaky = Flaky::failing_on(&[0]);
-    let subscription = Subscription::new(topic.clone(), group.clone()).with_retry(fast_retry()).sequenced();
-    bus.subscribe(subscription, flaky.handler()).await.unwrap();
+    let Given { bus, _dir, topic, group, flaky } = given(backend, &[0], Subscription::sequenced).await;
     for n in 0..3 {
         bus.publish(&topic, transaction("acc_1", n), None).await.unwrap();
     }
@@ -192,15 +201,9 @@ async fn discarding_the_head_releases_the_parked_records(backend: Backend) {
 async fn retry_stages_wait_durably_and_only_then_dead_letter(backend: Backend) {
     // Given a sequenced subscription with two short retry stages, and a handler that always
     // fails on acc_1's event 0
-    let (bus, _dir) = running(backend).await;
-    let topic = random_topic("stages");
-    bus.create_topic(&topic, 1).await.unwrap();
-    let group = random_group("bank");
-    let flaky = Flaky::failing_on(&[0]);
     let stages = vec![Duration::from_millis(300), Duration::from_millis(600)];
-    let subscription =
-        Subscription::new(topic.clone(), group.clone()).with_retry(fast_retry()).sequenced().with_retry_stages(stages);
-    bus.subscribe(subscription, flaky.handler()).await.unwrap();
+    let staged = |subscription: Subscription| subscription.sequenced().with_retry_stages(stages);
+    let Given { bus, _dir, topic, group, flaky } = given(backend, &[0], staged).await;
 
     // When it and a later event of the key are published
     bus.publish(&topic, transaction("acc_1", 0), None).await.unwrap();
@@ -220,16 +223,9 @@ async fn retry_stages_wait_durably_and_only_then_dead_letter(backend: Backend) {
 
 async fn a_record_that_succeeds_in_a_retry_stage_is_resolved_and_frees_its_key(backend: Backend) {
     // Given a handler that fails on acc_1's event 0 until the cause is fixed, and one stage
-    let (bus, _dir) = running(backend).await;
-    let topic = random_topic("stage-ok");
-    bus.create_topic(&topic, 1).await.unwrap();
-    let group = random_group("bank");
-    let flaky = Flaky::failing_on(&[0]);
-    let subscription = Subscription::new(topic.clone(), group.clone())
-        .with_retry(fast_retry())
-        .sequenced()
-        .with_retry_stages(vec![Duration::from_millis(800)]);
-    bus.subscribe(subscription, flaky.handler()).await.unwrap();
+    let staged =
+        |subscription: Subscription| subscription.sequenced().with_retry_stages(vec![Duration::from_millis(800)]);
+    let Given { bus, _dir, topic, group, flaky } = given(backend, &[0], staged).await;
     bus.publish(&topic, transaction("acc_1", 0), None).await.unwrap();
     bus.publish(&topic, transaction("acc_1", 1), None).await.unwrap();
     wait_for_states(&*bus, &topic, &group, &["retrying", "parked"]).await;
@@ -250,14 +246,7 @@ async fn a_record_that_succeeds_in_a_retry_stage_is_resolved_and_frees_its_key(b
 
 async fn without_sequencing_a_letter_is_redriven_alone_and_the_key_goes_on(backend: Backend) {
     // Given a subscription that is not sequenced, failing on acc_1's event 0
-    let (bus, _dir) = running(backend).await;
-    let topic = random_topic("plain");
-    bus.create_topic(&topic, 1).await.unwrap();
-    let group = random_group("reader");
-    let flaky = Flaky::failing_on(&[0]);
-    bus.subscribe(Subscription::new(topic.clone(), group.clone()).with_retry(fast_retry()), flaky.handler())
-        .await
-        .unwrap();
+    let Given { bus, _dir, topic, group, flaky } = given(backend, &[0], |subscription| subscription).await;
     bus.publish(&topic, transaction("acc_1", 0), None).await.unwrap();
     bus.publish(&topic, transaction("acc_1", 1), None).await.unwrap();
 
@@ -276,14 +265,7 @@ async fn without_sequencing_a_letter_is_redriven_alone_and_the_key_goes_on(backe
 
 async fn bad_requests_are_refused_with_a_reason(backend: Backend) {
     // Given a resolved letter
-    let (bus, _dir) = running(backend).await;
-    let topic = random_topic("bad");
-    bus.create_topic(&topic, 1).await.unwrap();
-    let group = random_group("reader");
-    let flaky = Flaky::failing_on(&[0]);
-    bus.subscribe(Subscription::new(topic.clone(), group.clone()).with_retry(fast_retry()), flaky.handler())
-        .await
-        .unwrap();
+    let Given { bus, _dir, topic, group, flaky: _ } = given(backend, &[0], |subscription| subscription).await;
     bus.publish(&topic, transaction("acc_1", 0), None).await.unwrap();
     let book = wait_for_states(&*bus, &topic, &group, &["failed"]).await;
     let id = ids(&book, "failed");
