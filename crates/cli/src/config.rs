@@ -187,12 +187,32 @@ impl Default for ConsumerSection {
     }
 }
 
+/// The sections of the file. Each must be written as a table (`[name]`).
+const SECTIONS: [&str; 7] = ["embedded", "kafka", "consumer", "api", "schedule", "recommender", "telemetry"];
+
 impl Config {
     /// Reads `path`; an unknown key or a wrong type is an error that names it.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Reads the text of a config file. Beyond what serde checks, a section must be a table and
+    /// no value may be a date: serde reads a struct from an array too, field by field, and toml
+    /// hands a date to serde as a one-entry map, so either would load as something never written.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        let doc: toml::Table = toml::from_str(text)?;
+        if let Some((section, value)) =
+            SECTIONS.iter().find_map(|section| doc.get(*section).filter(|value| !value.is_table()).map(|v| (section, v)))
+        {
+            anyhow::bail!("[{section}] must be a table, not {} {value}", value.type_str());
+        }
+        if let Some(key) = date_in(&doc) {
+            anyhow::bail!("{key} is a date, and no setting takes one");
+        }
+        Ok(config)
     }
 
     /// The bus's settings. Scheduled events are delivered only by a bus that `delivers`
@@ -233,6 +253,19 @@ impl Config {
     pub fn retry_stages(&self) -> Vec<Duration> {
         self.consumer.retry_stages_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
     }
+}
+
+/// The dotted key of the first date in `table`, if any.
+fn date_in(table: &toml::Table) -> Option<String> {
+    fn find(value: &toml::Value, key: String) -> Option<String> {
+        match value {
+            toml::Value::Datetime(_) => Some(key),
+            toml::Value::Table(table) => table.iter().find_map(|(name, value)| find(value, format!("{key}.{name}"))),
+            toml::Value::Array(items) => items.iter().enumerate().find_map(|(i, value)| find(value, format!("{key}[{i}]"))),
+            _ => None,
+        }
+    }
+    table.iter().find_map(|(name, value)| find(value, name.clone()))
 }
 
 #[cfg(test)]
@@ -372,6 +405,34 @@ mod tests {
             Config::default().telemetry,
             TelemetrySection { otlp_endpoint: None, service_name: "eventbus".into() }
         );
+    }
+
+    #[test]
+    fn a_section_written_as_another_value_or_a_date_anywhere_is_refused() {
+        // Given sections written as arrays, a string and a number, which serde alone would read
+        // field by field or refuse for the wrong reason
+        for (text, section) in [
+            ("embedded = [\"normal\", 5]", "[embedded]"),
+            ("consumer = [1, 2, 3, 4, 5]", "[consumer]"),
+            ("schedule = []", "[schedule]"),
+        ] {
+            // When the file is read, then the error names the section
+            let error = Config::parse(text).unwrap_err().to_string();
+            assert!(error.contains(section) && error.contains("must be a table"), "{text}: {error}");
+        }
+        // Given dates where properties or a property are expected
+        for (text, key) in [
+            ("[kafka]\nproperties = 1979-05-27", "kafka.properties"),
+            ("[kafka.properties]\n\"x.y\" = 1979-05-27T07:32:00Z", "kafka.properties.x.y"),
+        ] {
+            // Then the date is refused by its key, not loaded as toml's private field
+            let error = Config::parse(text).unwrap_err().to_string();
+            assert!(error.contains(key) || error.contains("invalid type"), "{text}: {error}");
+            assert!(!error.contains("$__toml_private"), "{error}");
+        }
+        // And every section written as a table is taken
+        let tables: String = SECTIONS.iter().map(|section| format!("[{section}]\n")).collect();
+        assert_eq!(Config::parse(&tables).unwrap(), Config::default());
     }
 
     #[test]

@@ -122,8 +122,22 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(data): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
+    match carry_out(&state, &kind, wait, &headers, data).await {
+        // A store or bus that failed for its disk says so.
+        Err(error) => Err(state.explain(error).await),
+        answer => answer,
+    }
+}
+
+async fn carry_out(
+    state: &ApiState,
+    kind: &str,
+    wait: Wait,
+    headers: &HeaderMap,
+    data: Map<String, Value>,
+) -> Result<Response, ApiError> {
     let backend = state.backend();
-    let (topic, event_type, entity_type) = match kind.as_str() {
+    let (topic, event_type, entity_type) = match kind {
         "transactions" => (Topic::CommandsTransactions, "transaction_command", "transaction"),
         "customers" => (Topic::CommandsCustomers, "customer_command", "customer"),
         "loans" => (Topic::CommandsLoans, "loan_command", "loan"),

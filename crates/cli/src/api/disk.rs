@@ -2,6 +2,10 @@
 //! frozen disk makes the service unready, with the reason, instead of failing the writes of
 //! commands one by one.
 //!
+//! A command that fails on the store or the bus asks the same probe why: a client is told that
+//! the disk is full or read-only (without the path), and when to try again, instead of only
+//! "unavailable".
+//!
 //! The probe writes and syncs a small file. A probe that does not come back within
 //! [`PROBE_TIMEOUT`] means the disk is frozen; while it hangs no second probe is started, so a
 //! frozen disk ties up one thread, not one per request.
@@ -11,11 +15,85 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::ApiError;
+
 /// The longest a write and sync of the probe file may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Below this much free space the disk counts as full: SQLite needs room for its journal.
 pub const MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What is wrong with the disk, as a client may be told it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Full,
+    ReadOnly,
+    Frozen,
+    /// Any other failure to write: a missing directory, an I/O error.
+    Unwritable,
+}
+
+impl Fault {
+    pub const ALL: [Self; 4] = [Self::Full, Self::ReadOnly, Self::Frozen, Self::Unwritable];
+
+    /// The `cause` of an API error.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Full => "disk_full",
+            Self::ReadOnly => "disk_read_only",
+            Self::Frozen => "disk_frozen",
+            Self::Unwritable => "disk_unwritable",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Self::Full => "its disk is full",
+            Self::ReadOnly => "its disk is read-only",
+            Self::Frozen => "its disk does not answer",
+            Self::Unwritable => "it cannot write to its disk",
+        }
+    }
+}
+
+/// A failed probe: the fault, and what an operator needs to act on it (the path, the error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub fault: Fault,
+    message: String,
+}
+
+impl Problem {
+    fn new(fault: Fault, message: String) -> Self {
+        Self { fault, message }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// `error`, a failure of the store or the bus, with the disk's fault as its cause if the probe
+/// finds one: the client learns that an operator is needed, not only that it should retry.
+pub async fn explain(disk: Option<&Disk>, error: ApiError) -> ApiError {
+    if error.code != "unavailable" {
+        return error;
+    }
+    let Some(Err(problem)) = (match disk {
+        Some(disk) => Some(disk.check().await),
+        None => None,
+    }) else {
+        return error;
+    };
+    ApiError {
+        message: format!("the service cannot write: {}; try again once an operator has mended it", problem.fault.words()),
+        retry_after: Some(Duration::from_secs(5)),
+        ..error
+    }
+    .with_detail("cause", problem.fault.code())
+}
 
 /// Probes one directory.
 pub struct Disk {
@@ -32,14 +110,13 @@ impl Disk {
 
     /// `Ok` if a small write to the directory was synced in time; else what is wrong, in words
     /// an operator can act on.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), Problem> {
         let started = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(since) = *in_flight {
-                return Err(format!(
-                    "a write to {} has not come back for {:?}: the disk is frozen",
-                    self.dir.display(),
-                    since.elapsed()
+                return Err(Problem::new(
+                    Fault::Frozen,
+                    format!("a write to {} has not come back for {:?}: the disk is frozen", self.dir.display(), since.elapsed()),
                 ));
             }
             let now = Instant::now();
@@ -54,22 +131,26 @@ impl Disk {
         });
         match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
             Ok(Ok(result)) => result,
-            Ok(Err(error)) => Err(format!("the disk probe failed: {error}")),
-            Err(_) => Err(format!(
-                "a write to {} did not come back within {:?} (started {:?} ago): the disk is frozen",
-                self.dir.display(),
-                PROBE_TIMEOUT,
-                started.elapsed()
+            Ok(Err(error)) => Err(Problem::new(Fault::Unwritable, format!("the disk probe failed: {error}"))),
+            Err(_) => Err(Problem::new(
+                Fault::Frozen,
+                format!(
+                    "a write to {} did not come back within {:?} (started {:?} ago): the disk is frozen",
+                    self.dir.display(),
+                    PROBE_TIMEOUT,
+                    started.elapsed()
+                ),
             )),
         }
     }
 }
 
-fn probe(dir: &std::path::Path) -> Result<(), String> {
-    let stats = rustix::fs::statvfs(dir).map_err(|error| format!("cannot read {}: {error}", dir.display()))?;
+fn probe(dir: &std::path::Path) -> Result<(), Problem> {
+    let stats = rustix::fs::statvfs(dir)
+        .map_err(|error| Problem::new(Fault::Unwritable, format!("cannot read {}: {error}", dir.display())))?;
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);
     if free < MIN_FREE_BYTES {
-        return Err(format!("the disk of {} is full: {} KiB free", dir.display(), free / 1024));
+        return Err(Problem::new(Fault::Full, format!("the disk of {} is full: {} KiB free", dir.display(), free / 1024)));
     }
     let path = dir.join(".ready-probe");
     let written = std::fs::File::create(&path).and_then(|mut file| {
@@ -79,12 +160,12 @@ fn probe(dir: &std::path::Path) -> Result<(), String> {
     let _ = std::fs::remove_file(&path);
     written.map_err(|error| match error.raw_os_error() {
         Some(code) if code == rustix::io::Errno::ROFS.raw_os_error() => {
-            format!("the disk of {} is read-only", dir.display())
+            Problem::new(Fault::ReadOnly, format!("the disk of {} is read-only", dir.display()))
         }
         Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => {
-            format!("the disk of {} is full", dir.display())
+            Problem::new(Fault::Full, format!("the disk of {} is full", dir.display()))
         }
-        _ => format!("cannot write to {}: {error}", dir.display()),
+        _ => Problem::new(Fault::Unwritable, format!("cannot write to {}: {error}", dir.display())),
     })
 }
 
@@ -100,7 +181,8 @@ mod tests {
         let file = dir.path().join("not-a-directory");
         std::fs::write(&file, b"x").unwrap();
         let error = Disk::new(file.clone()).check().await.unwrap_err();
-        assert!(error.contains(&file.display().to_string()), "{error}");
+        assert!(error.to_string().contains(&file.display().to_string()), "{error}");
+        assert_eq!(error.fault, Fault::Unwritable);
     }
 
     /// Needs root, to mount a small tmpfs; the machines of the test suite have it.
@@ -126,7 +208,8 @@ mod tests {
         let _ = std::process::Command::new("umount").arg(&target).status();
         // Then each state is named
         assert_eq!(empty, Ok(()));
-        assert!(full.as_ref().unwrap_err().contains("is full"), "{full:?}");
-        assert!(read_only.as_ref().unwrap_err().contains("read-only"), "{read_only:?}");
+        let (full, read_only) = (full.unwrap_err(), read_only.unwrap_err());
+        assert!(full.to_string().contains("is full") && full.fault == Fault::Full, "{full:?}");
+        assert!(read_only.to_string().contains("read-only") && read_only.fault == Fault::ReadOnly, "{read_only:?}");
     }
 }

@@ -71,9 +71,13 @@ pub async fn publish_test(
     let published = match state.backend().bus.publish(&topic, event.clone(), None).await {
         Err(BusError::UnknownTopic(_)) => {
             state.backend().bus.create_topic(&topic, 3).await?;
-            state.backend().bus.publish(&topic, event, None).await?
+            state.backend().bus.publish(&topic, event, None).await
         }
-        other => other?,
+        other => other,
+    };
+    let published = match published {
+        Ok(published) => published,
+        Err(error) => return Err(state.explain(error.into()).await),
     };
     Ok((
         StatusCode::CREATED,

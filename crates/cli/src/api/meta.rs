@@ -33,7 +33,7 @@ pub async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
         Err(_) => Err(format!("the event store did not answer within {:?}", super::disk::PROBE_TIMEOUT)),
     };
     let disk = match &state.0.disk {
-        Some(disk) => disk.check().await,
+        Some(disk) => disk.check().await.map_err(|problem| problem.to_string()),
         None => Ok(()),
     };
     if let Err(problem) = &disk {

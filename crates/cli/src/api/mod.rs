@@ -136,6 +136,11 @@ impl ApiState {
         Arc::clone(&self.0.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// `error` with the disk's fault as its cause, if the store or the bus failed for its disk.
+    async fn explain(&self, error: ApiError) -> ApiError {
+        disk::explain(self.0.disk.as_ref(), error).await
+    }
+
     /// Points the API at a new bus and the service running on it.
     pub async fn replace(&self, bus: Arc<dyn EventBus>, service: ServiceView) -> Result<(), eventbus::BusError> {
         let backend = Arc::new(Backend::start(bus, service, &self.0.metrics, &self.0.config).await?);

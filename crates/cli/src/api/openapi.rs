@@ -411,7 +411,9 @@ pub fn document() -> Value {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["status", "code", "message"],
             "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"},
-                           "required_role": {"enum": Role::ALL, "description": "in a 403 for a role too low: the role needed"}}}}}
+                           "required_role": {"enum": Role::ALL, "description": "in a 403 for a role too low: the role needed"},
+                           "cause": {"enum": super::disk::Fault::ALL.map(super::disk::Fault::code),
+                                     "description": "in a 503 of a write that failed for the service's disk: what an operator must mend"}}}}}
     });
     if let (Some(schemas), Value::Object(console)) = (schemas.as_object_mut(), console_schemas()) {
         schemas.extend(console);

@@ -1,6 +1,6 @@
 //! Fault suite R3: the config file parser under hostile input. Fuzzed here: `Config::load`,
-//! which reads the file and hands its text to `toml::from_str::<Config>`; it does no other
-//! validation. A unit-test module because `Config` is private to the crate.
+//! which reads the file and hands its text to `Config::parse` (serde's checks, plus: every
+//! section a table, no value a date). A unit-test module because `Config` is private to the crate.
 //!
 //! Two kinds of file:
 //!
@@ -133,21 +133,6 @@ fn takes(kind: Kind, value: &Value) -> bool {
         (Kind::Properties, Value::Table(table)) => table.values().all(Value::is_str),
         _ => false,
     }
-}
-
-/// Whether the parser's answer to a document is specified. Two quirks of serde over TOML make
-/// files load that should not, so their answer is left open here and the fuzzing only asks that
-/// they answer without panicking:
-///
-/// - a section written as an array: serde's derive reads a struct from a sequence too, field by
-///   field in declaration order, and ignores what is left over (`embedded = ["normal", 5]` sets
-///   `sync` and `retention_ms`; `consumer = [1, 2, 3, 4, 5]` loads);
-/// - `kafka.properties` written as a date: toml hands a date to serde as a one-entry map, so it
-///   loads as the property `$__toml_private_datetime`, which librdkafka refuses only on connect.
-fn specified(doc: &Table) -> bool {
-    let array_section = SECTIONS.iter().any(|section| doc.get(*section).is_some_and(Value::is_array));
-    let date_properties = doc.get("kafka").and_then(|kafka| kafka.get("properties")).is_some_and(Value::is_datetime);
-    !array_section && !date_properties
 }
 
 /// Whether a document should load: every key known and of its type, every section a table.
@@ -500,7 +485,7 @@ fn load(path: &Path, bytes: &[u8]) -> Result<Option<Config>, TestCaseError> {
     must(std::fs::write(path, bytes), "the config file is written")?;
     let loaded = Config::load(path);
     if let Ok(text) = std::str::from_utf8(bytes) {
-        let parsed = toml::from_str::<Config>(text);
+        let parsed = Config::parse(text);
         match (&loaded, &parsed) {
             (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
             (Err(_), Err(_)) => {}
@@ -529,8 +514,8 @@ fn the_config_parser_answers_every_file_and_reads_what_a_document_says() {
         // When it is loaded (a panic here fails the run)
         let loaded = load(&path, &bytes)?;
         // Then a document is read exactly when its keys are all known and of their type, as
-        // the defaults with the values it writes (see `specified` for the exception)
-        if let Some(doc) = known.filter(|doc| specified(doc)) {
+        // the defaults with the values it writes
+        if let Some(doc) = known {
             match &loaded {
                 Some(config) => {
                     prop_assert!(loads(doc), "a document with a wrong key or type was read");
