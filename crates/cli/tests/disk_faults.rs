@@ -169,6 +169,21 @@ impl Given {
         }
     }
 
+    /// Sends a keyed deposit on a disk that cannot be written, and checks that it is refused at
+    /// once with a 503 whose `cause` is `cause`, with `Retry-After`, and that `/ready` is 503 and
+    /// says `words`. Returns how long the deposit took.
+    fn refused_at_once(&self, key: &str, cause: &str, words: &str) -> Duration {
+        let (status, answer, waited) = self.deposit(key, "25.00", 3000);
+        assert!(waited < Duration::from_secs(8), "answered after {waited:?}: {answer}");
+        assert_eq!(status, 503, "{answer}");
+        assert!(answer.contains(&format!(r#""cause":"{cause}""#)), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("retry-after:"), "{answer}");
+        let (ready, body, _) = self.ready();
+        assert_eq!(ready, 503, "{body}");
+        assert!(body.contains(words), "{body}");
+        waited
+    }
+
     /// `/ready`'s status and body, and how long it took to answer.
     fn ready(&self) -> (u16, String, Duration) {
         let started = Instant::now();
@@ -239,18 +254,8 @@ fn a_full_disk_gets_fast_clear_answers_and_the_service_recovers_when_space_is_fr
 
     // When the disk fills up and a client sends a deposit
     disk.fill();
-    let (status, answer, waited) = given.deposit("full-1", "25.00", 3000);
-
-    // Then it is refused at once, with a reason that names the full disk, and not as done
-    assert!(waited < Duration::from_secs(8), "answered after {waited:?}: {answer}");
-    assert_eq!(status, 503, "{answer}");
-    assert!(answer.contains(r#""cause":"disk_full""#) && answer.contains("disk is full"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after:"), "{answer}");
-
-    // and readiness says the disk is full
-    let (ready, body, _) = given.ready();
-    assert_eq!(ready, 503, "{body}");
-    assert!(body.contains("is full"), "{body}");
+    // Then it is refused at once, with a reason that names the full disk, and so is readiness
+    let waited = given.refused_at_once("full-1", "disk_full", "is full");
 
     // When space is freed, then the service is ready again by itself, the retry under the same
     // key is carried out once, and the deposit from before is still there
@@ -264,7 +269,7 @@ fn a_full_disk_gets_fast_clear_answers_and_the_service_recovers_when_space_is_fr
     given.wait_for_balance("35.00");
     given.stop();
     eprintln!(
-        "fault-suite: disk | full disk (fallocate on an ext4 loop device) under a keyed command | answered {status} in {} ms, \
+        "fault-suite: disk | full disk (fallocate on an ext4 loop device) under a keyed command | answered 503 in {} ms, \
          /ready 503 naming it; ready again {} ms after space was freed, the retry moved the money once |",
         waited.as_millis(),
         recovered.as_millis()
@@ -280,17 +285,8 @@ fn a_disk_turned_read_only_gets_fast_clear_answers_and_a_restart_after_the_repai
 
     // When the file system fails and turns read-only, and a client sends a deposit
     disk.fail();
-    let (status, answer, waited) = given.deposit("read-only-1", "25.00", 3000);
-
-    // Then it is refused at once, with a reason that names the read-only disk
-    assert!(waited < Duration::from_secs(8), "answered after {waited:?}: {answer}");
-    assert_eq!(status, 503, "{answer}");
-    assert!(answer.contains(r#""cause":"disk_read_only""#) && answer.contains("read-only"), "{answer}");
-
-    // and readiness says so
-    let (ready, body, _) = given.ready();
-    assert_eq!(ready, 503, "{body}");
-    assert!(body.contains("read-only"), "{body}");
+    // Then it is refused at once, with a reason that names the read-only disk, and so is readiness
+    let waited = given.refused_at_once("read-only-1", "disk_read_only", "read-only");
 
     // When the operator stops the service, which stops in time whatever it could not write
     terminate(&given.serve.0);
@@ -315,7 +311,7 @@ fn a_disk_turned_read_only_gets_fast_clear_answers_and_a_restart_after_the_repai
     given.wait_for_balance("35.00");
     given.stop();
     eprintln!(
-        "fault-suite: disk | disk turned read-only (ext4 error on a loop device) under a keyed command | answered {status} \
+        "fault-suite: disk | disk turned read-only (ext4 error on a loop device) under a keyed command | answered 503 \
          in {} ms, /ready 503 naming it; stopped in {} ms, after the repair and a restart nothing acknowledged was lost and \
          the retry moved the money once |",
         waited.as_millis(),
