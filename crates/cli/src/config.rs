@@ -204,8 +204,9 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let config: Self = toml::from_str(text)?;
         let doc: toml::Table = toml::from_str(text)?;
-        if let Some((section, value)) =
-            SECTIONS.iter().find_map(|section| doc.get(*section).filter(|value| !value.is_table()).map(|v| (section, v)))
+        if let Some((section, value)) = SECTIONS
+            .iter()
+            .find_map(|section| doc.get(*section).filter(|value| !value.is_table()).map(|v| (section, v)))
         {
             anyhow::bail!("[{section}] must be a table, not {} {value}", value.type_str());
         }
@@ -261,7 +262,9 @@ fn date_in(table: &toml::Table) -> Option<String> {
         match value {
             toml::Value::Datetime(_) => Some(key),
             toml::Value::Table(table) => table.iter().find_map(|(name, value)| find(value, format!("{key}.{name}"))),
-            toml::Value::Array(items) => items.iter().enumerate().find_map(|(i, value)| find(value, format!("{key}[{i}]"))),
+            toml::Value::Array(items) => {
+                items.iter().enumerate().find_map(|(i, value)| find(value, format!("{key}[{i}]")))
+            }
             _ => None,
         }
     }

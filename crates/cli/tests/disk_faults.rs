@@ -53,7 +53,9 @@ impl Disk {
         let stats = rustix::fs::statvfs(&self.mount).unwrap();
         let mut size = stats.f_bavail * stats.f_frsize;
         // The extents of the file need blocks too: try less until it fits.
-        while size > 0 && !Command::new("fallocate").arg("-l").arg(size.to_string()).arg(&fill).status().unwrap().success() {
+        while size > 0
+            && !Command::new("fallocate").arg("-l").arg(size.to_string()).arg(&fill).status().unwrap().success()
+        {
             size = size.saturating_sub(256 * 1024);
         }
         // Then what is left, a block at a time.
@@ -139,7 +141,8 @@ impl Given {
 
     /// A keyed deposit that waits for its outcome: the status, the whole answer, how long it took.
     fn deposit(&self, key: &str, amount: &str, timeout_ms: u64) -> (u16, String, Duration) {
-        let body = format!(r#"{{"action": "deposit", "account_id": "acc_disk", "amount": "{amount}", "currency": "USD"}}"#);
+        let body =
+            format!(r#"{{"action": "deposit", "account_id": "acc_disk", "amount": "{amount}", "currency": "USD"}}"#);
         let started = Instant::now();
         let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(40))).unwrap();

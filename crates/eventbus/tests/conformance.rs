@@ -38,6 +38,7 @@ conformance!(
     a_group_reports_when_its_consumer_joined,
     every_group_is_listed_with_its_offsets_and_lag,
     a_partition_reset_moves_only_that_partition,
+    subscriptions_of_one_group_to_different_topics_each_get_all_of_their_topic,
 );
 
 async fn running(backend: Backend, config: BusConfig) -> (Arc<dyn EventBus>, Option<tempfile::TempDir>) {
@@ -652,4 +653,39 @@ async fn a_partition_reset_moves_only_that_partition(backend: Backend) {
     assert_eq!(messages.len(), expected, "partition 1 is not read again");
     let again: Vec<u32> = messages[6..].iter().map(|m| m.partition.0).collect();
     assert_eq!(again, vec![0; counts[0] as usize]);
+}
+
+async fn subscriptions_of_one_group_to_different_topics_each_get_all_of_their_topic(backend: Backend) {
+    // Given one group with two subscriptions, one to each of two 3-partition topics, as Kafka
+    // allows: each topic is dealt among the members that subscribe to it
+    let (bus, _dir) = open(backend, auto_create()).await;
+    let (first, second, group) = (random_topic("split-a"), random_topic("split-b"), random_group("split"));
+    for topic in [&first, &second] {
+        bus.create_topic(topic, 3).await.unwrap();
+    }
+    let (seen_first, seen_second) = (Collector::default(), Collector::default());
+    bus.subscribe(Subscription::new(first.clone(), group.clone()), seen_first.handler()).await.unwrap();
+    bus.subscribe(Subscription::new(second.clone(), group.clone()), seen_second.handler()).await.unwrap();
+    bus.start().await.unwrap();
+    wait_until(|| async { bus.joined(&group).await == Some(true) }).await;
+
+    // When events of twelve keys, over every partition, are published to each topic
+    for n in 0..24u64 {
+        let key = format!("acc_{}", n % 12);
+        for topic in [&first, &second] {
+            bus.publish(topic, transaction(&key, n), Some(&key)).await.unwrap();
+        }
+    }
+
+    // Then each subscription gets every event of its own topic, from every partition, and
+    // nothing of the other
+    for (seen, topic) in [(&seen_first, &first), (&seen_second, &second)] {
+        let messages = seen.wait_for(24).await;
+        settle().await;
+        assert_eq!(seen.len(), 24, "{topic}");
+        assert!(messages.iter().all(|m| m.topic == *topic), "{topic}");
+        let partitions: std::collections::BTreeSet<_> = messages.iter().map(|m| m.partition).collect();
+        assert_eq!(partitions.len(), 3, "{topic}: {partitions:?}");
+    }
+    bus.stop().await.unwrap();
 }

@@ -88,7 +88,10 @@ pub async fn explain(disk: Option<&Disk>, error: ApiError) -> ApiError {
         return error;
     };
     ApiError {
-        message: format!("the service cannot write: {}; try again once an operator has mended it", problem.fault.words()),
+        message: format!(
+            "the service cannot write: {}; try again once an operator has mended it",
+            problem.fault.words()
+        ),
         retry_after: Some(Duration::from_secs(5)),
         ..error
     }
@@ -116,7 +119,11 @@ impl Disk {
             if let Some(since) = *in_flight {
                 return Err(Problem::new(
                     Fault::Frozen,
-                    format!("a write to {} has not come back for {:?}: the disk is frozen", self.dir.display(), since.elapsed()),
+                    format!(
+                        "a write to {} has not come back for {:?}: the disk is frozen",
+                        self.dir.display(),
+                        since.elapsed()
+                    ),
                 ));
             }
             let now = Instant::now();
@@ -150,7 +157,10 @@ fn probe(dir: &std::path::Path) -> Result<(), Problem> {
         .map_err(|error| Problem::new(Fault::Unwritable, format!("cannot read {}: {error}", dir.display())))?;
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);
     if free < MIN_FREE_BYTES {
-        return Err(Problem::new(Fault::Full, format!("the disk of {} is full: {} KiB free", dir.display(), free / 1024)));
+        return Err(Problem::new(
+            Fault::Full,
+            format!("the disk of {} is full: {} KiB free", dir.display(), free / 1024),
+        ));
     }
     let path = dir.join(".ready-probe");
     let written = std::fs::File::create(&path).and_then(|mut file| {

@@ -35,8 +35,8 @@ const LOOK_BACK: chrono::Duration = chrono::Duration::hours(1);
 pub struct Tail {
     metrics: Arc<super::metrics::Metrics>,
     /// The group of the topics followed from the start; each batch of topics found later gets
-    /// a group of its own (this one with `.1`, `.2`, ...), because a group's members are dealt the
-    /// same partitions and each batch subscribes to other topics.
+    /// a group of its own (this one with `.1`, `.2`, ...): joining this group would make its
+    /// running members rebalance.
     group: GroupId,
     /// Batches of topics followed since the start.
     batches: std::sync::atomic::AtomicU32,

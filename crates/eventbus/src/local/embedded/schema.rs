@@ -83,6 +83,14 @@ CREATE TABLE IF NOT EXISTS group_members (
     expires_ms INTEGER NOT NULL,
     PRIMARY KEY (group_id, owner)
 ) WITHOUT ROWID;
+-- The topics each live member of a group consumes: a topic is dealt among its own consumers.
+-- (Added after format 2 without a new format: a program of format 2 does not read it.)
+CREATE TABLE IF NOT EXISTS group_member_topics (
+    group_id TEXT NOT NULL,
+    topic_id INTEGER NOT NULL,
+    owner    TEXT NOT NULL,
+    PRIMARY KEY (group_id, topic_id, owner)
+) WITHOUT ROWID;
 -- The one consumer of a group's partition, until it releases it or the lease expires.
 CREATE TABLE IF NOT EXISTS partition_leases (
     group_id   TEXT NOT NULL,

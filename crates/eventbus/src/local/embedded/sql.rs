@@ -200,11 +200,12 @@ pub(super) fn first_at_or_after(
 /// A partition of a topic, by the topic's row id.
 pub(super) type PartitionId = (i64, Partition);
 
-/// Renews `owner`'s membership of `group`, forgets members that expired, and deals `partitions`
-/// out over the live members in the order of their names: the `i`th partition (in order) to the
-/// `i % n`th member. Takes or renews the lease of each partition dealt to `owner` unless another
-/// member holds it unexpired; leaves the others it holds alone, neither renewed nor released.
-/// Returns the partitions held, and those held that fall to another member.
+/// Renews `owner`'s membership of `group`, forgets members that expired, and deals each topic of
+/// `partitions` out over the live members that consume it, in the order of their names: the
+/// `i`th partition of topic `t` (by its row id) to member `(i + t) % n`, so that members of many
+/// small topics get a share of each. Takes or renews the lease of each partition dealt to `owner`
+/// unless another member holds it unexpired; leaves the others it holds alone, neither renewed
+/// nor released. Returns the partitions held, and those held that fall to another member.
 pub(super) fn claim(
     conn: &Connection,
     group: &GroupId,
@@ -219,21 +220,32 @@ pub(super) fn claim(
          ON CONFLICT (group_id, owner) DO UPDATE SET expires_ms = excluded.expires_ms",
     )?
     .execute(params![group.as_str(), owner, expires])?;
-    conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND expires_ms <= ?2")?
-        .execute(params![group.as_str(), now])?;
-    let all: Vec<String> = conn
-        .prepare_cached("SELECT owner FROM group_members WHERE group_id = ?1 ORDER BY owner")?
-        .query_map([group.as_str()], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    // A member whose process died is not waited out: it leaves now, with its partitions.
-    let (gone, members): (Vec<String>, Vec<String>) = all.into_iter().partition(|m| crate::liveness::is_gone(m));
-    for member in &gone {
-        tracing::info!(%group, %member, "A member of the group died; its partitions are dealt out now");
-        leave(conn, group, member)?;
+    let mut subscribe = conn
+        .prepare_cached("INSERT OR IGNORE INTO group_member_topics (group_id, topic_id, owner) VALUES (?1, ?2, ?3)")?;
+    let mut topics: Vec<i64> = partitions.iter().map(|(topic_id, _)| *topic_id).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    for topic_id in &topics {
+        subscribe.execute(params![group.as_str(), topic_id, owner])?;
     }
-    let me = members.iter().position(|member| member == owner).unwrap_or(0);
-    let mut sorted = partitions.to_vec();
-    sorted.sort_unstable();
+    // A member whose lease lapsed, or whose process died (it is not waited out), leaves now,
+    // with its partitions.
+    let all: Vec<(String, i64)> = conn
+        .prepare_cached("SELECT owner, expires_ms FROM group_members WHERE group_id = ?1")?
+        .query_map([group.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (member, until) in all {
+        if until <= now {
+            leave(conn, group, &member)?;
+        } else if crate::liveness::is_gone(&member) {
+            tracing::info!(%group, %member, "A member of the group died; its partitions are dealt out now");
+            leave(conn, group, &member)?;
+        }
+    }
+    let mut consumers = conn.prepare_cached(
+        "SELECT t.owner FROM group_member_topics t JOIN group_members m ON m.group_id = t.group_id AND m.owner = t.owner
+         WHERE t.group_id = ?1 AND t.topic_id = ?2 ORDER BY t.owner",
+    )?;
     let mut holder = conn.prepare_cached(
         "SELECT owner, expires_ms FROM partition_leases WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3",
     )?;
@@ -242,22 +254,32 @@ pub(super) fn claim(
          ON CONFLICT (group_id, topic_id, partition) DO UPDATE SET owner = excluded.owner, expires_ms = excluded.expires_ms",
     )?;
     let (mut held, mut revoked) = (Vec::new(), Vec::new());
-    for (i, &(topic_id, partition)) in sorted.iter().enumerate() {
-        let current: Option<(String, i64)> = holder
-            .query_row(params![group.as_str(), topic_id, partition.0], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let live_holder = current.filter(|(_, until)| *until > now).map(|(holder, _)| holder);
-        if i % members.len().max(1) != me {
-            if live_holder.as_deref() == Some(owner) {
-                revoked.push((topic_id, partition));
+    for &topic_id in &topics {
+        let members: Vec<String> = consumers
+            .query_map(params![group.as_str(), topic_id], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let me = members.iter().position(|member| member == owner).unwrap_or(0);
+        let mut sorted: Vec<Partition> =
+            partitions.iter().filter(|(topic, _)| *topic == topic_id).map(|(_, partition)| *partition).collect();
+        sorted.sort_unstable();
+        for (i, partition) in sorted.into_iter().enumerate() {
+            let current: Option<(String, i64)> = holder
+                .query_row(params![group.as_str(), topic_id, partition.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let live_holder = current.filter(|(_, until)| *until > now).map(|(holder, _)| holder);
+            let dealt_to = (i as u64).wrapping_add(topic_id as u64) % members.len().max(1) as u64;
+            if dealt_to != me as u64 {
+                if live_holder.as_deref() == Some(owner) {
+                    revoked.push((topic_id, partition));
+                }
+                continue;
             }
-            continue;
+            if live_holder.as_ref().is_some_and(|holder| holder != owner) {
+                continue;
+            }
+            take.execute(params![group.as_str(), topic_id, partition.0, owner, expires])?;
+            held.push((topic_id, partition));
         }
-        if live_holder.as_ref().is_some_and(|holder| holder != owner) {
-            continue;
-        }
-        take.execute(params![group.as_str(), topic_id, partition.0, owner, expires])?;
-        held.push((topic_id, partition));
     }
     Ok((held, revoked))
 }
@@ -280,14 +302,19 @@ pub(super) fn release(
 
 /// Ends `owner`'s membership of `group` and gives up every partition it holds.
 pub(super) fn leave(conn: &Connection, group: &GroupId, owner: &str) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM partition_leases WHERE group_id = ?1 AND owner = ?2", params![group.as_str(), owner])?;
-    conn.execute("DELETE FROM group_members WHERE group_id = ?1 AND owner = ?2", params![group.as_str(), owner])?;
+    conn.prepare_cached("DELETE FROM partition_leases WHERE group_id = ?1 AND owner = ?2")?
+        .execute(params![group.as_str(), owner])?;
+    conn.prepare_cached("DELETE FROM group_member_topics WHERE group_id = ?1 AND owner = ?2")?
+        .execute(params![group.as_str(), owner])?;
+    conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND owner = ?2")?
+        .execute(params![group.as_str(), owner])?;
     Ok(())
 }
 
 pub(super) fn delete_group(conn: &Connection, group: &GroupId) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM group_offsets WHERE group_id = ?1", [group.as_str()])?;
     conn.execute("DELETE FROM partition_leases WHERE group_id = ?1", [group.as_str()])?;
+    conn.execute("DELETE FROM group_member_topics WHERE group_id = ?1", [group.as_str()])?;
     conn.execute("DELETE FROM group_members WHERE group_id = ?1", [group.as_str()])?;
     Ok(())
 }
