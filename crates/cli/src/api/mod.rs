@@ -26,6 +26,7 @@ mod reads;
 pub mod server;
 mod tail;
 pub mod tokens;
+mod unique_keys;
 
 use std::sync::{Arc, RwLock};
 
@@ -228,12 +229,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let content_type = request.headers().get(axum::http::header::CONTENT_TYPE).map(|v| v.as_bytes());
-        let media_type = content_type.map(|v| v.split(|b| *b == b';').next().unwrap_or_default().trim_ascii());
-        if !media_type.is_some_and(|m| m.eq_ignore_ascii_case(b"application/json")) {
+        let mut parts = content_type.unwrap_or_default().split(|b| *b == b';').map(<[u8]>::trim_ascii);
+        let media_type = parts.next().unwrap_or_default();
+        // JSON is UTF-8 (RFC 8259): a body said to be in another charset is not read as if it were.
+        let other_charset =
+            parts.filter_map(|p| p.strip_prefix(b"charset=")).any(|c| !c.eq_ignore_ascii_case(b"utf-8"));
+        if !media_type.eq_ignore_ascii_case(b"application/json") || other_charset {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "the request body must be JSON, sent with Content-Type: application/json",
+                "the request body must be JSON in UTF-8, sent with Content-Type: application/json",
             ));
         }
         let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::Bytes::from_request(request, state));
@@ -253,9 +258,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     format!("the request body cannot be read: {}", rejection.body_text()),
                 )
             })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|error| ApiError::bad_request("invalid_json", format!("the request body is not valid: {error}")))
+        let invalid = |error| ApiError::bad_request("invalid_json", format!("the request body is not valid: {error}"));
+        unique_keys::check(&bytes).map_err(invalid)?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(invalid)
     }
 }
 

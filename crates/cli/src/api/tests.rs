@@ -347,6 +347,12 @@ async fn malformed_commands_are_400_before_they_reach_the_bus() {
     }
     let (status, answer) = api.raw(Method::POST, "/commands/transactions", Some(TOKEN), b"{not json", &[]).await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_json");
+    // A field named twice is ambiguous: a deposit to one reader, a withdrawal to another
+    let twice =
+        br#"{"action": "deposit", "account_id": "acc_1", "amount": "5.00", "currency": "USD", "action": "withdraw"}"#;
+    let (status, answer) = api.raw(Method::POST, "/commands/transactions", Some(TOKEN), twice, &[]).await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("`action` is given twice"), "{answer}");
     let (status, answer) = api.post("/commands/payments", json!({"action": "deposit"})).await;
     assert_error(status, &answer, StatusCode::NOT_FOUND, "unknown_command_topic");
     let huge = vec![b' '; MAX_BODY_BYTES + 1];
@@ -563,7 +569,9 @@ async fn every_error_has_the_one_json_shape_even_the_frameworks_own() {
 async fn a_body_that_is_not_json_by_its_content_type_is_a_415() {
     let api = api().await;
     let deposit = json!({"action": "deposit", "account_id": "acc_1", "amount": "1.00", "currency": "USD"}).to_string();
-    for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"] {
+    for content_type in
+        ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", "application/json; charset=utf-16"]
+    {
         let request = Request::builder()
             .method(Method::POST)
             .uri("/commands/transactions")
@@ -582,7 +590,7 @@ async fn a_body_that_is_not_json_by_its_content_type_is_a_415() {
             "/commands/transactions",
             Some(TOKEN),
             deposit.as_bytes(),
-            &[("content-type", "application/json; charset=utf-8")],
+            &[("content-type", "application/json; charset=UTF-8")],
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
