@@ -26,7 +26,6 @@ mod reads;
 pub mod server;
 mod tail;
 pub mod tokens;
-mod unique_keys;
 
 use std::sync::{Arc, RwLock};
 
@@ -258,9 +257,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     format!("the request body cannot be read: {}", rejection.body_text()),
                 )
             })?;
-        let invalid = |error| ApiError::bad_request("invalid_json", format!("the request body is not valid: {error}"));
-        unique_keys::check(&bytes).map_err(invalid)?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(invalid)
+        if let Some(name) = eventbus::envelope::repeated_field(&bytes) {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                format!("the request body names the field `{name}` twice: send it once"),
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| ApiError::bad_request("invalid_json", format!("the request body is not valid: {error}")))
     }
 }
 

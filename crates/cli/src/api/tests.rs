@@ -352,7 +352,7 @@ async fn malformed_commands_are_400_before_they_reach_the_bus() {
         br#"{"action": "deposit", "account_id": "acc_1", "amount": "5.00", "currency": "USD", "action": "withdraw"}"#;
     let (status, answer) = api.raw(Method::POST, "/commands/transactions", Some(TOKEN), twice, &[]).await;
     assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_json");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("`action` is given twice"), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("names the field `action` twice"), "{answer}");
     let (status, answer) = api.post("/commands/payments", json!({"action": "deposit"})).await;
     assert_error(status, &answer, StatusCode::NOT_FOUND, "unknown_command_topic");
     let huge = vec![b' '; MAX_BODY_BYTES + 1];

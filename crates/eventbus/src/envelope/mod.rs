@@ -5,12 +5,14 @@ mod cloudevents;
 mod mask;
 mod object;
 mod schema;
+mod unique;
 
 pub use cloudevents::{CloudEvent, Header, SPEC_VERSION, binary_headers, from_binary, to_binary};
 pub(crate) use mask::mask_map;
 pub use mask::masked;
 pub use object::JsonObject;
 pub use schema::{DEFAULT_SOURCE, DEFAULT_VERSION, EventId, EventSchema, EventType};
+pub use unique::repeated_field;
 
 /// Why a document is not a valid event.
 #[derive(Debug, thiserror::Error)]

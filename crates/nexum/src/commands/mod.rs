@@ -62,6 +62,9 @@ pub enum CommandError {
         /// The topic's actions, comma-separated.
         expected: &'static str,
     },
+    /// `data` names a field twice: which value counts would depend on the reader.
+    #[error("data names the field `{0}` twice: send it once")]
+    RepeatedField(String),
     /// The fields of the action are missing, of the wrong type, or unknown.
     #[error("invalid `{action}` command: {reason}")]
     InvalidFields {
@@ -82,7 +85,7 @@ impl CommandError {
             Self::InvalidId(_) => "invalid_command_id",
             Self::MissingAction(_) => "missing_action",
             Self::UnknownAction { .. } => "unknown_action",
-            Self::InvalidFields { .. } => "malformed",
+            Self::RepeatedField(_) | Self::InvalidFields { .. } => "malformed",
         }
     }
 }
@@ -384,6 +387,10 @@ pub fn parse(topic: &TopicName, event: &EventSchema) -> Result<Command, CommandE
         None => return Err(CommandError::InvalidId("missing: a command needs an event_id".into())),
         Some(_) => {}
     }
+    // Data read as text (from the bus) may name a field twice; a map built here cannot.
+    if let Some(name) = event.data.raw().and_then(|raw| eventbus::envelope::repeated_field(raw.as_bytes())) {
+        return Err(CommandError::RepeatedField(name));
+    }
     let data = event.data.to_value();
     match topic_kind {
         Topic::CommandsTransactions => fields(&data, TRANSACTION_ACTIONS).map(Command::Transaction),
@@ -490,6 +497,19 @@ mod tests {
             panic!("a deposit")
         };
         assert_eq!((account_id.as_str(), amount.as_str()), ("acc_123", "100.00"));
+    }
+
+    #[test]
+    fn a_command_from_the_bus_that_names_a_field_twice_is_malformed() {
+        // Given a deposit whose data, as it came over the bus, also says it is a withdrawal
+        let text = r#"{"event_id": "cmd_twice", "event_type": "transaction_command", "entity_type": "transaction",
+            "entity_id": "acc_1", "timestamp": "2026-01-01T00:00:00Z", "version": "1.0", "source": "test",
+            "data": {"action": "deposit", "account_id": "acc_1", "amount": "5.00", "currency": "USD", "action": "withdraw"}}"#;
+        let event = EventSchema::from_json(text.as_bytes()).unwrap();
+        // When it is parsed, then it is refused as malformed, naming the field
+        let error = parse(&Topic::CommandsTransactions.name(), &event).unwrap_err();
+        assert_eq!(error.code(), "malformed");
+        assert!(error.to_string().contains("`action` twice"), "{error}");
     }
 
     #[test]
