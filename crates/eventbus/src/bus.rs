@@ -516,6 +516,9 @@ pub struct BusStatus {
     pub events_by_topic: BTreeMap<TopicName, u64>,
     /// Events waiting in the local outbox for the broker (Kafka only).
     pub outbox_backlog: Option<u64>,
+    /// Events scheduled with `metadata.deliver_at` that this bus holds until their time; `None`
+    /// where it does not deliver scheduled events (a bus without `run_scheduler`).
+    pub scheduled_pending: Option<u64>,
 }
 
 impl BusStatus {
@@ -525,10 +528,12 @@ impl BusStatus {
         running: bool,
         topics: &[TopicDescription],
         outbox_backlog: Option<u64>,
+        scheduled_pending: Option<u64>,
     ) -> Self {
         let events_by_topic: BTreeMap<_, _> =
             topics.iter().map(|t| (t.name.clone(), t.retained())).filter(|(_, n)| *n > 0).collect();
-        Self { backend, running, total_events: events_by_topic.values().sum(), events_by_topic, outbox_backlog }
+        let total_events = events_by_topic.values().sum();
+        Self { backend, running, total_events, events_by_topic, outbox_backlog, scheduled_pending }
     }
 }
 

@@ -131,6 +131,10 @@ pub async fn render(State(state): State<ApiState>) -> Result<Response, ApiError>
         out.push_str("# HELP eventbus_kafka_outbox_backlog Events waiting in the local outbox for the broker.\n");
         let _ = writeln!(out, "# TYPE eventbus_kafka_outbox_backlog gauge\neventbus_kafka_outbox_backlog {backlog}");
     }
+    if let Some(pending) = status.scheduled_pending {
+        out.push_str("# HELP eventbus_scheduled_pending Events scheduled with deliver_at that this instance holds until their time.\n");
+        let _ = writeln!(out, "# TYPE eventbus_scheduled_pending gauge\neventbus_scheduled_pending {pending}");
+    }
 
     out.push_str("# HELP eventbus_consumer_group_offset Committed offsets of a group in a topic (events consumed).\n");
     out.push_str("# TYPE eventbus_consumer_group_offset gauge\n");

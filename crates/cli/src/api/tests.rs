@@ -116,6 +116,16 @@ impl Api {
         assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("accepted")), "{answer}");
     }
 
+    /// `GET /metrics` without a token (it is public, like most scrape targets), in the
+    /// Prometheus text format.
+    pub(super) async fn metrics(&self) -> String {
+        let request = Request::get("/metrics").body(Body::empty()).unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
     /// Polls `uri` until it answers 200, at most 10 s.
     pub(super) async fn eventually(&self, uri: &str, check: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..200 {
@@ -448,10 +458,13 @@ async fn a_command_with_x_deliver_at_is_scheduled_and_carried_out_at_that_time()
     let (status, _) = api.get(&format!("/commands/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(api.get("/accounts/acc_later").await.1["balance"], "0");
-    // but after it, its outcome appears and the money is there
+    // and the metrics count it as pending
+    assert!(api.metrics().await.contains("\neventbus_scheduled_pending 1\n"));
+    // but after it, its outcome appears, the money is there and nothing is pending
     let outcome = api.eventually(&format!("/commands/{id}"), |o| o["status"] == "accepted").await;
     assert_eq!(outcome["status"], "accepted");
     api.eventually("/accounts/acc_later", |a| a["balance"] == "5.00").await;
+    assert!(api.metrics().await.contains("\neventbus_scheduled_pending 0\n"));
     api.service.shutdown().await.unwrap();
 }
 
@@ -795,11 +808,7 @@ async fn metrics_are_in_the_prometheus_format_and_count_what_happened() {
     let (status, _) = api.get("/accounts/acc_unknown").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let request = Request::get("/metrics").body(Body::empty()).unwrap();
-    let response = api.router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "public, like most scrape targets");
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
-    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let text = api.metrics().await;
 
     for family in [
         "eventbus_up",

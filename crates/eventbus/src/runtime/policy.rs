@@ -513,7 +513,7 @@ impl<B: Backend> EventBus for Bus<B> {
     async fn status(&self) -> Result<BusStatus, BusError> {
         let topics = self.shared.backend.describe(None).await?;
         let backlog = self.shared.backend.outbox_backlog().await?;
-        Ok(BusStatus::of(self.backend(), self.is_running(), &topics, backlog))
+        Ok(BusStatus::of(self.backend(), self.is_running(), &topics, backlog, self.shared.schedule.pending()))
     }
 
     async fn outbox_backlog(&self) -> Result<Option<u64>, BusError> {

@@ -309,6 +309,11 @@ impl Scheduler {
         Self { runs, max: max.max(1), book: Mutex::default(), wake: Notify::new(), task: tokio::sync::Mutex::default() }
     }
 
+    /// The entries held, pending delivery, if this process delivers.
+    pub(crate) fn pending(&self) -> Option<u64> {
+        self.runs.then(|| self.lock().pending.len() as u64)
+    }
+
     /// Refuses `count` more entries if this process delivers and holds its bound already.
     pub(crate) fn admit(&self, count: usize) -> Result<(), ScheduleError> {
         if self.runs && count > 0 && self.lock().pending.len() + count > self.max {
