@@ -17,7 +17,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::{Collector, random_group, random_topic, transaction};
-use eventbus::{BusConfig, EventBus, KafkaBus, KafkaConfig, StartPosition, Subscription};
+use eventbus::{BusConfig, EventBus, KafkaBus, KafkaConfig, StartPosition, Subscription, partition_for_key};
 use faults::{Broker, Network, Proxy};
 
 fn free_port() -> u16 {
@@ -174,5 +174,50 @@ async fn events_left_in_the_outbox_at_a_stop_go_out_at_the_next_start() {
     let seqs: Vec<u64> = messages.iter().map(|m| m.event.data["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..50).collect::<Vec<_>>());
     assert_eq!(bus.outbox_backlog().await.unwrap(), Some(0));
+    bus.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_started_while_the_broker_cannot_be_reached_takes_events_for_the_topics_it_knew() {
+    // Given an outbox whose bus saw a 3-partition topic, then stopped
+    let (_dir, proxy, _broker, kafka) = behind_a_proxy(500, 2000).await;
+    let topic = random_topic("cold-start");
+    {
+        let bus = KafkaBus::connect(kafka.clone(), BusConfig::default()).await.unwrap();
+        bus.start().await.unwrap();
+        bus.create_topic(&topic, 3).await.unwrap();
+        assert!(bus.publish(&topic, transaction("acc_0", 0), None).await.unwrap().offset.is_some());
+        bus.stop().await.unwrap();
+    }
+
+    // When the network to the broker fails, and a new bus starts on the same outbox
+    proxy.set(Network::Refused);
+    let connect = KafkaBus::connect(kafka.clone(), BusConfig::default());
+    let bus = tokio::time::timeout(Duration::from_secs(30), connect).await.expect("connect ends").expect("it starts");
+    bus.start().await.unwrap();
+
+    // Then it takes events for the topic it knew into its outbox, each on its key's partition
+    let account = |n: u64| format!("acc_{}", n % 5);
+    let events = (1..50).map(|n| transaction(&account(n), n)).collect();
+    let published = bus.publish_batch(&topic, events, None).await.unwrap();
+    assert!(published.iter().all(|p| p.offset.is_none()), "the broker cannot have them yet");
+    for (published, n) in published.iter().zip(1..) {
+        assert_eq!(published.partition, partition_for_key(account(n).as_bytes(), 3));
+    }
+    // and refuses a topic it never saw, rather than guess its partitions
+    assert!(bus.publish(&random_topic("never-seen"), transaction("acc_1", 0), None).await.is_err());
+
+    // When the network is back, then every event reaches the broker once, each key in order
+    proxy.set(Network::Up);
+    let seen = Collector::default();
+    let subscription = Subscription::new(topic.clone(), random_group("cold-start")).from(StartPosition::Earliest);
+    bus.subscribe(subscription, seen.handler()).await.unwrap();
+    let messages = seen.wait_for(50).await;
+    let mut order: HashMap<String, Vec<u64>> = HashMap::new();
+    for message in &messages {
+        order.entry(message.event.entity_id.clone()).or_default().push(message.event.data["seq"].as_u64().unwrap());
+    }
+    assert_eq!(order.values().map(Vec::len).sum::<usize>(), 50, "{order:?}");
+    assert!(order.values().all(|seqs| seqs.is_sorted()), "{order:?}");
     bus.stop().await.unwrap();
 }

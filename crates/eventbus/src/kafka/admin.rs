@@ -72,18 +72,31 @@ impl Kafka {
     }
 
     /// Topic name → partition count, for every topic the cluster reports.
+    /// Every topic with its partition count; what the outbox remembers if no broker answers.
     pub(super) async fn metadata_topics(&self) -> Result<HashMap<String, u32>, BusError> {
         let timeout = self.config.request_timeout();
-        self.blocking(move |meta| {
-            let metadata = meta.fetch_metadata(None, timeout).map_err(KafkaError::Client)?;
-            Ok(metadata
-                .topics()
-                .iter()
-                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-                .map(|t| (t.name().to_owned(), t.partitions().len() as u32))
-                .collect())
-        })
-        .await
+        let fetched = self
+            .blocking(move |meta| {
+                let metadata = meta.fetch_metadata(None, timeout).map_err(KafkaError::Client)?;
+                Ok(metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                    .map(|t| (t.name().to_owned(), t.partitions().len() as u32))
+                    .collect())
+            })
+            .await;
+        match (fetched, &self.known) {
+            (Ok(topics), Some(known)) => {
+                known.remember(&topics);
+                Ok(topics)
+            }
+            (Err(error), Some(known)) if known.any() => {
+                tracing::warn!(%error, "Kafka does not answer: using the partition counts last seen");
+                Ok(known.all())
+            }
+            (fetched, _) => fetched,
+        }
     }
 
     /// One topic, or every topic but Kafka's internal ones, with watermarks per partition.

@@ -9,14 +9,19 @@
 //! - With an outbox directory, publishes are durable on local disk first and a relay sends them
 //!   in order, so a broker outage delays events without failing the caller.
 //!
+//! - With an outbox, the partition counts last seen are kept beside it, so that a bus started
+//!   during an outage still takes events for the topics it knew (`known`).
+//!
 //! Files: `config` (settings and the librdkafka properties they make), `error`, `admin` (topics,
 //! metadata, watermarks, group offsets), `consumer` (the consumer loop), `outbox` (the durable
-//! outbox and its relay), `read` (a partition read outside any group).
+//! outbox and its relay), `known` (the partition counts last seen), `read` (a partition read
+//! outside any group).
 
 mod admin;
 mod config;
 mod consumer;
 mod error;
+mod known;
 mod outbox;
 mod read;
 
@@ -48,10 +53,20 @@ pub type KafkaBus = Bus<Kafka>;
 
 impl Bus<Kafka> {
     /// Connects, checks that a broker answers within `request_timeout_ms`, and creates the catalog
-    /// topics and their dead-letter topics that are missing.
+    /// topics and their dead-letter topics that are missing. With an outbox that has seen the
+    /// cluster before, a broker that does not answer is not fatal: the bus starts on the
+    /// partition counts last seen, and events wait in the outbox until a broker answers.
     pub async fn connect(config: KafkaConfig, bus: BusConfig) -> Result<Self, BusError> {
         let kafka = Arc::new(Kafka::new(config).await?);
-        kafka.ping().await?;
+        if let Err(error) = kafka.ping().await {
+            if !kafka.known.as_ref().is_some_and(known::KnownPartitions::any) {
+                return Err(error);
+            }
+            tracing::warn!(
+                %error,
+                "Kafka does not answer: starting on the partition counts last seen; events wait in the outbox until a broker answers"
+            );
+        }
         kafka.warm_up_producer();
         let opened = Self::open(Arc::clone(&kafka), bus).await?;
         outbox::spawn(&kafka);
@@ -78,6 +93,8 @@ pub struct Kafka {
     meta: Arc<BaseConsumer>,
     /// Where publishes wait for the broker; `None` sends directly.
     outbox: Option<Arc<outbox::Outbox>>,
+    /// The partition counts last seen, kept beside the outbox.
+    known: Option<known::KnownPartitions>,
 }
 
 /// With an outbox, only its relay produces, and it retries until the broker takes a message.
@@ -116,11 +133,11 @@ impl Kafka {
         let producer: FutureProducer = producer_config(&config).create().map_err(KafkaError::Client)?;
         let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(KafkaError::Client)?;
         let meta: BaseConsumer = config.client().create().map_err(KafkaError::Client)?;
-        let outbox = match &config.outbox_dir {
-            Some(dir) => Some(Arc::new(outbox::Outbox::open(dir).await?)),
-            None => None,
+        let (outbox, known) = match &config.outbox_dir {
+            Some(dir) => (Some(Arc::new(outbox::Outbox::open(dir).await?)), Some(known::KnownPartitions::load(dir))),
+            None => (None, None),
         };
-        Ok(Self { config, producer: RwLock::new(producer), admin, meta: Arc::new(meta), outbox })
+        Ok(Self { config, producer: RwLock::new(producer), admin, meta: Arc::new(meta), outbox, known })
     }
 
     /// Runs a blocking client call on the blocking pool.
@@ -211,6 +228,10 @@ impl Backend for Kafka {
     }
 
     async fn partition_count(&self, name: &TopicName) -> Result<Option<u32>, BusError> {
+        // Seen at this bus's start (which reads every topic's count) or since: no round trip.
+        if let Some(n) = self.known.as_ref().and_then(|known| known.get(name.as_str())) {
+            return Ok(Some(n));
+        }
         Ok(self.metadata_topics().await?.get(name.as_str()).copied())
     }
 
