@@ -208,7 +208,8 @@ impl Config {
             .iter()
             .find_map(|section| doc.get(*section).filter(|value| !value.is_table()).map(|v| (section, v)))
         {
-            anyhow::bail!("[{section}] must be a table, not {} {value}", value.type_str());
+            // (Not the value itself: it may hold a secret.)
+            anyhow::bail!("[{section}] must be a table, not a {}", value.type_str());
         }
         if let Some(key) = date_in(&doc) {
             anyhow::bail!("{key} is a date, and no setting takes one");
@@ -412,16 +413,16 @@ mod tests {
 
     #[test]
     fn a_section_written_as_another_value_or_a_date_anywhere_is_refused() {
-        // Given sections written as arrays, a string and a number, which serde alone would read
-        // field by field or refuse for the wrong reason
+        // Given sections written as arrays, which serde alone would read field by field
         for (text, section) in [
             ("embedded = [\"normal\", 5]", "[embedded]"),
             ("consumer = [1, 2, 3, 4, 5]", "[consumer]"),
             ("schedule = []", "[schedule]"),
         ] {
-            // When the file is read, then the error names the section
+            // When the file is read, then the error names the section, and not its value
             let error = Config::parse(text).unwrap_err().to_string();
             assert!(error.contains(section) && error.contains("must be a table"), "{text}: {error}");
+            assert!(!error.contains("normal"), "{error}");
         }
         // Given dates where properties or a property are expected
         for (text, key) in [
