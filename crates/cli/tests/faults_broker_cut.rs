@@ -186,3 +186,27 @@ async fn a_publish_that_ends_while_events_wait_in_the_outbox_says_how_many_and_d
     let counts = count_back(&format!("127.0.0.1:{}", proxy.port), &topic, 100);
     assert_eq!(counts["distinct"], 100, "{counts}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_started_while_the_broker_cannot_be_reached_keeps_the_events_of_a_topic_it_knew() {
+    // Given a data directory whose outbox saw the topic, and then the network to the broker cut
+    let (env, proxy, _broker, flags, topic) = setup().await;
+    let first = publish(&env, &flags, &topic, 0..1, Duration::ZERO, async {}).await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    proxy.set(Network::Refused);
+
+    // When `eventbus publish` starts and 100 events are fed to it
+    let output = publish(&env, &flags, &topic, 1..101, Duration::ZERO, async {}).await;
+
+    // Then it starts anyway, keeps them in its outbox, and says so with exit 75
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(QUEUED), "{said}");
+    assert!(said.contains("100 event(s) wait in the local outbox"), "{said}");
+
+    // And once the network is back, the next run sends them: every event is on the topic
+    proxy.set(Network::Up);
+    let drained = publish(&env, &flags, &topic, 0..0, Duration::ZERO, async {}).await;
+    assert!(drained.status.success(), "{}", stderr(&drained));
+    let counts = count_back(&format!("127.0.0.1:{}", proxy.port), &topic, 101);
+    assert_eq!((counts["distinct"].as_u64(), counts["missing"].as_u64()), (Some(101), Some(0)), "{counts}");
+}

@@ -33,8 +33,13 @@ pub async fn run(config: &Config, topic: &str, key: Option<String>) -> anyhow::R
     let topic = super::topic(topic)?;
     let bus = crate::open_bus(config, crate::Outbox::IfFree).await?;
     if !config.auto_create_topics {
-        // An unknown topic fails before any input is read.
-        bus.describe_topic(&topic).await?;
+        // An unknown topic fails before any input is read. A broker that does not answer is left
+        // to the publishes: on Kafka with an outbox they go on with the partition counts last seen.
+        match bus.describe_topic(&topic).await {
+            Err(error @ eventbus::BusError::UnknownTopic(_)) => return Err(error.into()),
+            Err(error) => tracing::warn!(%error, %topic, "Cannot describe the topic; publishing anyway"),
+            Ok(_) => {}
+        }
     }
     // The next batch is read and parsed while the previous one is being published.
     let (batches, mut ready) = tokio::sync::mpsc::channel(1);
