@@ -210,6 +210,9 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Groups {
+    /// Every group of the bus, with the topics it committed in and its lag (like
+    /// `kafka-consumer-groups --list`, with the lag of `--describe`).
+    List,
     /// Committed offset, log end and lag of each partition the group has committed in.
     Describe {
         #[arg(long)]

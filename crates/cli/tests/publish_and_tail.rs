@@ -105,7 +105,14 @@ fn tail_max_commits_only_what_it_printed() {
     assert_eq!(stdout(&tail("100")).lines().count(), 4, "the 4 not printed are delivered next time");
     let lag = env.run(&["groups", "describe", "--group", "g"]);
     assert!(stdout(&lag).contains("total lag 0"), "{}", stdout(&lag));
+    let listed = env.run(&["groups", "list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed = stdout(&listed);
+    let row =
+        listed.lines().find(|line| line.starts_with("g ")).map(|line| line.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(row, Some(vec!["g", "1", "0"]), "{listed}");
     assert!(env.run(&["groups", "delete", "--group", "g"]).status.success());
+    assert!(!stdout(&env.run(&["groups", "list"])).lines().any(|line| line.starts_with("g ")));
     let gone = env.run(&["groups", "describe", "--group", "g"]);
     assert_eq!(gone.status.code(), Some(1));
     assert!(stderr(&gone).contains("has no committed offsets"), "{}", stderr(&gone));

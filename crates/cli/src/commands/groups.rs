@@ -1,5 +1,5 @@
-//! `eventbus groups describe|delete`: where a group stands in each partition and how far behind,
-//! or forgetting it.
+//! `eventbus groups list|describe|delete`: every group and how far behind it is, where one group
+//! stands in each partition, or forgetting it.
 
 use eventbus::GroupId;
 
@@ -8,6 +8,7 @@ use crate::config::Config;
 
 pub async fn run(config: &Config, command: Groups) -> anyhow::Result<()> {
     let (group, topic) = match command {
+        Groups::List => return list(config).await,
         Groups::Describe { group, topic } => (group, topic),
         Groups::Delete { group } => {
             let group = GroupId::new(group)?;
@@ -46,5 +47,19 @@ pub async fn run(config: &Config, command: Groups) -> anyhow::Result<()> {
         println!("{topic:width$}  {partition:>9}  {offset:>14}  {end:>14}  {lag:>8}");
     }
     println!("Group {group}: total lag {}", rows.iter().map(|r| r.4).sum::<u64>());
+    Ok(())
+}
+
+async fn list(config: &Config) -> anyhow::Result<()> {
+    let bus = crate::open_bus(config, crate::Outbox::None).await?;
+    let groups = bus.list_groups().await;
+    bus.stop().await?;
+    let groups = groups?;
+    let width = groups.iter().map(|g| g.group.as_str().len()).max().unwrap_or(5).max(5);
+    println!("{:width$}  {:>6}  {:>8}", "GROUP", "TOPICS", "LAG");
+    for group in &groups {
+        println!("{:width$}  {:>6}  {:>8}", group.group.as_str(), group.topics.len(), group.lag);
+    }
+    println!("{} group(s)", groups.len());
     Ok(())
 }
