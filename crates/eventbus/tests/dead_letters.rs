@@ -346,3 +346,57 @@ async fn a_restart_keeps_a_parked_key_parked_and_handles_each_record_once(kafka:
     assert_eq!(flaky.seqs("acc_1"), [0, 1, 2, 3]);
     wait_for_states(&*bus, &topic, &group, &["resolved"; 4]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_takes_over_a_partition_keeps_its_parked_key_parked() {
+    // Given two instances of a service on one data directory, each with the same sequenced
+    // subscription, and acc_1 parked behind its failed event 0 on the instance that holds the
+    // topic's one partition
+    common::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        eventbus::EmbeddedConfig { lease_ttl: Duration::from_millis(900), ..eventbus::EmbeddedConfig::at(dir.path()) };
+    let topic = random_topic("takeover");
+    let group = random_group("bank");
+    let subscription = Subscription::new(topic.clone(), group.clone()).with_retry(fast_retry()).sequenced();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let bus: Arc<dyn EventBus> =
+            Arc::new(eventbus::EmbeddedBus::embedded(BusConfig::default(), config.clone()).await.unwrap());
+        bus.start().await.unwrap();
+        if instances.is_empty() {
+            bus.create_topic(&topic, 1).await.unwrap();
+        }
+        let flaky = Flaky::failing_on(&[0]);
+        bus.subscribe(subscription.clone(), flaky.handler()).await.unwrap();
+        instances.push((bus, flaky));
+    }
+    for n in 0..3 {
+        instances[0].0.publish(&topic, transaction("acc_1", n), None).await.unwrap();
+    }
+    wait_for_states(&*instances[0].0, &topic, &group, &["failed", "parked", "parked"]).await;
+    let holder = instances.iter().position(|(_, flaky)| flaky.calls.load(Ordering::SeqCst) > 0).unwrap();
+    let (stopped, _) = instances.remove(holder);
+    let (survivor, flaky) = instances.pop().unwrap();
+
+    // When the holder stops, and acc_1 and acc_2 each get an event
+    stopped.stop().await.unwrap();
+    survivor.publish(&topic, transaction("acc_1", 3), None).await.unwrap();
+    survivor.publish(&topic, transaction("acc_2", 10), None).await.unwrap();
+
+    // Then the survivor takes the partition over: acc_2 is handled, and acc_1's new event is
+    // parked behind the others, not handled ahead of them
+    wait_until(|| async { flaky.seqs("acc_2") == [10] }).await;
+    let book = wait_for_states(&*survivor, &topic, &group, &["failed", "parked", "parked", "parked"]).await;
+    assert!(flaky.seqs("acc_1").is_empty(), "{:?}", flaky.seqs("acc_1"));
+
+    // And after the cause is fixed and the head redriven, the survivor handles acc_1's events
+    // once each, in order
+    flaky.fix();
+    dlq::request(&*survivor, &book, &ids(&book, "failed"), Action::Redrive, &operator()).await.unwrap();
+    wait_until(|| async { flaky.seqs("acc_1").len() == 4 }).await;
+    settle().await;
+    assert_eq!(flaky.seqs("acc_1"), [0, 1, 2, 3]);
+    wait_for_states(&*survivor, &topic, &group, &["resolved"; 4]).await;
+    survivor.stop().await.unwrap();
+}
