@@ -62,11 +62,20 @@ pub async fn list(State(state): State<ApiState>, Query(query): Query<FilterQuery
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_LIMIT}")));
     }
-    let bus = state.backend().bus.clone();
-    let book = dlq::load(&*bus, filter.topic.as_ref()).await?;
-    let matching: Vec<&Letter> = book.letters().filter(|l| filter.matches(l)).collect();
-    let letters: Vec<Value> = matching.iter().take(limit).map(|l| l.summary()).collect();
-    Ok(Json(json!({"letters": letters, "matching": matching.len(), "showing": letters.len()})))
+    let backend = state.backend();
+    let answer = |book: &dlq::Book| {
+        let matching: Vec<&Letter> = book.letters().filter(|l| filter.matches(l)).collect();
+        let letters: Vec<Value> = matching.iter().take(limit).map(|l| l.summary()).collect();
+        json!({"letters": letters, "matching": matching.len(), "showing": letters.len()})
+    };
+    if filter.state.is_open() {
+        // Open letters come from the book `/metrics` keeps, which reads only what is new.
+        let mut open = backend.letters.lock().await;
+        dlq::refresh(&*backend.bus, &mut open, None).await?;
+        return Ok(Json(answer(&open)));
+    }
+    let book = dlq::load(&*backend.bus, filter.topic.as_ref()).await?;
+    Ok(Json(answer(&book)))
 }
 
 /// `GET /dead-letters/{id}`: one letter with its original (personal data masked) and history.

@@ -81,6 +81,13 @@ impl FromStr for StateFilter {
     }
 }
 
+impl StateFilter {
+    /// Whether only letters not resolved can match.
+    pub fn is_open(self) -> bool {
+        !matches!(self, Self::Resolved | Self::All)
+    }
+}
+
 /// Which letters an operator means. Every field given must match.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -176,17 +183,21 @@ pub async fn load(bus: &dyn EventBus, topic: Option<&TopicName>) -> Result<Book,
 /// Folds into `book` what every dead-letter topic, or those of `topic`, holds past what the book
 /// has read: a book kept between calls reads each record once.
 pub async fn refresh(bus: &dyn EventBus, book: &mut Book, topic: Option<&TopicName>) -> Result<(), DlqError> {
-    let topics: Vec<TopicName> = match topic {
-        Some(topic) if topic.is_dlq() => vec![topic.clone()],
-        Some(topic) => vec![topic.dlq()],
-        None => bus.list_topics().await?.into_iter().map(|t| t.name).filter(TopicName::is_dlq).collect(),
+    let topics = match topic {
+        Some(topic) => {
+            let dlq = if topic.is_dlq() { topic.clone() } else { topic.dlq() };
+            match bus.describe_topic(&dlq).await {
+                Ok(description) => vec![description],
+                Err(BusError::UnknownTopic(_)) => Vec::new(),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        // One listing gives every topic's end: no call per topic.
+        None => bus.list_topics().await?.into_iter().filter(|t| t.name.is_dlq()).collect(),
     };
-    for dlq in topics {
-        let end = match bus.describe_topic(&dlq).await {
-            Ok(description) => description.partitions.first().map_or(0, |p| p.latest.0),
-            Err(BusError::UnknownTopic(_)) => continue,
-            Err(error) => return Err(error.into()),
-        };
+    for description in topics {
+        let dlq = description.name;
+        let end = description.partitions.first().map_or(0, |p| p.latest.0);
         // Bounded: read to the end the topic had when this began.
         while book.cursor(&dlq).0 < end {
             let records = bus.read(&dlq, Partition(0), book.cursor(&dlq), READ_BATCH).await?;
