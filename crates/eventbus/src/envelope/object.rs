@@ -265,7 +265,7 @@ impl<'de> Visitor<'de> for CheckedVisitor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -319,7 +319,8 @@ mod tests {
         assert!(JsonObject::default().is_empty());
     }
 
-    fn value() -> impl Strategy<Value = Value> {
+    /// Any JSON value, a few levels deep; shared with the other envelope tests.
+    pub(in crate::envelope) fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
