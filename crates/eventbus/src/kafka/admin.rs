@@ -71,8 +71,8 @@ impl Kafka {
         Err(KafkaError::TopicNotVisible { topic: name.to_string(), waited: VISIBLE_WITHIN }.into())
     }
 
-    /// Topic name → partition count, for every topic the cluster reports.
-    /// Every topic with its partition count; what the outbox remembers if no broker answers.
+    /// Topic name → partition count, for every topic the cluster reports; what the outbox
+    /// remembers if no broker answers.
     pub(super) async fn metadata_topics(&self) -> Result<HashMap<String, u32>, BusError> {
         let timeout = self.config.request_timeout();
         let fetched = self

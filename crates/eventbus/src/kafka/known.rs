@@ -55,7 +55,7 @@ impl KnownPartitions {
         }
         counts.clone_from(seen);
         let text = serde_json::to_vec(&*counts).expect("a map of counts serialises");
-        drop(counts);
+        // Written under the lock: two writers would share the partial file.
         if let Err(error) = self.write(&text) {
             tracing::warn!(path = %self.path.display(), %error, "Cannot remember the partition counts");
         }
