@@ -219,6 +219,15 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The value of a `charset` parameter of a media type (`charset=utf-8`, `Charset="UTF-8"`), if
+/// `part` is one.
+fn charset(part: &[u8]) -> Option<&[u8]> {
+    let (name, value) = part.split_at(part.iter().position(|b| *b == b'=')?);
+    let value = value[1..].trim_ascii();
+    let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
+    name.trim_ascii().eq_ignore_ascii_case(b"charset").then_some(value)
+}
+
 /// A JSON body whose every failure (not `application/json`, too large, too slow, not JSON,
 /// wrong shape) is an [`ApiError`].
 pub struct JsonBody<T>(pub T);
@@ -231,8 +240,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let mut parts = content_type.unwrap_or_default().split(|b| *b == b';').map(<[u8]>::trim_ascii);
         let media_type = parts.next().unwrap_or_default();
         // JSON is UTF-8 (RFC 8259): a body said to be in another charset is not read as if it were.
-        let other_charset =
-            parts.filter_map(|p| p.strip_prefix(b"charset=")).any(|c| !c.eq_ignore_ascii_case(b"utf-8"));
+        let other_charset = parts.filter_map(charset).any(|c| !c.eq_ignore_ascii_case(b"utf-8"));
         if !media_type.eq_ignore_ascii_case(b"application/json") || other_charset {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -582,9 +582,13 @@ async fn every_error_has_the_one_json_shape_even_the_frameworks_own() {
 async fn a_body_that_is_not_json_by_its_content_type_is_a_415() {
     let api = api().await;
     let deposit = json!({"action": "deposit", "account_id": "acc_1", "amount": "1.00", "currency": "USD"}).to_string();
-    for content_type in
-        ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", "application/json; charset=utf-16"]
-    {
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonx",
+        "application/json; charset=utf-16",
+        "application/json; Charset=\"latin1\"",
+    ] {
         let request = Request::builder()
             .method(Method::POST)
             .uri("/commands/transactions")
@@ -606,6 +610,9 @@ async fn a_body_that_is_not_json_by_its_content_type_is_a_415() {
             &[("content-type", "application/json; charset=UTF-8")],
         )
         .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let quoted = [("content-type", "application/json;charset=\"utf-8\"")];
+    let (status, _) = api.raw(Method::POST, "/commands/transactions", Some(TOKEN), deposit.as_bytes(), &quoted).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     api.service.shutdown().await.unwrap();
 }
