@@ -122,22 +122,8 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(data): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    match carry_out(&state, &kind, wait, &headers, data).await {
-        // A store or bus that failed for its disk says so.
-        Err(error) => Err(state.explain(error).await),
-        answer => answer,
-    }
-}
-
-async fn carry_out(
-    state: &ApiState,
-    kind: &str,
-    wait: Wait,
-    headers: &HeaderMap,
-    data: Map<String, Value>,
-) -> Result<Response, ApiError> {
     let backend = state.backend();
-    let (topic, event_type, entity_type) = match kind {
+    let (topic, event_type, entity_type) = match kind.as_str() {
         "transactions" => (Topic::CommandsTransactions, "transaction_command", "transaction"),
         "customers" => (Topic::CommandsCustomers, "customer_command", "customer"),
         "loans" => (Topic::CommandsLoans, "loan_command", "loan"),
@@ -148,14 +134,14 @@ async fn carry_out(
             ));
         }
     };
-    let idempotency_key = header(headers, "idempotency-key")?;
+    let idempotency_key = header(&headers, "idempotency-key")?;
     let id = match &idempotency_key {
         Some(key) => CommandId::derived(&format!("api/{kind}/{key}")),
         None => CommandId::new(),
     };
     let digest = idempotency_key.is_some().then(|| nexum::commands::digest(&data));
-    let deliver_at = header(headers, "x-deliver-at")?;
-    let correlation = header(headers, "x-correlation-id")?.unwrap_or_else(|| id.to_string());
+    let deliver_at = header(&headers, "x-deliver-at")?;
+    let correlation = header(&headers, "x-correlation-id")?.unwrap_or_else(|| id.to_string());
     // Commands about one entity keep their order: they share a partition.
     let key = ["account_id", "from_account_id", "customer_id", "loan_id", "case_id"]
         .iter()
@@ -165,7 +151,7 @@ async fn carry_out(
     let mut event = EventSchema::new(event_type, entity_type, key.clone(), data)
         .with_id(id.as_str().parse::<EventId>().expect("a command id is an event id"))
         .with_metadata("correlation_id", correlation);
-    if let Some((traceparent, tracestate)) = trace_context(headers) {
+    if let Some((traceparent, tracestate)) = trace_context(&headers) {
         // The command continues the caller's trace: its `publish` span is a child of it.
         event = event.with_metadata(eventbus::trace::TRACEPARENT, traceparent);
         if let Some(tracestate) = tracestate {
@@ -196,11 +182,11 @@ async fn carry_out(
     let waiter =
         Waiter { outcomes: &backend.outcomes, id: &id, receiver: wait.wait.then(|| backend.outcomes.register(&id)) };
     if let Some(digest) = &digest
-        && let Some(audit) = within(deadline, &id, recorded_outcome(state, &id)).await??
+        && let Some(audit) = within(deadline, &id, recorded_outcome(&state, &id)).await??
     {
         // A retry of a command that ran: its stored outcome, at once (IETF Idempotency-Key draft).
         same_body(&audit, digest)?;
-        let mut response = outcome_response(state, &id, &audit, wait.wait).await?;
+        let mut response = outcome_response(&state, &id, &audit, wait.wait).await?;
         response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
         return Ok(response);
     }
@@ -223,7 +209,7 @@ async fn carry_out(
             if let Some(digest) = &digest {
                 same_body(&audit, digest)?;
             }
-            outcome_response(state, &id, &audit, true).await
+            outcome_response(&state, &id, &audit, true).await
         }
         None => Ok((StatusCode::ACCEPTED, Json(json!({"command_id": id, "status": "pending"}))).into_response()),
     }

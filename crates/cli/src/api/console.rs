@@ -470,10 +470,7 @@ pub async fn produce(
     let event_id = event.event_id.clone();
     let bus = state.backend().bus.clone();
     bus.describe_topic(&topic).await?;
-    let published = match bus.publish(&topic, event, produce.key.as_deref()).await {
-        Ok(published) => published,
-        Err(error) => return Err(state.explain(error.into()).await),
-    };
+    let published = bus.publish(&topic, event, produce.key.as_deref()).await?;
     tracing::info!(%topic, partition = %published.partition, event_id = ?event_id.as_ref().map(ToString::to_string), "Message produced from the console");
     Ok((
         StatusCode::CREATED,

@@ -2,9 +2,9 @@
 //! frozen disk makes the service unready, with the reason, instead of failing the writes of
 //! commands one by one.
 //!
-//! A command that fails on the store or the bus asks the same probe why: a client is told that
-//! the disk is full or read-only (without the path), and when to try again, instead of only
-//! "unavailable".
+//! A request that fails on the store or the bus asks the same probe why ([`explain`]): a client
+//! is told that the disk is full or read-only (without the path), and when to try again,
+//! instead of only "unavailable".
 //!
 //! The probe writes and syncs a small file. A probe that does not come back within
 //! [`PROBE_TIMEOUT`] means the disk is frozen; while it hangs no second probe is started, so a
@@ -15,7 +15,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::ApiError;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, ApiState};
 
 /// The longest a write and sync of the probe file may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,27 +80,28 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// `error`, a failure of the store or the bus, with the disk's fault as its cause if the probe
-/// finds one: the client learns that an operator is needed, not only that it should retry.
-pub async fn explain(disk: Option<&Disk>, error: ApiError) -> ApiError {
-    if error.code != "unavailable" {
-        return error;
+/// Marks the answer of a store or bus that failed (an [`ApiError::unavailable`]), for
+/// [`explain`].
+#[derive(Clone, Copy, Debug)]
+pub struct Unavailable;
+
+/// Gives every answer marked [`Unavailable`] the disk's fault as its cause, if the probe finds
+/// one: the client learns that an operator is needed, not only that it should retry.
+pub async fn explain(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.extensions().get::<Unavailable>().is_none() {
+        return response;
     }
-    let Some(Err(problem)) = (match disk {
-        Some(disk) => Some(disk.check().await),
-        None => None,
-    }) else {
-        return error;
-    };
+    let Some(disk) = state.disk() else { return response };
+    let Err(problem) = disk.check().await else { return response };
+    let message =
+        format!("the service cannot write: {}; try again once an operator has mended it", problem.fault.words());
     ApiError {
-        message: format!(
-            "the service cannot write: {}; try again once an operator has mended it",
-            problem.fault.words()
-        ),
         retry_after: Some(Duration::from_secs(5)),
-        ..error
+        ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
     .with_detail("cause", problem.fault.code())
+    .into_response()
 }
 
 /// Probes one directory.

@@ -75,6 +75,10 @@ impl IntoResponse for ApiError {
         }
         let body = json!({"error": error});
         let mut response = (self.status, Json(body)).into_response();
+        if self.code == "unavailable" {
+            // For `disk::explain`, which names the disk's fault if that is the cause.
+            response.extensions_mut().insert(super::disk::Unavailable);
+        }
         if let Some(after) = self.retry_after {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(after.as_secs()));
         }

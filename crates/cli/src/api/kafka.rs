@@ -71,13 +71,9 @@ pub async fn publish_test(
     let published = match state.backend().bus.publish(&topic, event.clone(), None).await {
         Err(BusError::UnknownTopic(_)) => {
             state.backend().bus.create_topic(&topic, 3).await?;
-            state.backend().bus.publish(&topic, event, None).await
+            state.backend().bus.publish(&topic, event, None).await?
         }
-        other => other,
-    };
-    let published = match published {
-        Ok(published) => published,
-        Err(error) => return Err(state.explain(error.into()).await),
+        other => other?,
     };
     Ok((
         StatusCode::CREATED,

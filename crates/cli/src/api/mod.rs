@@ -136,9 +136,9 @@ impl ApiState {
         Arc::clone(&self.0.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// `error` with the disk's fault as its cause, if the store or the bus failed for its disk.
-    async fn explain(&self, error: ApiError) -> ApiError {
-        disk::explain(self.0.disk.as_ref(), error).await
+    /// The data directory's disk, if the service has one.
+    fn disk(&self) -> Option<&disk::Disk> {
+        self.0.disk.as_ref()
     }
 
     /// Points the API at a new bus and the service running on it.
@@ -202,6 +202,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/dead-letters/redrive", post(dead_letters::redrive))
         .route("/dead-letters/discard", post(dead_letters::discard))
         .route("/dead-letters/{id}", get(dead_letters::show))
+        .route_layer(middleware::from_fn_with_state(state.clone(), disk::explain))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track));
     Router::new()
