@@ -4,10 +4,12 @@
 //! and a deposit to another. The API and the command parser refuse such a document, naming the
 //! field, as Jackson's `STRICT_DUPLICATE_DETECTION` does.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The longest field name an answer repeats; a longer one is cut.
@@ -73,7 +75,7 @@ impl<'de> Visitor<'de> for Unique<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut names = HashSet::new();
-        while let Some(name) = map.next_key::<String>()? {
+        while let Some(Name(name)) = map.next_key()? {
             if names.contains(&name) {
                 *self.0.borrow_mut() = Some(name.chars().take(MAX_NAME_CHARS).collect());
                 return Err(de::Error::custom("a field named twice"));
@@ -82,6 +84,31 @@ impl<'de> Visitor<'de> for Unique<'_> {
             names.insert(name);
         }
         Ok(())
+    }
+}
+
+/// A field name, borrowed from the text unless it has escapes: no allocation per field.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 
