@@ -796,17 +796,22 @@
     $('groups-total').textContent = `${number.format(body.count)} groups, total lag ${number.format(body.total_lag)}`;
   }
 
-  /** A row under a group's: its committed offset, end and lag per partition, each with a reset. */
-  function partitionRow(group, partitions) {
-    const table = document.createElement('table');
-    table.className = 'partitions';
+  /** A table's row of column titles. */
+  function headerRow(titles) {
     const head = document.createElement('tr');
-    for (const title of ['Topic', 'Partition', 'Offset', 'End', 'Lag', '']) {
+    for (const title of titles) {
       const th = document.createElement('th');
       th.textContent = title;
       head.append(th);
     }
-    table.append(head);
+    return head;
+  }
+
+  /** A row under a group's: its committed offset, end and lag per partition, each with a reset. */
+  function partitionRow(group, partitions) {
+    const table = document.createElement('table');
+    table.className = 'partitions';
+    table.append(headerRow(['Topic', 'Partition', 'Offset', 'End', 'Lag', '']));
     for (const p of partitions) {
       const row = document.createElement('tr');
       row.dataset.testid = 'group-partition';
@@ -1446,13 +1451,7 @@
     const history = document.createElement('table');
     history.className = 'dlq-history';
     history.dataset.testid = 'dlq-history';
-    const head = document.createElement('tr');
-    for (const title of ['At', 'What', 'Who', 'From', 'Error', 'DLQ offset']) {
-      const th = document.createElement('th');
-      th.textContent = title;
-      head.append(th);
-    }
-    history.append(head);
+    history.append(headerRow(['At', 'What', 'Who', 'From', 'Error', 'DLQ offset']));
     for (const entry of details.history || []) {
       const line = document.createElement('tr');
       line.dataset.testid = 'dlq-history-entry';
