@@ -142,16 +142,22 @@ async fn events_published_while_the_network_is_blackholed_arrive_once_and_in_key
     publishing_through(Network::Blackholed).await;
 }
 
+/// A running bus on `kafka` with a new 3-partition topic, and `account`'s event 0 on it,
+/// acknowledged by the broker: the bus knows the topic's partitions.
+async fn with_a_topic(kafka: &KafkaConfig, name: &str, account: &str) -> (KafkaBus, eventbus::TopicName) {
+    let topic = random_topic(name);
+    let bus = KafkaBus::connect(kafka.clone(), BusConfig::default()).await.unwrap();
+    bus.start().await.unwrap();
+    bus.create_topic(&topic, 3).await.unwrap();
+    assert!(bus.publish(&topic, transaction(account, 0), None).await.unwrap().offset.is_some());
+    (bus, topic)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_left_in_the_outbox_at_a_stop_go_out_at_the_next_start() {
     // Given a bus with an outbox whose broker cannot be reached
     let (_dir, proxy, _broker, kafka) = behind_a_proxy(500, 2000).await;
-    let topic = random_topic("restart");
-    let bus = KafkaBus::connect(kafka.clone(), BusConfig::default()).await.unwrap();
-    bus.start().await.unwrap();
-    bus.create_topic(&topic, 3).await.unwrap();
-    // (The bus learns the topic's partitions from the broker on its first publish.)
-    assert!(bus.publish(&topic, transaction("acc_1", 0), None).await.unwrap().offset.is_some());
+    let (bus, topic) = with_a_topic(&kafka, "restart", "acc_1").await;
     proxy.set(Network::Refused);
 
     // When events are published, and the bus stops before the broker took them
@@ -181,14 +187,9 @@ async fn events_left_in_the_outbox_at_a_stop_go_out_at_the_next_start() {
 async fn a_bus_started_while_the_broker_cannot_be_reached_takes_events_for_the_topics_it_knew() {
     // Given an outbox whose bus saw a 3-partition topic, then stopped
     let (_dir, proxy, _broker, kafka) = behind_a_proxy(500, 2000).await;
-    let topic = random_topic("cold-start");
-    {
-        let bus = KafkaBus::connect(kafka.clone(), BusConfig::default()).await.unwrap();
-        bus.start().await.unwrap();
-        bus.create_topic(&topic, 3).await.unwrap();
-        assert!(bus.publish(&topic, transaction("acc_0", 0), None).await.unwrap().offset.is_some());
-        bus.stop().await.unwrap();
-    }
+    let (bus, topic) = with_a_topic(&kafka, "cold-start", "acc_0").await;
+    bus.stop().await.unwrap();
+    drop(bus);
 
     // When the network to the broker fails, and a new bus starts on the same outbox
     proxy.set(Network::Refused);
